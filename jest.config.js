@@ -1,0 +1,21 @@
+// Tests run from TypeScript sources (ts-jest, transpile only; `tsc -b` type-checks the build).
+// @jobmesh/* imports resolve to each package's src so a test sees one copy of every module.
+const moduleNameMapper = {
+  '^@jobmesh/(contracts|core|config|telemetry|queue|grpc-kit|testing|sdk)$': '<rootDir>/libs/$1/src/index.ts',
+  '^@jobmesh/(scheduler)$': '<rootDir>/services/$1/src/index.ts',
+  '^@jobmesh/cli$': '<rootDir>/cli/src/index.ts',
+};
+const transform = { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.jest.json' }] };
+const common = { testEnvironment: 'node', moduleNameMapper, transform, modulePathIgnorePatterns: ['/dist/'] };
+
+module.exports = {
+  projects: [
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/{libs,services,cli}/**/src/**/*.test.ts'] },
+    {
+      ...common,
+      displayName: 'integration',
+      testMatch: ['<rootDir>/{libs,services,cli}/**/test/**/*.test.ts', '<rootDir>/test/**/*.test.ts'],
+      testTimeout: 60_000,
+    },
+  ],
+};

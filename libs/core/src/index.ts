@@ -1,0 +1,6 @@
+export * from './errors';
+export * from './duration';
+export * from './states';
+export * from './options';
+export * from './backoff';
+export * from './validation';

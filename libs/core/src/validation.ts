@@ -1,0 +1,121 @@
+import { InvalidArgumentError, PayloadTooLargeError } from './errors';
+import { MAX_PRIORITY, type BackoffSpec, type JobOptionsSpec, type QueueSpec, type RetentionSpec } from './options';
+
+const QUEUE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+const JOB_NAME = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$/;
+const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$/;
+
+/** Default limit on a job's JSON-encoded data: 256 KiB. */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024;
+
+export function validateQueueName(name: string, field = 'queue'): string {
+  if (!name) throw new InvalidArgumentError(field, 'is required');
+  if (!QUEUE_NAME.test(name)) {
+    throw new InvalidArgumentError(
+      field,
+      `"${truncate(name)}" is not a valid queue name: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    );
+  }
+  return name;
+}
+
+/** Schedule ids follow the queue-name rules. */
+export function validateScheduleId(id: string, field = 'schedule.id'): string {
+  return validateQueueName(id, field);
+}
+
+export function validateJobName(name: string, field = 'job.name'): string {
+  if (!name) throw new InvalidArgumentError(field, 'is required');
+  if (!JOB_NAME.test(name)) {
+    throw new InvalidArgumentError(
+      field,
+      `"${truncate(name)}" is not a valid job name: use 1-200 letters, digits, '.', '_', '-', '/' or ':', starting with a letter or digit`,
+    );
+  }
+  return name;
+}
+
+export function validateJobId(id: string, field = 'job.options.job_id'): string {
+  if (!JOB_ID.test(id) || /^\d+$/.test(id)) {
+    throw new InvalidArgumentError(
+      field,
+      `"${truncate(id)}" is not a valid job id: use 1-200 letters, digits, '.', '_', '-' or '/', not a plain integer and without ':'`,
+    );
+  }
+  return id;
+}
+
+/** Measures the JSON encoding of `data` and rejects it over `limit` bytes. Returns the size. */
+export function validatePayload(data: unknown, limit: number, field = 'job.data'): number {
+  const size = Buffer.byteLength(JSON.stringify(data ?? {}), 'utf8');
+  if (size > limit) throw new PayloadTooLargeError(field, size, limit);
+  return size;
+}
+
+export function validateBackoff(b: BackoffSpec, field: string): void {
+  nonNegative(b.delayMs, `${field}.delay`);
+  if (b.maxDelayMs !== undefined) nonNegative(b.maxDelayMs, `${field}.max_delay`);
+  if (b.jitter !== undefined && !(b.jitter >= 0 && b.jitter <= 1)) {
+    throw new InvalidArgumentError(`${field}.jitter`, `must be between 0 and 1, got ${b.jitter}`);
+  }
+  if (b.kind === 'custom' && !b.customStrategy) {
+    throw new InvalidArgumentError(`${field}.custom_strategy`, 'is required with BACKOFF_KIND_CUSTOM');
+  }
+}
+
+function validateRetention(r: RetentionSpec, field: string): void {
+  if (r.ageMs !== undefined) nonNegative(r.ageMs, `${field}.age`);
+}
+
+/** Checks every option of a job; `field` is the path of the options message in the request. */
+export function validateJobOptions(o: JobOptionsSpec, field = 'job.options'): void {
+  if (o.attempts !== undefined && (!Number.isInteger(o.attempts) || o.attempts < 1)) {
+    throw new InvalidArgumentError(`${field}.attempts`, `must be at least 1, got ${o.attempts}`);
+  }
+  if (o.backoff) validateBackoff(o.backoff, `${field}.backoff`);
+  if (o.delayMs !== undefined) nonNegative(o.delayMs, `${field}.delay`);
+  if (o.runAt !== undefined && Number.isNaN(o.runAt.getTime())) throw new InvalidArgumentError(`${field}.run_at`, 'is not a valid time');
+  if (o.priority !== undefined && (o.priority < 0 || o.priority > MAX_PRIORITY)) {
+    throw new InvalidArgumentError(`${field}.priority`, `must be between 0 and ${MAX_PRIORITY}, got ${o.priority}`);
+  }
+  if (o.timeoutMs !== undefined) nonNegative(o.timeoutMs, `${field}.timeout`);
+  if (o.idempotencyKey !== undefined && o.idempotencyKey.length > 512) {
+    throw new InvalidArgumentError(`${field}.idempotency_key`, 'must be at most 512 characters');
+  }
+  if (o.jobId !== undefined) validateJobId(o.jobId, `${field}.job_id`);
+  if (o.keepCompleted) validateRetention(o.keepCompleted, `${field}.keep_completed`);
+  if (o.keepFailed) validateRetention(o.keepFailed, `${field}.keep_failed`);
+}
+
+export function validateQueueSpec(q: QueueSpec, field = 'queue'): void {
+  validateQueueName(q.name, `${field}.name`);
+  if (!Number.isInteger(q.concurrency) || q.concurrency < 1 || q.concurrency > 10_000) {
+    throw new InvalidArgumentError(`${field}.concurrency`, `must be between 1 and 10000, got ${q.concurrency}`);
+  }
+  if (q.rateLimit && q.rateLimit.max > 0 && !(q.rateLimit.durationMs > 0)) {
+    throw new InvalidArgumentError(`${field}.rate_limit.duration`, 'must be positive when rate_limit.max is set');
+  }
+  validateJobOptions(q.defaultJobOptions, `${field}.default_job_options`);
+  if (q.defaultJobOptions.jobId !== undefined || q.defaultJobOptions.idempotencyKey !== undefined) {
+    throw new InvalidArgumentError(`${field}.default_job_options`, 'job_id and idempotency_key cannot be queue defaults');
+  }
+  for (const [i, rule] of (q.deadLetter.rules ?? []).entries()) {
+    const rf = `${field}.dead_letter.rules[${i}]`;
+    if (!rule.category) throw new InvalidArgumentError(`${rf}.category`, 'is required');
+    if (rule.messagePattern) {
+      try {
+        new RegExp(rule.messagePattern);
+      } catch (err) {
+        throw new InvalidArgumentError(`${rf}.message_pattern`, `is not a valid regular expression: ${(err as Error).message}`);
+      }
+    }
+  }
+}
+
+function nonNegative(ms: number, field: string): void {
+  if (!Number.isFinite(ms) || ms < 0) throw new InvalidArgumentError(field, `must not be negative, got ${ms}ms`);
+}
+
+function truncate(s: string): string {
+  return s.length > 40 ? `${s.slice(0, 40)}…` : s;
+}
