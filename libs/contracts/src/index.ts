@@ -6,3 +6,18 @@ export * from './gen/jobmesh/v1/worker_service';
 export * from './gen/jobmesh/v1/dead_letter_service';
 export * from './gen/jobmesh/v1/monitor_service';
 export { Duration } from './gen/google/protobuf/duration';
+
+import { resolve } from 'node:path';
+
+/** The proto/ folder with jobmesh/v1/*.proto, for reflection and other-language stubs. */
+export const PROTO_DIR = resolve(__dirname, '../../../proto');
+
+/** Every jobmesh.v1 proto file, relative to PROTO_DIR. */
+export const PROTO_FILES = [
+  'jobmesh/v1/job.proto',
+  'jobmesh/v1/queue.proto',
+  'jobmesh/v1/scheduler_service.proto',
+  'jobmesh/v1/worker_service.proto',
+  'jobmesh/v1/dead_letter_service.proto',
+  'jobmesh/v1/monitor_service.proto',
+];

@@ -1,0 +1,4 @@
+export * from './durations';
+export * from './env';
+export * from './config-file';
+export * from './load';

@@ -1,0 +1,4 @@
+export * from './status';
+export * from './rpc';
+export * from './server';
+export * from './process';

@@ -1,0 +1,136 @@
+import {
+  status as Status,
+  type handleBidiStreamingCall,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
+  type Metadata,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type sendUnaryData,
+} from '@grpc/grpc-js';
+import { type Logger, type Registry, counter, histogram } from '@jobmesh/telemetry';
+import { serviceError, toStatus } from './status';
+
+/** What a handler knows about its call. */
+export interface CallContext {
+  /** The full method path, e.g. "/jobmesh.v1.SchedulerService/EnqueueJob". */
+  method: string;
+  metadata: Metadata;
+  peer: string;
+  /** Aborted when the client cancels or the deadline passes. */
+  signal: AbortSignal;
+  /** Set by the auth hook, e.g. the API key's principal. */
+  principal?: unknown;
+}
+
+/**
+ * Authenticates and authorises a call before its handler runs; throw an Unauthenticated or
+ * PermissionDenied error to reject it. Returns the principal stored on the context.
+ */
+export type AuthHook = (ctx: CallContext, request: unknown) => unknown | Promise<unknown>;
+
+export interface RpcKitOptions {
+  logger: Logger;
+  registry: Registry;
+  auth?: AuthHook;
+}
+
+/**
+ * Turns async handlers into grpc-js handlers: runs the auth hook, maps every error to a status in
+ * one place, records `jobmesh_grpc_*` metrics, and aborts the context on cancel or deadline.
+ */
+export class RpcKit {
+  private readonly requests;
+  private readonly latency;
+
+  constructor(private readonly opts: RpcKitOptions) {
+    this.requests = counter(opts.registry, 'jobmesh_grpc_requests_total', 'gRPC calls handled, by method and status code', ['method', 'code']);
+    this.latency = histogram(opts.registry, 'jobmesh_grpc_request_duration_seconds', 'gRPC call latency (streams: until the stream ends)', ['method']);
+  }
+
+  private context(method: string, call: { metadata: Metadata; getPeer(): string; on(e: 'cancelled', f: () => void): unknown }): CallContext {
+    const controller = new AbortController();
+    call.on('cancelled', () => controller.abort(new Error('call cancelled by the client or its deadline')));
+    return { method, metadata: call.metadata, peer: call.getPeer(), signal: controller.signal };
+  }
+
+  private finish(method: string, started: bigint, code: Status, err?: unknown): void {
+    this.requests.inc({ method, code: Status[code] ?? String(code) });
+    this.latency.observe({ method }, Number(process.hrtime.bigint() - started) / 1e9);
+    if (err === undefined) return;
+    const mapped = toStatus(err);
+    if (!mapped.expected) this.opts.logger.error({ err, method }, 'unexpected error in handler');
+    else if (mapped.code === Status.UNAVAILABLE) this.opts.logger.warn({ method, err: (err as Error).message }, 'backend unavailable');
+  }
+
+  unary<Req, Res>(method: string, fn: (req: Req, ctx: CallContext) => Promise<Res>): handleUnaryCall<Req, Res> {
+    return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+      const started = process.hrtime.bigint();
+      const ctx = this.context(method, call);
+      void (async () => {
+        if (this.opts.auth) ctx.principal = await this.opts.auth(ctx, call.request);
+        return fn(call.request, ctx);
+      })().then(
+        (res) => {
+          this.finish(method, started, Status.OK);
+          callback(null, res);
+        },
+        (err: unknown) => {
+          const mapped = toStatus(err);
+          this.finish(method, started, mapped.code, err);
+          callback(serviceError(mapped));
+        },
+      );
+    };
+  }
+
+  /** A server stream: `fn` writes with `send` and resolves when the stream should end. */
+  serverStream<Req, Res>(
+    method: string,
+    fn: (req: Req, ctx: CallContext, send: (res: Res) => void) => Promise<void>,
+  ): handleServerStreamingCall<Req, Res> {
+    return (call: ServerWritableStream<Req, Res>) => {
+      const started = process.hrtime.bigint();
+      const ctx = this.context(method, call);
+      void (async () => {
+        if (this.opts.auth) ctx.principal = await this.opts.auth(ctx, call.request);
+        await fn(call.request, ctx, (res) => {
+          if (!ctx.signal.aborted) call.write(res);
+        });
+      })().then(
+        () => {
+          this.finish(method, started, Status.OK);
+          if (!ctx.signal.aborted) call.end();
+        },
+        (err: unknown) => {
+          const mapped = toStatus(err);
+          this.finish(method, started, mapped.code, err);
+          if (!ctx.signal.aborted) call.destroy(Object.assign(new Error(mapped.details), serviceError(mapped)));
+        },
+      );
+    };
+  }
+
+  /** A bidi stream: `fn` owns the call and resolves when it is over. */
+  bidi<Req, Res>(method: string, fn: (call: ServerDuplexStream<Req, Res>, ctx: CallContext) => Promise<void>): handleBidiStreamingCall<Req, Res> {
+    return (call: ServerDuplexStream<Req, Res>) => {
+      const started = process.hrtime.bigint();
+      const ctx = this.context(method, call);
+      void (async () => {
+        if (this.opts.auth) ctx.principal = await this.opts.auth(ctx, undefined);
+        await fn(call, ctx);
+      })().then(
+        () => {
+          this.finish(method, started, Status.OK);
+          if (!ctx.signal.aborted) call.end();
+        },
+        (err: unknown) => {
+          const mapped = toStatus(err);
+          this.finish(method, started, mapped.code, err);
+          if (!ctx.signal.aborted) call.destroy(Object.assign(new Error(mapped.details), serviceError(mapped)));
+        },
+      );
+    };
+  }
+}

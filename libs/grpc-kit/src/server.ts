@@ -1,0 +1,83 @@
+import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { PROTO_DIR, PROTO_FILES } from '@jobmesh/contracts';
+import type { Logger } from '@jobmesh/telemetry';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+
+export interface GrpcServerOptions {
+  logger: Logger;
+  /** Largest message sent or received, bytes. @default 8 MiB */
+  maxMessageBytes?: number;
+  /** TLS; plaintext when unset. */
+  credentials?: ServerCredentials;
+}
+
+/**
+ * A gRPC server with grpc.health.v1 and server reflection (so grpcurl works without proto files).
+ * Services registered with `add` are reported in health under their full name and under "".
+ */
+export class GrpcServer {
+  readonly server: Server;
+  private readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
+  private readonly services: string[] = [];
+  private boundPort = 0;
+
+  constructor(private readonly opts: GrpcServerOptions) {
+    const max = opts.maxMessageBytes ?? 8 * 1024 * 1024;
+    this.server = new Server({
+      'grpc.max_receive_message_length': max,
+      'grpc.max_send_message_length': max,
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_permit_without_calls': 1,
+    });
+    this.health.addToServer(this.server);
+    const pkg = loadSync(PROTO_FILES, { includeDirs: [PROTO_DIR], keepCase: true });
+    new ReflectionService(pkg).addToServer(this.server);
+  }
+
+  /** Adds a service; `name` is its full proto name, e.g. "jobmesh.v1.SchedulerService". */
+  add(name: string, definition: ServiceDefinition, impl: UntypedServiceImplementation): void {
+    this.server.addService(definition, impl);
+    this.services.push(name);
+    this.health.setStatus(name, 'NOT_SERVING');
+  }
+
+  setStatus(status: ServingStatus): void {
+    for (const s of ['', ...this.services]) this.health.setStatus(s, status);
+  }
+
+  /** Binds `address` (port 0 picks one) and starts serving. Returns the bound port. */
+  async listen(address: string): Promise<number> {
+    this.boundPort = await new Promise<number>((resolve, reject) => {
+      this.server.bindAsync(address, this.opts.credentials ?? ServerCredentials.createInsecure(), (err, port) =>
+        err ? reject(new Error(`cannot listen on ${address}: ${err.message}`)) : resolve(port),
+      );
+    });
+    this.setStatus('SERVING');
+    return this.boundPort;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /**
+   * Graceful shutdown: health goes NOT_SERVING, new calls are refused, calls in progress get
+   * `graceMs` to finish, then the rest are cancelled.
+   */
+  async shutdown(graceMs = 30_000): Promise<void> {
+    this.setStatus('NOT_SERVING');
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.opts.logger.warn({ graceMs }, 'grace period over; cancelling the calls still open');
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}

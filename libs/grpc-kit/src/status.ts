@@ -1,0 +1,47 @@
+import { status as Status, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { type ErrorKind, isJobmeshError } from '@jobmesh/core';
+
+const KIND_TO_STATUS: Record<ErrorKind, Status> = {
+  invalid_argument: Status.INVALID_ARGUMENT,
+  not_found: Status.NOT_FOUND,
+  already_exists: Status.ALREADY_EXISTS,
+  failed_precondition: Status.FAILED_PRECONDITION,
+  resource_exhausted: Status.RESOURCE_EXHAUSTED,
+  unavailable: Status.UNAVAILABLE,
+  unauthenticated: Status.UNAUTHENTICATED,
+  permission_denied: Status.PERMISSION_DENIED,
+  deadline_exceeded: Status.DEADLINE_EXCEEDED,
+  aborted: Status.ABORTED,
+};
+
+// What ioredis says when Redis cannot be reached, or cannot answer in time.
+const REDIS_DOWN = /Stream isn't writeable|enableOfflineQueue|Connection is closed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|Command timed out|LOADING|READONLY|MASTERDOWN|Reached the max retries/;
+
+export interface MappedStatus {
+  code: Status;
+  details: string;
+  /** False for errors we did not expect: they are logged with their stack. */
+  expected: boolean;
+}
+
+/**
+ * The one place where an error becomes a gRPC status. Typed Jobmesh errors carry their kind;
+ * Redis connection failures are UNAVAILABLE; anything else is INTERNAL with a generic message
+ * (the detail goes to the log, never to the caller).
+ */
+export function toStatus(err: unknown): MappedStatus {
+  if (isJobmeshError(err)) return { code: KIND_TO_STATUS[err.kind], details: err.message, expected: true };
+  const e = err as Partial<ServiceError> & { name?: string; message?: string };
+  if (typeof e?.code === 'number' && e.code in Status && e.metadata instanceof Metadata) {
+    // A status from a downstream gRPC call: pass it on.
+    return { code: e.code, details: e.details ?? e.message ?? '', expected: true };
+  }
+  if (e?.name === 'MaxRetriesPerRequestError' || REDIS_DOWN.test(e?.message ?? '')) {
+    return { code: Status.UNAVAILABLE, details: `Redis is unavailable: ${e.message}`, expected: true };
+  }
+  return { code: Status.INTERNAL, details: 'internal error; the server log has the details', expected: false };
+}
+
+export function serviceError(mapped: MappedStatus): Partial<ServiceError> {
+  return { code: mapped.code, details: mapped.details, message: mapped.details };
+}

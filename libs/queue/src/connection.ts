@@ -1,0 +1,109 @@
+import { UnavailableError } from '@jobmesh/core';
+import type { Logger } from '@jobmesh/telemetry';
+import { Redis, type RedisOptions } from 'ioredis';
+
+export interface RedisSettings {
+  /** redis:// or rediss:// URL; user and password may be in it. @default redis://127.0.0.1:6379 */
+  url?: string;
+  /** Sentinel endpoints "host:port,host:port"; with `masterName`, used instead of `url`. */
+  sentinels?: string;
+  masterName?: string;
+  /** Prefix of every key. @default jobmesh */
+  prefix: string;
+  /** A command slower than this fails. @default 5000 */
+  commandTimeoutMs?: number;
+}
+
+/**
+ * `producer`: fails fast when Redis is down (no offline queue, one retry, a command timeout), so
+ * an RPC answers UNAVAILABLE within its deadline instead of hanging.
+ * `worker`: blocking commands and long-lived subscribers; retries forever and recovers by itself.
+ */
+export type ConnectionRole = 'producer' | 'worker';
+
+export function redisOptions(settings: RedisSettings, role: ConnectionRole, name?: string): RedisOptions {
+  const common: RedisOptions = {
+    connectionName: name,
+    retryStrategy: (times) => Math.min(times * 200, 2000),
+    ...(role === 'producer'
+      ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: settings.commandTimeoutMs ?? 5000 }
+      : { maxRetriesPerRequest: null, enableReadyCheck: true }),
+  };
+  if (settings.sentinels && settings.masterName) {
+    const sentinels = settings.sentinels.split(',').map((hp) => {
+      const [host, port] = hp.trim().split(':');
+      return { host: host!, port: Number(port ?? 26379) };
+    });
+    const auth = settings.url ? new URL(settings.url) : undefined;
+    return {
+      ...common,
+      sentinels,
+      name: settings.masterName,
+      username: auth?.username || undefined,
+      password: auth?.password ? decodeURIComponent(auth.password) : undefined,
+    };
+  }
+  const url = new URL(settings.url ?? 'redis://127.0.0.1:6379');
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new Error(`REDIS_URL must start with redis:// or rediss://, got ${url.protocol}//`);
+  }
+  return {
+    ...common,
+    host: url.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(url.port || 6379),
+    username: url.username ? decodeURIComponent(url.username) : undefined,
+    password: url.password ? decodeURIComponent(url.password) : undefined,
+    db: url.pathname.length > 1 ? Number(url.pathname.slice(1)) : undefined,
+    ...(url.protocol === 'rediss:' && { tls: { servername: url.hostname } }),
+  };
+}
+
+/** A new ioredis connection for `role`. The caller closes it. */
+export function createRedis(settings: RedisSettings, role: ConnectionRole, name?: string): Redis {
+  return new Redis(redisOptions(settings, role, name));
+}
+
+/** Waits until the connection is ready, or throws UnavailableError after `timeoutMs`. */
+export async function waitUntilReady(redis: Redis, timeoutMs = 10_000): Promise<void> {
+  if (redis.status === 'ready') return;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new UnavailableError(`Redis did not answer within ${timeoutMs} ms (${describe(redis)}); is it running?`));
+    }, timeoutMs);
+    const onReady = (): void => {
+      cleanup();
+      resolve();
+    };
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      redis.off('ready', onReady);
+    };
+    redis.on('ready', onReady);
+  });
+}
+
+function describe(redis: Redis): string {
+  const o = redis.options;
+  return o.sentinels ? `sentinel master ${o.name}` : `${o.host}:${o.port}`;
+}
+
+/**
+ * BullMQ loses jobs if Redis evicts keys. In production a policy other than `noeviction` is a
+ * start-up error; in development it is a warning.
+ */
+export async function checkMaxmemoryPolicy(redis: Redis, mode: 'development' | 'production', logger: Logger): Promise<void> {
+  let policy: string | undefined;
+  try {
+    const reply = (await redis.config('GET', 'maxmemory-policy')) as string[];
+    policy = reply[1];
+  } catch (err) {
+    // Managed Redis often disables CONFIG; say so rather than guess.
+    logger.warn({ err: (err as Error).message }, 'cannot read maxmemory-policy (CONFIG GET refused); make sure it is noeviction');
+    return;
+  }
+  if (policy === undefined || policy === 'noeviction') return;
+  const message = `Redis maxmemory-policy is "${policy}": Redis may evict job keys and lose jobs. Set it to noeviction (CONFIG SET maxmemory-policy noeviction).`;
+  if (mode === 'production') throw new Error(message);
+  logger.warn(message);
+}

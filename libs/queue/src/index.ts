@@ -1,0 +1,6 @@
+export * from './connection';
+export * from './keys';
+export * from './registry';
+export * from './backbone';
+export * from './proto-mapping';
+export * from './job-mapping';

@@ -1,0 +1,39 @@
+/**
+ * Redis keys Jobmesh owns besides BullMQ's. BullMQ's keys are `<prefix>:<queue>:…`; queue names
+ * start with a letter or digit, so keys under `<prefix>:_…` can never collide with them.
+ */
+export class Keys {
+  constructor(readonly prefix: string) {}
+  /** BullMQ's event stream of a queue; Jobmesh adds its own events (cancelled, log, …) to it. */
+  events(queue: string): string {
+    return `${this.prefix}:${queue}:events`;
+  }
+  /** Hash: queue name → QueueSpec JSON. */
+  get registry(): string {
+    return `${this.prefix}:_registry`;
+  }
+  /** Pub/sub channel: the name of a queue whose registry entry changed. */
+  get registryChanged(): string {
+    return `${this.prefix}:_registry:changed`;
+  }
+  /** String: idempotency key → job id, with a TTL. */
+  idempotency(queue: string, key: string): string {
+    return `${this.prefix}:_idem:${queue}:${key}`;
+  }
+  /** Hash: the snapshot of a cancelled job, with a TTL. */
+  cancelled(queue: string, jobId: string): string {
+    return `${this.prefix}:_cancelled:${queue}:${jobId}`;
+  }
+  /** Sorted set: ids of cancelled jobs, scored by cancel time. */
+  cancelledIndex(queue: string): string {
+    return `${this.prefix}:_cancelled-index:${queue}`;
+  }
+  /** String: a pending cancel request for an active job, with a TTL. */
+  cancelRequest(queue: string, jobId: string): string {
+    return `${this.prefix}:_cancel:${queue}:${jobId}`;
+  }
+  /** Pub/sub channel of cancel requests for active jobs: JSON {queue, jobId, reason}. */
+  get cancelChannel(): string {
+    return `${this.prefix}:_cancel`;
+  }
+}

@@ -1,0 +1,72 @@
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+
+export interface OpsServerOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  registry: Registry;
+  /** Readiness: resolves true when the backend (Redis) answers. /livez never calls it. */
+  ready?: () => Promise<boolean>;
+  /** Extra routes, e.g. the monitor's dashboard. Return false to fall through to 404. */
+  routes?: (path: string, res: ServerResponse) => boolean | Promise<boolean>;
+}
+
+export interface OpsServer {
+  server: Server;
+  /** The bound address, e.g. "127.0.0.1:9464". */
+  address: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** HTTP for operators: /metrics (Prometheus), /livez (process up), /readyz (backend reachable). */
+export async function startOpsServer(opts: OpsServerOptions): Promise<OpsServer> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    void handle(path, res).catch((err: Error) => {
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end(`internal error: ${err.message}\n`);
+    });
+  });
+
+  async function handle(path: string, res: ServerResponse): Promise<void> {
+    if (path === '/metrics') {
+      const body = await opts.registry.metrics();
+      res.writeHead(200, { 'content-type': opts.registry.contentType });
+      res.end(body);
+      return;
+    }
+    if (path === '/livez' || path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('ok\n');
+      return;
+    }
+    if (path === '/readyz') {
+      const ok = opts.ready ? await opts.ready().catch(() => false) : true;
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
+      res.end(ok ? 'ready\n' : 'not ready: Redis is not reachable\n');
+      return;
+    }
+    if (opts.routes && (await opts.routes(path, res))) return;
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    res.end('not found\n');
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port,
+    address: `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

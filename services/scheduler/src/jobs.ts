@@ -1,0 +1,188 @@
+import * as pb from '@jobmesh/contracts';
+import {
+  CANCELLABLE_NOW,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  JobNotFoundError,
+  type JobStateName,
+  validateQueueName,
+} from '@jobmesh/core';
+import { type QueueRegistry, stateFromProto, toProtoJob } from '@jobmesh/queue';
+import type { Job as BullJob, JobType } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { stateOf } from './enqueue';
+
+/** How long a cancelled job's record is kept. */
+const CANCELLED_TTL_MS = 7 * 24 * 3_600_000;
+/** How long a cancel request for an active job waits for its worker to see it. */
+const CANCEL_REQUEST_TTL_MS = 24 * 3_600_000;
+
+const BULL_TYPE: Partial<Record<JobStateName, JobType[]>> = {
+  waiting: ['waiting'],
+  delayed: ['delayed'],
+  prioritized: ['prioritized'],
+  active: ['active'],
+  'waiting-children': ['waiting-children'],
+  completed: ['completed'],
+  failed: ['failed'],
+};
+const LISTABLE: JobStateName[] = ['active', 'waiting', 'prioritized', 'delayed', 'waiting-children', 'failed', 'completed', 'cancelled'];
+
+interface PageToken {
+  /** Index into the requested states. */
+  s: number;
+  /** Offset within that state. */
+  o: number;
+}
+
+function decodeToken(token: string): PageToken {
+  if (!token) return { s: 0, o: 0 };
+  try {
+    const t = JSON.parse(Buffer.from(token, 'base64url').toString()) as PageToken;
+    if (Number.isInteger(t.s) && Number.isInteger(t.o) && t.s >= 0 && t.o >= 0) return t;
+  } catch {
+    // fall through
+  }
+  throw new InvalidArgumentError('page_token', 'is not a token returned by this call');
+}
+
+const encodeToken = (t: PageToken): string => Buffer.from(JSON.stringify(t)).toString('base64url');
+
+/** Reading and steering single jobs: get, list, cancel, retry, promote. */
+export class Jobs {
+  constructor(
+    private readonly redis: Redis,
+    private readonly registry: QueueRegistry,
+  ) {}
+
+  private async find(queue: string, id: string): Promise<BullJob> {
+    if (!id) throw new InvalidArgumentError('id', 'is required');
+    await this.registry.get(validateQueueName(queue));
+    const job = await this.registry.bullQueue(queue).getJob(id);
+    if (!job) throw new JobNotFoundError(queue, id);
+    return job;
+  }
+
+  /** The stored record of a cancelled job, if it was cancelled. */
+  private async cancelled(queue: string, id: string): Promise<pb.Job | undefined> {
+    const json = await this.redis.get(this.registry.keys.cancelled(queue, id));
+    return json ? pb.Job.fromJSON(JSON.parse(json)) : undefined;
+  }
+
+  async get(queue: string, id: string): Promise<pb.Job> {
+    try {
+      const job = await this.find(queue, id);
+      return toProtoJob(job, queue, await stateOf(job));
+    } catch (err) {
+      if (!(err instanceof JobNotFoundError)) throw err;
+      const cancelled = await this.cancelled(queue, id);
+      if (cancelled) return cancelled;
+      throw err;
+    }
+  }
+
+  async list(req: pb.ListJobsRequest): Promise<pb.ListJobsResponse> {
+    const queue = validateQueueName(req.queue);
+    await this.registry.get(queue);
+    if (req.pageSize > 1000) throw new InvalidArgumentError('page_size', `must be at most 1000, got ${req.pageSize}`);
+    const pageSize = req.pageSize || 50;
+    const states = req.states.length
+      ? req.states.map((s, i) => {
+          const name = stateFromProto(s);
+          if (!name || !LISTABLE.includes(name)) throw new InvalidArgumentError(`states[${i}]`, `cannot list jobs in state ${pb.jobStateToJSON(s)}`);
+          return name;
+        })
+      : LISTABLE;
+    const token = decodeToken(req.pageToken);
+    const jobs: pb.Job[] = [];
+    const bull = this.registry.bullQueue(queue);
+    let { s, o } = token;
+    while (s < states.length && jobs.length < pageSize) {
+      const state = states[s]!;
+      const want = pageSize - jobs.length;
+      // One more than wanted tells whether this state has more.
+      const found = state === 'cancelled' ? await this.listCancelled(queue, o, want + 1) : await this.listBull(bull, state, o, want + 1);
+      jobs.push(...found.slice(0, want));
+      if (found.length > want) {
+        o += want;
+        return { jobs, nextPageToken: encodeToken({ s, o }) };
+      }
+      s += 1;
+      o = 0;
+    }
+    return { jobs, nextPageToken: s < states.length ? encodeToken({ s, o }) : '' };
+  }
+
+  private async listBull(bull: ReturnType<QueueRegistry['bullQueue']>, state: JobStateName, offset: number, count: number): Promise<pb.Job[]> {
+    const found = (await bull.getJobs(BULL_TYPE[state]!, offset, offset + count - 1, false)) as BullJob[];
+    // A job can finish between reading ids and reading it; skip the gaps.
+    return found.filter(Boolean).map((j) => toProtoJob(j, bull.name, state));
+  }
+
+  private async listCancelled(queue: string, offset: number, count: number): Promise<pb.Job[]> {
+    const index = this.registry.keys.cancelledIndex(queue);
+    const ids = await this.redis.zrevrange(index, offset, offset + count - 1);
+    if (!ids.length) return [];
+    const values = await this.redis.mget(ids.map((id) => this.registry.keys.cancelled(queue, id)));
+    return values.flatMap((v) => (v ? [pb.Job.fromJSON(JSON.parse(v))] : []));
+  }
+
+  async cancel(req: pb.CancelJobRequest): Promise<pb.CancelJobResponse> {
+    const job = await this.find(req.queue, req.id);
+    const state = await stateOf(job);
+    const reason = req.reason || 'cancelled by request';
+    if (state && CANCELLABLE_NOW.has(state)) {
+      try {
+        await job.remove();
+      } catch (err) {
+        // It became active between the read and the remove: ask its worker instead.
+        if (!/locked|active/i.test((err as Error).message)) throw err;
+        return this.requestCancel(job, req.queue, reason);
+      }
+      const record = { ...toProtoJob(job, req.queue, 'cancelled'), failureReason: reason, finishedAt: new Date() };
+      const keys = this.registry.keys;
+      await this.redis
+        .multi()
+        .set(keys.cancelled(req.queue, req.id), JSON.stringify(pb.Job.toJSON(record)), 'PX', CANCELLED_TTL_MS)
+        .zadd(keys.cancelledIndex(req.queue), Date.now(), req.id)
+        .zremrangebyscore(keys.cancelledIndex(req.queue), 0, Date.now() - CANCELLED_TTL_MS)
+        .xadd(keys.events(req.queue), 'MAXLEN', '~', 10_000, '*', 'event', 'cancelled', 'jobId', req.id, 'reason', reason)
+        .exec();
+      return { job: record, pending: false };
+    }
+    if (state === 'active') return this.requestCancel(job, req.queue, reason);
+    throw new FailedPreconditionError(
+      `job "${req.id}" is ${state ?? 'gone'}; only waiting, delayed, prioritized or active jobs can be cancelled`,
+    );
+  }
+
+  /**
+   * An active job is aborted by the worker that holds it: the request is stored (for a worker
+   * that checks on its next heartbeat) and published (for workers listening now).
+   */
+  private async requestCancel(job: BullJob, queue: string, reason: string): Promise<pb.CancelJobResponse> {
+    const keys = this.registry.keys;
+    await this.redis
+      .multi()
+      .set(keys.cancelRequest(queue, job.id ?? ''), reason, 'PX', CANCEL_REQUEST_TTL_MS)
+      .publish(keys.cancelChannel, JSON.stringify({ queue, jobId: job.id, reason }))
+      .exec();
+    return { job: toProtoJob(job, queue, 'active'), pending: true };
+  }
+
+  async retry(queue: string, id: string): Promise<pb.Job> {
+    const job = await this.find(queue, id);
+    const state = await stateOf(job);
+    if (state !== 'failed') throw new FailedPreconditionError(`job "${id}" is ${state ?? 'gone'}; only failed jobs can be retried`);
+    await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+    return this.get(queue, id);
+  }
+
+  async promote(queue: string, id: string): Promise<pb.Job> {
+    const job = await this.find(queue, id);
+    const state = await stateOf(job);
+    if (state !== 'delayed') throw new FailedPreconditionError(`job "${id}" is ${state ?? 'gone'}; only delayed jobs can be promoted`);
+    await job.promote();
+    return this.get(queue, id);
+  }
+}

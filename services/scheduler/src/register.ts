@@ -1,0 +1,47 @@
+import { SchedulerServiceService } from '@jobmesh/contracts';
+import type { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
+import type { Backbone } from '@jobmesh/queue';
+import type { Logger } from '@jobmesh/telemetry';
+import { Enqueuer } from './enqueue';
+import { Jobs } from './jobs';
+import { Queues } from './queues';
+import { schedulerHandlers } from './scheduler-service';
+import { Schedules } from './schedules';
+import { JobEventHub } from './watch';
+
+export interface SchedulerDeps {
+  backbone: Backbone;
+  kit: RpcKit;
+  logger: Logger;
+  maxPayloadBytes: number;
+  idempotencyTtlMs: number;
+}
+
+export interface Registered {
+  /** Ends open streams and releases the service's Redis resources. */
+  close(): Promise<void>;
+}
+
+/** Mounts SchedulerService on `server`; `jobmesh up` and main.ts both call this. */
+export function register(server: GrpcServer, deps: SchedulerDeps): Registered {
+  const { backbone, logger } = deps;
+  const shutdown = new AbortController();
+  const enqueuer = new Enqueuer(backbone.redis, backbone.registry, { maxPayloadBytes: deps.maxPayloadBytes, idempotencyTtlMs: deps.idempotencyTtlMs });
+  const hub = new JobEventHub(backbone.redis, backbone.registry, backbone.workerConnection, logger);
+  const parts = {
+    queues: new Queues(backbone.registry),
+    enqueuer,
+    jobs: new Jobs(backbone.redis, backbone.registry),
+    schedules: new Schedules(backbone.registry, deps.maxPayloadBytes),
+    hub,
+    shutdown: shutdown.signal,
+  };
+  server.add('jobmesh.v1.SchedulerService', SchedulerServiceService, schedulerHandlers(deps.kit, parts) as never);
+  return {
+    close: async () => {
+      shutdown.abort();
+      await hub.close();
+      await enqueuer.close();
+    },
+  };
+}

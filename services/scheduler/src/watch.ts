@@ -1,0 +1,138 @@
+import * as pb from '@jobmesh/contracts';
+import type { JobStateName } from '@jobmesh/core';
+import type { Logger } from '@jobmesh/telemetry';
+import type { QueueRegistry } from '@jobmesh/queue';
+import { type ConnectionOptions, QueueEvents } from 'bullmq';
+import type { Redis, RedisOptions } from 'ioredis';
+
+type Listener = (event: pb.JobEvent) => void;
+type RawEvent = Record<string, string | undefined> & { jobId: string };
+
+interface QueueTap {
+  events: QueueEvents;
+  listeners: Map<string, Set<Listener>>;
+  ready: Promise<void>;
+}
+
+const TERMINAL_EVENTS = new Set([
+  pb.JobEventType.JOB_EVENT_TYPE_COMPLETED,
+  pb.JobEventType.JOB_EVENT_TYPE_FAILED,
+  pb.JobEventType.JOB_EVENT_TYPE_DEAD_LETTERED,
+  pb.JobEventType.JOB_EVENT_TYPE_CANCELLED,
+]);
+
+export const isTerminalEvent = (e: pb.JobEvent): boolean => TERMINAL_EVENTS.has(e.type);
+
+function parseJson(v: string | undefined): unknown {
+  if (v === undefined) return undefined;
+  try {
+    return JSON.parse(v);
+  } catch {
+    return v;
+  }
+}
+
+/**
+ * Fans BullMQ's per-queue event stream out to WatchJob calls: one QueueEvents reader per queue
+ * with watchers, whatever their number, closed when the last watcher leaves.
+ */
+export class JobEventHub {
+  private readonly taps = new Map<string, QueueTap>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly registry: QueueRegistry,
+    private readonly connection: RedisOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Listens to a job's events. Resolves once the reader is positioned; call the result to stop. */
+  async subscribe(queue: string, jobId: string, listener: Listener): Promise<() => void> {
+    const tap = this.taps.get(queue) ?? this.open(queue);
+    let set = tap.listeners.get(jobId);
+    if (!set) tap.listeners.set(jobId, (set = new Set()));
+    set.add(listener);
+    await tap.ready;
+    return () => {
+      set!.delete(listener);
+      if (set!.size === 0) tap.listeners.delete(jobId);
+      if (tap.listeners.size === 0 && this.taps.get(queue) === tap) {
+        this.taps.delete(queue);
+        void tap.events.close();
+      }
+    };
+  }
+
+  private open(queue: string): QueueTap {
+    const streamKey = this.registry.keys.events(queue);
+    const listeners = new Map<string, Set<Listener>>();
+    const tap: QueueTap = { events: undefined as unknown as QueueEvents, listeners, ready: Promise.resolve() };
+    // Read from the stream's current end, fetched before the reader starts, so nothing that
+    // happens after subscribe() resolves is missed.
+    const ready = (async () => {
+      const last = await this.redis.xrevrange(streamKey, '+', '-', 'COUNT', 1);
+      const lastEventId = last[0]?.[0] ?? '0-0';
+      const events = new QueueEvents(queue, { connection: this.connection as ConnectionOptions, prefix: this.registry.keys.prefix, lastEventId, autorun: false });
+      tap.events = events;
+      events.on('error', (err) => this.logger.warn({ err: err.message, queue }, 'queue events error'));
+      const emit = (type: pb.JobEventType, raw: RawEvent, extra: Partial<pb.JobEvent> = {}): void => {
+        const set = listeners.get(raw.jobId);
+        if (!set) return;
+        const event = pb.JobEvent.fromPartial({ jobId: raw.jobId, queue, type, at: new Date(), ...extra });
+        for (const l of set) l(event);
+      };
+      const T = pb.JobEventType;
+      events.on('added', (e) => emit(T.JOB_EVENT_TYPE_ADDED, e as RawEvent));
+      events.on('active', (e) => emit(T.JOB_EVENT_TYPE_ACTIVE, e as RawEvent));
+      events.on('progress', (e) => emit(T.JOB_EVENT_TYPE_PROGRESS, e as unknown as RawEvent, { progress: (e as { data: unknown }).data }));
+      events.on('completed', (e) => emit(T.JOB_EVENT_TYPE_COMPLETED, e as RawEvent, { result: parseJson((e as RawEvent).returnvalue) }));
+      events.on('failed', (e) => emit(T.JOB_EVENT_TYPE_FAILED, e as RawEvent, { reason: (e as RawEvent).failedReason ?? '' }));
+      events.on('stalled', (e) => emit(T.JOB_EVENT_TYPE_STALLED, e as RawEvent));
+      // A delayed or waiting event for a job that was active is a scheduled retry.
+      events.on('delayed', (e) => emit(T.JOB_EVENT_TYPE_RETRY_SCHEDULED, e as unknown as RawEvent, { reason: 'retry after backoff' }));
+      events.on('waiting', (e) => {
+        const raw = e as RawEvent;
+        if (raw.prev === 'active' || raw.prev === 'failed') emit(T.JOB_EVENT_TYPE_RETRY_SCHEDULED, raw);
+        else if (raw.prev === 'delayed') emit(T.JOB_EVENT_TYPE_WAITING, raw);
+      });
+      // Events Jobmesh itself writes to the stream.
+      const custom = events as unknown as { on(name: string, f: (e: RawEvent) => void): void };
+      custom.on('cancelled', (e) => emit(T.JOB_EVENT_TYPE_CANCELLED, e, { reason: e.reason ?? '' }));
+      custom.on('dead-lettered', (e) => emit(T.JOB_EVENT_TYPE_DEAD_LETTERED, e, { reason: e.reason ?? '' }));
+      custom.on('log', (e) => emit(T.JOB_EVENT_TYPE_LOG, e, { message: e.message ?? '' }));
+      void events.run().catch((err: Error) => this.logger.warn({ err: err.message, queue }, 'queue events reader stopped'));
+      await events.waitUntilReady();
+    })();
+    tap.ready = ready;
+    this.taps.set(queue, tap);
+    ready.catch(() => this.taps.delete(queue));
+    return tap;
+  }
+
+  async close(): Promise<void> {
+    const taps = [...this.taps.values()];
+    this.taps.clear();
+    await Promise.all(taps.map(async (t) => (await t.ready.catch(() => undefined), t.events?.close())));
+  }
+}
+
+/** The event that describes a job's current state, sent first on every WatchJob stream. */
+export function currentStateEvent(job: pb.Job, state: JobStateName | undefined): pb.JobEvent {
+  const T = pb.JobEventType;
+  const base = { jobId: job.id, queue: job.queue, at: new Date(), attempt: job.attemptsMade };
+  switch (state) {
+    case 'active':
+      return pb.JobEvent.fromPartial({ ...base, type: T.JOB_EVENT_TYPE_ACTIVE, attempt: job.attemptsMade + 1, at: job.processedAt ?? base.at });
+    case 'completed':
+      return pb.JobEvent.fromPartial({ ...base, type: T.JOB_EVENT_TYPE_COMPLETED, result: job.result, at: job.finishedAt ?? base.at });
+    case 'failed':
+      return pb.JobEvent.fromPartial({ ...base, type: T.JOB_EVENT_TYPE_FAILED, reason: job.failureReason, at: job.finishedAt ?? base.at });
+    case 'cancelled':
+      return pb.JobEvent.fromPartial({ ...base, type: T.JOB_EVENT_TYPE_CANCELLED, reason: job.failureReason, at: job.finishedAt ?? base.at });
+    case 'dead-lettered':
+      return pb.JobEvent.fromPartial({ ...base, type: T.JOB_EVENT_TYPE_DEAD_LETTERED, reason: job.failureReason });
+    default:
+      return pb.JobEvent.fromPartial({ ...base, type: T.JOB_EVENT_TYPE_ADDED, at: job.createdAt ?? base.at });
+  }
+}
+
