@@ -1,0 +1,90 @@
+import { status } from '@grpc/grpc-js';
+import { ConfigError } from '@jobmesh/config';
+import { JobmeshClient } from '@jobmesh/sdk';
+import { COMMANDS, UsageError } from './commands';
+import { loadCliEnv } from './config';
+import { runUp } from './up';
+
+const USAGE = `jobmesh — background jobs over gRPC
+
+Usage:
+  jobmesh up                                   run every service on this machine (gRPC 127.0.0.1:50051)
+  jobmesh queues list|create|update|get|pause|resume|delete [name] [--concurrency N] [--rate-limit 100/1s]
+  jobmesh enqueue <queue> <job-name> [--data JSON] [--delay 5s] [--run-at ISO] [--priority N] [--attempts N]
+                  [--timeout 30s] [--job-id ID] [--idempotency-key KEY]
+  jobmesh get <queue> <job-id>
+  jobmesh list <queue> [--state waiting,failed,…] [--limit N] [--page-token T]
+  jobmesh cancel <queue> <job-id> [--reason TEXT]
+  jobmesh watch <queue> <job-id>
+  jobmesh schedules list|upsert|get|delete <queue> [id] [--cron EXPR --tz ZONE | --every 30s] [--name JOB] [--data JSON]
+
+Global flags: --address host:port (env JOBMESH_ADDRESS), --api-key KEY (env JOBMESH_API_KEY),
+              --timeout 10s (env JOBMESH_TIMEOUT), --json (machine-readable output, one JSON value per line)`;
+
+/** Pulls the global flags out of argv, wherever they stand. */
+function globalFlags(argv: string[]): { rest: string[]; address?: string; apiKey?: string; timeout?: string; json: boolean; help: boolean } {
+  const rest: string[] = [];
+  const flags: { address?: string; apiKey?: string; timeout?: string; json: boolean; help: boolean } = { json: false, help: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const [name, inline] = a.startsWith('--') ? (a.split(/=(.*)/s, 2) as [string, string | undefined]) : [a, undefined];
+    const value = (): string => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new UsageError(`${name} needs a value`);
+      return v;
+    };
+    if (name === '--json') flags.json = true;
+    else if (name === '--help' || name === '-h') flags.help = true;
+    else if (name === '--address') flags.address = value();
+    else if (name === '--api-key') flags.apiKey = value();
+    else if (name === '--timeout') flags.timeout = value();
+    else rest.push(a);
+  }
+  return { rest, ...flags };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const flags = globalFlags(argv);
+  const [command, ...args] = flags.rest;
+  if (!command || flags.help || command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return command || flags.help ? 0 : 2;
+  }
+  if (command === 'up') {
+    await runUp();
+    return -1; // keeps running until a signal
+  }
+  const handler = COMMANDS[command];
+  if (!handler) throw new UsageError(`unknown command "${command}"`);
+  const env = loadCliEnv({ ...process.env, ...(flags.timeout && { JOBMESH_TIMEOUT: flags.timeout }) });
+  const client = new JobmeshClient({ address: flags.address ?? env.JOBMESH_ADDRESS, apiKey: flags.apiKey ?? env.JOBMESH_API_KEY, timeoutMs: env.JOBMESH_TIMEOUT });
+  try {
+    await handler(args, { client, json: flags.json, out: (l) => process.stdout.write(`${l}\n`) });
+    return 0;
+  } finally {
+    client.close();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    const e = err as { code?: number; details?: string; message?: string };
+    if (err instanceof UsageError) {
+      process.stderr.write(`jobmesh: ${err.message}\nRun jobmesh --help for usage.\n`);
+      process.exitCode = 2;
+    } else if (err instanceof ConfigError) {
+      process.stderr.write(`jobmesh: ${err.message}\n`);
+      process.exitCode = 2;
+    } else if (typeof e.code === 'number' && e.details !== undefined) {
+      const hint = e.code === status.UNAVAILABLE ? ' (is Jobmesh running? start it with npm start, or pass --address)' : '';
+      process.stderr.write(`jobmesh: ${status[e.code]}: ${e.details}${hint}\n`);
+      process.exitCode = 1;
+    } else {
+      process.stderr.write(`jobmesh: ${e.message ?? String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,93 @@
+import { type CommonEnv, commonEnvSchema, loadConfigFile, parseEnv, splitHostPort } from '@jobmesh/config';
+import { GrpcServer, RpcKit, onShutdownSignal } from '@jobmesh/grpc-kit';
+import { openBackbone } from '@jobmesh/queue';
+import { register as registerScheduler } from '@jobmesh/scheduler';
+import { createLogger, createRegistry, startOpsServer } from '@jobmesh/telemetry';
+import { type LocalRedis, NO_REDIS_HELP, hasRedisServer, startLocalRedis } from './local-redis';
+
+export interface UpHandle {
+  grpcAddress: string;
+  httpAddress: string;
+  redisUrl: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * `jobmesh up`: every service in one process, on one gRPC port and one HTTP port, with Redis from
+ * REDIS_URL or a redis-server it starts and stops itself.
+ */
+export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<UpHandle> {
+  const env: CommonEnv = parseEnv(commonEnvSchema, envSource);
+  const logger = createLogger({ name: 'jobmesh', level: env.LOG_LEVEL });
+  let local: LocalRedis | undefined;
+  let redisUrl = env.REDIS_URL;
+  if (!redisUrl && !env.REDIS_SENTINELS) {
+    if (!hasRedisServer()) throw new Error(NO_REDIS_HELP);
+    local = await startLocalRedis();
+    redisUrl = local.url;
+  }
+  try {
+    const config = loadConfigFile(env.JOBMESH_CONFIG);
+    const backbone = await openBackbone({
+      settings: {
+        url: redisUrl,
+        sentinels: env.REDIS_SENTINELS,
+        masterName: env.REDIS_MASTER_NAME,
+        prefix: env.JOBMESH_REDIS_PREFIX,
+        commandTimeoutMs: env.JOBMESH_REDIS_COMMAND_TIMEOUT,
+      },
+      mode: env.JOBMESH_MODE,
+      logger,
+      declared: config.queues,
+    });
+    const metrics = createRegistry();
+    const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES });
+    const kit = new RpcKit({ logger, registry: metrics });
+    const services = [
+      registerScheduler(server, {
+        backbone,
+        kit,
+        logger,
+        maxPayloadBytes: env.JOBMESH_MAX_PAYLOAD_BYTES,
+        idempotencyTtlMs: env.JOBMESH_IDEMPOTENCY_TTL,
+      }),
+    ];
+    const http = splitHostPort(env.JOBMESH_HTTP_ADDRESS);
+    const ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ping });
+    const grpcPort = await server.listen(env.JOBMESH_GRPC_ADDRESS);
+    const grpcAddress = `${splitHostPort(env.JOBMESH_GRPC_ADDRESS).host}:${grpcPort}`;
+    const loopback = /^(127\.|localhost|\[?::1\]?)/.test(grpcAddress);
+
+    out('Jobmesh is up.');
+    out(`  gRPC   ${grpcAddress}   jobmesh.v1.SchedulerService, grpc.health.v1, reflection`);
+    out(`  HTTP   http://${ops.address}   /metrics /livez /readyz`);
+    out(local ? `  Redis  ${local.url}   started by jobmesh, AOF on, data in ${local.dataDir}` : `  Redis  ${redact(redisUrl)}`);
+    if (config.path) out(`  Config ${config.path} (${config.queues.length} queues)`);
+    out(`  Auth   none: anyone who can reach ${loopback ? 'this loopback port' : grpcAddress} can call every RPC`);
+    out('Try:   npx jobmesh queues create emails && npx jobmesh enqueue emails welcome --data \'{"to":"ada@example.com"}\'');
+    out('Stop:  Ctrl-C');
+
+    let stopped: Promise<void> | undefined;
+    const stop = (): Promise<void> =>
+      (stopped ??= (async () => {
+        for (const s of services) await s.close();
+        await server.shutdown(env.JOBMESH_SHUTDOWN_GRACE);
+        await ops.close();
+        await backbone.close();
+        await local?.stop();
+      })());
+    return { grpcAddress, httpAddress: ops.address, redisUrl: redisUrl ?? '', stop };
+  } catch (err) {
+    await local?.stop();
+    throw err;
+  }
+}
+
+function redact(url: string | undefined): string {
+  return (url ?? '').replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+}
+
+export async function runUp(): Promise<void> {
+  const handle = await up();
+  onShutdownSignal(createLogger({ name: 'jobmesh', level: 'info' }), handle.stop);
+}
