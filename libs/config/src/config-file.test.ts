@@ -1,0 +1,73 @@
+import { parseConfigFile } from './config-file';
+import { commonEnvSchema } from './env';
+import { ConfigError, parseEnv } from './load';
+
+describe('parseConfigFile', () => {
+  it('turns a YAML queue declaration into a spec with durations in milliseconds', () => {
+    const [q] = parseConfigFile(
+      `queues:
+  - name: emails
+    concurrency: 5
+    rate_limit: { max: 100, duration: 1s }
+    default_job_options:
+      attempts: 5
+      backoff: { kind: linear, delay: 2s, max_delay: 1m, jitter: 0.2 }
+      timeout: 30s
+      keep_failed: { age: 7d }
+`,
+      'jobmesh.config.yaml',
+    );
+    expect(q!.spec).toMatchObject({
+      name: 'emails',
+      concurrency: 5,
+      rateLimit: { max: 100, durationMs: 1000 },
+      defaultJobOptions: { attempts: 5, backoff: { kind: 'linear', delayMs: 2000, maxDelayMs: 60_000, jitter: 0.2 }, timeoutMs: 30_000, keepFailed: { ageMs: 604_800_000 } },
+    });
+    expect(q!.setsPaused).toBe(false);
+  });
+
+  it('reads JSON when the file name ends in .json', () => {
+    const [q] = parseConfigFile('{"queues":[{"name":"a","paused":true}]}', 'x.json');
+    expect(q).toMatchObject({ spec: { name: 'a', paused: true }, setsPaused: true });
+  });
+
+  it('rejects an unknown key and names where it is', () => {
+    expect(() => parseConfigFile('queues:\n  - name: a\n    concurency: 3\n', 'c.yaml')).toThrow(/c\.yaml: queues\.0.*concurency/s);
+  });
+
+  it('rejects a bad duration with the accepted forms', () => {
+    expect(() => parseConfigFile('queues:\n  - name: a\n    default_job_options: { timeout: soon }\n', 'c.yaml')).toThrow(/"soon" is not a duration/);
+  });
+
+  it('rejects an invalid queue name and a queue declared twice', () => {
+    expect(() => parseConfigFile('queues:\n  - name: "bad name"\n', 'c.yaml')).toThrow(/queues\[0\]\.name/);
+    expect(() => parseConfigFile('queues:\n  - name: a\n  - name: a\n', 'c.yaml')).toThrow(/declared twice/);
+  });
+});
+
+describe('commonEnvSchema', () => {
+  it('applies the documented defaults', () => {
+    const env = parseEnv(commonEnvSchema, {});
+    expect(env).toMatchObject({
+      JOBMESH_MODE: 'development',
+      JOBMESH_REDIS_PREFIX: 'jobmesh',
+      JOBMESH_GRPC_ADDRESS: '127.0.0.1:50051',
+      JOBMESH_HTTP_ADDRESS: '127.0.0.1:9464',
+      JOBMESH_MAX_PAYLOAD_BYTES: 262_144,
+      JOBMESH_IDEMPOTENCY_TTL: 86_400_000,
+      JOBMESH_SHUTDOWN_GRACE: 30_000,
+    });
+  });
+
+  it('lists every bad variable at once', () => {
+    try {
+      parseEnv(commonEnvSchema, { JOBMESH_GRPC_ADDRESS: 'nope', JOBMESH_MODE: 'prod', JOBMESH_SHUTDOWN_GRACE: 'x' });
+      throw new Error('expected a ConfigError');
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).issues.map((i) => i.split(':')[0])).toEqual(
+        expect.arrayContaining(['JOBMESH_GRPC_ADDRESS', 'JOBMESH_MODE', 'JOBMESH_SHUTDOWN_GRACE']),
+      );
+    }
+  });
+});
