@@ -9,13 +9,14 @@ const transform = { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.jest.json' }]
 const common = { testEnvironment: 'node', moduleNameMapper, transform, modulePathIgnorePatterns: ['/dist/'] };
 
 module.exports = {
+  // Integration tests start redis-server and gRPC servers; a per-project testTimeout is ignored by jest.
+  testTimeout: 60_000,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/{libs,services,cli}/**/src/**/*.test.ts'] },
     {
       ...common,
       displayName: 'integration',
       testMatch: ['<rootDir>/{libs,services,cli}/**/test/**/*.test.ts', '<rootDir>/test/**/*.test.ts'],
-      testTimeout: 60_000,
     },
   ],
 };

@@ -75,7 +75,8 @@ export function validateJobOptions(o: JobOptionsSpec, field = 'job.options'): vo
   if (o.backoff) validateBackoff(o.backoff, `${field}.backoff`);
   if (o.delayMs !== undefined) nonNegative(o.delayMs, `${field}.delay`);
   if (o.runAt !== undefined && Number.isNaN(o.runAt.getTime())) throw new InvalidArgumentError(`${field}.run_at`, 'is not a valid time');
-  if (o.priority !== undefined && (o.priority < 0 || o.priority > MAX_PRIORITY)) {
+  if (o.delayMs !== undefined && o.runAt !== undefined) throw new InvalidArgumentError(`${field}.delay`, 'set delay or run_at, not both');
+  if (o.priority !== undefined && (!Number.isInteger(o.priority) || o.priority < 0 || o.priority > MAX_PRIORITY)) {
     throw new InvalidArgumentError(`${field}.priority`, `must be between 0 and ${MAX_PRIORITY}, got ${o.priority}`);
   }
   if (o.timeoutMs !== undefined) nonNegative(o.timeoutMs, `${field}.timeout`);
