@@ -10,7 +10,7 @@ import {
   type sendUnaryData,
 } from '@grpc/grpc-js';
 import { type Logger, type Registry, counter, histogram } from '@jobmesh/telemetry';
-import { serviceError, toStatus } from './status';
+import { type MappedStatus, serviceError, toStatus } from './status';
 
 /** What a handler knows about its call. */
 export interface CallContext {
@@ -106,7 +106,7 @@ export class RpcKit {
         (err: unknown) => {
           const mapped = toStatus(err);
           this.finish(method, started, mapped.code, err);
-          if (!ctx.signal.aborted) call.destroy(Object.assign(new Error(mapped.details), serviceError(mapped)));
+          if (!ctx.signal.aborted) failStream(call, mapped);
         },
       );
     };
@@ -128,9 +128,17 @@ export class RpcKit {
         (err: unknown) => {
           const mapped = toStatus(err);
           this.finish(method, started, mapped.code, err);
-          if (!ctx.signal.aborted) call.destroy(Object.assign(new Error(mapped.details), serviceError(mapped)));
+          if (!ctx.signal.aborted) failStream(call, mapped);
         },
       );
     };
   }
+}
+
+/**
+ * Ends a server or bidi stream with an error status. grpc-js sends the status from its own
+ * 'error' listener; `destroy(err)` would skip `_final`, so the client never got a status and hung.
+ */
+function failStream(call: { emit(event: 'error', err: Error): boolean }, mapped: MappedStatus): void {
+  call.emit('error', Object.assign(new Error(mapped.details), serviceError(mapped)));
 }

@@ -83,10 +83,13 @@ export class QueueRegistry {
     return spec;
   }
 
-  /** Every queue, ordered by name, read from Redis. */
+  /**
+   * Every queue, read from Redis, ordered by name in code-point order (the order of `<`), so a
+   * page token "after this name" means the same thing as the sort.
+   */
   async list(): Promise<QueueSpec[]> {
     await this.reload();
-    return [...this.cache.values()].sort((a, b) => a.name.localeCompare(b.name));
+    return [...this.cache.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   /** Every cached queue, without a round trip. */

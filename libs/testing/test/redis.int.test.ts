@@ -4,7 +4,6 @@ import Redis from 'ioredis';
 import { startRedis, type RedisHandle } from '../src';
 
 // jest applies only the global testTimeout, not the one in the integration project's config.
-jest.setTimeout(30_000);
 
 const handles: RedisHandle[] = [];
 const clients: Redis[] = [];

@@ -12,7 +12,7 @@ import {
   validateQueueName,
 } from '@jobmesh/core';
 import { type QueueRegistry, jobOptionsFromProto, stateFromBull, toBullOptions, toProtoJob } from '@jobmesh/queue';
-import { FlowProducer, type FlowJob, type Job as BullJob, type JobNode, type JobsOptions } from 'bullmq';
+import { FlowProducer, type FlowJob, type Job as BullJob, type JobNode, type JobsOptions, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 export interface EnqueueSettings {
@@ -129,8 +129,9 @@ export class Enqueuer {
         else claimed.push(this.registry.keys.idempotency(queueName, j.idempotencyKey!));
       });
     }
-    const toAdd = jobs.map((j, i) => ({ j, i })).filter(({ i }) => !out[i]);
     try {
+      await this.markExistingIds(bull, jobs, out);
+      const toAdd = jobs.map((j, i) => ({ j, i })).filter(({ i }) => !out[i]);
       const added = toAdd.length ? await bull.addBulk(toAdd.map(({ j }) => ({ name: j.name, data: j.data, opts: j.opts }))) : [];
       added.forEach((a: BullJob, n) => (out[toAdd[n]!.i] = { id: a.id ?? '', deduplicated: false }));
     } catch (err) {
@@ -138,6 +139,27 @@ export class Enqueuer {
       throw err;
     }
     return { jobs: out };
+  }
+
+  /**
+   * A caller-chosen id that exists is a duplicate, as in EnqueueJob (BullMQ would silently skip
+   * the add). One round trip for the whole batch; an id repeated within the batch is an error.
+   */
+  private async markExistingIds(bull: Queue, jobs: PreparedJob[], out: pb.EnqueuedJob[]): Promise<void> {
+    const custom = jobs.map((j, i) => ({ id: j.opts.jobId, i })).filter(({ id, i }) => id && !jobs[i]!.idempotencyKey && !out[i]);
+    if (!custom.length) return;
+    const seen = new Map<string, number>();
+    for (const { id, i } of custom) {
+      const prev = seen.get(id!);
+      if (prev !== undefined) throw new InvalidArgumentError(`jobs[${i}].options.job_id`, `repeats the id of jobs[${prev}]`);
+      seen.set(id!, i);
+    }
+    const replies = (await this.redis.pipeline(custom.map(({ id }) => ['exists', bull.toKey(id!)])).exec()) ?? [];
+    custom.forEach(({ id, i }, n) => {
+      const [err, exists] = replies[n] ?? [];
+      if (err) throw err;
+      if (exists) out[i] = { id: id!, deduplicated: true };
+    });
   }
 
   async enqueueFlow(req: pb.EnqueueFlowRequest, traceparent?: string): Promise<pb.EnqueueFlowResponse> {

@@ -55,12 +55,17 @@ export class Jobs {
     private readonly registry: QueueRegistry,
   ) {}
 
+  /** A job CancelJob, RetryJob or PromoteJob may act on. */
   private async find(queue: string, id: string): Promise<BullJob> {
     if (!id) throw new InvalidArgumentError('id', 'is required');
     await this.registry.get(validateQueueName(queue));
     const job = await this.registry.bullQueue(queue).getJob(id);
-    if (!job) throw new JobNotFoundError(queue, id);
-    return job;
+    if (job) return job;
+    // A cancelled job is gone from BullMQ but still known: acting on it is a precondition failure.
+    if (await this.redis.exists(this.registry.keys.cancelled(queue, id))) {
+      throw new FailedPreconditionError(`job "${id}" is cancelled; it cannot be changed any more`);
+    }
+    throw new JobNotFoundError(queue, id);
   }
 
   /** The stored record of a cancelled job, if it was cancelled. */
@@ -70,15 +75,13 @@ export class Jobs {
   }
 
   async get(queue: string, id: string): Promise<pb.Job> {
-    try {
-      const job = await this.find(queue, id);
-      return toProtoJob(job, queue, await stateOf(job));
-    } catch (err) {
-      if (!(err instanceof JobNotFoundError)) throw err;
-      const cancelled = await this.cancelled(queue, id);
-      if (cancelled) return cancelled;
-      throw err;
-    }
+    if (!id) throw new InvalidArgumentError('id', 'is required');
+    await this.registry.get(validateQueueName(queue));
+    const job = await this.registry.bullQueue(queue).getJob(id);
+    if (job) return toProtoJob(job, queue, await stateOf(job));
+    const cancelled = await this.cancelled(queue, id);
+    if (cancelled) return cancelled;
+    throw new JobNotFoundError(queue, id);
   }
 
   async list(req: pb.ListJobsRequest): Promise<pb.ListJobsResponse> {
