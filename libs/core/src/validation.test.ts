@@ -128,6 +128,14 @@ describe('validatePayload', () => {
 });
 
 describe('validateJobOptions', () => {
+  it('rejects delay together with run_at', () => {
+    expect(() => validateJobOptions({ delayMs: 0, runAt: new Date() })).toThrow(/job\.options\.delay: set delay or run_at, not both/);
+  });
+
+  it('rejects a fractional priority', () => {
+    expect(() => validateJobOptions({ priority: 1.5 })).toThrow(/job\.options\.priority/);
+  });
+
   it('accepts empty options', () => {
     expect(() => validateJobOptions({})).not.toThrow();
   });
@@ -136,7 +144,6 @@ describe('validateJobOptions', () => {
     const options: JobOptionsSpec = {
       attempts: 1,
       backoff: { kind: 'exponential', delayMs: 0, maxDelayMs: 60_000, jitter: 1 },
-      delayMs: 0,
       runAt: new Date('2030-01-01T00:00:00Z'),
       priority: MAX_PRIORITY,
       timeoutMs: 30_000,
