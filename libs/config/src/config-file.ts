@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { type JobOptionsSpec, type QueueSpec, validateQueueSpec, defaultQueueSpec, InvalidArgumentError } from '@jobmesh/core';
 import YAML from 'yaml';
 import { z } from 'zod';
@@ -45,10 +45,29 @@ const queue = z.strictObject({
   labels: z.record(z.string(), z.string()).optional(),
 });
 
+const processors = z.strictObject({
+  /** Module paths (relative to the config file) whose exports include defineProcessor(...) values. */
+  modules: z.array(z.string()).default([]),
+  /** Built-in processors, on by default. */
+  builtins: z.strictObject({ 'http.request': z.boolean().default(true), 'email.send': z.boolean().default(true) }).prefault({}),
+});
+
+const smtp = z.strictObject({
+  /** smtp:// or smtps:// URL with user and password, e.g. smtps://user:pass@mail.example.com:465 */
+  url: z.string().url(),
+  /** Default sender when a job gives none. */
+  from: z.string().optional(),
+});
+
 /** The jobmesh.config.yaml schema. Unknown keys are errors, so typos do not pass silently. */
 export const configFileSchema = z.strictObject({
   queues: z.array(queue).default([]),
+  processors: processors.prefault({}),
+  smtp: smtp.optional(),
 });
+
+export type ProcessorsConfig = z.infer<typeof processors>;
+export type SmtpConfig = z.infer<typeof smtp>;
 
 export type ConfigFile = z.infer<typeof configFileSchema>;
 
@@ -62,7 +81,12 @@ export interface DeclaredQueue {
 export interface LoadedConfigFile {
   path?: string;
   queues: DeclaredQueue[];
+  /** Processor modules as absolute paths, and which built-ins are on. */
+  processors: ProcessorsConfig;
+  smtp?: SmtpConfig;
 }
+
+const EMPTY: Omit<LoadedConfigFile, 'path'> = { queues: [], processors: { modules: [], builtins: { 'http.request': true, 'email.send': true } } };
 
 /**
  * Reads the config file: `path` if given (it must exist), else ./jobmesh.config.yaml,
@@ -73,13 +97,20 @@ export function loadConfigFile(path?: string, cwd = process.cwd()): LoadedConfig
   const found = candidates.find((p) => existsSync(p));
   if (!found) {
     if (path) throw new InvalidArgumentError('JOBMESH_CONFIG', `config file ${candidates[0]} does not exist`);
-    return { queues: [] };
+    return structuredClone(EMPTY);
   }
-  return { path: found, queues: parseConfigFile(readFileSync(found, 'utf8'), found) };
+  const parsed = parseConfig(readFileSync(found, 'utf8'), found);
+  const dir = dirname(found);
+  return { path: found, ...parsed, processors: { ...parsed.processors, modules: parsed.processors.modules.map((m) => resolve(dir, m)) } };
 }
 
-/** Parses config file text (YAML or JSON) into validated queue specs. */
-export function parseConfigFile(text: string, source = 'config'): DeclaredQueue[] {
+/** Parses config file text (YAML or JSON): queues, processors and SMTP settings. */
+export function parseConfig(text: string, source = 'config'): Omit<LoadedConfigFile, 'path'> {
+  const data = parseRaw(text, source);
+  return { queues: toQueues(data, source), processors: data.processors, smtp: data.smtp };
+}
+
+function parseRaw(text: string, source: string): ConfigFile {
   let raw: unknown;
   try {
     raw = source.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
@@ -91,8 +122,17 @@ export function parseConfigFile(text: string, source = 'config'): DeclaredQueue[
     const issue = parsed.error.issues[0]!;
     throw new InvalidArgumentError(`${source}: ${issue.path.join('.') || '(root)'}`, issue.message);
   }
+  return parsed.data;
+}
+
+/** Parses config file text (YAML or JSON) into validated queue specs. */
+export function parseConfigFile(text: string, source = 'config'): DeclaredQueue[] {
+  return toQueues(parseRaw(text, source), source);
+}
+
+function toQueues(data: ConfigFile, source: string): DeclaredQueue[] {
   const seen = new Set<string>();
-  return parsed.data.queues.map((q, i) => {
+  return data.queues.map((q, i) => {
     if (seen.has(q.name)) throw new InvalidArgumentError(`${source}: queues[${i}].name`, `queue "${q.name}" is declared twice`);
     seen.add(q.name);
     const spec: QueueSpec = {

@@ -4,3 +4,4 @@ export * from './states';
 export * from './options';
 export * from './backoff';
 export * from './validation';
+export * from './job-errors';

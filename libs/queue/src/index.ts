@@ -4,3 +4,4 @@ export * from './registry';
 export * from './backbone';
 export * from './proto-mapping';
 export * from './job-mapping';
+export * from './cancellation';

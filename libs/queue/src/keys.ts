@@ -32,6 +32,10 @@ export class Keys {
   cancelRequest(queue: string, jobId: string): string {
     return `${this.prefix}:_cancel:${queue}:${jobId}`;
   }
+  /** Hash: a job's persisted step results (ctx.step, ctx.runChildren). */
+  steps(queue: string, jobId: string): string {
+    return `${this.prefix}:_steps:${queue}:${jobId}`;
+  }
   /** Pub/sub channel of cancel requests for active jobs: JSON {queue, jobId, reason}. */
   get cancelChannel(): string {
     return `${this.prefix}:_cancel`;

@@ -1,0 +1,33 @@
+import { commonEnvSchema, durationMs, parseEnv } from '@jobmesh/config';
+import { z } from 'zod';
+
+const list = z
+  .string()
+  .optional()
+  .transform((v) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+
+/** The worker-pool's settings: the common ones plus how it runs jobs. */
+export const workerPoolEnvSchema = commonEnvSchema.extend({
+  /** Processor modules to load, comma-separated paths, besides those in the config file. */
+  JOBMESH_PROCESSORS: list,
+  /** Only these queues (comma-separated). Empty: every queue in the registry. */
+  JOBMESH_WORKER_QUEUES: list,
+  /** How long a worker's lock on a running job lasts before it must be renewed. @default 30s */
+  JOBMESH_LOCK_DURATION: durationMs.default(30_000),
+  /** How often stalled jobs (lock expired: worker died) are looked for. @default 30s */
+  JOBMESH_STALLED_INTERVAL: durationMs.default(30_000),
+  /** How many times a job may stall before it fails. @default 1 */
+  JOBMESH_MAX_STALLED_COUNT: z.coerce.number().int().min(0).default(1),
+  /** SMTP server for email.send, e.g. smtps://user:pass@mail.example.com:465 (overrides the config file). */
+  JOBMESH_SMTP_URL: z.string().url().optional(),
+  /** Default sender for email.send. */
+  JOBMESH_SMTP_FROM: z.string().optional(),
+  /** This replica's name in logs and ListWorkers. @default hostname-pid */
+  JOBMESH_REPLICA_ID: z.string().optional(),
+});
+
+export type WorkerPoolEnv = z.infer<typeof workerPoolEnvSchema>;
+
+export function loadWorkerPoolEnv(env: NodeJS.ProcessEnv = process.env): WorkerPoolEnv {
+  return parseEnv(workerPoolEnvSchema, env);
+}

@@ -1,0 +1,48 @@
+import type { LoadedConfigFile } from '@jobmesh/config';
+import type { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
+import type { Backbone } from '@jobmesh/queue';
+import type { Logger, Registry } from '@jobmesh/telemetry';
+import { builtinProcessors } from './builtins';
+import type { WorkerPoolEnv } from './config';
+import { ProcessorRegistry } from './processors';
+import { WorkerPool } from './worker-pool';
+
+export interface WorkerPoolDeps {
+  backbone: Backbone;
+  kit: RpcKit;
+  logger: Logger;
+  metrics: Registry;
+  env: WorkerPoolEnv;
+  config: LoadedConfigFile;
+  /** Processors given in code (tests, embedding); added to those loaded from modules. */
+  processors?: ProcessorRegistry;
+}
+
+export interface RegisteredWorkerPool {
+  pool: WorkerPool;
+  processors: ProcessorRegistry;
+  /** Stops taking jobs and waits up to the grace period for active ones. */
+  close(): Promise<void>;
+}
+
+/** Loads processors, starts the pool, and mounts worker-pool's gRPC services on `server`. */
+export async function register(_server: GrpcServer, deps: WorkerPoolDeps): Promise<RegisteredWorkerPool> {
+  const { env, config, logger } = deps;
+  const processors = deps.processors ?? new ProcessorRegistry();
+  for (const def of builtinProcessors({ config, smtpUrl: env.JOBMESH_SMTP_URL, smtpFrom: env.JOBMESH_SMTP_FROM })) processors.add(def);
+  await processors.load([...config.processors.modules, ...env.JOBMESH_PROCESSORS]);
+  const pool = new WorkerPool({
+    backbone: deps.backbone,
+    processors,
+    logger,
+    metrics: deps.metrics,
+    queues: env.JOBMESH_WORKER_QUEUES,
+    settings: {
+      lockDurationMs: env.JOBMESH_LOCK_DURATION,
+      stalledIntervalMs: env.JOBMESH_STALLED_INTERVAL,
+      maxStalledCount: env.JOBMESH_MAX_STALLED_COUNT,
+    },
+  });
+  await pool.start();
+  return { pool, processors, close: () => pool.close(env.JOBMESH_SHUTDOWN_GRACE) };
+}

@@ -1,0 +1,98 @@
+import type { QueueSpec } from '@jobmesh/core';
+import { type Backbone, type CancelRequest, createRedis } from '@jobmesh/queue';
+import type { Logger, Registry } from '@jobmesh/telemetry';
+import type { Redis } from 'ioredis';
+import { workerMetrics } from './metrics';
+import type { ProcessorRegistry } from './processors';
+import { QueueRunner, type RunnerSettings } from './runner';
+
+export interface WorkerPoolOptions {
+  backbone: Backbone;
+  processors: ProcessorRegistry;
+  logger: Logger;
+  metrics: Registry;
+  settings: RunnerSettings;
+  /** Only these queues; empty: every queue in the registry, including ones created later. */
+  queues: string[];
+}
+
+/**
+ * Runs in-process processors for the registry's queues: a QueueRunner per queue, started,
+ * updated and stopped as queues are created, changed and deleted; cancel requests for active
+ * jobs reach the runner holding them.
+ */
+export class WorkerPool {
+  private readonly runners = new Map<string, QueueRunner>();
+  private readonly subscriber: Redis;
+  private unsubscribe?: () => void;
+  private closing = false;
+
+  constructor(private readonly opts: WorkerPoolOptions) {
+    this.subscriber = createRedis(opts.backbone.settings, 'worker', 'jobmesh:cancel-sub');
+    this.subscriber.on('error', () => undefined);
+  }
+
+  private wanted(name: string): boolean {
+    return this.opts.queues.length === 0 || this.opts.queues.includes(name);
+  }
+
+  async start(): Promise<void> {
+    const { backbone, logger } = this.opts;
+    const keys = backbone.registry.keys;
+    this.subscriber.on('message', (channel: string, message: string) => {
+      if (channel !== keys.cancelChannel) return;
+      try {
+        const req = JSON.parse(message) as CancelRequest;
+        this.runners.get(req.queue)?.cancel(req.jobId, req.reason);
+      } catch (err) {
+        logger.warn({ err: (err as Error).message }, 'ignoring a malformed cancel request');
+      }
+    });
+    await this.subscriber.subscribe(keys.cancelChannel);
+    this.unsubscribe = backbone.registry.onChange((name, spec) => this.sync(name, spec));
+    for (const spec of backbone.registry.cached()) this.sync(spec.name, spec);
+    for (const name of this.opts.queues) {
+      if (!this.runners.has(name)) logger.warn({ queue: name }, 'JOBMESH_WORKER_QUEUES names a queue that is not in the registry (yet)');
+    }
+  }
+
+  private sync(name: string, spec: QueueSpec | undefined): void {
+    if (this.closing || !this.wanted(name)) return;
+    const runner = this.runners.get(name);
+    if (spec && runner) runner.update(spec);
+    else if (spec) {
+      const { backbone, processors, logger, settings } = this.opts;
+      this.runners.set(
+        name,
+        new QueueRunner(name, spec, {
+          redis: backbone.redis,
+          registry: backbone.registry,
+          keys: backbone.registry.keys,
+          processors,
+          connection: backbone.workerConnection,
+          metrics: workerMetrics(this.opts.metrics),
+          logger,
+          settings,
+        }),
+      );
+      logger.info({ queue: name, concurrency: spec.concurrency, processors: processors.names(name) }, 'serving queue');
+    } else if (runner) {
+      this.runners.delete(name);
+      void runner.close(0);
+    }
+  }
+
+  /** Queues served now, with their active job counts. */
+  status(): { queue: string; active: number; concurrency: number }[] {
+    return [...this.runners.values()].map((r) => ({ queue: r.queue, active: r.activeCount, concurrency: r.worker.concurrency }));
+  }
+
+  /** Stops fetching everywhere at once and waits up to `graceMs` for active jobs. */
+  async close(graceMs: number): Promise<void> {
+    this.closing = true;
+    this.unsubscribe?.();
+    await Promise.all([...this.runners.values()].map((r) => r.close(graceMs)));
+    this.runners.clear();
+    await this.subscriber.quit().catch(() => this.subscriber.disconnect());
+  }
+}
