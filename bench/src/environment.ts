@@ -1,0 +1,104 @@
+import { randomUUID } from 'node:crypto';
+import { loadSchedulerEnv, type RunningScheduler, startScheduler } from '@jobmesh/scheduler';
+import { JobmeshClient } from '@jobmesh/sdk';
+import { startRedis } from '@jobmesh/testing';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+
+/** Key prefixes of the raw BullMQ queues and of the scheduler: two key spaces on one Redis. */
+const RAW_PREFIX = 'bench-raw';
+const JOBMESH_PREFIX = 'bench-jobmesh';
+/** Obliterating a queue of 50,000 jobs takes a while; it is clean-up, not measured. */
+const DROP_TIMEOUT_MS = 120_000;
+/** The scheduler's own grace is 5 s; a stop that takes longer is stuck, and Redis must still go. */
+const STOP_TIMEOUT_MS = 15_000;
+
+/** The Redis, the in-process scheduler and a client: everything a bench run talks to. */
+export interface BenchEnvironment {
+  redisUrl: string;
+  redisVersion: string;
+  client: JobmeshClient;
+  /** A fresh, connected BullMQ queue with prefix `bench-raw`. */
+  rawQueue(label: string): Promise<Queue>;
+  /** A fresh Jobmesh queue, created with CreateQueue. */
+  jobmeshQueue(label: string): Promise<string>;
+  /** Deletes the raw queue's data and closes it. */
+  dropRawQueue(queue: Queue): Promise<void>;
+  /** DeleteQueue with force: the registry entry and its jobs. */
+  dropJobmeshQueue(name: string): Promise<void>;
+  /** Closes the client, stops the scheduler, then Redis; tries every step even if one fails. */
+  stop(): Promise<void>;
+}
+
+const uniqueName = (label: string): string => `${label}-${randomUUID().slice(0, 8)}`;
+
+/**
+ * Starts a redis-server of the bench's own on a free port (never a shared one: the numbers must
+ * not depend on what else uses it) and a scheduler in this process on gRPC port 0.
+ */
+export async function startEnvironment(): Promise<BenchEnvironment> {
+  const redis = await startRedis({ own: true });
+  let scheduler: RunningScheduler | undefined;
+  try {
+    scheduler = await startScheduler(
+      loadSchedulerEnv({
+        REDIS_URL: redis.url,
+        JOBMESH_REDIS_PREFIX: JOBMESH_PREFIX,
+        JOBMESH_GRPC_ADDRESS: '127.0.0.1:0',
+        JOBMESH_HTTP_ADDRESS: '127.0.0.1:0',
+        JOBMESH_SHUTDOWN_GRACE: '5s',
+        LOG_LEVEL: 'warn',
+      }),
+    );
+  } catch (err) {
+    await redis.stop().catch(() => undefined);
+    throw err;
+  }
+  const running = scheduler;
+  const client = new JobmeshClient({ address: `127.0.0.1:${running.grpcPort}` });
+  const { hostname, port } = new URL(redis.url);
+
+  const rawQueue = async (label: string): Promise<Queue> => {
+    const queue = new Queue(uniqueName(label), { connection: { host: hostname, port: Number(port) }, prefix: RAW_PREFIX });
+    queue.on('error', (err) => console.error(`raw queue ${queue.name}: ${err.message}`));
+    await queue.waitUntilReady();
+    return queue;
+  };
+
+  const admin = new Redis(redis.url);
+  const info = await admin.info('server').finally(() => admin.disconnect());
+
+  return {
+    redisUrl: redis.url,
+    redisVersion: /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown',
+    client,
+    rawQueue,
+    async jobmeshQueue(label) {
+      const name = uniqueName(label);
+      await client.createQueue({ queue: { name } });
+      return name;
+    },
+    async dropRawQueue(queue) {
+      await queue.obliterate({ force: true });
+      await queue.close();
+    },
+    async dropJobmeshQueue(name) {
+      await client.deleteQueue(name, true, { timeoutMs: DROP_TIMEOUT_MS });
+    },
+    async stop() {
+      const errors: unknown[] = [];
+      client.close();
+      await withTimeout(running.stop(), STOP_TIMEOUT_MS, 'scheduler stop').catch((err: unknown) => errors.push(err));
+      await redis.stop().catch((err: unknown) => errors.push(err));
+      if (errors.length) throw new AggregateError(errors, 'bench clean-up failed');
+    },
+  };
+}
+
+function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}

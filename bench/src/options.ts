@@ -1,0 +1,56 @@
+import { parseArgs } from 'node:util';
+
+/** What a bench run was asked to do; read once from the command line and the environment. */
+export interface BenchOptions {
+  /** Jobs in each measured run, for every scenario. @default each scenario's `defaultJobs` */
+  jobs?: number;
+  /** Jobs in each warm-up run. @default a tenth of the measured run, at least 1,000 (at most the run) */
+  warmup?: number;
+  /** Run only the scenarios with these names. @default all */
+  only: string[];
+}
+
+export const USAGE = `usage: npm run bench -- [--jobs N] [--warmup N] [--scenario NAME]...
+
+  --jobs N         jobs per measured run, every scenario (env BENCH_JOBS)
+  --warmup N       jobs per warm-up run; 0 skips the warm-up (env BENCH_WARMUP)
+  --scenario NAME  run only this scenario; repeatable
+`;
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** Flags win over BENCH_* variables. Throws UsageError on anything it does not understand. */
+export function parseBenchOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions | 'help' {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        jobs: { type: 'string' },
+        warmup: { type: 'string' },
+        scenario: { type: 'string', multiple: true },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { values } = parsed;
+  if (values.help) return 'help';
+  return {
+    jobs: count(values.jobs ?? env.BENCH_JOBS, values.jobs !== undefined ? '--jobs' : 'BENCH_JOBS', 1),
+    warmup: count(values.warmup ?? env.BENCH_WARMUP, values.warmup !== undefined ? '--warmup' : 'BENCH_WARMUP', 0),
+    only: values.scenario ?? [],
+  };
+}
+
+function count(raw: string | undefined, source: string, min: number): number | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw.replace(/_/g, ''));
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`${source} must be a whole number of at least ${min}, got "${raw}"`);
+  return n;
+}

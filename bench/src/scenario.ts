@@ -1,0 +1,62 @@
+import type { JobmeshClient } from '@jobmesh/sdk';
+import type { Queue } from 'bullmq';
+
+/**
+ * One benchmark: the same work done against raw BullMQ and through Jobmesh. Each side runs on a
+ * fresh queue and returns how many jobs it got done; jobs/s is that count over the wall time
+ * from the call (or from `startClock()`) to its return.
+ */
+export interface Scenario {
+  /** Stable id: the JSON line's key and the `--scenario` value. */
+  name: string;
+  /** One line for the table. */
+  title: string;
+  /** Jobs per measured run unless BENCH_JOBS or --jobs says otherwise. */
+  defaultJobs: number;
+  raw(ctx: RawContext): Promise<number>;
+  jobmesh(ctx: JobmeshContext): Promise<number>;
+}
+
+export interface RunContext {
+  /** Jobs this run should get done (the warm-up's count in a warm-up). */
+  jobs: number;
+  /** Restarts the clock: call it after set-up that should not be timed. */
+  startClock(): void;
+}
+
+export interface RawContext extends RunContext {
+  /** A fresh BullMQ queue (prefix `bench-raw`) on the bench's Redis, connected. */
+  queue: Queue;
+}
+
+export interface JobmeshContext extends RunContext {
+  client: JobmeshClient;
+  /** A fresh queue, created through CreateQueue with default settings. */
+  queue: string;
+}
+
+/** The job name every scenario enqueues. */
+export const JOB_NAME = 'bench';
+
+/** A small, realistic payload (about 100 bytes of JSON), the same on both sides. */
+export function jobData(i: number): Record<string, unknown> {
+  return { index: i, tenant: 'bench', action: 'send-email', to: `user-${i}@example.com`, attempt: 1 };
+}
+
+/** Calls `fn(0 … total-1)` with at most `limit` calls pending; rejects with the first error. */
+export async function inFlight(total: number, limit: number, fn: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const lane = async (): Promise<void> => {
+    while (!failed && next < total) {
+      const i = next++;
+      try {
+        await fn(i);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, total) }, lane));
+}
