@@ -24,6 +24,54 @@ export interface CallContext {
   principal?: unknown;
 }
 
+interface GrpcCall {
+  metadata: Metadata;
+  cancelled: boolean;
+  getPeer(): string;
+  on(event: 'cancelled', listener: () => void): unknown;
+}
+
+/**
+ * A call's context. The abort signal is made on first use only: most unary handlers never look at
+ * it, and grpc-js reports 'cancelled' after every call's status is sent, which must not count as
+ * a cancel once the call is over.
+ */
+class CallScope implements CallContext {
+  principal?: unknown;
+  private controller?: AbortController;
+  private over = false;
+
+  constructor(
+    readonly method: string,
+    private readonly call: GrpcCall,
+  ) {}
+
+  get metadata(): Metadata {
+    return this.call.metadata;
+  }
+
+  get peer(): string {
+    return this.call.getPeer();
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      const controller = (this.controller = new AbortController());
+      const abort = (): void => {
+        if (!this.over) controller.abort(new Error('call cancelled by the client or its deadline'));
+      };
+      if (this.call.cancelled) abort();
+      else this.call.on('cancelled', abort);
+    }
+    return this.controller.signal;
+  }
+
+  /** Marks the call finished: later 'cancelled' notifications are ignored. */
+  end(): void {
+    this.over = true;
+  }
+}
+
 /**
  * Authenticates and authorises a call before its handler runs; throw an Unauthenticated or
  * PermissionDenied error to reject it. Returns the principal stored on the context.
@@ -49,10 +97,8 @@ export class RpcKit {
     this.latency = histogram(opts.registry, 'jobmesh_grpc_request_duration_seconds', 'gRPC call latency (streams: until the stream ends)', ['method']);
   }
 
-  private context(method: string, call: { metadata: Metadata; getPeer(): string; on(e: 'cancelled', f: () => void): unknown }): CallContext {
-    const controller = new AbortController();
-    call.on('cancelled', () => controller.abort(new Error('call cancelled by the client or its deadline')));
-    return { method, metadata: call.metadata, peer: call.getPeer(), signal: controller.signal };
+  private context(method: string, call: GrpcCall): CallScope {
+    return new CallScope(method, call);
   }
 
   private finish(method: string, started: bigint, code: Status, err?: unknown): void {
@@ -73,10 +119,12 @@ export class RpcKit {
         return fn(call.request, ctx);
       })().then(
         (res) => {
+          ctx.end();
           this.finish(method, started, Status.OK);
           callback(null, res);
         },
         (err: unknown) => {
+          ctx.end();
           const mapped = toStatus(err);
           this.finish(method, started, mapped.code, err);
           callback(serviceError(mapped));

@@ -21,8 +21,16 @@ export interface RedisSettings {
  */
 export type ConnectionRole = 'producer' | 'worker';
 
+/**
+ * After QUIT or disconnect(), ioredis waits `disconnectTimeout` for the socket's 'close' before
+ * destroying it. When Redis is already gone that event never comes, and the 2 s default holds
+ * the process open after shutdown (ioredis#1247). The option exists but is missing from the types.
+ */
+const DISCONNECT_TIMEOUT = { disconnectTimeout: 200 } as RedisOptions;
+
 export function redisOptions(settings: RedisSettings, role: ConnectionRole, name?: string): RedisOptions {
   const common: RedisOptions = {
+    ...DISCONNECT_TIMEOUT,
     connectionName: name,
     retryStrategy: (times) => Math.min(times * 200, 2000),
     ...(role === 'producer'

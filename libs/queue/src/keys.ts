@@ -36,6 +36,16 @@ export class Keys {
   steps(queue: string, jobId: string): string {
     return `${this.prefix}:_steps:${queue}:${jobId}`;
   }
+  /**
+   * SCAN patterns and names of every Jobmesh key that belongs to `queue` (not BullMQ's). Queue
+   * names hold no ':' or glob characters, so a pattern never reaches into another queue.
+   */
+  ofQueue(queue: string): { patterns: string[]; keys: string[] } {
+    return {
+      patterns: [this.idempotency(queue, '*'), this.cancelled(queue, '*'), this.cancelRequest(queue, '*')],
+      keys: [this.cancelledIndex(queue)],
+    };
+  }
   /** Pub/sub channel of cancel requests for active jobs: JSON {queue, jobId, reason}. */
   get cancelChannel(): string {
     return `${this.prefix}:_cancel`;

@@ -124,16 +124,34 @@ export class QueueRegistry {
     return spec;
   }
 
-  /** Removes the queue from the registry and deletes all its BullMQ data. */
+  /**
+   * Removes the queue from the registry and deletes all its data: BullMQ's, and Jobmesh's own
+   * idempotency keys, cancelled-job records and cancel requests, so a queue created later under
+   * the same name starts clean.
+   */
   async delete(name: string): Promise<void> {
     await this.get(name);
     await this.bullQueue(name).obliterate({ force: true });
+    await this.deleteOwnKeys(name);
     await this.opts.redis.hdel(this.keys.registry, name);
     this.store(name, undefined);
     await this.opts.redis.publish(this.keys.registryChanged, name);
     const q = this.queues.get(name);
     this.queues.delete(name);
     await q?.close();
+  }
+
+  private async deleteOwnKeys(name: string): Promise<void> {
+    const { patterns, keys } = this.keys.ofQueue(name);
+    await this.opts.redis.del(...keys);
+    for (const match of patterns) {
+      let cursor = '0';
+      do {
+        const [next, found] = await this.opts.redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+        if (found.length) await this.opts.redis.unlink(...found);
+        cursor = next;
+      } while (cursor !== '0');
+    }
   }
 
   /** Pause and the global rate limit live in BullMQ's queue meta, where every worker sees them. */

@@ -38,6 +38,7 @@ function parseJson(v: string | undefined): unknown {
  */
 export class JobEventHub {
   private readonly taps = new Map<string, QueueTap>();
+  private readonly closing = new Set<Promise<void>>();
 
   constructor(
     private readonly redis: Redis,
@@ -58,7 +59,7 @@ export class JobEventHub {
       if (set!.size === 0) tap.listeners.delete(jobId);
       if (tap.listeners.size === 0 && this.taps.get(queue) === tap) {
         this.taps.delete(queue);
-        void tap.events.close();
+        this.closeTap(tap);
       }
     };
   }
@@ -72,7 +73,13 @@ export class JobEventHub {
     const ready = (async () => {
       const last = await this.redis.xrevrange(streamKey, '+', '-', 'COUNT', 1);
       const lastEventId = last[0]?.[0] ?? '0-0';
-      const events = new QueueEvents(queue, { connection: this.connection as ConnectionOptions, prefix: this.registry.keys.prefix, lastEventId, autorun: false });
+      const events = new QueueEvents(queue, {
+        connection: this.connection as ConnectionOptions,
+        prefix: this.registry.keys.prefix,
+        lastEventId,
+        autorun: false,
+        blockingTimeout: READ_BLOCK_MS,
+      });
       tap.events = events;
       events.on('error', (err) => this.logger.warn({ err: err.message, queue }, 'queue events error'));
       const emit = (type: pb.JobEventType, raw: RawEvent, extra: Partial<pb.JobEvent> = {}): void => {
@@ -109,11 +116,42 @@ export class JobEventHub {
     return tap;
   }
 
-  async close(): Promise<void> {
-    const taps = [...this.taps.values()];
-    this.taps.clear();
-    await Promise.all(taps.map(async (t) => (await t.ready.catch(() => undefined), t.events?.close())));
+  /** Closes a tap's reader; close() waits for every reader closed this way. */
+  private closeTap(tap: QueueTap): void {
+    const closing = (async () => {
+      await tap.ready.catch(() => undefined);
+      if (tap.events) await closeQueueEvents(tap.events);
+    })();
+    this.closing.add(closing);
+    void closing.finally(() => this.closing.delete(closing));
   }
+
+  async close(): Promise<void> {
+    for (const tap of this.taps.values()) this.closeTap(tap);
+    this.taps.clear();
+    await Promise.all(this.closing);
+  }
+}
+
+/**
+ * How long a reader's XREAD blocks. Short, so a reader closed while Redis is down is gone soon:
+ * BullMQ abandons an XREAD that Redis never answered only after the block time plus 1 s.
+ */
+const READ_BLOCK_MS = 1000;
+/** How long closing a reader may wait for its connection to end: past BullMQ's XREAD watchdog. */
+const QUEUE_EVENTS_CLOSE_MS = READ_BLOCK_MS + 1500;
+
+/**
+ * QueueEvents.close() waits for ioredis' 'end' event, which never comes when Redis is down and
+ * the connection is between reconnect attempts (ioredis#1247): shutdown would hang. The socket is
+ * gone and disconnect() has cleared the reconnect timer by then, so wait only until BullMQ has
+ * given up its last XREAD, and go on.
+ */
+async function closeQueueEvents(events: QueueEvents): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, QUEUE_EVENTS_CLOSE_MS)));
+  await Promise.race([events.close().catch(() => undefined), bound]);
+  clearTimeout(timer);
 }
 
 /** The event that describes a job's current state, sent first on every WatchJob stream. */

@@ -16,6 +16,7 @@ export interface SchedulerHarness {
   worker(queue: string, processor: Processor, opts?: { concurrency?: number }): Worker;
   /** A plain ioredis connection to the harness's Redis; closed by stop(). */
   redisClient(): Redis;
+  /** Stops workers, clients, the scheduler and (unless it was given) Redis. Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -42,6 +43,7 @@ export async function startSchedulerHarness(
   const client = new JobmeshClient({ address, timeoutMs: 5000 });
   const workers: Worker[] = [];
   const clients: Redis[] = [];
+  let stopping: Promise<void> | undefined;
   return {
     redis,
     scheduler,
@@ -61,13 +63,15 @@ export async function startSchedulerHarness(
       clients.push(c);
       return c;
     },
-    stop: async () => {
-      await Promise.all(workers.map((w) => w.close()));
-      await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())));
-      client.close();
-      await scheduler.stop();
-      if (!opts.redis) await redis.stop();
-    },
+    // Idempotent, so a test may stop the harness itself and afterAll still call it.
+    stop: () =>
+      (stopping ??= (async () => {
+        await Promise.all(workers.map((w) => w.close()));
+        await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())));
+        client.close();
+        await scheduler.stop();
+        if (!opts.redis) await redis.stop();
+      })()),
   };
 }
 
@@ -101,8 +105,9 @@ export function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => 
 }
 
 /**
- * A fingerprint of every key under `prefix`: its type, size and, for streams, the last entry id.
- * Two equal fingerprints mean nothing was written in between (for the checks tests need).
+ * A fingerprint of every key under `prefix`: its type, size and, for hashes, each field's length,
+ * for streams, the last entry id. Two equal fingerprints mean nothing was written in between (for
+ * the checks tests need). Values are not read, so big job payloads do not travel.
  */
 export async function keyspace(redis: Redis, prefix: string): Promise<Record<string, string>> {
   const keys = (await redis.keys(`${prefix}:*`)).sort();
@@ -111,7 +116,10 @@ export async function keyspace(redis: Redis, prefix: string): Promise<Record<str
     const type = await redis.type(key);
     let size: string | number = '';
     if (type === 'string') size = await redis.strlen(key);
-    else if (type === 'hash') size = JSON.stringify(await redis.hgetall(key));
+    else if (type === 'hash') {
+      const fields = (await redis.hkeys(key)).sort();
+      size = (await Promise.all(fields.map(async (f) => `${f}=${await redis.hstrlen(key, f)}`))).join(',');
+    }
     else if (type === 'list') size = await redis.llen(key);
     else if (type === 'set') size = await redis.scard(key);
     else if (type === 'zset') size = await redis.zcard(key);

@@ -1,9 +1,7 @@
 import { status } from '@grpc/grpc-js';
+import * as pb from '@jobmesh/contracts';
 import { Queue } from 'bullmq';
 import { type SchedulerHarness, startSchedulerHarness, uniqueQueue } from './harness';
-
-// The integration project's testTimeout in jest.config.js is not applied by jest (it is a global option).
-jest.setTimeout(30_000);
 
 let h: SchedulerHarness;
 beforeAll(async () => {
@@ -177,6 +175,23 @@ describe('DeleteQueue', () => {
     await withBullQueue(name, async (q) => expect(await q.getJob(job!.id)).toBeUndefined());
   });
 
+  it('with force also forgets the queue\'s cancelled jobs and idempotency keys, so a new queue of that name starts clean', async () => {
+    const name = uniqueQueue();
+    await h.client.createQueue({ queue: { name } });
+    const keyed = await h.client.enqueueJob({ queue: name, job: { name: 'work', options: { idempotencyKey: 'order-9' } } });
+    const { job: cancelled } = await h.client.enqueueJob({ queue: name, job: { name: 'work' } });
+    await h.client.cancelJob(name, cancelled!.id);
+    await h.client.deleteQueue(name, true);
+    const redis = h.redisClient();
+    expect((await redis.keys(`${h.prefix}:*`)).filter((k) => k.includes(name))).toEqual([]);
+
+    await h.client.createQueue({ queue: { name } });
+    await expect(h.client.getJob(name, cancelled!.id)).rejects.toMatchObject({ code: status.NOT_FOUND });
+    const again = await h.client.enqueueJob({ queue: name, job: { name: 'work', options: { idempotencyKey: 'order-9' } } });
+    expect(again.deduplicated).toBe(false);
+    expect(again.job!.id).not.toBe(keyed.job!.id);
+  });
+
   it('rejects a delete of an unknown queue with NOT_FOUND', async () => {
     await expect(h.client.deleteQueue(uniqueQueue('missing'))).rejects.toMatchObject({ code: status.NOT_FOUND });
   });
@@ -205,6 +220,25 @@ describe('PauseQueue / ResumeQueue', () => {
     });
     await h.client.resumeQueue(name);
     await expect(done).resolves.toBe(job!.id);
+  });
+
+  it('pauses and resumes through UpdateQueue with update_mask paused', async () => {
+    const name = uniqueQueue();
+    await h.client.createQueue({ queue: { name } });
+    await expect(h.client.updateQueue({ queue: { name, paused: true }, updateMask: ['paused'] })).resolves.toMatchObject({ paused: true });
+    await withBullQueue(name, async (q) => expect(await q.isPaused()).toBe(true));
+    await expect(h.client.updateQueue({ queue: { name, paused: false }, updateMask: ['paused'] })).resolves.toMatchObject({ paused: false });
+    await withBullQueue(name, async (q) => expect(await q.isPaused()).toBe(false));
+  });
+
+  it('lists jobs enqueued on a paused queue as WAITING', async () => {
+    const name = uniqueQueue();
+    await h.client.createQueue({ queue: { name } });
+    await h.client.pauseQueue(name);
+    const { job } = await h.client.enqueueJob({ queue: name, job: { name: 'work' } });
+    await expect(h.client.getJob(name, job!.id)).resolves.toMatchObject({ state: pb.JobState.JOB_STATE_WAITING });
+    const page = await h.client.listJobs({ queue: name, states: [pb.JobState.JOB_STATE_WAITING] });
+    expect(page.jobs.map((j) => j.id)).toEqual([job!.id]);
   });
 
   it('is idempotent: pausing a paused queue keeps it paused', async () => {
