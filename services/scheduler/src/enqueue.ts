@@ -71,7 +71,7 @@ export class Enqueuer {
       if (existing) return { job: await this.snapshot(queueName, existing, job), deduplicated: true };
       try {
         const added = await bull.add(job.name, job.data, job.opts);
-        return { job: toProtoJob(added, queueName, job.state), deduplicated: false };
+        return { job: enqueued(added, queueName, job.state), deduplicated: false };
       } catch (err) {
         await this.redis.del(key).catch(() => undefined);
         throw err;
@@ -84,7 +84,7 @@ export class Enqueuer {
       if (found) return { job: toProtoJob(found, queueName, await stateOf(found)), deduplicated: true };
     }
     const added = await bull.add(job.name, job.data, job.opts);
-    return { job: toProtoJob(added, queueName, job.state), deduplicated: false };
+    return { job: enqueued(added, queueName, job.state), deduplicated: false };
   }
 
   /** SET NX of the idempotency key; returns the job id already holding it, if any. */
@@ -188,6 +188,11 @@ export class Enqueuer {
   async close(): Promise<void> {
     await this.flows.close();
   }
+}
+
+/** A fresh job as EnqueueJob returns it: without `data`, which the caller just sent. */
+function enqueued(job: BullJob, queue: string, state: JobStateName): pb.Job {
+  return { ...toProtoJob(job, queue, state), data: undefined };
 }
 
 export async function stateOf(job: BullJob): Promise<JobStateName | undefined> {

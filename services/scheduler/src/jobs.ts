@@ -7,13 +7,11 @@ import {
   type JobStateName,
   validateQueueName,
 } from '@jobmesh/core';
-import { type QueueRegistry, stateFromProto, toProtoJob } from '@jobmesh/queue';
+import { type QueueRegistry, readCancelled, recordCancelled, stateFromProto, toProtoJob } from '@jobmesh/queue';
 import type { Job as BullJob, JobType } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { stateOf } from './enqueue';
 
-/** How long a cancelled job's record is kept. */
-const CANCELLED_TTL_MS = 7 * 24 * 3_600_000;
 /** How long a cancel request for an active job waits for its worker to see it. */
 const CANCEL_REQUEST_TTL_MS = 24 * 3_600_000;
 
@@ -69,17 +67,19 @@ export class Jobs {
   }
 
   /** The stored record of a cancelled job, if it was cancelled. */
-  private async cancelled(queue: string, id: string): Promise<pb.Job | undefined> {
-    const json = await this.redis.get(this.registry.keys.cancelled(queue, id));
-    return json ? pb.Job.fromJSON(JSON.parse(json)) : undefined;
+  private cancelled(queue: string, id: string): Promise<pb.Job | undefined> {
+    return readCancelled(this.redis, this.registry.keys, queue, id);
   }
 
   async get(queue: string, id: string): Promise<pb.Job> {
     if (!id) throw new InvalidArgumentError('id', 'is required');
     await this.registry.get(validateQueueName(queue));
     const job = await this.registry.bullQueue(queue).getJob(id);
-    if (job) return toProtoJob(job, queue, await stateOf(job));
+    const state = job && (await stateOf(job));
+    // A job cancelled while active fails in BullMQ just after it is recorded as cancelled.
+    if (job && state !== 'failed') return toProtoJob(job, queue, state);
     const cancelled = await this.cancelled(queue, id);
+    if (job && !cancelled) return toProtoJob(job, queue, state);
     if (cancelled) return cancelled;
     throw new JobNotFoundError(queue, id);
   }
@@ -142,15 +142,7 @@ export class Jobs {
         if (!/locked|active/i.test((err as Error).message)) throw err;
         return this.requestCancel(job, req.queue, reason);
       }
-      const record = { ...toProtoJob(job, req.queue, 'cancelled'), failureReason: reason, finishedAt: new Date() };
-      const keys = this.registry.keys;
-      await this.redis
-        .multi()
-        .set(keys.cancelled(req.queue, req.id), JSON.stringify(pb.Job.toJSON(record)), 'PX', CANCELLED_TTL_MS)
-        .zadd(keys.cancelledIndex(req.queue), Date.now(), req.id)
-        .zremrangebyscore(keys.cancelledIndex(req.queue), 0, Date.now() - CANCELLED_TTL_MS)
-        .xadd(keys.events(req.queue), 'MAXLEN', '~', 10_000, '*', 'event', 'cancelled', 'jobId', req.id, 'reason', reason)
-        .exec();
+      const record = await recordCancelled(this.redis, this.registry.keys, toProtoJob(job, req.queue, 'cancelled'), reason);
       return { job: record, pending: false };
     }
     if (state === 'active') return this.requestCancel(job, req.queue, reason);
