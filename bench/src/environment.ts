@@ -1,5 +1,6 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { loadSchedulerEnv, type RunningScheduler, startScheduler } from '@jobmesh/scheduler';
+import { resolve } from 'node:path';
 import { JobmeshClient } from '@jobmesh/sdk';
 import { startRedis } from '@jobmesh/testing';
 import { Queue } from 'bullmq';
@@ -13,7 +14,56 @@ const DROP_TIMEOUT_MS = 120_000;
 /** The scheduler's own grace is 5 s; a stop that takes longer is stuck, and Redis must still go. */
 const STOP_TIMEOUT_MS = 15_000;
 
-/** The Redis, the in-process scheduler and a client: everything a bench run talks to. */
+/** The scheduler runs as its own process, as in a deployment, so its CPU is not the client's. */
+const SCHEDULER_MAIN = resolve(__dirname, '../../services/scheduler/dist/main.js');
+
+interface SchedulerProcess {
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** Spawns `node services/scheduler/dist/main.js` on a free port; resolves once it listens. */
+async function spawnScheduler(redisUrl: string): Promise<SchedulerProcess> {
+  const child: ChildProcess = spawn(process.execPath, [SCHEDULER_MAIN], {
+    env: {
+      PATH: process.env.PATH,
+      REDIS_URL: redisUrl,
+      JOBMESH_REDIS_PREFIX: JOBMESH_PREFIX,
+      JOBMESH_GRPC_ADDRESS: '127.0.0.1:0',
+      JOBMESH_HTTP_ADDRESS: '127.0.0.1:0',
+      JOBMESH_SHUTDOWN_GRACE: '5s',
+      LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let buffered = '';
+  const port = await new Promise<number>((resolvePort, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the scheduler did not start within 20 s:\n${buffered}`)), 20_000);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const m = /"grpc":"[^"]*:(\d+)"[^\n]*"msg":"scheduler listening"/.exec(buffered);
+      if (m) {
+        clearTimeout(timer);
+        child.stdout!.removeAllListeners('data').resume();
+        resolvePort(Number(m[1]));
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the scheduler exited with code ${code}:\n${buffered}`));
+    });
+  });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return {
+    port,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** The Redis, the scheduler process and a client: everything a bench run talks to. */
 export interface BenchEnvironment {
   redisUrl: string;
   redisVersion: string;
@@ -34,28 +84,18 @@ const uniqueName = (label: string): string => `${label}-${randomUUID().slice(0, 
 
 /**
  * Starts a redis-server of the bench's own on a free port (never a shared one: the numbers must
- * not depend on what else uses it) and a scheduler in this process on gRPC port 0.
+ * not depend on what else uses it) and a scheduler process on a free gRPC port.
  */
 export async function startEnvironment(): Promise<BenchEnvironment> {
   const redis = await startRedis({ own: true });
-  let scheduler: RunningScheduler | undefined;
+  let running: SchedulerProcess;
   try {
-    scheduler = await startScheduler(
-      loadSchedulerEnv({
-        REDIS_URL: redis.url,
-        JOBMESH_REDIS_PREFIX: JOBMESH_PREFIX,
-        JOBMESH_GRPC_ADDRESS: '127.0.0.1:0',
-        JOBMESH_HTTP_ADDRESS: '127.0.0.1:0',
-        JOBMESH_SHUTDOWN_GRACE: '5s',
-        LOG_LEVEL: 'warn',
-      }),
-    );
+    running = await spawnScheduler(redis.url);
   } catch (err) {
     await redis.stop().catch(() => undefined);
     throw err;
   }
-  const running = scheduler;
-  const client = new JobmeshClient({ address: `127.0.0.1:${running.grpcPort}` });
+  const client = new JobmeshClient({ address: `127.0.0.1:${running.port}` });
   const { hostname, port } = new URL(redis.url);
 
   const rawQueue = async (label: string): Promise<Queue> => {

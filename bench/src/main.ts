@@ -30,7 +30,7 @@ async function main(): Promise<number> {
 
   const log = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
   const env = await startEnvironment();
-  log(`redis-server ${env.redisVersion} at ${env.redisUrl}, scheduler in-process`);
+  log(`redis-server ${env.redisVersion} at ${env.redisUrl}, scheduler as its own process`);
   const results: ScenarioResult[] = [];
   let failure: unknown;
   try {

@@ -1,7 +1,8 @@
-import { type CommonEnv, commonEnvSchema, loadConfigFile, parseEnv, splitHostPort } from '@jobmesh/config';
+import { loadConfigFile, parseEnv, splitHostPort } from '@jobmesh/config';
 import { GrpcServer, RpcKit, onShutdownSignal } from '@jobmesh/grpc-kit';
 import { openBackbone } from '@jobmesh/queue';
 import { register as registerScheduler } from '@jobmesh/scheduler';
+import { register as registerWorkerPool, type WorkerPoolEnv, workerPoolEnvSchema } from '@jobmesh/worker-pool';
 import { createLogger, createRegistry, startOpsServer } from '@jobmesh/telemetry';
 import { type LocalRedis, NO_REDIS_HELP, hasRedisServer, startLocalRedis } from './local-redis';
 
@@ -17,7 +18,8 @@ export interface UpHandle {
  * REDIS_URL or a redis-server it starts and stops itself.
  */
 export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<UpHandle> {
-  const env: CommonEnv = parseEnv(commonEnvSchema, envSource);
+  // Every service's settings; the worker-pool's schema extends the common one (and so the scheduler's).
+  const env: WorkerPoolEnv = parseEnv(workerPoolEnvSchema, envSource);
   const logger = createLogger({ name: 'jobmesh', level: env.LOG_LEVEL });
   let local: LocalRedis | undefined;
   let redisUrl = env.REDIS_URL;
@@ -43,15 +45,14 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
     const metrics = createRegistry();
     const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES });
     const kit = new RpcKit({ logger, registry: metrics });
-    const services = [
-      registerScheduler(server, {
-        backbone,
-        kit,
-        logger,
-        maxPayloadBytes: env.JOBMESH_MAX_PAYLOAD_BYTES,
-        idempotencyTtlMs: env.JOBMESH_IDEMPOTENCY_TTL,
-      }),
-    ];
+    const scheduler = registerScheduler(server, {
+      backbone,
+      kit,
+      logger,
+      maxPayloadBytes: env.JOBMESH_MAX_PAYLOAD_BYTES,
+      idempotencyTtlMs: env.JOBMESH_IDEMPOTENCY_TTL,
+    });
+    const workerPool = await registerWorkerPool(server, { backbone, kit, logger, metrics, env, config });
     const http = splitHostPort(env.JOBMESH_HTTP_ADDRESS);
     const ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ping });
     const grpcPort = await server.listen(env.JOBMESH_GRPC_ADDRESS);
@@ -61,16 +62,21 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
     out('Jobmesh is up.');
     out(`  gRPC   ${grpcAddress}   jobmesh.v1.SchedulerService, grpc.health.v1, reflection`);
     out(`  HTTP   http://${ops.address}   /metrics /livez /readyz`);
+    const modules = env.JOBMESH_PROCESSORS.length + config.processors.modules.length;
+    out(`  Worker in-process, built-in processors: ${workerPool.processors.names('*').join(', ') || 'none'}; ${modules} processor module(s) loaded`);
     out(local ? `  Redis  ${local.url}   started by jobmesh, AOF on, data in ${local.dataDir}` : `  Redis  ${redact(redisUrl)}`);
     if (config.path) out(`  Config ${config.path} (${config.queues.length} queues)`);
     out(`  Auth   none: anyone who can reach ${loopback ? 'this loopback port' : grpcAddress} can call every RPC`);
-    out('Try:   npx jobmesh queues create emails && npx jobmesh enqueue emails welcome --data \'{"to":"ada@example.com"}\'');
+    out('Try:   npx jobmesh queues create hooks && npx jobmesh enqueue hooks http.request --data \'{"url":"https://example.com"}\'');
     out('Stop:  Ctrl-C');
 
     let stopped: Promise<void> | undefined;
     const stop = (): Promise<void> =>
       (stopped ??= (async () => {
-        for (const s of services) await s.close();
+        server.setStatus('NOT_SERVING');
+        // Worker-pool first: it lets active jobs finish while the scheduler still answers.
+        await workerPool.close();
+        await scheduler.close();
         await server.shutdown(env.JOBMESH_SHUTDOWN_GRACE);
         await ops.close();
         await backbone.close();

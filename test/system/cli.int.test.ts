@@ -2,7 +2,8 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { connect } from 'node:net';
+import { createServer } from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -67,6 +68,8 @@ describe('jobmesh up and the CLI', () => {
 
   it('creates a queue, enqueues a job and gets it back, as text and as JSON', async () => {
     await expect(jobmesh('queues', 'create', 'emails')).resolves.toMatchObject({ stdout: expect.stringContaining('created queue emails') });
+    // Paused, so the in-process worker-pool leaves the job waiting (it has no 'welcome' processor).
+    await expect(jobmesh('queues', 'pause', 'emails')).resolves.toMatchObject({ stdout: 'queue emails paused\n' });
     const enq = await jobmesh('--json', 'enqueue', 'emails', 'welcome', '--data', '{"to":"ada@example.com"}');
     const id = (JSON.parse(enq.stdout) as { job: { id: string } }).job.id;
     const text = await jobmesh('get', 'emails', id);
@@ -74,6 +77,21 @@ describe('jobmesh up and the CLI', () => {
     expect(text.stdout).toContain('{"to":"ada@example.com"}');
     const json = JSON.parse((await jobmesh('--json', 'get', 'emails', id)).stdout) as { state: string; data: unknown };
     expect(json).toMatchObject({ state: 'JOB_STATE_WAITING', data: { to: 'ada@example.com' } });
+  });
+
+  it('runs a job with a built-in processor of the in-process worker-pool', async () => {
+    const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    try {
+      await jobmesh('queues', 'create', 'hooks');
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+      const enq = await jobmesh('--json', 'enqueue', 'hooks', 'http.request', '--data', JSON.stringify({ url }));
+      const id = (JSON.parse(enq.stdout) as { job: { id: string } }).job.id;
+      const watched = await jobmesh('watch', 'hooks', id);
+      expect(watched.stdout).toMatch(/completed\s+\{"status":200/);
+    } finally {
+      server.close();
+    }
   });
 
   it('reports an unknown queue as NOT_FOUND with exit code 1', async () => {

@@ -74,8 +74,11 @@ export class Jobs {
   async get(queue: string, id: string): Promise<pb.Job> {
     if (!id) throw new InvalidArgumentError('id', 'is required');
     await this.registry.get(validateQueueName(queue));
-    const job = await this.registry.bullQueue(queue).getJob(id);
+    const bull = this.registry.bullQueue(queue);
+    let job = await bull.getJob(id);
     const state = job && (await stateOf(job));
+    // The job may have finished between the two reads: read it again so data and state agree.
+    if (job && (state === 'completed' || state === 'failed') && !job.finishedOn) job = (await bull.getJob(id)) ?? job;
     // A job cancelled while active fails in BullMQ just after it is recorded as cancelled.
     if (job && state !== 'failed') return toProtoJob(job, queue, state);
     const cancelled = await this.cancelled(queue, id);
