@@ -44,7 +44,8 @@ export interface BatchOptions {
 /**
  * Processes `items` in chunks. A failing item is recorded in the result and does not fail the job.
  * Each finished chunk is persisted as a step, so a retry skips chunks already done; progress
- * (percent of items) is reported after each chunk. Aborts between items when ctx.signal fires.
+ * (percent of items) is reported after each chunk. Aborts between items when ctx.signal fires; an
+ * item that throws because of the abort is not recorded as failed, and its chunk runs again on retry.
  */
 export async function processInBatches<T, R>(
   ctx: JobContext,
@@ -68,6 +69,8 @@ export async function processInBatches<T, R>(
           try {
             out.results[index - start] = await fn(items[index]!, index);
           } catch (err) {
+            // An item cut short because the attempt ended has not failed, and its chunk is not done.
+            if (ctx.signal.aborted) throw ctx.signal.reason;
             out.failed.push({ index, error: err instanceof Error ? err.message : String(err) });
           }
         }

@@ -32,7 +32,12 @@ export interface ChildJobSpec {
 }
 
 export interface JobContext {
-  /** Aborted when the attempt times out, the job is cancelled, or the worker shuts down hard. */
+  /**
+   * Aborted when the attempt ends early; the reason says why: a JobTimeoutError (the job's
+   * `timeout`; a failed attempt), a JobCancelledError (CancelJob; the job ends CANCELLED), or an
+   * error named WorkerShutdownError (the replica's shutdown grace period ran out; the job goes
+   * back to the queue without using an attempt).
+   */
   readonly signal: AbortSignal;
   /** This attempt, counted from 1. */
   readonly attempt: number;
@@ -54,6 +59,11 @@ export interface JobContext {
    * Use a stable `name` per call site, like a step.
    */
   runChildren(name: string, children: ChildJobSpec[]): Promise<Record<string, unknown>>;
+  /**
+   * The results of this job's completed children, keyed "queue:id": for a parent enqueued with
+   * EnqueueFlow, which runs only once its children completed. Empty for a job without children.
+   */
+  childrenResults(): Promise<Record<string, unknown>>;
 }
 
 export type ProcessFn<Data = Record<string, unknown>, Result = unknown> = (job: JobInfo<Data>, ctx: JobContext) => Result | Promise<Result>;

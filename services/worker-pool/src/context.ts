@@ -1,5 +1,5 @@
-import { InvalidArgumentError, validateJobName, validateQueueName } from '@jobmesh/core';
-import type { Keys, QueueRegistry } from '@jobmesh/queue';
+import { InvalidArgumentError, resolveJobOptions, validateJobId, validateJobName, validateJobOptions, validateQueueName } from '@jobmesh/core';
+import { type Keys, type QueueRegistry, jobmeshOpts, toBullOptions } from '@jobmesh/queue';
 import type { ChildJobSpec, JobContext } from '@jobmesh/sdk';
 import { type Job as BullJob, WaitingChildrenError } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -9,9 +9,8 @@ const STEPS_TTL_MS = 7 * 24 * 3_600_000;
 
 /** JobContext over a BullMQ job held by this worker. */
 export class BullJobContext implements JobContext {
+  /** The job's stored step results, once read; the record is removed when the job completes. */
   private steps?: Map<string, unknown>;
-  /** True once a step result was written, so the record is removed when the job completes. */
-  usedSteps = false;
 
   constructor(
     private readonly job: BullJob,
@@ -48,7 +47,6 @@ export class BullJobContext implements JobContext {
 
   private async saveStep(name: string, value: unknown): Promise<void> {
     this.steps!.set(name, value);
-    this.usedSteps = true;
     await this.redis.multi().hset(this.stepsKey, name, JSON.stringify(value ?? null)).pexpire(this.stepsKey, STEPS_TTL_MS).exec();
   }
 
@@ -66,23 +64,37 @@ export class BullJobContext implements JobContext {
     const steps = await this.loadSteps();
     const key = `children:${name}`;
     if (!steps.has(key)) {
+      // Every child is checked before any is added, so a bad one cannot leave the others behind
+      // to be added again by the next attempt.
+      const traceparent = jobmeshOpts(this.job).tp;
+      const prepared = await Promise.all(
+        children.map(async (c, i) => {
+          const queue = validateQueueName(c.queue ?? this.job.queueName, `children[${i}].queue`);
+          validateJobName(c.name, `children[${i}].name`);
+          if (c.jobId !== undefined) validateJobId(c.jobId, `children[${i}].jobId`);
+          validateJobOptions({ attempts: c.attempts }, `children[${i}]`);
+          // Like an enqueued job, a child takes its queue's default options (attempts, backoff, retention).
+          const { defaultJobOptions } = await this.registry.get(queue);
+          return { queue, name: c.name, data: c.data ?? {}, opts: toBullOptions(resolveJobOptions({ attempts: c.attempts }, defaultJobOptions), { jobId: c.jobId, traceparent }) };
+        }),
+      );
       const parent = { id: this.job.id!, queue: this.job.queueQualifiedName };
-      for (const [i, c] of children.entries()) {
-        const queue = validateQueueName(c.queue ?? this.job.queueName, `children[${i}].queue`);
-        await this.registry.get(queue);
-        validateJobName(c.name, `children[${i}].name`);
-        await this.registry
-          .bullQueue(queue)
-          .add(c.name, c.data ?? {}, { parent, ...(c.jobId && { jobId: c.jobId }), ...(c.attempts && { attempts: c.attempts }) });
-      }
+      for (const c of prepared) await this.registry.bullQueue(c.queue).add(c.name, c.data, { ...c.opts, parent });
       await this.saveStep(key, children.length);
       if (this.token && (await this.job.moveToWaitingChildren(this.token))) throw new WaitingChildrenError();
     }
-    return this.job.getChildrenValues();
+    return this.childrenResults();
   }
 
-  /** Removes the job's step results; called once it completed. */
+  async childrenResults(): Promise<Record<string, unknown>> {
+    // BullMQ keys them by the child's Redis key, "<prefix>:<queue>:<id>"; the prefix is ours to hide.
+    const values: Record<string, unknown> = (await this.job.getChildrenValues()) ?? {};
+    const prefix = `${this.keys.prefix}:`;
+    return Object.fromEntries(Object.entries(values).map(([key, v]) => [key.startsWith(prefix) ? key.slice(prefix.length) : key, v]));
+  }
+
+  /** Removes the job's step results, if it has any; called once it completed. */
   async clear(): Promise<void> {
-    if (this.usedSteps) await this.redis.del(this.stepsKey);
+    if (this.steps?.size) await this.redis.del(this.stepsKey);
   }
 }

@@ -46,8 +46,9 @@ export class ProcessorRegistry {
         n++;
       } else if (Array.isArray(v)) v.forEach(visit);
     };
-    const mod = exports as Record<string, unknown>;
-    for (const v of Object.values(mod ?? {})) visit(v);
+    // `module.exports = defineProcessor(…)` or `= [ … ]`, else every named export (default included).
+    if (isProcessorDefinition(exports) || isBackoffDefinition(exports) || Array.isArray(exports)) visit(exports);
+    else for (const v of Object.values((exports ?? {}) as Record<string, unknown>)) visit(v);
     if (n === 0) throw new Error(`${source} exports no defineProcessor(...) or defineBackoff(...) values`);
     return n;
   }

@@ -10,7 +10,7 @@ import {
 import { type Keys, type QueueRegistry, jobmeshOpts, parentRef, recordCancelled, toProtoJob, traceIdOf } from '@jobmesh/queue';
 import type { JobInfo } from '@jobmesh/sdk';
 import type { Logger } from '@jobmesh/telemetry';
-import { type ConnectionOptions, type Job as BullJob, type MinimalJob, Worker } from 'bullmq';
+import { type ConnectionOptions, type Job as BullJob, type MinimalJob, WaitingError, Worker } from 'bullmq';
 import type { Redis, RedisOptions } from 'ioredis';
 import { BullJobContext } from './context';
 import type { WorkerMetrics } from './metrics';
@@ -33,15 +33,35 @@ export interface RunnerDeps {
   settings: RunnerSettings;
 }
 
+/** The abort reason of jobs still running when a replica's shutdown grace period ran out. */
+export class WorkerShutdownError extends Error {
+  override readonly name = 'WorkerShutdownError';
+  constructor() {
+    super('the worker shut down before the job finished');
+  }
+}
+
 /** Cancel requests that arrived before their job started here are kept this long. */
 const EARLY_CANCEL_MS = 60_000;
+
+/** A RateLimitError backs the whole queue off for at most this long, whatever it asks for. */
+export const MAX_RATE_LIMIT_MS = 3_600_000;
+
+/**
+ * BullMQ honours a queue back-off (worker.rateLimit) only when some limit is set, and a worker's
+ * limiter duration overrides the queue's. So: the queue's own rate limit, or one too high to bite.
+ */
+function limiterOf(spec: QueueSpec): { max: number; duration: number } {
+  return spec.rateLimit && spec.rateLimit.max > 0
+    ? { max: spec.rateLimit.max, duration: spec.rateLimit.durationMs }
+    : { max: Number.MAX_SAFE_INTEGER, duration: 60_000 };
+}
 
 /** Runs one queue's jobs with in-process processors: one BullMQ Worker, concurrency from the registry. */
 export class QueueRunner {
   readonly worker: Worker;
   private readonly active = new Map<string, AbortController>();
   private readonly earlyCancels = new Map<string, { reason: string; at: number }>();
-  private readonly cancelled = new Set<string>();
 
   constructor(
     readonly queue: string,
@@ -56,18 +76,26 @@ export class QueueRunner {
       lockDuration: settings.lockDurationMs,
       stalledInterval: settings.stalledIntervalMs,
       maxStalledCount: settings.maxStalledCount,
+      limiter: limiterOf(spec),
       settings: { backoffStrategy: (attemptsMade, _type, err, job) => this.backoff(attemptsMade, err, job) },
     });
     this.worker.on('error', (err) => deps.logger.warn({ err: err.message, queue }, 'worker error'));
-    this.worker.on('failed', (job) => {
-      // A cancelled job was recorded as CANCELLED before it failed; drop BullMQ's failed copy.
-      if (job?.id && this.cancelled.delete(job.id)) void job.remove().catch(() => undefined);
-    });
   }
 
   /** Applies a registry change live. */
   update(spec: QueueSpec): void {
-    if (this.worker.concurrency !== spec.concurrency) this.worker.concurrency = spec.concurrency;
+    this.worker.opts.limiter = limiterOf(spec);
+    const before = this.worker.concurrency;
+    if (before === spec.concurrency) return;
+    this.worker.concurrency = spec.concurrency;
+    // With `before` jobs running, BullMQ's fetch loop sleeps until one of them ends before it looks
+    // at the concurrency again. A pause that does not wait for them, then a resume, wakes it now.
+    if (spec.concurrency > before && this.worker.isRunning() && !this.worker.isPaused()) {
+      this.worker
+        .pause(true)
+        .then(() => this.worker.resume())
+        .catch((err: Error) => this.deps.logger.warn({ err: err.message, queue: this.queue }, 'could not apply the new concurrency at once'));
+    }
   }
 
   /** Aborts the job if it runs here; otherwise remembers the request in case it starts soon. */
@@ -85,13 +113,29 @@ export class QueueRunner {
     return this.active.size;
   }
 
+  /** Ids of the jobs running here now. */
+  activeIds(): string[] {
+    return [...this.active.keys()];
+  }
+
   private backoff(attemptsMade: number, err: Error | undefined, job: MinimalJob | undefined): number {
     const spec = job ? jobmeshOpts(job as BullJob).b : undefined;
     if (!spec) return 1000;
     if (spec.kind === 'custom') {
+      // BullMQ calls this while moving the failed job; a throw there would leave the job active
+      // until its lock expired, so a broken strategy falls back to the fixed delay.
       const fn = this.deps.processors.backoffs.get(spec.customStrategy ?? '');
-      if (fn) return Math.max(0, fn(attemptsMade, err ?? new Error('unknown'), { id: job!.id ?? '', queue: this.queue, name: job!.name }));
-      this.deps.logger.warn({ queue: this.queue, strategy: spec.customStrategy }, 'unknown custom backoff strategy; using the fixed delay');
+      const log = { queue: this.queue, jobId: job!.id, strategy: spec.customStrategy };
+      if (!fn) this.deps.logger.warn(log, 'unknown custom backoff strategy; using the fixed delay');
+      else {
+        try {
+          const delay = fn(attemptsMade, err ?? new Error('unknown'), { id: job!.id ?? '', queue: this.queue, name: job!.name });
+          if (Number.isFinite(delay)) return Math.max(0, Math.round(delay));
+          this.deps.logger.warn({ ...log, delay }, 'custom backoff strategy returned no finite number; using the fixed delay');
+        } catch (e) {
+          this.deps.logger.warn({ ...log, err: (e as Error)?.message }, 'custom backoff strategy threw; using the fixed delay');
+        }
+      }
     }
     return computeBackoff(spec, attemptsMade);
   }
@@ -100,6 +144,7 @@ export class QueueRunner {
     const { metrics, processors } = this.deps;
     const def = processors.resolve(this.queue, job.name);
     if (!def) {
+      metrics.failed.inc({ queue: this.queue, name: job.name, final: 'true' });
       throw new UnrecoverableError(`${PROCESSOR_NOT_FOUND}: no processor for job "${job.name}" on queue "${this.queue}"`);
     }
     const id = job.id!;
@@ -143,20 +188,29 @@ export class QueueRunner {
       await ctx.clear();
       metrics.completed.inc({ queue: this.queue, name: job.name });
       return result;
-    } catch (raw) {
-      const err = controller.signal.aborted && controller.signal.reason instanceof Error ? controller.signal.reason : (raw as Error);
-      if (err?.name === 'WaitingChildrenError') throw err;
+    } catch (thrown) {
+      // Once the signal fired, its reason is why the attempt ended, whatever the processor threw.
+      const err = asError(controller.signal.aborted ? controller.signal.reason : thrown);
+      if (err.name === 'WaitingChildrenError') throw err;
+      if (err instanceof WorkerShutdownError) {
+        // Not the job's fault: back to the front of the queue at once, without using an attempt,
+        // for another replica. BullMQ leaves a job alone after a WaitingError.
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
       if (err instanceof JobCancelledError) {
-        this.cancelled.add(id);
         await recordCancelled(this.deps.redis, this.deps.keys, toProtoJob(job, this.queue, 'active'), err.reason);
+        // The CANCELLED record replaces the job: BullMQ removes it in the same step that ends the
+        // attempt, so it is never seen as FAILED, retried, or swept up as a dead letter.
+        job.opts.removeOnFail = true;
         throw new UnrecoverableError(err.message);
       }
-      if (err?.name === 'RateLimitError') {
+      if (err.name === 'RateLimitError') {
         // Backs off the whole queue (every replica) and puts the job back without using an attempt.
-        await this.worker.rateLimit(Math.max(1, (err as RateLimitError).retryAfterMs ?? 1000));
+        await this.worker.rateLimit(Math.min(MAX_RATE_LIMIT_MS, Math.max(1, (err as RateLimitError).retryAfterMs ?? 1000)));
         throw Worker.RateLimitError();
       }
-      const final = err?.name === 'UnrecoverableError' || attempt >= (job.opts.attempts ?? 1);
+      const final = err.name === 'UnrecoverableError' || attempt >= (job.opts.attempts ?? 1);
       metrics.failed.inc({ queue: this.queue, name: job.name, final: String(final) });
       throw err;
     } finally {
@@ -168,8 +222,8 @@ export class QueueRunner {
   }
 
   /**
-   * Stops taking jobs and waits up to `graceMs` for the running ones; then aborts what is left,
-   * whose locks lapse so another replica picks them up as stalled.
+   * Stops taking jobs and waits up to `graceMs` for the running ones; then aborts what is left
+   * (WorkerShutdownError) and hands those jobs back to the queue.
    */
   async close(graceMs: number): Promise<void> {
     const closing = this.worker.close();
@@ -180,9 +234,25 @@ export class QueueRunner {
     ]);
     clearTimeout(timer);
     if (expired) {
-      for (const c of this.active.values()) c.abort(new Error('worker shut down before the job finished'));
-      await this.worker.close(true);
+      for (const c of this.active.values()) c.abort(new WorkerShutdownError());
+      // The same close as above; it ends once the aborted jobs were handed back.
+      await closing;
     }
   }
 }
 
+/**
+ * What a processor threw, as an Error: BullMQ reads `name` and `message` of whatever fails a job
+ * (a thrown undefined would break the move to failed and leave the job active until it stalled).
+ */
+function asError(thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown;
+  if (typeof thrown === 'string') return new Error(thrown);
+  let shown: string;
+  try {
+    shown = JSON.stringify(thrown) ?? String(thrown);
+  } catch {
+    shown = String(thrown);
+  }
+  return new Error(`processor threw ${shown}`);
+}

@@ -10,7 +10,7 @@ export interface RunningWorkerPool {
   grpcPort: number;
   httpPort: number;
   worker: RegisteredWorkerPool;
-  /** SIGTERM behaviour: NOT_SERVING, stop fetching, let active jobs finish within the grace period. */
+  /** SIGTERM behaviour: NOT_SERVING, stop fetching, let active jobs finish within the grace period. Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -38,16 +38,18 @@ export async function startWorkerPool(env: WorkerPoolEnv, opts: { logger?: Logge
   const ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ping });
   const grpcPort = await server.listen(env.JOBMESH_GRPC_ADDRESS);
   logger.info({ grpc: grpcPort, http: ops.address, queues: worker.pool.status().map((s) => s.queue) }, 'worker-pool running');
+  let stopping: Promise<void> | undefined;
   return {
     grpcPort,
     httpPort: ops.port,
     worker,
-    stop: async () => {
-      server.setStatus('NOT_SERVING');
-      await worker.close();
-      await server.shutdown(env.JOBMESH_SHUTDOWN_GRACE);
-      await ops.close();
-      await backbone.close();
-    },
+    stop: () =>
+      (stopping ??= (async () => {
+        server.setStatus('NOT_SERVING');
+        await worker.close();
+        await server.shutdown(env.JOBMESH_SHUTDOWN_GRACE);
+        await ops.close();
+        await backbone.close();
+      })()),
   };
 }

@@ -1,6 +1,7 @@
 import type { QueueSpec } from '@jobmesh/core';
 import { type Backbone, type CancelRequest, createRedis } from '@jobmesh/queue';
 import type { Logger, Registry } from '@jobmesh/telemetry';
+import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { workerMetrics } from './metrics';
 import type { ProcessorRegistry } from './processors';
@@ -48,11 +49,28 @@ export class WorkerPool {
         logger.warn({ err: (err as Error).message }, 'ignoring a malformed cancel request');
       }
     });
+    // Requests published while the subscriber was reconnecting never arrive; their stored copies do.
+    this.subscriber.on('ready', () => void this.checkStoredCancels());
     await this.subscriber.subscribe(keys.cancelChannel);
     this.unsubscribe = backbone.registry.onChange((name, spec) => this.sync(name, spec));
     for (const spec of backbone.registry.cached()) this.sync(spec.name, spec);
     for (const name of this.opts.queues) {
       if (!this.runners.has(name)) logger.warn({ queue: name }, 'JOBMESH_WORKER_QUEUES names a queue that is not in the registry (yet)');
+    }
+  }
+
+  /** Cancels active jobs that have a stored cancel request: one round trip per queue with active jobs. */
+  private async checkStoredCancels(): Promise<void> {
+    const { redis, registry } = this.opts.backbone;
+    for (const runner of this.runners.values()) {
+      const ids = runner.activeIds();
+      if (!ids.length) continue;
+      try {
+        const reasons = await redis.mget(ids.map((id) => registry.keys.cancelRequest(runner.queue, id)));
+        ids.forEach((id, i) => reasons[i] && runner.cancel(id, reasons[i]));
+      } catch (err) {
+        this.opts.logger.warn({ err: (err as Error).message, queue: runner.queue }, 'could not check for stored cancel requests');
+      }
     }
   }
 
@@ -85,6 +103,11 @@ export class WorkerPool {
   /** Queues served now, with their active job counts. */
   status(): { queue: string; active: number; concurrency: number }[] {
     return [...this.runners.values()].map((r) => ({ queue: r.queue, active: r.activeCount, concurrency: r.worker.concurrency }));
+  }
+
+  /** The BullMQ Worker serving `queue` here, if this replica serves it. */
+  worker(queue: string): Worker | undefined {
+    return this.runners.get(queue)?.worker;
   }
 
   /** Stops fetching everywhere at once and waits up to `graceMs` for active jobs. */

@@ -49,14 +49,6 @@ afterAll(async () => {
   server.close();
 });
 
-/**
- * A queue rate limit that never binds. With one set, BullMQ enforces a RateLimitError's back-off in
- * Redis; without one, only the worker that got the 429 holds off, and a fetch it already had in
- * flight (concurrency > 1) or another replica can take the job back at once (see the runner's
- * rateLimit call).
- */
-const enforcedBackoff = { rateLimit: { max: 100_000, duration: { seconds: 1 } } };
-
 /** A fresh queue that the pool already serves, and a path on the test server that only this test uses. */
 async function setUp(label: string, route: Route, queueConfig: DeepPartial<pb.QueueConfig> = {}): Promise<{ queue: string; path: string; url: string }> {
   const queue = uniqueQueue(`http-${label}`);
@@ -161,7 +153,7 @@ it('backs off for the Retry-After of a 429 and runs the job again without using 
   const { queue, path, url } = await setUp('429', (_req, res, nth) => {
     if (nth === 1) res.writeHead(429, { 'retry-after': '1' }).end('slow down');
     else res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
- }, enforcedBackoff);
+ });
   // One attempt only: if the 429 used it up, the job would fail instead of completing.
   const { job } = await h.client.enqueueJob({ queue, job: { name: 'http.request', data: { url }, options: { attempts: 1 } } });
 
@@ -186,7 +178,7 @@ it('treats a 503 with a Retry-After date like a 429: backs off until then withou
       retryAt = Date.parse(date);
       res.writeHead(503, { 'retry-after': date }).end();
     } else res.writeHead(204).end();
- }, enforcedBackoff);
+ });
   const { job } = await h.client.enqueueJob({ queue, job: { name: 'http.request', data: { url }, options: { attempts: 1 } } });
 
   const done = await finished(queue, job!.id);
