@@ -22,9 +22,14 @@ interface SchedulerProcess {
   stop(): Promise<void>;
 }
 
-/** Spawns `node services/scheduler/dist/main.js` on a free port; resolves once it listens. */
-async function spawnScheduler(redisUrl: string): Promise<SchedulerProcess> {
-  const child: ChildProcess = spawn(process.execPath, [SCHEDULER_MAIN], {
+const WORKER_POOL_MAIN = resolve(__dirname, '../../services/worker-pool/dist/main.js');
+
+/**
+ * Spawns a Jobmesh service (`node services/<svc>/dist/main.js`) on free ports; resolves once its
+ * start-up log line (`ready`) appears, with the gRPC port it printed.
+ */
+async function spawnService(main: string, ready: string, redisUrl: string, extra: Record<string, string> = {}): Promise<SchedulerProcess> {
+  const child: ChildProcess = spawn(process.execPath, [main], {
     env: {
       PATH: process.env.PATH,
       REDIS_URL: redisUrl,
@@ -33,15 +38,19 @@ async function spawnScheduler(redisUrl: string): Promise<SchedulerProcess> {
       JOBMESH_HTTP_ADDRESS: '127.0.0.1:0',
       JOBMESH_SHUTDOWN_GRACE: '5s',
       LOG_LEVEL: 'info',
+      ...extra,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let buffered = '';
   const port = await new Promise<number>((resolvePort, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the scheduler did not start within 20 s:\n${buffered}`)), 20_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${main} did not start within 20 s:\n${buffered}`));
+    }, 20_000);
     child.stdout!.on('data', (chunk: Buffer) => {
       buffered += chunk.toString();
-      const m = /"grpc":"[^"]*:(\d+)"[^\n]*"msg":"scheduler listening"/.exec(buffered);
+      const m = new RegExp(`"grpc":"?(?:[^",]*:)?(\\d+)"?[^\\n]*"msg":"${ready}"`).exec(buffered);
       if (m) {
         clearTimeout(timer);
         child.stdout!.removeAllListeners('data').resume();
@@ -50,7 +59,7 @@ async function spawnScheduler(redisUrl: string): Promise<SchedulerProcess> {
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`the scheduler exited with code ${code}:\n${buffered}`));
+      reject(new Error(`${main} exited with code ${code}:\n${buffered}`));
     });
   });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
@@ -76,6 +85,10 @@ export interface BenchEnvironment {
   dropRawQueue(queue: Queue): Promise<void>;
   /** DeleteQueue with force: the registry entry and its jobs. */
   dropJobmeshQueue(name: string): Promise<void>;
+  /** Starts a worker-pool process with these extra settings; stop it when done. */
+  spawnWorkerPool(env: Record<string, string>): Promise<{ stop(): Promise<void> }>;
+  /** The key prefix of Jobmesh's queues, for BullMQ readers of them. */
+  jobmeshPrefix: string;
   /** Closes the client, stops the scheduler, then Redis; tries every step even if one fails. */
   stop(): Promise<void>;
 }
@@ -90,7 +103,7 @@ export async function startEnvironment(): Promise<BenchEnvironment> {
   const redis = await startRedis({ own: true });
   let running: SchedulerProcess;
   try {
-    running = await spawnScheduler(redis.url);
+    running = await spawnService(SCHEDULER_MAIN, 'scheduler listening', redis.url);
   } catch (err) {
     await redis.stop().catch(() => undefined);
     throw err;
@@ -113,6 +126,8 @@ export async function startEnvironment(): Promise<BenchEnvironment> {
     redisVersion: /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown',
     client,
     rawQueue,
+    jobmeshPrefix: JOBMESH_PREFIX,
+    spawnWorkerPool: (extra) => spawnService(WORKER_POOL_MAIN, 'worker-pool running', redis.url, extra),
     async jobmeshQueue(label) {
       const name = uniqueName(label);
       await client.createQueue({ queue: { name } });

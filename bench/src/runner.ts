@@ -53,7 +53,7 @@ export async function runScenario(scenario: Scenario, env: BenchEnvironment, set
 async function runRaw(scenario: Scenario, env: BenchEnvironment, jobs: number): Promise<Measurement> {
   const queue = await env.rawQueue(`${scenario.name}-raw`);
   try {
-    return await measure(`${scenario.name} (raw BullMQ)`, jobs, (ctx) => scenario.raw({ ...ctx, queue }));
+    return await measure(`${scenario.name} (raw BullMQ)`, jobs, env, (ctx) => scenario.raw({ ...ctx, queue }));
   } finally {
     await env.dropRawQueue(queue);
   }
@@ -62,15 +62,15 @@ async function runRaw(scenario: Scenario, env: BenchEnvironment, jobs: number): 
 async function runJobmesh(scenario: Scenario, env: BenchEnvironment, jobs: number): Promise<Measurement> {
   const queue = await env.jobmeshQueue(`${scenario.name}-jm`);
   try {
-    return await measure(`${scenario.name} (Jobmesh)`, jobs, (ctx) => scenario.jobmesh({ ...ctx, client: env.client, queue }));
+    return await measure(`${scenario.name} (Jobmesh)`, jobs, env, (ctx) => scenario.jobmesh({ ...ctx, client: env.client, queue }));
   } finally {
     await env.dropJobmeshQueue(queue);
   }
 }
 
-async function measure(what: string, jobs: number, body: (ctx: RunContext) => Promise<number>): Promise<Measurement> {
+async function measure(what: string, jobs: number, env: BenchEnvironment, body: (ctx: RunContext) => Promise<number>): Promise<Measurement> {
   let started = performance.now();
-  const done = await body({ jobs, startClock: () => (started = performance.now()) });
+  const done = await body({ jobs, env, startClock: () => (started = performance.now()) });
   const ms = performance.now() - started;
   // A run that quietly did less would report a rate for work it never did.
   if (done !== jobs) throw new Error(`${what} got ${done} of ${jobs} jobs done`);

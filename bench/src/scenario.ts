@@ -1,5 +1,6 @@
 import type { JobmeshClient } from '@jobmesh/sdk';
 import type { Queue } from 'bullmq';
+import type { BenchEnvironment } from './environment';
 
 /**
  * One benchmark: the same work done against raw BullMQ and through Jobmesh. Each side runs on a
@@ -20,6 +21,8 @@ export interface Scenario {
 export interface RunContext {
   /** Jobs this run should get done (the warm-up's count in a warm-up). */
   jobs: number;
+  /** The bench's Redis and the services around it. */
+  env: BenchEnvironment;
   /** Restarts the clock: call it after set-up that should not be timed. */
   startClock(): void;
 }
