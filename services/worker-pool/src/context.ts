@@ -15,12 +15,17 @@ export class BullJobContext implements JobContext {
   constructor(
     private readonly job: BullJob,
     private readonly token: string | undefined,
-    readonly signal: AbortSignal,
+    private readonly abortable: { readonly signal: AbortSignal },
     readonly attempt: number,
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly registry: QueueRegistry,
   ) {}
+
+  /** Made on first use (see Attempt in runner.ts). */
+  get signal(): AbortSignal {
+    return this.abortable.signal;
+  }
 
   private get stepsKey(): string {
     return this.keys.steps(this.job.queueName, this.job.id!);

@@ -60,7 +60,7 @@ function limiterOf(spec: QueueSpec): { max: number; duration: number } {
 /** Runs one queue's jobs with in-process processors: one BullMQ Worker, concurrency from the registry. */
 export class QueueRunner {
   readonly worker: Worker;
-  private readonly active = new Map<string, AbortController>();
+  private readonly active = new Map<string, Attempt>();
   private readonly earlyCancels = new Map<string, { reason: string; at: number }>();
 
   constructor(
@@ -69,7 +69,7 @@ export class QueueRunner {
     private readonly deps: RunnerDeps,
   ) {
     const { settings } = deps;
-    this.worker = new Worker(queue, (job, token, signal) => this.run(job, token, signal), {
+    this.worker = new Worker(queue, (job, token) => this.run(job, token), {
       connection: deps.connection as ConnectionOptions,
       prefix: deps.keys.prefix,
       concurrency: spec.concurrency,
@@ -100,8 +100,8 @@ export class QueueRunner {
 
   /** Aborts the job if it runs here; otherwise remembers the request in case it starts soon. */
   cancel(jobId: string, reason: string): void {
-    const controller = this.active.get(jobId);
-    if (controller) controller.abort(new JobCancelledError(reason));
+    const running = this.active.get(jobId);
+    if (running) running.abort(new JobCancelledError(reason));
     else {
       const now = Date.now();
       for (const [id, c] of this.earlyCancels) if (now - c.at > EARLY_CANCEL_MS) this.earlyCancels.delete(id);
@@ -140,7 +140,7 @@ export class QueueRunner {
     return computeBackoff(spec, attemptsMade);
   }
 
-  private async run(job: BullJob, token: string | undefined, bullSignal?: AbortSignal): Promise<unknown> {
+  private async run(job: BullJob, token: string | undefined): Promise<unknown> {
     const { metrics, processors } = this.deps;
     const def = processors.resolve(this.queue, job.name);
     if (!def) {
@@ -148,16 +148,15 @@ export class QueueRunner {
       throw new UnrecoverableError(`${PROCESSOR_NOT_FOUND}: no processor for job "${job.name}" on queue "${this.queue}"`);
     }
     const id = job.id!;
-    const controller = new AbortController();
-    this.active.set(id, controller);
-    bullSignal?.addEventListener('abort', () => controller.abort(bullSignal.reason), { once: true });
+    const run = new Attempt();
+    this.active.set(id, run);
     const early = this.earlyCancels.get(id);
     if (early) {
       this.earlyCancels.delete(id);
-      controller.abort(new JobCancelledError(early.reason));
+      run.abort(new JobCancelledError(early.reason));
     }
     const timeoutMs = jobmeshOpts(job).to;
-    const timer = timeoutMs ? setTimeout(() => controller.abort(new JobTimeoutError(timeoutMs)), timeoutMs) : undefined;
+    const timer = timeoutMs ? setTimeout(() => run.abort(new JobTimeoutError(timeoutMs)), timeoutMs) : undefined;
     const attempt = job.attemptsMade + 1;
     if (job.attemptsStarted <= 1) {
       const readyAt = job.timestamp + (job.opts.delay ?? 0);
@@ -165,7 +164,7 @@ export class QueueRunner {
     }
     metrics.active.inc({ queue: this.queue });
     const started = process.hrtime.bigint();
-    const ctx = new BullJobContext(job, token, controller.signal, attempt, this.deps.redis, this.deps.keys, this.deps.registry);
+    const ctx = new BullJobContext(job, token, run, attempt, this.deps.redis, this.deps.keys, this.deps.registry);
     const info: JobInfo = {
       id,
       queue: this.queue,
@@ -177,20 +176,14 @@ export class QueueRunner {
       parent: parentRef(job),
       traceId: traceIdOf(jobmeshOpts(job).tp) || undefined,
     };
-    const aborted = new Promise<never>((_, reject) => {
-      const fail = (): void => reject(controller.signal.reason);
-      if (controller.signal.aborted) fail();
-      else controller.signal.addEventListener('abort', fail, { once: true });
-    });
-    aborted.catch(() => undefined);
     try {
-      const result = await Promise.race([Promise.resolve().then(() => def.process(info, ctx)), aborted]);
+      const result = await Promise.race([Promise.resolve().then(() => def.process(info, ctx)), run.aborted]);
       await ctx.clear();
       metrics.completed.inc({ queue: this.queue, name: job.name });
       return result;
     } catch (thrown) {
       // Once the signal fired, its reason is why the attempt ended, whatever the processor threw.
-      const err = asError(controller.signal.aborted ? controller.signal.reason : thrown);
+      const err = asError(run.reason ?? thrown);
       if (err.name === 'WaitingChildrenError') throw err;
       if (err instanceof WorkerShutdownError) {
         // Not the job's fault: back to the front of the queue at once, without using an attempt,
@@ -234,10 +227,43 @@ export class QueueRunner {
     ]);
     clearTimeout(timer);
     if (expired) {
-      for (const c of this.active.values()) c.abort(new WorkerShutdownError());
+      for (const run of this.active.values()) run.abort(new WorkerShutdownError());
       // The same close as above; it ends once the aborted jobs were handed back.
       await closing;
     }
+  }
+}
+
+/**
+ * One attempt's abort state. Its AbortSignal is made only when the processor reads ctx.signal:
+ * an AbortController per job is a measurable share of a no-op job's cost.
+ */
+class Attempt {
+  /** Why the attempt was aborted (timeout, cancel, shutdown), once it was. */
+  reason?: Error;
+  /** Rejects with the reason when the attempt is aborted; raced against the processor. */
+  readonly aborted: Promise<never>;
+  private controller?: AbortController;
+  private rejectAborted!: (reason: Error) => void;
+
+  constructor() {
+    this.aborted = new Promise<never>((_, reject) => (this.rejectAborted = reject));
+    this.aborted.catch(() => undefined);
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.reason) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: Error): void {
+    if (this.reason) return;
+    this.reason = reason;
+    this.controller?.abort(reason);
+    this.rejectAborted(reason);
   }
 }
 
