@@ -46,6 +46,10 @@ export class Keys {
       keys: [this.cancelledIndex(queue)],
     };
   }
+  /** Hash: "<replica>|<job name or *>" → until when (ms) a remote worker on that replica serves the queue. */
+  remoteWorkers(queue: string): string {
+    return `${this.prefix}:_remote:${queue}`;
+  }
   /** Pub/sub channel of cancel requests for active jobs: JSON {queue, jobId, reason}. */
   get cancelChannel(): string {
     return `${this.prefix}:_cancel`;

@@ -22,6 +22,13 @@ export const workerPoolEnvSchema = commonEnvSchema.extend({
   JOBMESH_SMTP_URL: z.string().url().optional(),
   /** Default sender for email.send. */
   JOBMESH_SMTP_FROM: z.string().optional(),
+  /** A remote worker's lease lapses this long after its last heartbeat; the job goes back to waiting. @default 30s */
+  JOBMESH_LEASE_TTL: durationMs.default(30_000),
+  /**
+   * How long a job that nothing here can run waits for a remote worker to connect before it fails
+   * as PROCESSOR_NOT_FOUND. @default 0 (at once, unless a worker on another replica serves it)
+   */
+  JOBMESH_REMOTE_GRACE: durationMs.default(0),
   /** This replica's name in logs and ListWorkers. @default hostname-pid */
   JOBMESH_REPLICA_ID: z.string().optional(),
 });

@@ -1,3 +1,5 @@
+import { hostname } from 'node:os';
+import { WorkerServiceService } from '@jobmesh/contracts';
 import type { LoadedConfigFile } from '@jobmesh/config';
 import type { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
 import type { Backbone } from '@jobmesh/queue';
@@ -5,6 +7,7 @@ import type { Logger, Registry } from '@jobmesh/telemetry';
 import { builtinProcessors } from './builtins';
 import type { WorkerPoolEnv } from './config';
 import { ProcessorRegistry } from './processors';
+import { workerHandlers } from './remote/worker-service';
 import { WorkerPool } from './worker-pool';
 
 export interface WorkerPoolDeps {
@@ -26,9 +29,10 @@ export interface RegisteredWorkerPool {
 }
 
 /** Loads processors, starts the pool, and mounts worker-pool's gRPC services on `server`. */
-export async function register(_server: GrpcServer, deps: WorkerPoolDeps): Promise<RegisteredWorkerPool> {
+export async function register(server: GrpcServer, deps: WorkerPoolDeps): Promise<RegisteredWorkerPool> {
   const { env, config, logger } = deps;
   const processors = deps.processors ?? new ProcessorRegistry();
+  const replica = env.JOBMESH_REPLICA_ID ?? `${hostname()}-${process.pid}`;
   for (const def of builtinProcessors({ config, smtpUrl: env.JOBMESH_SMTP_URL, smtpFrom: env.JOBMESH_SMTP_FROM })) processors.add(def);
   await processors.load([...config.processors.modules, ...env.JOBMESH_PROCESSORS]);
   const pool = new WorkerPool({
@@ -42,7 +46,14 @@ export async function register(_server: GrpcServer, deps: WorkerPoolDeps): Promi
       stalledIntervalMs: env.JOBMESH_STALLED_INTERVAL,
       maxStalledCount: env.JOBMESH_MAX_STALLED_COUNT,
     },
+    replica,
+    remote: { leaseTtlMs: env.JOBMESH_LEASE_TTL, graceMs: env.JOBMESH_REMOTE_GRACE },
   });
   await pool.start();
+  server.add(
+    'jobmesh.v1.WorkerService',
+    WorkerServiceService,
+    workerHandlers(deps.kit, { dispatcher: pool.dispatcher, registry: deps.backbone.registry, pool, replica, heartbeatIntervalMs: pool.heartbeatIntervalMs }) as never,
+  );
   return { pool, processors, close: () => pool.close(env.JOBMESH_SHUTDOWN_GRACE) };
 }

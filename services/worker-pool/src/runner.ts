@@ -10,11 +10,13 @@ import {
 import { type Keys, type QueueRegistry, jobmeshOpts, parentRef, recordCancelled, toProtoJob, traceIdOf } from '@jobmesh/queue';
 import type { JobInfo } from '@jobmesh/sdk';
 import type { Logger } from '@jobmesh/telemetry';
-import { type ConnectionOptions, type Job as BullJob, type MinimalJob, WaitingError, Worker } from 'bullmq';
+import { type ConnectionOptions, DelayedError, type Job as BullJob, type MinimalJob, WaitingError, Worker } from 'bullmq';
 import type { Redis, RedisOptions } from 'ioredis';
 import { BullJobContext } from './context';
 import type { WorkerMetrics } from './metrics';
 import type { ProcessorRegistry } from './processors';
+import type { RemoteDirectory } from './remote/directory';
+import { LeaseLostError, type RemoteDispatcher } from './remote/dispatcher';
 
 export interface RunnerSettings {
   lockDurationMs: number;
@@ -31,6 +33,8 @@ export interface RunnerDeps {
   metrics: WorkerMetrics;
   logger: Logger;
   settings: RunnerSettings;
+  /** Remote workers: this replica's connections, and who serves what on other replicas. */
+  remote: { dispatcher: RemoteDispatcher; directory: RemoteDirectory; graceMs: number };
 }
 
 /** The abort reason of jobs still running when a replica's shutdown grace period ran out. */
@@ -62,17 +66,19 @@ export class QueueRunner {
   readonly worker: Worker;
   private readonly active = new Map<string, Attempt>();
   private readonly earlyCancels = new Map<string, { reason: string; at: number }>();
+  private spec: QueueSpec;
 
   constructor(
     readonly queue: string,
     spec: QueueSpec,
     private readonly deps: RunnerDeps,
   ) {
+    this.spec = spec;
     const { settings } = deps;
     this.worker = new Worker(queue, (job, token) => this.run(job, token), {
       connection: deps.connection as ConnectionOptions,
       prefix: deps.keys.prefix,
-      concurrency: spec.concurrency,
+      concurrency: this.slots(spec),
       lockDuration: settings.lockDurationMs,
       stalledInterval: settings.stalledIntervalMs,
       maxStalledCount: settings.maxStalledCount,
@@ -82,15 +88,22 @@ export class QueueRunner {
     this.worker.on('error', (err) => deps.logger.warn({ err: err.message, queue }, 'worker error'));
   }
 
-  /** Applies a registry change live. */
-  update(spec: QueueSpec): void {
+  /** Jobs held at once: the queue's concurrency, plus what remote workers connected here can take. */
+  private slots(spec: QueueSpec): number {
+    return spec.concurrency + this.deps.remote.dispatcher.capacity(this.queue);
+  }
+
+  /** Applies a registry change, or a change in connected remote workers, live. */
+  update(spec: QueueSpec = this.spec): void {
+    this.spec = spec;
     this.worker.opts.limiter = limiterOf(spec);
     const before = this.worker.concurrency;
-    if (before === spec.concurrency) return;
-    this.worker.concurrency = spec.concurrency;
+    const after = this.slots(spec);
+    if (before === after) return;
+    this.worker.concurrency = after;
     // With `before` jobs running, BullMQ's fetch loop sleeps until one of them ends before it looks
     // at the concurrency again. A pause that does not wait for them, then a resume, wakes it now.
-    if (spec.concurrency > before && this.worker.isRunning() && !this.worker.isPaused()) {
+    if (after > before && this.worker.isRunning() && !this.worker.isPaused()) {
       this.worker
         .pause(true)
         .then(() => this.worker.resume())
@@ -143,10 +156,9 @@ export class QueueRunner {
   private async run(job: BullJob, token: string | undefined): Promise<unknown> {
     const { metrics, processors } = this.deps;
     const def = processors.resolve(this.queue, job.name);
-    if (!def) {
-      metrics.failed.inc({ queue: this.queue, name: job.name, final: 'true' });
-      throw new UnrecoverableError(`${PROCESSOR_NOT_FOUND}: no processor for job "${job.name}" on queue "${this.queue}"`);
-    }
+    const { dispatcher } = this.deps.remote;
+    const remote = !def && !!token && dispatcher.canServe(this.queue, job.name);
+    if (!def && !remote) await this.noProcessor(job, token);
     const id = job.id!;
     const run = new Attempt();
     this.active.set(id, run);
@@ -177,15 +189,17 @@ export class QueueRunner {
       traceId: traceIdOf(jobmeshOpts(job).tp) || undefined,
     };
     try {
-      const result = await Promise.race([Promise.resolve().then(() => def.process(info, ctx)), run.aborted]);
+      const work = remote ? dispatcher.delegate(this.queue, job, token!, attempt) : Promise.resolve().then(() => def!.process(info, ctx));
+      const result = await Promise.race([work, run.aborted]);
       await ctx.clear();
       metrics.completed.inc({ queue: this.queue, name: job.name });
       return result;
     } catch (thrown) {
       // Once the signal fired, its reason is why the attempt ended, whatever the processor threw.
       const err = asError(run.reason ?? thrown);
+      if (remote && run.reason) dispatcher.withdraw(token!, run.reason.message);
       if (err.name === 'WaitingChildrenError') throw err;
-      if (err instanceof WorkerShutdownError) {
+      if (err instanceof WorkerShutdownError || err instanceof LeaseLostError) {
         // Not the job's fault: back to the front of the queue at once, without using an attempt,
         // for another replica. BullMQ leaves a job alone after a WaitingError.
         await job.moveToWait(token);
@@ -212,6 +226,22 @@ export class QueueRunner {
       metrics.active.dec({ queue: this.queue });
       metrics.duration.observe({ queue: this.queue, name: job.name }, Number(process.hrtime.bigint() - started) / 1e9);
     }
+  }
+
+  /**
+   * A job no processor here can run: if a remote worker on another replica serves it, or the
+   * grace period for remote workers to connect has not passed, it goes back to the queue shortly
+   * (no attempt used) for another replica or a worker that connects; else it fails for good.
+   */
+  private async noProcessor(job: BullJob, token: string | undefined): Promise<never> {
+    const { directory, graceMs } = this.deps.remote;
+    const readyAt = job.timestamp + (job.opts.delay ?? 0);
+    if (token && ((await directory.servedElsewhere(this.queue, job.name)) || Date.now() - readyAt < graceMs)) {
+      await job.moveToDelayed(Date.now() + 100 + Math.floor(Math.random() * 200), token);
+      throw new DelayedError();
+    }
+    this.deps.metrics.failed.inc({ queue: this.queue, name: job.name, final: 'true' });
+    throw new UnrecoverableError(`${PROCESSOR_NOT_FOUND}: no processor for job "${job.name}" on queue "${this.queue}"`);
   }
 
   /**

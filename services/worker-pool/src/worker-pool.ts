@@ -5,6 +5,8 @@ import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { workerMetrics } from './metrics';
 import type { ProcessorRegistry } from './processors';
+import { RemoteDirectory } from './remote/directory';
+import { RemoteDispatcher } from './remote/dispatcher';
 import { QueueRunner, type RunnerSettings } from './runner';
 
 export interface WorkerPoolOptions {
@@ -15,6 +17,10 @@ export interface WorkerPoolOptions {
   settings: RunnerSettings;
   /** Only these queues; empty: every queue in the registry, including ones created later. */
   queues: string[];
+  /** This replica's name, in ListWorkers and the remote-worker directory. */
+  replica: string;
+  /** Remote workers: lease TTL, and how long a job no one can run waits for a worker to connect. */
+  remote: { leaseTtlMs: number; graceMs: number };
 }
 
 /**
@@ -27,10 +33,31 @@ export class WorkerPool {
   private readonly subscriber: Redis;
   private unsubscribe?: () => void;
   private closing = false;
+  readonly dispatcher: RemoteDispatcher;
+  private readonly directory: RemoteDirectory;
+  private publishTimer?: NodeJS.Timeout;
 
   constructor(private readonly opts: WorkerPoolOptions) {
     this.subscriber = createRedis(opts.backbone.settings, 'worker', 'jobmesh:cancel-sub');
     this.subscriber.on('error', () => undefined);
+    this.directory = new RemoteDirectory(opts.backbone.redis, opts.backbone.registry.keys, opts.replica, opts.remote.leaseTtlMs);
+    this.dispatcher = new RemoteDispatcher({
+      leaseTtlMs: opts.remote.leaseTtlMs,
+      logger: opts.logger,
+      onCapacity: (queue) => {
+        this.runners.get(queue)?.update();
+        this.publishServed();
+      },
+    });
+  }
+
+  /** How often remote workers send heartbeats, and this replica refreshes the directory. */
+  get heartbeatIntervalMs(): number {
+    return Math.max(100, Math.floor(this.opts.remote.leaseTtlMs / 3));
+  }
+
+  private publishServed(): void {
+    void this.directory.publish(this.dispatcher.served()).catch((err: Error) => this.opts.logger.warn({ err: err.message }, 'could not publish remote workers'));
   }
 
   private wanted(name: string): boolean {
@@ -54,6 +81,8 @@ export class WorkerPool {
     await this.subscriber.subscribe(keys.cancelChannel);
     this.unsubscribe = backbone.registry.onChange((name, spec) => this.sync(name, spec));
     for (const spec of backbone.registry.cached()) this.sync(spec.name, spec);
+    this.publishTimer = setInterval(() => this.publishServed(), this.heartbeatIntervalMs);
+    this.publishTimer.unref();
     for (const name of this.opts.queues) {
       if (!this.runners.has(name)) logger.warn({ queue: name }, 'JOBMESH_WORKER_QUEUES names a queue that is not in the registry (yet)');
     }
@@ -91,6 +120,7 @@ export class WorkerPool {
           metrics: workerMetrics(this.opts.metrics),
           logger,
           settings,
+          remote: { dispatcher: this.dispatcher, directory: this.directory, graceMs: this.opts.remote.graceMs },
         }),
       );
       logger.info({ queue: name, concurrency: spec.concurrency, processors: processors.names(name) }, 'serving queue');
@@ -114,6 +144,10 @@ export class WorkerPool {
   async close(graceMs: number): Promise<void> {
     this.closing = true;
     this.unsubscribe?.();
+    clearInterval(this.publishTimer);
+    // Remote workers hear Drain first, and get the same grace as in-process jobs.
+    this.dispatcher.drain(graceMs);
+    await this.directory.clear().catch(() => undefined);
     await Promise.all([...this.runners.values()].map((r) => r.close(graceMs)));
     this.runners.clear();
     await this.subscriber.quit().catch(() => this.subscriber.disconnect());

@@ -1,0 +1,287 @@
+import { randomUUID } from 'node:crypto';
+import * as pb from '@jobmesh/contracts';
+import { RateLimitError, StaleLeaseError, UnrecoverableError } from '@jobmesh/core';
+import { durationToMs, toProtoJob, jobmeshOpts } from '@jobmesh/queue';
+import type { Logger } from '@jobmesh/telemetry';
+import type { Job as BullJob } from 'bullmq';
+
+/** A connected remote worker: a Connect stream, or the leases of a unary (LeaseJobs) worker. */
+export interface Session {
+  id: string;
+  workerId: string;
+  kind: 'stream' | 'unary';
+  queues: Set<string>;
+  /** Job names it takes; empty: all. */
+  names: Set<string>;
+  maxInFlight: number;
+  credit: number;
+  labels: Record<string, string>;
+  sdk: string;
+  connectedAt: Date;
+  leases: Map<string, Lease>;
+  draining: boolean;
+  /** Stream sessions: sends a server message. */
+  send?: (msg: pb.ConnectResponse) => void;
+  /** Unary sessions: receives assignments while a LeaseJobs call waits. */
+  collect?: (a: pb.Assignment) => void;
+}
+
+export interface Lease {
+  token: string;
+  queue: string;
+  job: BullJob;
+  session: Session;
+  expiresAt: number;
+  timer: NodeJS.Timeout;
+  resolve(result: unknown): void;
+  reject(err: Error): void;
+}
+
+interface Pending {
+  queue: string;
+  job: BullJob;
+  token: string;
+  attempt: number;
+  resolve(result: unknown): void;
+  reject(err: Error): void;
+}
+
+/** The lease was lost without a verdict (stream closed, heartbeats stopped): the job goes back to waiting. */
+export class LeaseLostError extends Error {
+  override readonly name = 'LeaseLostError';
+}
+
+export interface DispatcherOptions {
+  leaseTtlMs: number;
+  logger: Logger;
+  /** Called when the remote capacity for a queue changes, so the runner can fetch more. */
+  onCapacity(queue: string): void;
+}
+
+/**
+ * Hands jobs fetched by this replica's runners to remote workers connected to it, within their
+ * credit and max_in_flight, and settles them when the workers answer. A lease token is the
+ * BullMQ lock token the runner holds the job with, so a verdict with any other token is stale.
+ */
+export class RemoteDispatcher {
+  readonly sessions = new Map<string, Session>();
+  private readonly leases = new Map<string, Lease>();
+  private readonly pending = new Map<string, Pending[]>();
+  private draining = false;
+
+  constructor(private readonly opts: DispatcherOptions) {}
+
+  get leaseTtlMs(): number {
+    return this.opts.leaseTtlMs;
+  }
+
+  /** Whether some connected worker takes jobs named `name` on `queue`. */
+  canServe(queue: string, name: string): boolean {
+    if (this.draining) return false;
+    for (const s of this.sessions.values()) if (!s.draining && s.queues.has(queue) && (s.names.size === 0 || s.names.has(name))) return true;
+    return false;
+  }
+
+  /** Jobs this replica's remote workers can hold at once on `queue`. */
+  capacity(queue: string): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (!s.draining && s.queues.has(queue)) n += s.maxInFlight;
+    return n;
+  }
+
+  /** (queue, name) pairs served here, '*' for every name: published for other replicas. */
+  served(): { queue: string; name: string }[] {
+    const out: { queue: string; name: string }[] = [];
+    for (const s of this.sessions.values()) {
+      if (s.draining) continue;
+      for (const q of s.queues) for (const n of s.names.size ? s.names : ['*']) out.push({ queue: q, name: n });
+    }
+    return out;
+  }
+
+  open(session: Omit<Session, 'id' | 'leases' | 'draining' | 'connectedAt'>): Session {
+    const s: Session = { ...session, id: randomUUID(), leases: new Map(), draining: this.draining, connectedAt: new Date() };
+    this.sessions.set(s.id, s);
+    for (const q of s.queues) this.opts.onCapacity(q);
+    this.pump(s);
+    return s;
+  }
+
+  /** Ends a session: its leased jobs go back to waiting at once. */
+  close(session: Session, why: string): void {
+    if (!this.sessions.delete(session.id)) return;
+    for (const lease of [...session.leases.values()]) this.settle(lease, (l) => l.reject(new LeaseLostError(`worker ${session.workerId}: ${why}`)));
+    for (const q of session.queues) this.opts.onCapacity(q);
+  }
+
+  /**
+   * Runs a job on a remote worker: resolves with its result, rejects with its failure, or with
+   * LeaseLostError when the lease ends without a verdict.
+   */
+  delegate(queue: string, job: BullJob, token: string, attempt: number): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const p: Pending = { queue, job, token, attempt, resolve, reject };
+      const list = this.pending.get(queue) ?? [];
+      list.push(p);
+      this.pending.set(queue, list);
+      this.pumpQueue(queue);
+    });
+  }
+
+  /** Withdraws a job (cancelled, timed out, shutting down): the worker holding it gets Cancel. */
+  withdraw(token: string, reason: string): void {
+    for (const [queue, list] of this.pending) {
+      const i = list.findIndex((p) => p.token === token);
+      if (i >= 0) {
+        list.splice(i, 1);
+        if (!list.length) this.pending.delete(queue);
+        return;
+      }
+    }
+    const lease = this.leases.get(token);
+    if (!lease) return;
+    this.settle(lease, () => undefined);
+    lease.session.send?.({ cancel: { queue: lease.queue, jobId: lease.job.id!, reason } });
+  }
+
+  addCredit(session: Session, n: number): void {
+    session.credit += n;
+    this.pump(session);
+  }
+
+  private pump(session: Session): void {
+    for (const q of session.queues) this.pumpQueue(q);
+  }
+
+  private pumpQueue(queue: string): void {
+    const list = this.pending.get(queue);
+    if (!list) return;
+    for (let i = 0; i < list.length; ) {
+      const p = list[i]!;
+      const session = this.pick(queue, p.job.name);
+      if (!session) {
+        i++;
+        continue;
+      }
+      list.splice(i, 1);
+      this.assign(session, p);
+    }
+    if (!list.length) this.pending.delete(queue);
+  }
+
+  /** The session with credit that takes this job and holds the fewest leases. */
+  private pick(queue: string, name: string): Session | undefined {
+    let best: Session | undefined;
+    for (const s of this.sessions.values()) {
+      if (s.draining || s.credit <= 0 || s.leases.size >= s.maxInFlight || !s.queues.has(queue)) continue;
+      if (s.names.size && !s.names.has(name)) continue;
+      if (!best || s.leases.size < best.leases.size) best = s;
+    }
+    return best;
+  }
+
+  private assign(session: Session, p: Pending): void {
+    session.credit -= 1;
+    const lease: Lease = {
+      token: p.token,
+      queue: p.queue,
+      job: p.job,
+      session,
+      expiresAt: 0,
+      timer: undefined as unknown as NodeJS.Timeout,
+      resolve: p.resolve,
+      reject: p.reject,
+    };
+    this.arm(lease);
+    session.leases.set(p.token, lease);
+    this.leases.set(p.token, lease);
+    const assignment: pb.Assignment = {
+      job: toProtoJob(p.job, p.queue, 'active'),
+      leaseToken: p.token,
+      leaseExpiresAt: new Date(lease.expiresAt),
+      traceparent: jobmeshOpts(p.job).tp ?? '',
+      attempt: p.attempt,
+    };
+    if (session.send) session.send({ assignment });
+    else session.collect?.(assignment);
+  }
+
+  private arm(lease: Lease): void {
+    clearTimeout(lease.timer);
+    lease.expiresAt = Date.now() + this.opts.leaseTtlMs;
+    lease.timer = setTimeout(() => {
+      this.opts.logger.warn({ queue: lease.queue, jobId: lease.job.id, worker: lease.session.workerId }, 'lease expired: no heartbeat within the lease TTL');
+      this.settle(lease, (l) => l.reject(new LeaseLostError(`lease expired after ${this.opts.leaseTtlMs} ms without a heartbeat`)));
+    }, this.opts.leaseTtlMs);
+  }
+
+  private settle(lease: Lease, how: (l: Lease) => void): void {
+    clearTimeout(lease.timer);
+    this.leases.delete(lease.token);
+    lease.session.leases.delete(lease.token);
+    how(lease);
+    if (lease.session.kind === 'unary' && lease.session.leases.size === 0 && !lease.session.collect) this.sessions.delete(lease.session.id);
+  }
+
+  /** The lease for `token`, if `session` (when given) holds it; else StaleLeaseError. */
+  lease(queue: string, jobId: string, token: string, session?: Session): Lease {
+    const lease = this.leases.get(token);
+    if (!lease || lease.job.id !== jobId || lease.queue !== queue || (session && lease.session !== session)) {
+      throw new StaleLeaseError(queue, jobId);
+    }
+    return lease;
+  }
+
+  extend(queue: string, jobId: string, token: string, session?: Session): Date {
+    const lease = this.lease(queue, jobId, token, session);
+    this.arm(lease);
+    return new Date(lease.expiresAt);
+  }
+
+  /** Extends every named lease the session holds; unknown tokens are ignored (they are stale). */
+  heartbeat(session: Session, tokens: string[]): void {
+    for (const t of tokens) {
+      const lease = session.leases.get(t);
+      if (lease) this.arm(lease);
+    }
+  }
+
+  complete(c: pb.Complete, session?: Session): void {
+    const lease = this.lease(c.queue, c.jobId, c.leaseToken, session);
+    this.settle(lease, (l) => l.resolve(c.result ?? null));
+  }
+
+  /** Settles a failed attempt; returns whether the job will run again. */
+  fail(f: pb.Fail, session?: Session): void {
+    const lease = this.lease(f.queue, f.jobId, f.leaseToken, session);
+    this.settle(lease, (l) => l.reject(failureOf(f)));
+  }
+
+  async progress(p: pb.Progress, session?: Session): Promise<void> {
+    const lease = this.lease(p.queue, p.jobId, p.leaseToken, session);
+    this.arm(lease);
+    await lease.job.updateProgress((p.progress ?? null) as number);
+  }
+
+  /** Stops assigning; every stream is told to finish what it holds within `graceMs`. */
+  drain(graceMs: number): void {
+    this.draining = true;
+    for (const s of this.sessions.values()) {
+      s.draining = true;
+      s.send?.({ drain: { grace: { seconds: Math.floor(graceMs / 1000), nanos: (graceMs % 1000) * 1e6 } } });
+    }
+  }
+}
+
+/** The error a remote Fail stands for, as the runner and BullMQ understand it. */
+export function failureOf(f: pb.Fail): Error {
+  let err: Error;
+  if (f.kind === pb.FailureKind.FAILURE_KIND_UNRECOVERABLE) err = new UnrecoverableError(f.message);
+  else if (f.kind === pb.FailureKind.FAILURE_KIND_RATE_LIMITED) err = new RateLimitError(durationToMs(f.retryAfter) ?? 1000, f.message || undefined);
+  else {
+    err = new Error(f.message || 'remote worker failed the job');
+    if (f.errorName) Object.defineProperty(err, 'name', { value: f.errorName });
+  }
+  if (f.stacktrace.length) err.stack = f.stacktrace.join('\n');
+  return err;
+}
