@@ -93,9 +93,14 @@ export class QueueRunner {
     return spec.concurrency + this.deps.remote.dispatcher.capacity(this.queue);
   }
 
-  /** Applies a registry change, or a change in connected remote workers, live. */
-  update(spec: QueueSpec = this.spec): void {
-    this.spec = spec;
+  /**
+   * Applies a registry change live, or (no argument) a change in connected remote workers. Only a
+   * registry change wakes BullMQ's fetch loop at once; remote capacity is picked up on its next turn.
+   */
+  update(spec?: QueueSpec): void {
+    const wake = spec !== undefined;
+    if (spec) this.spec = spec;
+    else spec = this.spec;
     this.worker.opts.limiter = limiterOf(spec);
     const before = this.worker.concurrency;
     const after = this.slots(spec);
@@ -103,7 +108,7 @@ export class QueueRunner {
     this.worker.concurrency = after;
     // With `before` jobs running, BullMQ's fetch loop sleeps until one of them ends before it looks
     // at the concurrency again. A pause that does not wait for them, then a resume, wakes it now.
-    if (after > before && this.worker.isRunning() && !this.worker.isPaused()) {
+    if (wake && after > before && this.worker.isRunning() && !this.worker.isPaused()) {
       this.worker
         .pause(true)
         .then(() => this.worker.resume())
@@ -229,14 +234,17 @@ export class QueueRunner {
   }
 
   /**
-   * A job no processor here can run: if a remote worker on another replica serves it, or the
-   * grace period for remote workers to connect has not passed, it goes back to the queue shortly
+   * A job no processor here can run: if a remote worker on another replica serves it, one that
+   * served it here left less than a lease TTL ago, or the grace period for remote workers to
+   * connect has not passed, it goes back to the queue shortly
    * (no attempt used) for another replica or a worker that connects; else it fails for good.
    */
   private async noProcessor(job: BullJob, token: string | undefined): Promise<never> {
-    const { directory, graceMs } = this.deps.remote;
+    const { directory, dispatcher, graceMs } = this.deps.remote;
     const readyAt = job.timestamp + (job.opts.delay ?? 0);
-    if (token && ((await directory.servedElsewhere(this.queue, job.name)) || Date.now() - readyAt < graceMs)) {
+    const expected =
+      dispatcher.recentlyServed(this.queue, job.name) || Date.now() - readyAt < graceMs || (await directory.servedElsewhere(this.queue, job.name));
+    if (token && expected) {
       await job.moveToDelayed(Date.now() + 100 + Math.floor(Math.random() * 200), token);
       throw new DelayedError();
     }

@@ -61,7 +61,7 @@ it('returns a leased job to waiting when the stream drops, and another worker ge
   const second = connect();
   second.stream.write({ hello: { workerId: 'w-next', queues: [queue], maxInFlight: 1, labels: {}, sdk: 'test', jobNames: [] } });
   second.stream.write({ credit: { n: 1 } });
-  const again = await eventually(() => second.got.find((m) => m.assignment)?.assignment, 5000, 'the job re-leased');
+  const again = await eventually(() => second.got.find((m) => m.assignment)?.assignment, 1000, 'the job re-leased within 1 s');
   expect(again.job!.id).toBe(job!.id);
   expect(again.attempt).toBe(1);
   second.stream.end();

@@ -68,6 +68,8 @@ export class RemoteDispatcher {
   private readonly leases = new Map<string, Lease>();
   private readonly pending = new Map<string, Pending[]>();
   private draining = false;
+  /** "queue\nname" (name '*' for all) → until when a worker that left is expected back. */
+  private readonly recent = new Map<string, number>();
 
   constructor(private readonly opts: DispatcherOptions) {}
 
@@ -107,9 +109,20 @@ export class RemoteDispatcher {
     return s;
   }
 
+  /**
+   * Whether a worker that served this job name here left less than a lease TTL ago: it may be
+   * reconnecting, so its jobs wait for it rather than fail as PROCESSOR_NOT_FOUND.
+   */
+  recentlyServed(queue: string, name: string): boolean {
+    const now = Date.now();
+    return (this.recent.get(`${queue}\n${name}`) ?? 0) > now || (this.recent.get(`${queue}\n*`) ?? 0) > now;
+  }
+
   /** Ends a session: its leased jobs go back to waiting at once. */
   close(session: Session, why: string): void {
     if (!this.sessions.delete(session.id)) return;
+    const until = Date.now() + this.opts.leaseTtlMs;
+    for (const q of session.queues) for (const n of session.names.size ? session.names : ['*']) this.recent.set(`${q}\n${n}`, until);
     for (const lease of [...session.leases.values()]) this.settle(lease, (l) => l.reject(new LeaseLostError(`worker ${session.workerId}: ${why}`)));
     for (const q of session.queues) this.opts.onCapacity(q);
   }
