@@ -28,6 +28,9 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
     local = await startLocalRedis();
     redisUrl = local.url;
   }
+  // What is open so far, closed in reverse if start-up fails part-way: a leaked Redis connection
+  // would keep reconnecting to the stopped local Redis and the process would never exit.
+  const opened: (() => Promise<void>)[] = [];
   try {
     const config = loadConfigFile(env.JOBMESH_CONFIG);
     const backbone = await openBackbone({
@@ -42,6 +45,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
       logger,
       declared: config.queues,
     });
+    opened.push(() => backbone.close());
     const metrics = createRegistry();
     const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES });
     const kit = new RpcKit({ logger, registry: metrics });
@@ -52,9 +56,12 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
       maxPayloadBytes: env.JOBMESH_MAX_PAYLOAD_BYTES,
       idempotencyTtlMs: env.JOBMESH_IDEMPOTENCY_TTL,
     });
+    opened.push(() => scheduler.close());
     const workerPool = await registerWorkerPool(server, { backbone, kit, logger, metrics, env, config });
+    opened.push(() => workerPool.close());
     const http = splitHostPort(env.JOBMESH_HTTP_ADDRESS);
     const ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ping });
+    opened.push(() => ops.close());
     const grpcPort = await server.listen(env.JOBMESH_GRPC_ADDRESS);
     const grpcAddress = `${splitHostPort(env.JOBMESH_GRPC_ADDRESS).host}:${grpcPort}`;
     const loopback = /^(127\.|localhost|\[?::1\]?)/.test(grpcAddress);
@@ -84,6 +91,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
       })());
     return { grpcAddress, httpAddress: ops.address, redisUrl: redisUrl ?? '', stop };
   } catch (err) {
+    for (const close of opened.reverse()) await close().catch(() => undefined);
     await local?.stop();
     throw err;
   }

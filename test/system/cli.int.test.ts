@@ -59,6 +59,13 @@ describe('jobmesh up and the CLI', () => {
   });
 
   const jobmesh = (...args: string[]) => run(process.execPath, [CLI, '--address', up.address, ...args], { env });
+  /** Runs a command with --json and parses its output, which must be exactly one JSON line. */
+  const jobmeshJson = async <T = Record<string, unknown>>(...args: string[]): Promise<T> => {
+    const { stdout } = await jobmesh('--json', ...args);
+    expect(stdout.endsWith('\n') && stdout.indexOf('\n') === stdout.length - 1).toBe(true);
+    return JSON.parse(stdout) as T;
+  };
+  type JobJson = { id: string; name: string; state: string };
 
   it('prints where it listens and starts its own Redis with AOF under .jobmesh/', () => {
     expect(up.output()).toMatch(/gRPC\s+127\.0\.0\.1:\d+/);
@@ -102,6 +109,103 @@ describe('jobmesh up and the CLI', () => {
     await expect(jobmesh('enqueue', 'emails')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('usage: jobmesh enqueue') });
   });
 
+  it('lists the jobs of a queue in one state with list --state, as a table and as JSON', async () => {
+    await jobmesh('queues', 'create', 'reports');
+    await jobmesh('queues', 'pause', 'reports'); // keeps the waiting job waiting
+    const waiting = (await jobmeshJson<{ job: JobJson }>('enqueue', 'reports', 'monthly', '--data', '{"month":"2026-01"}')).job;
+    const delayed = (await jobmeshJson<{ job: JobJson }>('enqueue', 'reports', 'yearly', '--delay', '1h')).job;
+
+    const listed = await jobmeshJson<{ jobs?: JobJson[]; nextPageToken?: string }>('list', 'reports', '--state', 'waiting');
+    expect(listed.jobs).toEqual([expect.objectContaining({ id: waiting.id, name: 'monthly', state: 'JOB_STATE_WAITING' })]);
+    expect(listed.nextPageToken).toBeUndefined();
+    const both = await jobmeshJson<{ jobs?: JobJson[] }>('list', 'reports', '--state', 'waiting,delayed');
+    expect(both.jobs?.map((j) => [j.id, j.state]).sort()).toEqual(
+      [
+        [waiting.id, 'JOB_STATE_WAITING'],
+        [delayed.id, 'JOB_STATE_DELAYED'],
+      ].sort(),
+    );
+
+    const text = (await jobmesh('list', 'reports', '--state', 'waiting')).stdout;
+    expect(text).toMatch(/^ID\s+NAME\s+STATE\s+ATTEMPTS\s+CREATED$/m);
+    expect(text).toMatch(new RegExp(`^${waiting.id}\\s+monthly\\s+waiting\\s+0\\s`, 'm'));
+    expect(text).not.toContain('yearly');
+  });
+
+  it('rejects an unknown --state for list with exit code 2', async () => {
+    await expect(jobmesh('list', 'reports', '--state', 'sleeping')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('unknown state "sleeping"') });
+  });
+
+  it('cancels a delayed job, after which get shows it cancelled', async () => {
+    await jobmesh('queues', 'create', 'reminders');
+    const { job } = await jobmeshJson<{ job: JobJson }>('enqueue', 'reminders', 'nudge', '--delay', '1h');
+    expect(job.state).toBe('JOB_STATE_DELAYED');
+
+    const cancelled = await jobmeshJson<{ job: JobJson & { failureReason?: string }; pending?: boolean }>('cancel', 'reminders', job.id, '--reason', 'plans changed');
+    expect(cancelled.job).toMatchObject({ id: job.id, state: 'JOB_STATE_CANCELLED' });
+    expect(cancelled.pending).toBeUndefined(); // false: it was not running, so it is cancelled already
+
+    expect((await jobmesh('get', 'reminders', job.id)).stdout).toMatch(/state\s+cancelled/);
+    await expect(jobmeshJson('get', 'reminders', job.id)).resolves.toMatchObject({ id: job.id, state: 'JOB_STATE_CANCELLED' });
+    const listed = await jobmeshJson<{ jobs?: JobJson[] }>('list', 'reminders', '--state', 'cancelled');
+    expect(listed.jobs?.map((j) => j.id)).toEqual([job.id]);
+
+    const again = (await jobmesh('enqueue', 'reminders', 'nudge', '--delay', '1h')).stdout;
+    const id = /enqueued job (\S+)/.exec(again)![1]!;
+    await expect(jobmesh('cancel', 'reminders', id)).resolves.toMatchObject({ stdout: `job ${id} cancelled\n` });
+  });
+
+  it('creates, lists, gets and deletes an every-30s schedule with the schedules commands', async () => {
+    await jobmesh('queues', 'create', 'digests');
+    await jobmesh('queues', 'pause', 'digests'); // the jobs it fires stay waiting
+
+    const upserted = await jobmeshJson('schedules', 'upsert', 'digests', 'half-minutely', '--every', '30s', '--name', 'x', '--data', '{"kind":"digest"}');
+    expect(upserted).toMatchObject({ id: 'half-minutely', queue: 'digests', every: { seconds: 30 }, template: { name: 'x', data: { kind: 'digest' } } });
+    expect(Date.parse(String(upserted.nextRunAt))).not.toBeNaN();
+    const text = (await jobmesh('schedules', 'upsert', 'digests', 'half-minutely', '--every', '30s', '--name', 'x')).stdout;
+    expect(text).toMatch(/^schedule half-minutely on digests: next run \d{4}-\d\d-\d\dT/);
+
+    const listed = await jobmeshJson<{ schedules?: { id: string; every?: { seconds: number }; template?: { name: string } }[] }>('schedules', 'list', 'digests');
+    expect(listed.schedules).toEqual([expect.objectContaining({ id: 'half-minutely', every: { seconds: 30 }, template: expect.objectContaining({ name: 'x' }) })]);
+    expect((await jobmesh('schedules', 'list', 'digests')).stdout).toMatch(/^half-minutely\s+every 30s\s+x\s/m);
+    await expect(jobmeshJson('schedules', 'get', 'digests', 'half-minutely')).resolves.toMatchObject({ id: 'half-minutely', every: { seconds: 30 } });
+
+    await expect(jobmeshJson('schedules', 'delete', 'digests', 'half-minutely')).resolves.toEqual({ deleted: 'half-minutely' });
+    const after = await jobmeshJson<{ schedules?: unknown[] }>('schedules', 'list', 'digests');
+    expect(after.schedules ?? []).toEqual([]);
+    expect((await jobmesh('schedules', 'list', 'digests')).stdout).toBe('(none)\n');
+    await expect(jobmesh('schedules', 'get', 'digests', 'half-minutely')).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('NOT_FOUND') });
+  });
+
+  it('asks for --name and a trigger on schedules upsert, with exit code 2', async () => {
+    await expect(jobmesh('schedules', 'upsert', 'digests', 'no-trigger', '--name', 'x')).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('usage: jobmesh schedules upsert'),
+    });
+  });
+
+  it('resumes a paused queue with queues resume, after which its waiting job runs', async () => {
+    const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    try {
+      await jobmesh('queues', 'create', 'webhooks');
+      await expect(jobmeshJson('queues', 'pause', 'webhooks')).resolves.toMatchObject({ name: 'webhooks', paused: true });
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+      const { job } = await jobmeshJson<{ job: JobJson }>('enqueue', 'webhooks', 'http.request', '--data', JSON.stringify({ url }));
+      expect((await jobmeshJson<JobJson>('get', 'webhooks', job.id)).state).toBe('JOB_STATE_WAITING');
+
+      const resumed = await jobmeshJson<{ name: string; paused?: boolean }>('queues', 'resume', 'webhooks');
+      expect(resumed.name).toBe('webhooks');
+      expect(resumed.paused).toBeUndefined(); // false is left out of proto JSON
+      await expect(jobmeshJson('queues', 'get', 'webhooks')).resolves.not.toHaveProperty('paused');
+      const watched = await jobmesh('watch', 'webhooks', job.id);
+      expect(watched.stdout).toMatch(/completed\s+\{"status":200/);
+      await expect(jobmesh('queues', 'resume', 'webhooks')).resolves.toMatchObject({ stdout: 'queue webhooks resumed\n' });
+    } finally {
+      server.close();
+    }
+  });
+
   it('stops its Redis and exits 0 on SIGTERM', async () => {
     const exited = new Promise<number | null>((r) => up.child.once('exit', (code) => r(code)));
     up.child.kill('SIGTERM');
@@ -127,6 +231,20 @@ describe('jobmesh up without Redis', () => {
       await expect(res).rejects.toMatchObject({ code: 1, stderr: expect.stringMatching(/REDIS_URL is not set and there is no redis-server.*apt-get install redis-server/s) });
     } finally {
       rmSync(bin, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('jobmesh up with a processor module that cannot be loaded', () => {
+  it('names the module, closes what it opened and exits 1 instead of hanging', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jobmesh-badmodule-'));
+    try {
+      const env = { PATH: process.env.PATH, HOME: process.env.HOME, JOBMESH_GRPC_ADDRESS: '127.0.0.1:0', JOBMESH_HTTP_ADDRESS: '127.0.0.1:0', LOG_LEVEL: 'warn' };
+      // The timeout only turns a hang into a failure; a clean exit takes about a second.
+      const res = run(process.execPath, [CLI, 'up'], { cwd: dir, timeout: 20_000, env: { ...env, JOBMESH_PROCESSORS: join(dir, 'missing.js') } });
+      await expect(res).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining(`cannot load processor module ${join(dir, 'missing.js')}`) });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -1,9 +1,14 @@
+import { dirname, resolve } from 'node:path';
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { PROTO_DIR, PROTO_FILES } from '@jobmesh/contracts';
 import type { Logger } from '@jobmesh/telemetry';
-import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
+
+/** grpc-health-check ships <dir>/health/v1/health.proto; loaded relative to <dir>, reflection names it health/v1/health.proto. */
+const HEALTH_PROTO_DIR = resolve(dirname(healthProtoPath), '../..');
+const HEALTH_PROTO_FILE = 'health/v1/health.proto';
 
 export interface GrpcServerOptions {
   logger: Logger;
@@ -32,7 +37,8 @@ export class GrpcServer {
       'grpc.keepalive_permit_without_calls': 1,
     });
     this.health.addToServer(this.server);
-    const pkg = loadSync(PROTO_FILES, { includeDirs: [PROTO_DIR], keepCase: true });
+    // Health's proto too, so grpcurl can list and describe grpc.health.v1.Health like the rest.
+    const pkg = loadSync([...PROTO_FILES, HEALTH_PROTO_FILE], { includeDirs: [PROTO_DIR, HEALTH_PROTO_DIR], keepCase: true });
     new ReflectionService(pkg).addToServer(this.server);
   }
 

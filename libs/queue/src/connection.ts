@@ -47,7 +47,7 @@ export function redisOptions(settings: RedisSettings, role: ConnectionRole, name
       ...common,
       sentinels,
       name: settings.masterName,
-      username: auth?.username || undefined,
+      username: auth?.username ? decodeURIComponent(auth.username) : undefined,
       password: auth?.password ? decodeURIComponent(auth.password) : undefined,
     };
   }
@@ -55,13 +55,17 @@ export function redisOptions(settings: RedisSettings, role: ConnectionRole, name
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
     throw new Error(`REDIS_URL must start with redis:// or rediss://, got ${url.protocol}//`);
   }
+  const db = url.pathname.length > 1 ? Number(url.pathname.slice(1)) : undefined;
+  if (db !== undefined && !(Number.isInteger(db) && db >= 0)) {
+    throw new Error(`REDIS_URL's path must be a database number, e.g. redis://host:6379/0, got "${url.pathname}"`);
+  }
   return {
     ...common,
     host: url.hostname.replace(/^\[|\]$/g, ''),
     port: Number(url.port || 6379),
     username: url.username ? decodeURIComponent(url.username) : undefined,
     password: url.password ? decodeURIComponent(url.password) : undefined,
-    db: url.pathname.length > 1 ? Number(url.pathname.slice(1)) : undefined,
+    db,
     ...(url.protocol === 'rediss:' && { tls: { servername: url.hostname } }),
   };
 }

@@ -44,7 +44,9 @@ export async function startOpsServer(opts: OpsServerOptions): Promise<OpsServer>
       return;
     }
     if (path === '/readyz') {
-      const ok = opts.ready ? await opts.ready().catch(() => false) : true;
+      // A ready() that throws, at once or later, means not ready: a probe gets 503, never 500.
+      const ready = opts.ready;
+      const ok = ready ? await Promise.resolve().then(ready).catch(() => false) : true;
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
       res.end(ok ? 'ready\n' : 'not ready: Redis is not reachable\n');
       return;

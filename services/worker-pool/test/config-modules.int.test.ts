@@ -1,12 +1,16 @@
 // processors.modules and processors.builtins of jobmesh.config.yaml, read by a worker-pool started
 // with JOBMESH_CONFIG: module paths are relative to the config file, not to the working directory.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import * as pb from '@jobmesh/contracts';
+import type { RunningWorkerPool } from '../src';
 import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
 
 const S = pb.JobState;
+const run = promisify(execFile);
 let h: PoolHarness;
 let dir: string;
 
@@ -58,6 +62,7 @@ async function finished(queue: string, id: string): Promise<pb.Job> {
 
 describe('a worker-pool configured by jobmesh.config.yaml', () => {
   const queue = uniqueQueue('config-modules');
+  let pool: RunningWorkerPool;
 
   beforeAll(async () => {
     await h.client.createQueue({ queue: { name: queue } });
@@ -68,7 +73,12 @@ describe('a worker-pool configured by jobmesh.config.yaml', () => {
     );
     // The working directory is elsewhere: only a path resolved against the config file finds the module.
     expect(process.cwd()).not.toBe(join(dir, 'valid'));
-    await h.startPool([], { JOBMESH_CONFIG: config });
+    pool = await h.startPool([], { JOBMESH_CONFIG: config });
+  });
+
+  it('keeps the built-ins the file does not turn off', () => {
+    expect(pool.worker.processors.names('*')).toEqual(['email.send']);
+    expect(pool.worker.processors.names(queue).sort()).toEqual(['email.send', 'greet']);
   });
 
   it('runs a job with a processor from a module listed by a path relative to the config file', async () => {
@@ -88,9 +98,27 @@ describe('a worker-pool configured by jobmesh.config.yaml', () => {
 });
 
 describe('a processor module that does not exist', () => {
-  it('makes start-up fail with a message naming the resolved path', async () => {
+  // As its own process, the way it runs in production: startWorkerPool() in this process would
+  // leave the Redis connections it opened before failing behind (see the report).
+  it('makes worker-pool start-up fail with exit code 1 and a message naming the resolved path', async () => {
+    const main = resolve(__dirname, '../dist/main.js');
+    if (!existsSync(main)) throw new Error(`${main} is missing: run \`npm run build\` first (npm test does)`);
     const config = writeConfig('missing', ['processors:', '  modules:', '    - ./processors/nope.js', ''].join('\n'));
     const expected = join(dir, 'missing', 'processors', 'nope.js');
-    await expect(h.startPool([], { JOBMESH_CONFIG: config })).rejects.toThrow(`cannot load processor module ${expected}`);
+    const started = run(process.execPath, [main], {
+      cwd: dir,
+      // The timeout only turns a hang into a failure; a clean exit takes about a second.
+      timeout: 20_000,
+      env: {
+        PATH: process.env.PATH ?? '',
+        REDIS_URL: h.redis.url,
+        JOBMESH_REDIS_PREFIX: h.prefix,
+        JOBMESH_GRPC_ADDRESS: '127.0.0.1:0',
+        JOBMESH_HTTP_ADDRESS: '127.0.0.1:0',
+        JOBMESH_CONFIG: config,
+        LOG_LEVEL: 'warn',
+      },
+    });
+    await expect(started).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining(`worker-pool: cannot load processor module ${expected}`) });
   });
 });
