@@ -1,7 +1,7 @@
 import { loadConfigFile, splitHostPort } from '@jobmesh/config';
 import { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
 import { openBackbone } from '@jobmesh/queue';
-import { type Logger, createLogger, createRegistry, startOpsServer } from '@jobmesh/telemetry';
+import { type Logger, type OpsServer, createLogger, createRegistry, startOpsServer } from '@jobmesh/telemetry';
 import type { WorkerPoolEnv } from './config';
 import type { ProcessorRegistry } from './processors';
 import { type RegisteredWorkerPool, register } from './register';
@@ -33,22 +33,35 @@ export async function startWorkerPool(env: WorkerPoolEnv, opts: { logger?: Logge
   });
   const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES });
   const kit = new RpcKit({ logger, registry: metrics });
-  const worker = await register(server, { backbone, kit, logger, metrics, env, config, processors: opts.processors });
-  const http = splitHostPort(env.JOBMESH_HTTP_ADDRESS);
-  const ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ping });
-  const grpcPort = await server.listen(env.JOBMESH_GRPC_ADDRESS);
-  logger.info({ grpc: grpcPort, http: ops.address, queues: worker.pool.status().map((s) => s.queue) }, 'worker-pool running');
+  let worker: RegisteredWorkerPool | undefined;
+  let ops: OpsServer | undefined;
+  let grpcPort: number;
+  try {
+    worker = await register(server, { backbone, kit, logger, metrics, env, config, processors: opts.processors });
+    const http = splitHostPort(env.JOBMESH_HTTP_ADDRESS);
+    ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ping });
+    grpcPort = await server.listen(env.JOBMESH_GRPC_ADDRESS);
+  } catch (err) {
+    // Whatever opened before the failure is closed, so an embedding process is not kept alive.
+    await worker?.close().catch(() => undefined);
+    await ops?.close().catch(() => undefined);
+    server.server.forceShutdown();
+    await backbone.close().catch(() => undefined);
+    throw err;
+  }
+  const running = { worker, ops };
+  logger.info({ grpc: grpcPort, http: running.ops.address, queues: running.worker.pool.status().map((s) => s.queue) }, 'worker-pool running');
   let stopping: Promise<void> | undefined;
   return {
     grpcPort,
-    httpPort: ops.port,
-    worker,
+    httpPort: running.ops.port,
+    worker: running.worker,
     stop: () =>
       (stopping ??= (async () => {
         server.setStatus('NOT_SERVING');
-        await worker.close();
+        await running.worker.close();
         await server.shutdown(env.JOBMESH_SHUTDOWN_GRACE);
-        await ops.close();
+        await running.ops.close();
         await backbone.close();
       })()),
   };
