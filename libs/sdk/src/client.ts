@@ -1,4 +1,4 @@
-import { type CallOptions, type ChannelCredentials, credentials as grpcCredentials, Metadata, type ServiceError, type ClientReadableStream } from '@grpc/grpc-js';
+import { type CallOptions, type ChannelCredentials, credentials as grpcCredentials, Metadata, type ServiceError, type ClientReadableStream, status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 
 export interface JobmeshClientOptions {
@@ -20,6 +20,11 @@ export interface CallSettings {
   signal?: AbortSignal;
 }
 
+/** At most this many tries of an idempotent call that fails with UNAVAILABLE. */
+export const RETRY_MAX_TRIES = 4;
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 2000;
+
 type Unary<Req, Res> = (req: Req, metadata: Metadata, options: Partial<CallOptions>, cb: (err: ServiceError | null, res: Res) => void) => unknown;
 
 /** Any message with every field optional, as `fromPartial` accepts it. */
@@ -31,7 +36,21 @@ export type DeepPartial<T> = T extends Date | Buffer | string | number | boolean
       ? { [K in keyof T]?: DeepPartial<T[K]> }
       : T;
 
-/** A typed, promise-based client of SchedulerService. */
+/**
+ * A typed, promise-based client of SchedulerService.
+ *
+ * **Retries.** A call that fails with `UNAVAILABLE` (the server could not be reached, or went
+ * away before answering) is retried only when repeating it cannot do anything twice:
+ * - reads: `getQueue`, `listQueues`, `getJob`, `listJobs`, `getSchedule`, `listSchedules`;
+ * - `enqueueJob` / `enqueueJobs`, only when every job carries `options.idempotency_key` or
+ *   `options.job_id` (the server then returns the same job instead of adding a second one).
+ *
+ * Every other call (creates, updates, deletes, cancel, retry, promote, flows, enqueues without a
+ * key) fails at once, since the first try may have been applied. Retries back off exponentially
+ * from 100 ms to 2 s with full jitter, make at most 4 tries in all, and stay within the call's
+ * deadline (`timeoutMs`): the deadline covers all tries, and no retry starts after it. Any other
+ * status code is never retried. An aborted `signal` stops retrying.
+ */
 export class JobmeshClient {
   readonly scheduler: pb.SchedulerServiceClient;
   private readonly timeoutMs: number;
@@ -52,41 +71,71 @@ export class JobmeshClient {
     return md;
   }
 
-  private call<Req, Res>(method: Unary<Req, Res>, req: Req, s?: CallSettings): Promise<Res> {
-    return new Promise<Res>((resolve, reject) => {
-      const deadline = new Date(Date.now() + (s?.timeoutMs ?? this.timeoutMs));
-      const call = method.call(this.scheduler, req, this.metadata(s), { deadline }, (err, res) => (err ? reject(err) : resolve(res))) as {
-        cancel(): void;
-      };
-      s?.signal?.addEventListener('abort', () => call.cancel(), { once: true });
-    });
+  private call<Req, Res>(method: Unary<Req, Res>, req: Req, s?: CallSettings, idempotent = false): Promise<Res> {
+    const deadline = Date.now() + (s?.timeoutMs ?? this.timeoutMs);
+    const once = (): Promise<Res> =>
+      new Promise<Res>((resolve, reject) => {
+        const call = method.call(this.scheduler, req, this.metadata(s), { deadline: new Date(deadline) }, (err, res) => (err ? reject(err) : resolve(res))) as {
+          cancel(): void;
+        };
+        s?.signal?.addEventListener('abort', () => call.cancel(), { once: true });
+      });
+    if (!idempotent) return once();
+    return (async () => {
+      for (let tries = 1; ; tries++) {
+        try {
+          return await once();
+        } catch (err) {
+          const code = (err as ServiceError).code;
+          if (code !== status.UNAVAILABLE || tries >= RETRY_MAX_TRIES || s?.signal?.aborted) throw err;
+          const cap = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (tries - 1));
+          const wait = Math.round(cap / 2 + Math.random() * (cap / 2));
+          if (Date.now() + wait >= deadline) throw err;
+          await new Promise((r) => setTimeout(r, wait));
+          if (s?.signal?.aborted) throw err;
+        }
+      }
+    })();
+  }
+
+  /** Read-only calls and keyed enqueues may be repeated; see the class comment. */
+  private read<Req, Res>(method: Unary<Req, Res>, req: Req, s?: CallSettings): Promise<Res> {
+    return this.call(method, req, s, true);
   }
 
   createQueue = (req: DeepPartial<pb.CreateQueueRequest>, s?: CallSettings) =>
     this.call(this.scheduler.createQueue, pb.CreateQueueRequest.fromPartial(req as never), s).then((r) => r.queue!);
   updateQueue = (req: DeepPartial<pb.UpdateQueueRequest>, s?: CallSettings) =>
     this.call(this.scheduler.updateQueue, pb.UpdateQueueRequest.fromPartial(req as never), s).then((r) => r.queue!);
-  getQueue = (name: string, s?: CallSettings) => this.call(this.scheduler.getQueue, { name }, s).then((r) => r.queue!);
-  listQueues = (req: Partial<pb.ListQueuesRequest> = {}, s?: CallSettings) => this.call(this.scheduler.listQueues, pb.ListQueuesRequest.fromPartial(req as never), s);
+  getQueue = (name: string, s?: CallSettings) => this.read(this.scheduler.getQueue, { name }, s).then((r) => r.queue!);
+  listQueues = (req: Partial<pb.ListQueuesRequest> = {}, s?: CallSettings) => this.read(this.scheduler.listQueues, pb.ListQueuesRequest.fromPartial(req as never), s);
   deleteQueue = (name: string, force = false, s?: CallSettings) => this.call(this.scheduler.deleteQueue, { name, force }, s).then(() => undefined);
   pauseQueue = (name: string, s?: CallSettings) => this.call(this.scheduler.pauseQueue, { name }, s).then((r) => r.queue!);
   resumeQueue = (name: string, s?: CallSettings) => this.call(this.scheduler.resumeQueue, { name }, s).then((r) => r.queue!);
 
-  enqueueJob = (req: DeepPartial<pb.EnqueueJobRequest>, s?: CallSettings) => this.call(this.scheduler.enqueueJob, pb.EnqueueJobRequest.fromPartial(req as never), s);
-  enqueueJobs = (req: DeepPartial<pb.EnqueueJobsRequest>, s?: CallSettings) => this.call(this.scheduler.enqueueJobs, pb.EnqueueJobsRequest.fromPartial(req as never), s);
+  /** Retried on UNAVAILABLE only when the job has `options.idempotency_key` or `options.job_id`. */
+  enqueueJob = (req: DeepPartial<pb.EnqueueJobRequest>, s?: CallSettings) => {
+    const msg = pb.EnqueueJobRequest.fromPartial(req as never);
+    return this.call(this.scheduler.enqueueJob, msg, s, keyed(msg.job));
+  };
+  /** Retried on UNAVAILABLE only when every job has `options.idempotency_key` or `options.job_id`. */
+  enqueueJobs = (req: DeepPartial<pb.EnqueueJobsRequest>, s?: CallSettings) => {
+    const msg = pb.EnqueueJobsRequest.fromPartial(req as never);
+    return this.call(this.scheduler.enqueueJobs, msg, s, msg.jobs.length > 0 && msg.jobs.every(keyed));
+  };
   enqueueFlow = (req: DeepPartial<pb.EnqueueFlowRequest>, s?: CallSettings) => this.call(this.scheduler.enqueueFlow, pb.EnqueueFlowRequest.fromPartial(req as never), s);
 
-  getJob = (queue: string, id: string, s?: CallSettings) => this.call(this.scheduler.getJob, { queue, id }, s).then((r) => r.job!);
-  listJobs = (req: Partial<pb.ListJobsRequest> & { queue: string }, s?: CallSettings) => this.call(this.scheduler.listJobs, pb.ListJobsRequest.fromPartial(req as never), s);
+  getJob = (queue: string, id: string, s?: CallSettings) => this.read(this.scheduler.getJob, { queue, id }, s).then((r) => r.job!);
+  listJobs = (req: Partial<pb.ListJobsRequest> & { queue: string }, s?: CallSettings) => this.read(this.scheduler.listJobs, pb.ListJobsRequest.fromPartial(req as never), s);
   cancelJob = (queue: string, id: string, reason = '', s?: CallSettings) => this.call(this.scheduler.cancelJob, { queue, id, reason }, s);
   retryJob = (queue: string, id: string, s?: CallSettings) => this.call(this.scheduler.retryJob, { queue, id }, s).then((r) => r.job!);
   promoteJob = (queue: string, id: string, s?: CallSettings) => this.call(this.scheduler.promoteJob, { queue, id }, s).then((r) => r.job!);
 
   upsertSchedule = (schedule: DeepPartial<pb.Schedule>, s?: CallSettings) =>
     this.call(this.scheduler.upsertSchedule, pb.UpsertScheduleRequest.fromPartial({ schedule } as never), s).then((r) => r.schedule!);
-  getSchedule = (queue: string, id: string, s?: CallSettings) => this.call(this.scheduler.getSchedule, { queue, id }, s).then((r) => r.schedule!);
+  getSchedule = (queue: string, id: string, s?: CallSettings) => this.read(this.scheduler.getSchedule, { queue, id }, s).then((r) => r.schedule!);
   listSchedules = (req: Partial<pb.ListSchedulesRequest> & { queue: string }, s?: CallSettings) =>
-    this.call(this.scheduler.listSchedules, pb.ListSchedulesRequest.fromPartial(req as never), s);
+    this.read(this.scheduler.listSchedules, pb.ListSchedulesRequest.fromPartial(req as never), s);
   deleteSchedule = (queue: string, id: string, s?: CallSettings) => this.call(this.scheduler.deleteSchedule, { queue, id }, s).then(() => undefined);
 
   /** Streams a job's events until it reaches a terminal state. Break out of the loop to stop. */
@@ -103,4 +152,9 @@ export class JobmeshClient {
   close(): void {
     this.scheduler.close();
   }
+}
+
+/** Whether enqueueing `job` twice yields one job: it carries an idempotency key or a job id. */
+function keyed(job: { options?: { idempotencyKey?: string; jobId?: string } } | undefined): boolean {
+  return !!(job?.options?.idempotencyKey || job?.options?.jobId);
 }

@@ -48,6 +48,8 @@ export class WorkerPool {
         this.runners.get(queue)?.update();
         this.publishServed();
       },
+      logEvent: (queue, jobId, message) =>
+        opts.backbone.redis.xadd(opts.backbone.registry.keys.events(queue), 'MAXLEN', '~', 10_000, '*', 'event', 'log', 'jobId', jobId, 'message', message),
     });
   }
 
@@ -147,9 +149,13 @@ export class WorkerPool {
     clearInterval(this.publishTimer);
     // Remote workers hear Drain first, and get the same grace as in-process jobs.
     this.dispatcher.drain(graceMs);
+    // Runners stop fetching at once (no await before this), then wait for their active jobs.
+    const closing = Promise.all([...this.runners.values()].map((r) => r.close(graceMs)));
     await this.directory.clear().catch(() => undefined);
-    await Promise.all([...this.runners.values()].map((r) => r.close(graceMs)));
+    await closing;
     this.runners.clear();
+    // Nothing is in flight any more: end the streams, so the server's shutdown need not wait for them.
+    this.dispatcher.endAll('the worker-pool stopped');
     await this.subscriber.quit().catch(() => this.subscriber.disconnect());
   }
 }
