@@ -202,7 +202,7 @@ export class QueueRunner {
     } catch (thrown) {
       // Once the signal fired, its reason is why the attempt ended, whatever the processor threw.
       const err = asError(run.reason ?? thrown);
-      if (remote && run.reason) dispatcher.withdraw(token!, run.reason.message);
+      if (remote && run.reason) dispatcher.withdraw(token!, run.reason instanceof JobCancelledError ? run.reason.reason : run.reason.message);
       if (err.name === 'WaitingChildrenError') throw err;
       if (err instanceof WorkerShutdownError || err instanceof LeaseLostError) {
         // Not the job's fault: back to the front of the queue at once, without using an attempt,

@@ -22,6 +22,8 @@ export interface Session {
   draining: boolean;
   /** Stream sessions: sends a server message. */
   send?: (msg: pb.ConnectResponse) => void;
+  /** Stream sessions: ends the stream (OK) from the server side. */
+  end?: () => void;
   /** Unary sessions: receives assignments while a LeaseJobs call waits. */
   collect?: (a: pb.Assignment) => void;
 }
@@ -56,6 +58,8 @@ export interface DispatcherOptions {
   logger: Logger;
   /** Called when the remote capacity for a queue changes, so the runner can fetch more. */
   onCapacity(queue: string): void;
+  /** Publishes a job's log line as a LOG event (WatchJob), as in-process ctx.log does. */
+  logEvent(queue: string, jobId: string, message: string): Promise<unknown>;
 }
 
 /**
@@ -80,8 +84,20 @@ export class RemoteDispatcher {
   /** Whether some connected worker takes jobs named `name` on `queue`. */
   canServe(queue: string, name: string): boolean {
     if (this.draining) return false;
-    for (const s of this.sessions.values()) if (!s.draining && s.queues.has(queue) && (s.names.size === 0 || s.names.has(name))) return true;
+    for (const s of this.sessions.values()) if (this.takesMore(s) && s.queues.has(queue) && (s.names.size === 0 || s.names.has(name))) return true;
     return false;
+  }
+
+  /** Whether a session may be assigned more jobs, now or once it grants credit. */
+  private takesMore(s: Session): boolean {
+    return !s.draining && (s.kind === 'stream' || !!s.collect);
+  }
+
+  /** A unary session whose LeaseJobs call is over: jobs fetched for it go back to waiting. */
+  releaseIdle(session: Session): void {
+    session.collect = undefined;
+    session.credit = 0;
+    this.releaseOrphans(session.queues, `unary worker ${session.workerId} stopped waiting`);
   }
 
   /** Jobs this replica's remote workers can hold at once on `queue`. */
@@ -124,7 +140,24 @@ export class RemoteDispatcher {
     const until = Date.now() + this.opts.leaseTtlMs;
     for (const q of session.queues) for (const n of session.names.size ? session.names : ['*']) this.recent.set(`${q}\n${n}`, until);
     for (const lease of [...session.leases.values()]) this.settle(lease, (l) => l.reject(new LeaseLostError(`worker ${session.workerId}: ${why}`)));
+    this.releaseOrphans(session.queues, `worker ${session.workerId}: ${why}`);
     for (const q of session.queues) this.opts.onCapacity(q);
+  }
+
+  /**
+   * Jobs fetched for remote workers that no connected worker can take any more (it left or is
+   * draining) go back to waiting at once rather than sit in this replica.
+   */
+  private releaseOrphans(queues: Iterable<string>, why: string): void {
+    for (const q of queues) {
+      const list = this.pending.get(q);
+      if (!list) continue;
+      const keep = list.filter((p) => this.canServe(q, p.job.name));
+      const orphans = list.filter((p) => !keep.includes(p));
+      if (keep.length) this.pending.set(q, keep);
+      else this.pending.delete(q);
+      for (const p of orphans) p.reject(new LeaseLostError(why));
+    }
   }
 
   /**
@@ -233,7 +266,14 @@ export class RemoteDispatcher {
     this.leases.delete(lease.token);
     lease.session.leases.delete(lease.token);
     how(lease);
-    if (lease.session.kind === 'unary' && lease.session.leases.size === 0 && !lease.session.collect) this.sessions.delete(lease.session.id);
+    const s = lease.session;
+    // A unary worker that holds nothing and is not waiting in LeaseJobs is gone (expected back
+    // within a lease TTL, like a stream that ended).
+    if (s.kind === 'unary' && s.leases.size === 0 && !s.collect) this.close(s, 'holds no lease');
+    else if (this.sessions.has(s.id)) {
+      // A slot under max_in_flight is free again: jobs waiting for this worker's credit may go.
+      this.pump(s);
+    }
   }
 
   /** The lease for `token`, if `session` (when given) holds it; else StaleLeaseError. */
@@ -276,6 +316,20 @@ export class RemoteDispatcher {
     await lease.job.updateProgress((p.progress ?? null) as number);
   }
 
+  /** After a drain: ends every session and its stream, so shutdown need not wait for workers to hang up. */
+  endAll(why: string): void {
+    for (const s of [...this.sessions.values()]) {
+      this.close(s, why);
+      s.end?.();
+    }
+  }
+
+  /** Attaches a log line to a leased job: the job's log and a LOG event. */
+  async log(l: pb.Log, session?: Session): Promise<void> {
+    const lease = this.lease(l.queue, l.jobId, l.leaseToken, session);
+    await Promise.all([lease.job.log(l.message), this.opts.logEvent(l.queue, l.jobId, l.message)]);
+  }
+
   /** Stops assigning; every stream is told to finish what it holds within `graceMs`. */
   drain(graceMs: number): void {
     this.draining = true;
@@ -283,6 +337,8 @@ export class RemoteDispatcher {
       s.draining = true;
       s.send?.({ drain: { grace: { seconds: Math.floor(graceMs / 1000), nanos: (graceMs % 1000) * 1e6 } } });
     }
+    // Jobs fetched but not yet assigned go back to waiting now, for another replica.
+    this.releaseOrphans([...this.pending.keys()], 'the worker-pool is shutting down');
   }
 }
 

@@ -58,6 +58,9 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
               labels: { ...h.labels },
               sdk: h.sdk,
               send,
+              end: () => {
+                if (!call.writableEnded && !call.destroyed) call.end();
+              },
             });
             send({
               welcome: {
@@ -73,17 +76,8 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
           if (msg.credit) dispatcher.addCredit(s, msg.credit.n);
           else if (msg.heartbeat) dispatcher.heartbeat(s, msg.heartbeat.leaseTokens);
           else if (msg.progress) await dispatcher.progress(msg.progress, s).catch((err) => nack(msg.progress!.jobId, msg.progress!.leaseToken, err));
-          else if (msg.log) {
-            const lease = (() => {
-              try {
-                return dispatcher.lease(msg.log!.queue, msg.log!.jobId, msg.log!.leaseToken, s);
-              } catch (err) {
-                nack(msg.log!.jobId, msg.log!.leaseToken, err);
-                return undefined;
-              }
-            })();
-            await lease?.job.log(msg.log.message);
-          } else if (msg.complete) {
+          else if (msg.log) await dispatcher.log(msg.log, s).catch((err) => nack(msg.log!.jobId, msg.log!.leaseToken, err));
+          else if (msg.complete) {
             const c = msg.complete;
             try {
               dispatcher.complete(c, s);
@@ -123,6 +117,8 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
       const got: pb.Assignment[] = [];
       let wake!: () => void;
       const woken = new Promise<void>((r) => (wake = r));
+      // Once the first job arrived, linger briefly for more, then answer: `wait` is for the first.
+      let linger: NodeJS.Timeout | undefined;
       const session = dispatcher.open({
         workerId: req.workerId || `unary-${ctx.peer}`,
         kind: 'unary',
@@ -135,15 +131,18 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
         collect: (a) => {
           got.push(a);
           if (got.length >= max) wake();
+          else linger ??= setTimeout(wake, 50);
         },
       });
       // Jobs already waiting reach this session through the runners; give them a moment.
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([woken, new Promise<void>((r) => (timer = setTimeout(r, Math.max(waitMs, 50))))]);
       clearTimeout(timer);
+      clearTimeout(linger);
       session.collect = undefined;
       session.credit = 0;
       if (session.leases.size === 0) dispatcher.close(session, 'lease call over');
+      else dispatcher.releaseIdle(session);
       return { assignments: got };
     }),
 

@@ -1,0 +1,111 @@
+import { status } from '@grpc/grpc-js';
+import * as pb from '@jobmesh/contracts';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
+import { connect, type RawStream } from './remote-helpers';
+
+const S = pb.JobState;
+let h: PoolHarness;
+let address: string;
+const open: RawStream[] = [];
+
+beforeAll(async () => {
+  h = await startPoolHarness();
+  const pool = await h.startPool([], { JOBMESH_LEASE_TTL: '1s', JOBMESH_REMOTE_GRACE: '1s' });
+  address = `127.0.0.1:${pool.grpcPort}`;
+});
+afterAll(async () => {
+  for (const s of open) s.close();
+  await h.stop();
+});
+
+function stream(): RawStream {
+  const s = connect(address);
+  open.push(s);
+  return s;
+}
+
+async function newQueue(prefix: string): Promise<string> {
+  const q = uniqueQueue(prefix);
+  await h.client.createQueue({ queue: { name: q } });
+  return q;
+}
+
+describe('heartbeats (JOBMESH_LEASE_TTL=1s)', () => {
+  it('a worker that heartbeats keeps its lease past the TTL', async () => {
+    const queue = await newQueue('hb-keep');
+    const a = stream();
+    const welcome = await a.hello({ workerId: 'w-beat', queues: [queue] });
+    expect(welcome.leaseTtl).toEqual({ seconds: 1, nanos: 0 });
+    a.stream.write({ credit: { n: 1 } });
+    const b = stream();
+    await b.hello({ workerId: 'w-spare', queues: [queue] });
+    b.stream.write({ credit: { n: 1 } });
+    const { job } = await h.client.enqueueJob({ queue, job: { name: 'x' } });
+    const lease = await eventually(() => a.assignments()[0] ?? b.assignments()[0], 10_000, 'the lease');
+    const [holder, spare] = a.assignments().length ? [a, b] : [b, a];
+    spare.heartbeats(false);
+    // An observation window of 2.5 lease TTLs, heartbeating every 300 ms.
+    const until = Date.now() + 2500;
+    await eventually(() => Date.now() > until, 5000, 'the window to pass');
+    expect(spare.assignments()).toHaveLength(0);
+    expect((await h.client.getJob(queue, job!.id)).state).toBe(S.JOB_STATE_ACTIVE);
+    holder.stream.write({ complete: { queue, jobId: job!.id, leaseToken: lease.leaseToken, result: 'kept' } });
+    await eventually(() => holder.got.some((m) => m.ack), 5000, 'Ack');
+    const done = await eventually(async () => {
+      const j = await h.client.getJob(queue, job!.id);
+      return j.state === S.JOB_STATE_COMPLETED && j;
+    });
+    expect(done.result).toBe('kept');
+  });
+
+  it('a worker that stops heartbeating loses its lease after ~1 s: the job goes to another session', async () => {
+    const queue = await newQueue('hb-lose');
+    const a = stream();
+    a.heartbeats(false);
+    await a.hello({ workerId: 'w-silent', queues: [queue] });
+    a.stream.write({ credit: { n: 1 } });
+    const { job } = await h.client.enqueueJob({ queue, job: { name: 'x', options: { attempts: 3 } } });
+    const first = await eventually(() => a.assignments()[0], 10_000, 'the first lease');
+    const leasedAt = Date.now();
+    const b = stream();
+    await b.hello({ workerId: 'w-other', queues: [queue] });
+    b.stream.write({ credit: { n: 1 } });
+    const second = await eventually(() => b.assignments()[0], 5000, 'the job re-leased');
+    const after = Date.now() - leasedAt;
+    expect(after).toBeGreaterThanOrEqual(800);
+    expect(after).toBeLessThan(4000);
+    expect(second).toMatchObject({ attempt: 1, job: { id: job!.id } });
+    a.stream.write({ complete: { queue, jobId: job!.id, leaseToken: first.leaseToken, result: 'late' } });
+    const nack = await eventually(() => a.got.find((m) => m.nack)?.nack, 5000, 'Nack');
+    expect(nack.code).toBe(status.FAILED_PRECONDITION);
+    b.stream.write({ complete: { queue, jobId: job!.id, leaseToken: second.leaseToken, result: 'b' } });
+    await eventually(async () => (await h.client.getJob(queue, job!.id)).state === S.JOB_STATE_COMPLETED, 10_000, 'COMPLETED');
+  });
+});
+
+describe('JOBMESH_REMOTE_GRACE=1s', () => {
+  it('a job no worker takes fails PROCESSOR_NOT_FOUND after the grace period', async () => {
+    const queue = await newQueue('grace-none');
+    const t0 = Date.now();
+    const { job } = await h.client.enqueueJob({ queue, job: { name: 'orphan', options: { attempts: 3 } } });
+    const failed = await eventually(async () => {
+      const j = await h.client.getJob(queue, job!.id);
+      return j.state === S.JOB_STATE_FAILED && j;
+    }, 10_000, 'FAILED');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+    expect(failed.failureReason).toMatch(/^PROCESSOR_NOT_FOUND/);
+    expect(failed.attemptsMade).toBe(1);
+  });
+
+  it('a worker that connects within the grace period gets the job', async () => {
+    const queue = await newQueue('grace-late');
+    const { job } = await h.client.enqueueJob({ queue, job: { name: 'late' } });
+    const s = stream();
+    await s.hello({ workerId: 'w-late', queues: [queue] });
+    s.stream.write({ credit: { n: 1 } });
+    const a = await eventually(() => s.assignments()[0], 5000, 'the job');
+    expect(a).toMatchObject({ attempt: 1, job: { id: job!.id } });
+    s.stream.write({ complete: { queue, jobId: job!.id, leaseToken: a.leaseToken, result: 'ok' } });
+    await eventually(async () => (await h.client.getJob(queue, job!.id)).state === S.JOB_STATE_COMPLETED, 10_000, 'COMPLETED');
+  });
+});
