@@ -86,7 +86,7 @@ export interface BenchEnvironment {
   /** DeleteQueue with force: the registry entry and its jobs. */
   dropJobmeshQueue(name: string): Promise<void>;
   /** Starts a worker-pool process with these extra settings; stop it when done. */
-  spawnWorkerPool(env: Record<string, string>): Promise<{ stop(): Promise<void> }>;
+  spawnWorkerPool(env: Record<string, string>): Promise<{ port: number; stop(): Promise<void> }>;
   /** The key prefix of Jobmesh's queues, for BullMQ readers of them. */
   jobmeshPrefix: string;
   /** Closes the client, stops the scheduler, then Redis; tries every step even if one fails. */
