@@ -3,6 +3,7 @@ import { ConfigError } from '@jobmesh/config';
 import { JobmeshClient } from '@jobmesh/sdk';
 import { COMMANDS, UsageError } from './commands';
 import { loadCliEnv } from './config';
+import { runConformance } from './conformance';
 import { runUp } from './up';
 
 const USAGE = `jobmesh — background jobs over gRPC
@@ -17,6 +18,9 @@ Usage:
   jobmesh cancel <queue> <job-id> [--reason TEXT]
   jobmesh watch <queue> <job-id>
   jobmesh schedules list|upsert|get|delete <queue> [id] [--cron EXPR --tz ZONE | --every 30s] [--name JOB] [--data JSON]
+  jobmesh conformance --worker "<command>" [--rule NAME]…
+                  start a Jobmesh of its own, run <command> as a remote worker (env JOBMESH_ADDRESS,
+                  JOBMESH_QUEUES=conformance) and check it follows the WorkerService protocol
 
 Global flags: --address host:port (env JOBMESH_ADDRESS), --api-key KEY (env JOBMESH_API_KEY),
               --timeout 10s (env JOBMESH_TIMEOUT), --json (machine-readable output, one JSON value per line)`;
@@ -53,6 +57,23 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'up') {
     await runUp();
     return -1; // keeps running until a signal
+  }
+  if (command === 'conformance') {
+    let worker: string | undefined;
+    const only: string[] = [];
+    for (let i = 0; i < args.length; i++) {
+      const [name, inline] = args[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
+      const value = (): string => {
+        const v = inline ?? args[++i];
+        if (v === undefined) throw new UsageError(`${name} needs a value`);
+        return v;
+      };
+      if (name === '--worker') worker = value();
+      else if (name === '--rule') only.push(value());
+      else throw new UsageError(`conformance: unknown argument "${args[i]}"`);
+    }
+    if (!worker) throw new UsageError('conformance needs --worker "<command>"');
+    return runConformance({ worker, only });
   }
   const handler = COMMANDS[command];
   if (!handler) throw new UsageError(`unknown command "${command}"`);
