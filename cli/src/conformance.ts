@@ -38,6 +38,10 @@ export interface ConformanceContext {
   waitFor(id: string, pred: (j: pb.Job) => boolean, what: string): Promise<pb.Job>;
   streamWorkers(): Promise<pb.WorkerInfo[]>;
   restartPool(): Promise<void>;
+  /** Takes the job's lease away from the worker, as if it had expired. */
+  revokeLease(jobId: string): boolean;
+  /** How many verdicts the server has refused as stale so far. */
+  refused(): number;
   deadline: number;
 }
 
@@ -161,6 +165,27 @@ export const RULES: Rule[] = [
       const j = await c.waitFor(id, (x) => x.state === S.JOB_STATE_COMPLETED || x.state === S.JOB_STATE_FAILED, 'the slow job to finish');
       check(j.state === S.JOB_STATE_COMPLETED, `slow ended ${stateName(j)}: ${j.failureReason}`);
       check(j.attemptsMade === 1, `completed after ${j.attemptsMade} attempts: the lease lapsed and the job was re-leased`);
+    },
+  },
+  {
+    name: 'stale-lease',
+    checks:
+      'the lease of a running slow job is taken away (as if it expired): the job is re-leased and completes once, on attempt 1; ' +
+      "the worker's late Complete for the old lease is refused (Nack code 9), and the worker keeps working",
+    async run(c) {
+      const before = c.refused();
+      const id = await c.enqueue('slow', { ms: 1500 });
+      await c.waitFor(id, (x) => x.state === S.JOB_STATE_ACTIVE, 'the slow job to be ACTIVE');
+      check(c.revokeLease(id), 'the server holds no lease for the ACTIVE job');
+      const j = await c.waitFor(id, (x) => x.state === S.JOB_STATE_COMPLETED || x.state === S.JOB_STATE_FAILED, 'the slow job to finish on its new lease');
+      check(j.state === S.JOB_STATE_COMPLETED && j.attemptsMade === 1, `ended ${stateName(j)} after ${j.attemptsMade} attempts`);
+      while (c.refused() === before) {
+        check(Date.now() < c.deadline, 'the worker never answered for the revoked lease');
+        await sleep(50);
+      }
+      const echo = await c.enqueue('echo', { after: 'stale' });
+      const e = await c.waitFor(echo, (x) => x.state === S.JOB_STATE_COMPLETED || x.state === S.JOB_STATE_FAILED, 'an echo job after the refusal');
+      check(e.state === S.JOB_STATE_COMPLETED, `the echo job after the refusal ended ${stateName(e)}`);
     },
   },
   {
@@ -300,6 +325,8 @@ export async function runConformance(opts: ConformanceOptions): Promise<number> 
             await sleep(50);
           }
         },
+        revokeLease: (jobId) => pool!.worker.pool.dispatcher.revoke(QUEUE, jobId),
+        refused: () => pool!.worker.pool.dispatcher.refused,
         restartPool: async () => {
           await pool!.stop();
           pool = await startWorkerPool(poolEnv(port), { logger });

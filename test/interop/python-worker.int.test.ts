@@ -16,7 +16,7 @@ const WORKER = join(ROOT, 'examples/python-worker/worker.py');
 const GEN = join(ROOT, 'examples/python-worker/gen_stubs.sh');
 const CLI = join(ROOT, 'cli/bin/jobmesh.js');
 const PYTHON = '/usr/bin/python3';
-const RULES = ['complete', 'retry', 'retryable-failure', 'unrecoverable', 'progress', 'cancel', 'lease', 'reconnect'];
+const RULES = ['complete', 'retry', 'retryable-failure', 'unrecoverable', 'progress', 'cancel', 'lease', 'stale-lease', 'reconnect'];
 
 interface Run {
   code: number | null;

@@ -280,9 +280,27 @@ export class RemoteDispatcher {
   lease(queue: string, jobId: string, token: string, session?: Session): Lease {
     const lease = this.leases.get(token);
     if (!lease || lease.job.id !== jobId || lease.queue !== queue || (session && lease.session !== session)) {
+      this.refused++;
       throw new StaleLeaseError(queue, jobId);
     }
     return lease;
+  }
+
+  /** Verdicts refused as stale (Nack code 9 / FAILED_PRECONDITION) since start. */
+  refused = 0;
+
+  /**
+   * Takes a job's lease away from its worker, as an expired lease would: the job goes back to
+   * waiting and the worker's later verdict for it is refused. For operators and conformance checks.
+   */
+  revoke(queue: string, jobId: string): boolean {
+    for (const lease of this.leases.values()) {
+      if (lease.queue === queue && lease.job.id === jobId) {
+        this.settle(lease, (l) => l.reject(new LeaseLostError('lease revoked')));
+        return true;
+      }
+    }
+    return false;
   }
 
   extend(queue: string, jobId: string, token: string, session?: Session): Date {
