@@ -1,6 +1,6 @@
 import { loadConfigFile, parseEnv, splitHostPort } from '@jobmesh/config';
 import { GrpcServer, RpcKit, onShutdownSignal } from '@jobmesh/grpc-kit';
-import { openBackbone } from '@jobmesh/queue';
+import { openBackboneFromEnv } from '@jobmesh/queue';
 import { register as registerScheduler } from '@jobmesh/scheduler';
 import { register as registerWorkerPool, type WorkerPoolEnv, workerPoolEnvSchema } from '@jobmesh/worker-pool';
 import { createLogger, createRegistry, startOpsServer } from '@jobmesh/telemetry';
@@ -33,18 +33,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
   const opened: (() => Promise<void>)[] = [];
   try {
     const config = loadConfigFile(env.JOBMESH_CONFIG);
-    const backbone = await openBackbone({
-      settings: {
-        url: redisUrl,
-        sentinels: env.REDIS_SENTINELS,
-        masterName: env.REDIS_MASTER_NAME,
-        prefix: env.JOBMESH_REDIS_PREFIX,
-        commandTimeoutMs: env.JOBMESH_REDIS_COMMAND_TIMEOUT,
-      },
-      mode: env.JOBMESH_MODE,
-      logger,
-      declared: config.queues,
-    });
+    const backbone = await openBackboneFromEnv(env, logger, config.queues, redisUrl);
     opened.push(() => backbone.close());
     const metrics = createRegistry();
     const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES });

@@ -1,24 +1,9 @@
 import { defineProcessor, RemoteWorker } from '@jobmesh/sdk';
-import { type ConnectionOptions, QueueEvents, Worker } from 'bullmq';
-import { JOB_NAME, type Scenario, jobData } from '../scenario';
+import { QueueEvents } from 'bullmq';
+import { JOB_NAME, type Scenario } from '../scenario';
+import { BATCH, batchOf, completions, connection, rawProcessing } from './processing';
 
 const CONCURRENCY = 100;
-const BATCH = 1000;
-
-function connection(redisUrl: string): ConnectionOptions {
-  const { hostname, port } = new URL(redisUrl);
-  return { host: hostname, port: Number(port), maxRetriesPerRequest: null };
-}
-
-/** Resolves once `events` has reported `jobs` completions. */
-function completions(events: QueueEvents, jobs: number): Promise<void> {
-  let done = 0;
-  return new Promise((resolveDone) =>
-    events.on('completed', () => {
-      if (++done === jobs) resolveDone();
-    }),
-  );
-}
 
 /**
  * No-op jobs run by a worker in this process: a raw BullMQ Worker on Redis against the SDK's
@@ -30,32 +15,12 @@ export const remoteWorker: Scenario = {
   title: `remote worker, no-op, concurrency ${CONCURRENCY}`,
   defaultJobs: 20_000,
 
-  async raw({ queue, jobs, startClock, env }) {
-    await queue.pause();
-    for (let start = 0; start < jobs; start += BATCH) {
-      await queue.addBulk(Array.from({ length: Math.min(BATCH, jobs - start) }, (_, k) => ({ name: JOB_NAME, data: jobData(start + k) })));
-    }
-    const conn = connection(env.redisUrl);
-    const events = new QueueEvents(queue.name, { connection: conn, prefix: queue.opts.prefix });
-    await events.waitUntilReady();
-    const worker = new Worker(queue.name, async () => null, { connection: conn, prefix: queue.opts.prefix, concurrency: CONCURRENCY });
-    await worker.waitUntilReady();
-    const finished = completions(events, jobs);
-    try {
-      startClock();
-      await queue.resume();
-      await finished;
-      return jobs;
-    } finally {
-      await worker.close();
-      await events.close();
-    }
-  },
+  raw: (ctx) => rawProcessing(ctx, CONCURRENCY),
 
   async jobmesh({ client, queue, jobs, startClock, env }) {
     await client.pauseQueue(queue);
     for (let start = 0; start < jobs; start += BATCH) {
-      await client.enqueueJobs({ queue, jobs: Array.from({ length: Math.min(BATCH, jobs - start) }, (_, k) => ({ name: JOB_NAME, data: jobData(start + k) })) });
+      await client.enqueueJobs({ queue, jobs: batchOf(start, jobs) });
     }
     const events = new QueueEvents(queue, { connection: connection(env.redisUrl), prefix: env.jobmeshPrefix });
     await events.waitUntilReady();

@@ -2,7 +2,7 @@ import type { Logger } from '@jobmesh/telemetry';
 import type { Redis, RedisOptions } from 'ioredis';
 import { checkMaxmemoryPolicy, createRedis, redisOptions, type RedisSettings, waitUntilReady } from './connection';
 import { QueueRegistry } from './registry';
-import type { DeclaredQueue } from '@jobmesh/config';
+import type { CommonEnv, DeclaredQueue } from '@jobmesh/config';
 
 /** The Redis side of a Jobmesh process: connections, the queue registry, and their shutdown. */
 export interface Backbone {
@@ -67,4 +67,23 @@ export async function openBackbone(opts: BackboneOptions): Promise<Backbone> {
       await Promise.all([redis.quit().catch(() => redis.disconnect()), subscriber.quit().catch(() => subscriber.disconnect())]);
     },
   };
+}
+
+/**
+ * Opens the backbone from the common environment (libs/config), as every service does. `url`
+ * overrides REDIS_URL, for `jobmesh up`'s own redis-server.
+ */
+export function openBackboneFromEnv(env: CommonEnv, logger: Logger, declared: DeclaredQueue[], url = env.REDIS_URL): Promise<Backbone> {
+  return openBackbone({
+    settings: {
+      url,
+      sentinels: env.REDIS_SENTINELS,
+      masterName: env.REDIS_MASTER_NAME,
+      prefix: env.JOBMESH_REDIS_PREFIX,
+      commandTimeoutMs: env.JOBMESH_REDIS_COMMAND_TIMEOUT,
+    },
+    mode: env.JOBMESH_MODE,
+    logger,
+    declared,
+  });
 }
