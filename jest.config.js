@@ -2,7 +2,7 @@
 // @jobmesh/* imports resolve to each package's src so a test sees one copy of every module.
 const moduleNameMapper = {
   '^@jobmesh/(contracts|core|config|telemetry|queue|grpc-kit|testing|sdk)$': '<rootDir>/libs/$1/src/index.ts',
-  '^@jobmesh/(scheduler|worker-pool)$': '<rootDir>/services/$1/src/index.ts',
+  '^@jobmesh/(scheduler|worker-pool|dead-letter)$': '<rootDir>/services/$1/src/index.ts',
   '^@jobmesh/cli$': '<rootDir>/cli/src/index.ts',
 };
 const transform = { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.jest.json' }] };

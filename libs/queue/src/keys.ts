@@ -50,6 +50,30 @@ export class Keys {
   remoteWorkers(queue: string): string {
     return `${this.prefix}:_remote:${queue}`;
   }
+  /** Hash: one dead letter ("<queue>:<job id>:<attempt>"), written once (services/dead-letter). */
+  deadLetter(id: string): string {
+    return `${this.prefix}:_dlq:r:${id}`;
+  }
+  /** Sorted set: every dead letter id, scored by dead-lettered time (ms). */
+  get deadLetterIndex(): string {
+    return `${this.prefix}:_dlq:all`;
+  }
+  /** Sorted set: dead letter ids of one queue, scored by dead-lettered time (ms). */
+  deadLetterQueueIndex(queue: string): string {
+    return `${this.prefix}:_dlq:q:${queue}`;
+  }
+  /** Sorted set: dead letter ids of one category, scored by dead-lettered time (ms). */
+  deadLetterCategoryIndex(category: string): string {
+    return `${this.prefix}:_dlq:c:${category}`;
+  }
+  /** Hash: "<queue>|<category>" → how many dead letters are stored. */
+  get deadLetterCounts(): string {
+    return `${this.prefix}:_dlq:counts`;
+  }
+  /** Pub/sub channel: the id of each newly captured dead letter. */
+  get deadLetterChannel(): string {
+    return `${this.prefix}:_dlq:new`;
+  }
   /** Pub/sub channel of cancel requests for active jobs: JSON {queue, jobId, reason}. */
   get cancelChannel(): string {
     return `${this.prefix}:_cancel`;

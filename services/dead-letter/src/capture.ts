@@ -1,0 +1,213 @@
+import * as pb from '@jobmesh/contracts';
+import type { QueueSpec } from '@jobmesh/core';
+import { type Keys, type QueueRegistry, toProtoJob } from '@jobmesh/queue';
+import type { Logger } from '@jobmesh/telemetry';
+import { type ConnectionOptions, Job as BullJob, QueueEvents } from 'bullmq';
+import { Redis, type RedisOptions } from 'ioredis';
+import { categorize, errorNameOf } from './categorize';
+import type { DeadLetterStore } from './store';
+
+export interface CaptureOptions {
+  /** How often every queue's failed set is swept. @default 10000 */
+  sweepIntervalMs: number;
+}
+
+/** Jobs read from a failed set at once. */
+const SWEEP_PAGE = 100;
+/**
+ * How far before its watermark a sweep looks again. A job enters the failed set with its
+ * finishedOn as score, set by the worker's clock; this covers workers whose clocks disagree a
+ * little. Capture is idempotent, so looking twice costs a read, never a duplicate.
+ */
+const SWEEP_OVERLAP_MS = 60_000;
+
+/**
+ * Every attempt's error, oldest first. BullMQ keeps one stack per failed attempt (`stacktrace`) and
+ * the message of the last (`failedReason`); earlier messages come from their stack's first line.
+ */
+export function attemptErrors(job: BullJob): pb.AttemptError[] {
+  const stacks = job.stacktrace ?? [];
+  const last = job.attemptsMade;
+  const errors = stacks.map((stack, i) => {
+    const attempt = last - (stacks.length - 1 - i);
+    const lines = (stack ?? '').split('\n');
+    const name = errorNameOf(stack);
+    const first = lines[0] ?? '';
+    const message = i === stacks.length - 1 ? (job.failedReason ?? '') : name && first.startsWith(`${name}: `) ? first.slice(name.length + 2) : first;
+    return pb.AttemptError.fromPartial({
+      attempt: Math.max(1, attempt),
+      errorName: name,
+      message,
+      stacktrace: lines,
+      failedAt: i === stacks.length - 1 && job.finishedOn ? new Date(job.finishedOn) : undefined,
+    });
+  });
+  // A failure without a stack (e.g. a stalled job) still has its reason.
+  if (!errors.length && job.failedReason) {
+    errors.push(pb.AttemptError.fromPartial({ attempt: Math.max(1, last), message: job.failedReason, failedAt: job.finishedOn ? new Date(job.finishedOn) : undefined }));
+  }
+  return errors;
+}
+
+/**
+ * Durable capture: sweeps every queue's BullMQ failed set at start and every interval (from a
+ * per-queue watermark kept in memory), and listens to 'failed' events for low latency. A job in
+ * the failed set failed for good (BullMQ puts it there only after its last attempt), so it is a
+ * dead letter. BullMQ's copy is left where it is: the queue's keep_failed retention trims it.
+ */
+export class Capturer {
+  private readonly taps = new Map<string, QueueEvents>();
+  private readonly watermarks = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<void> | undefined;
+  private closed = false;
+  private readonly listeners = new Set<(d: pb.DeadLetter) => void>();
+  private subscriber: Promise<Redis> | undefined;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly registry: QueueRegistry,
+    private readonly store: DeadLetterStore,
+    private readonly connection: RedisOptions,
+    private readonly logger: Logger,
+    private readonly opts: CaptureOptions,
+  ) {}
+
+  private get keys(): Keys {
+    return this.registry.keys;
+  }
+
+  /** Starts sweeping and listening. Resolves after the first sweep. */
+  async start(): Promise<void> {
+    await this.sweep();
+    const tick = (): void => {
+      this.timer = setTimeout(() => {
+        void this.sweep().finally(() => {
+          if (!this.closed) tick();
+        });
+      }, this.opts.sweepIntervalMs);
+    };
+    tick();
+  }
+
+  /**
+   * Calls `listener` with each new dead letter, whichever replica captured it (through the
+   * store's pub/sub channel). Resolves once subscribed; call the result to stop.
+   */
+  async onCapture(listener: (d: pb.DeadLetter) => void): Promise<() => void> {
+    this.listeners.add(listener);
+    if (!this.subscriber) {
+      // Its own connection: a subscribed connection runs no other command.
+      const sub = new Redis({ ...this.connection, connectionName: 'jobmesh:dlq-sub' });
+      sub.on('error', () => undefined);
+      sub.on('message', (_channel: string, id: string) => {
+        void this.store.get(id).then(
+          (d) => {
+            for (const l of this.listeners) l(d);
+          },
+          () => undefined, // purged already
+        );
+      });
+      this.subscriber = sub.subscribe(this.keys.deadLetterChannel).then(() => sub);
+    }
+    await this.subscriber;
+    return () => this.listeners.delete(listener);
+  }
+
+  /** One pass over every registry queue; concurrent calls share the pass. */
+  sweep(): Promise<void> {
+    return (this.sweeping ??= (async () => {
+      try {
+        const queues = await this.registry.list();
+        this.syncTaps(queues);
+        for (const q of queues) {
+          if (this.closed) return;
+          await this.sweepQueue(q).catch((err: Error) => this.logger.warn({ err: err.message, queue: q.name }, 'dead-letter sweep failed'));
+        }
+      } catch (err) {
+        this.logger.warn({ err: (err as Error).message }, 'dead-letter sweep failed');
+      } finally {
+        this.sweeping = undefined;
+      }
+    })());
+  }
+
+  private async sweepQueue(spec: QueueSpec): Promise<void> {
+    if (spec.deadLetter.disabled) return;
+    const failedKey = this.registry.bullQueue(spec.name).keys.failed!;
+    const from = this.watermarks.get(spec.name);
+    const min = from === undefined ? '-inf' : String(from - SWEEP_OVERLAP_MS);
+    let high = from ?? 0;
+    for (let offset = 0; ; offset += SWEEP_PAGE) {
+      const flat = await this.redis.zrangebyscore(failedKey, min, '+inf', 'WITHSCORES', 'LIMIT', offset, SWEEP_PAGE);
+      if (!flat.length) break;
+      const ids: string[] = [];
+      for (let i = 0; i < flat.length; i += 2) {
+        ids.push(flat[i]!);
+        high = Math.max(high, Number(flat[i + 1]));
+      }
+      await Promise.all(ids.map((id) => this.captureJob(spec, id)));
+      if (flat.length < SWEEP_PAGE * 2) break;
+    }
+    this.watermarks.set(spec.name, high);
+  }
+
+  /** Captures one job if it is in the failed set; idempotent on (queue, job id, attempt). */
+  async captureJob(spec: QueueSpec, jobId: string): Promise<void> {
+    const queue = this.registry.bullQueue(spec.name);
+    const job = await BullJob.fromId(queue, jobId);
+    if (!job || !job.finishedOn || !(await job.isFailed())) return;
+    const stacks = job.stacktrace ?? [];
+    const { category, severity } = categorize(
+      { jobName: job.name, reason: job.failedReason ?? '', stack: stacks[stacks.length - 1], attemptsMade: job.attemptsMade, attempts: job.opts.attempts ?? 1 },
+      spec.deadLetter.rules,
+    );
+    const snapshot = toProtoJob(job, spec.name, 'dead-lettered');
+    const { id, created } = await this.store.capture({
+      queue: spec.name,
+      job: snapshot,
+      errors: attemptErrors(job),
+      category,
+      severity,
+      at: new Date(job.finishedOn),
+      traceId: snapshot.traceId,
+    });
+    if (!created) return;
+    await this.redis.xadd(this.keys.events(spec.name), 'MAXLEN', '~', 10_000, '*', 'event', 'dead-lettered', 'jobId', jobId, 'reason', job.failedReason ?? '');
+    await this.redis.publish(this.keys.deadLetterChannel, id);
+  }
+
+  /** One 'failed' listener per registry queue: opened for new queues, closed for deleted ones. */
+  private syncTaps(queues: QueueSpec[]): void {
+    if (this.closed) return;
+    const names = new Set(queues.filter((q) => !q.deadLetter.disabled).map((q) => q.name));
+    for (const [name, events] of this.taps) {
+      if (!names.has(name)) {
+        this.taps.delete(name);
+        void events.close().catch(() => undefined);
+      }
+    }
+    for (const spec of queues) {
+      if (!names.has(spec.name) || this.taps.has(spec.name)) continue;
+      const events = new QueueEvents(spec.name, { connection: this.connection as ConnectionOptions, prefix: this.keys.prefix, blockingTimeout: 1000 });
+      events.on('error', (err) => this.logger.warn({ err: err.message, queue: spec.name }, 'queue events error'));
+      events.on('failed', ({ jobId }) => {
+        const current = this.registry.cached().find((q) => q.name === spec.name) ?? spec;
+        void this.captureJob(current, jobId).catch((err: Error) => this.logger.warn({ err: err.message, queue: spec.name, jobId }, 'dead-letter capture failed'));
+      });
+      this.taps.set(spec.name, events);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    await this.sweeping;
+    const sub = await this.subscriber?.catch(() => undefined);
+    if (sub) await sub.quit().catch(() => sub.disconnect());
+    const taps = [...this.taps.values()];
+    this.taps.clear();
+    // QueueEvents.close() may wait forever when Redis is down (see scheduler's watch.ts); bound it.
+    await Promise.all(taps.map((t) => Promise.race([t.close().catch(() => undefined), new Promise((r) => setTimeout(r, 2500).unref())])));
+  }
+}

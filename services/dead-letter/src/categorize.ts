@@ -1,0 +1,73 @@
+import { PROCESSOR_NOT_FOUND, type DeadLetterRuleSpec, type SeverityName } from '@jobmesh/core';
+
+/** What categorize() looks at: the final failure of a job, as BullMQ stored it. */
+export interface FailureFacts {
+  jobName: string;
+  /** The last attempt's message (BullMQ's `failedReason`). */
+  reason: string;
+  /** The last attempt's stack (BullMQ's last `stacktrace` entry), if any. */
+  stack?: string;
+  attemptsMade: number;
+  /** The job's `attempts` option. */
+  attempts: number;
+}
+
+export interface Category {
+  category: string;
+  severity: SeverityName;
+}
+
+/**
+ * The error name of a failure. BullMQ stores only the message and the stack, not the error's
+ * name; a stack starts with "<Name>: <message>", so the name is read from there when it is.
+ */
+export function errorNameOf(stack: string | undefined): string {
+  const first = stack?.split('\n', 1)[0] ?? '';
+  const m = /^([A-Za-z_$][\w$.]*)(?::|$)/.exec(first.trim());
+  return m?.[1] ?? '';
+}
+
+function ruleMatches(rule: DeadLetterRuleSpec, f: FailureFacts, errorName: string): boolean {
+  if (rule.errorName !== undefined && rule.errorName !== errorName) return false;
+  if (rule.jobName !== undefined && rule.jobName !== f.jobName) return false;
+  if (rule.messagePattern !== undefined) {
+    let re: RegExp;
+    try {
+      re = new RegExp(rule.messagePattern);
+    } catch {
+      return false; // validated when the queue is stored; a bad pattern here matches nothing
+    }
+    if (!re.test(f.reason)) return false;
+  }
+  return true;
+}
+
+const STALLED = /stalled more than allowable limit/i;
+const EXTERNAL = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EAI_AGAIN|ENOTFOUND|socket hang up|\b5\d\d\b|timeout|unavailable/i;
+const CONFIGURATION = /config|missing (env|environment|setting|credential)|not configured|credentials?|api key/i;
+const DATA = /validat|invalid|parse|malformed|unexpected token|schema/i;
+
+/**
+ * The category of a dead letter: the queue's rules first (first match wins), then the built-ins.
+ * Built-ins, in order: PROCESSOR_NOT_FOUND, UNRECOVERABLE, TIMEOUT, STALLED_LIMIT, EXHAUSTED_RETRIES;
+ * a job that failed for good otherwise (e.g. a remote worker's unrecoverable FailJob) is guessed
+ * from its message (CONFIGURATION, EXTERNAL_SERVICE, DATA), else UNRECOVERABLE.
+ * PROCESSOR_NOT_FOUND and CONFIGURATION are critical (nothing succeeds until someone acts).
+ */
+export function categorize(f: FailureFacts, rules: readonly DeadLetterRuleSpec[] = []): Category {
+  const errorName = errorNameOf(f.stack);
+  for (const rule of rules) {
+    if (ruleMatches(rule, f, errorName)) return { category: rule.category, severity: rule.severity ?? 'warning' };
+  }
+  const reason = f.reason;
+  if (reason.startsWith(PROCESSOR_NOT_FOUND)) return { category: 'PROCESSOR_NOT_FOUND', severity: 'critical' };
+  if (errorName === 'UnrecoverableError') return { category: 'UNRECOVERABLE', severity: 'warning' };
+  if (errorName === 'TimeoutError' || /timed out/i.test(reason)) return { category: 'TIMEOUT', severity: 'warning' };
+  if (STALLED.test(reason)) return { category: 'STALLED_LIMIT', severity: 'warning' };
+  if (f.attemptsMade >= f.attempts) return { category: 'EXHAUSTED_RETRIES', severity: 'warning' };
+  // Failed for good before its attempts ran out, for no reason named above: guess from the message.
+  if (CONFIGURATION.test(reason)) return { category: 'CONFIGURATION', severity: 'critical' };
+  if (EXTERNAL.test(reason)) return { category: 'EXTERNAL_SERVICE', severity: 'warning' };
+  if (DATA.test(reason)) return { category: 'DATA', severity: 'warning' };
+  return { category: 'UNRECOVERABLE', severity: 'warning' };
+}

@@ -1,0 +1,257 @@
+import * as pb from '@jobmesh/contracts';
+import { InvalidArgumentError, type SeverityName } from '@jobmesh/core';
+import type { Keys } from '@jobmesh/queue';
+import type { Redis } from 'ioredis';
+import { DeadLetterNotFoundError } from './errors';
+
+/** A dead letter's id: "<queue>:<job id>:<attempt>". Capture is idempotent on it. */
+export const deadLetterId = (queue: string, jobId: string, attempt: number): string => `${queue}:${jobId}:${attempt}`;
+
+/** A dead letter about to be stored. */
+export interface NewDeadLetter {
+  queue: string;
+  job: pb.Job;
+  errors: pb.AttemptError[];
+  category: string;
+  severity: SeverityName;
+  /** When the job failed for good. */
+  at: Date;
+  traceId: string;
+}
+
+export interface Filter {
+  queue?: string;
+  jobName?: string;
+  category?: string;
+  /** ms, inclusive. */
+  since?: number;
+  /** ms, exclusive. */
+  until?: number;
+}
+
+const SEVERITY: Record<SeverityName, pb.Severity> = {
+  info: pb.Severity.SEVERITY_INFO,
+  warning: pb.Severity.SEVERITY_WARNING,
+  critical: pb.Severity.SEVERITY_CRITICAL,
+};
+
+// Writes the record, its three index entries and its counter once: a second capture of the same
+// id (another replica, the sweep after the event) changes nothing.
+const CAPTURE = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[4], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[5], ARGV[3], 1)
+return 1`;
+
+// Deletes the record and, only if this call deleted it, its index entries and counter.
+const PURGE = `
+local queue = redis.call('HGET', KEYS[1], 'queue')
+if not queue then return 0 end
+local counter = redis.call('HGET', KEYS[1], 'counter')
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+if redis.call('HINCRBY', KEYS[5], counter, -1) <= 0 then redis.call('HDEL', KEYS[5], counter) end
+return 1`;
+
+const QUARANTINE = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HGET', KEYS[1], 'quarantined') == ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'quarantined', ARGV[1], 'quarantine_reason', ARGV[2])
+return 1`;
+
+const ADD_REPLAY = `
+local replays = redis.call('HGET', KEYS[1], 'replays')
+if not replays then return 0 end
+local list = cjson.decode(replays)
+table.insert(list, cjson.decode(ARGV[1]))
+redis.call('HSET', KEYS[1], 'replays', cjson.encode(list))
+return 1`;
+
+/**
+ * Dead letters in Redis: a hash per dead letter, sorted-set indexes by dead-lettered time (all,
+ * per queue, per category) and a counter per (queue, category), all under `<prefix>:_dlq…`.
+ */
+export class DeadLetterStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+  ) {}
+
+  /** Stores a dead letter unless its id is stored already. True when this call stored it. */
+  async capture(d: NewDeadLetter): Promise<{ id: string; created: boolean }> {
+    const id = deadLetterId(d.queue, d.job.id, d.job.attemptsMade);
+    const fields: Record<string, string> = {
+      id,
+      queue: d.queue,
+      name: d.job.name,
+      category: d.category,
+      severity: d.severity,
+      counter: `${d.queue}|${d.category}`,
+      at: String(d.at.getTime()),
+      trace_id: d.traceId,
+      job: JSON.stringify(pb.Job.toJSON(d.job)),
+      errors: JSON.stringify(d.errors.map((e) => pb.AttemptError.toJSON(e))),
+      quarantined: '0',
+      replays: '[]',
+    };
+    const created = await this.redis.eval(
+      CAPTURE,
+      5,
+      this.keys.deadLetter(id),
+      this.keys.deadLetterIndex,
+      this.keys.deadLetterQueueIndex(d.queue),
+      this.keys.deadLetterCategoryIndex(d.category),
+      this.keys.deadLetterCounts,
+      String(d.at.getTime()),
+      id,
+      fields.counter!,
+      ...Object.entries(fields).flat(),
+    );
+    return { id, created: created === 1 };
+  }
+
+  async get(id: string): Promise<pb.DeadLetter> {
+    const h = await this.redis.hgetall(this.keys.deadLetter(id));
+    if (!h.id) throw new DeadLetterNotFoundError(id);
+    return decode(h);
+  }
+
+  /** The stored dead letters among `ids`, in order; missing ones are left out. */
+  async getMany(ids: string[]): Promise<pb.DeadLetter[]> {
+    if (!ids.length) return [];
+    const pipe = this.redis.pipeline();
+    for (const id of ids) pipe.hgetall(this.keys.deadLetter(id));
+    const res = (await pipe.exec()) ?? [];
+    const out: pb.DeadLetter[] = [];
+    for (const [err, h] of res) {
+      if (err) throw err;
+      const rec = h as Record<string, string>;
+      if (rec.id) out.push(decode(rec));
+    }
+    return out;
+  }
+
+  /** One page of dead letters matching `f`, newest first. */
+  async list(f: Filter, pageSize: number, pageToken: string): Promise<{ deadLetters: pb.DeadLetter[]; next: string }> {
+    const after = pageToken ? parseToken(pageToken) : undefined;
+    const out: pb.DeadLetter[] = [];
+    for await (const d of this.scan(f, after)) {
+      if (out.length === pageSize) {
+        const last = out[out.length - 1]!;
+        return { deadLetters: out, next: `${last.deadLetteredAt!.getTime()}|${last.id}` };
+      }
+      out.push(d);
+    }
+    return { deadLetters: out, next: '' };
+  }
+
+  /**
+   * Every dead letter matching `f`, newest first, read in batches from the most selective index.
+   * With `after`, starts after that position (a page token): entries with one score come in
+   * descending member order, so those ≥ the token's id at the token's score were already seen.
+   */
+  async *scan(f: Filter, after?: { at: number; id: string }): AsyncGenerator<pb.DeadLetter> {
+    const key = f.queue ? this.keys.deadLetterQueueIndex(f.queue) : f.category ? this.keys.deadLetterCategoryIndex(f.category) : this.keys.deadLetterIndex;
+    let max = f.until !== undefined ? `(${f.until}` : '+inf';
+    if (after && (f.until === undefined || after.at < f.until)) max = String(after.at);
+    const min = f.since !== undefined ? String(f.since) : '-inf';
+    const batch = 200;
+    for (let offset = 0; ; offset += batch) {
+      const flat = await this.redis.zrevrangebyscore(key, max, min, 'WITHSCORES', 'LIMIT', offset, batch);
+      if (!flat.length) return;
+      const ids: string[] = [];
+      for (let i = 0; i < flat.length; i += 2) {
+        const id = flat[i]!;
+        if (after && Number(flat[i + 1]) === after.at && id >= after.id) continue;
+        ids.push(id);
+      }
+      for (const d of await this.getMany(ids)) {
+        if (f.queue && d.job?.queue !== f.queue) continue;
+        if (f.category && d.category !== f.category) continue;
+        if (f.jobName && d.job?.name !== f.jobName) continue;
+        yield d;
+      }
+      if (flat.length < batch * 2) return;
+    }
+  }
+
+  /** Deletes dead letters by id; returns how many existed. */
+  async purge(ids: string[]): Promise<number> {
+    let n = 0;
+    for (const id of ids) {
+      const h = await this.redis.hmget(this.keys.deadLetter(id), 'queue', 'category');
+      if (!h[0] || !h[1]) continue;
+      const deleted = await this.redis.eval(
+        PURGE,
+        5,
+        this.keys.deadLetter(id),
+        this.keys.deadLetterIndex,
+        this.keys.deadLetterQueueIndex(h[0]),
+        this.keys.deadLetterCategoryIndex(h[1]),
+        this.keys.deadLetterCounts,
+        id,
+      );
+      n += deleted === 1 ? 1 : 0;
+    }
+    return n;
+  }
+
+  /** Marks or unmarks dead letters; unknown ids → NOT_FOUND. Returns how many changed. */
+  async quarantine(ids: string[], quarantined: boolean, reason: string): Promise<number> {
+    let n = 0;
+    for (const id of ids) {
+      const r = await this.redis.eval(QUARANTINE, 1, this.keys.deadLetter(id), quarantined ? '1' : '0', reason);
+      if (r === -1) throw new DeadLetterNotFoundError(id);
+      n += r === 1 ? 1 : 0;
+    }
+    return n;
+  }
+
+  /** Records a replay on the dead letter. */
+  async addReplay(id: string, replay: pb.Replay): Promise<void> {
+    await this.redis.eval(ADD_REPLAY, 1, this.keys.deadLetter(id), JSON.stringify(pb.Replay.toJSON(replay)));
+  }
+
+  /** Counts by queue and category (only `queue` when given). */
+  async stats(queue?: string): Promise<pb.GetDeadLetterStatsResponse> {
+    const all = await this.redis.hgetall(this.keys.deadLetterCounts);
+    const counts: pb.DeadLetterCount[] = [];
+    let total = 0;
+    for (const [field, v] of Object.entries(all)) {
+      const sep = field.indexOf('|');
+      const q = field.slice(0, sep);
+      const count = Number(v);
+      if ((queue && q !== queue) || count <= 0) continue;
+      counts.push({ queue: q, category: field.slice(sep + 1), count });
+      total += count;
+    }
+    counts.sort((a, b) => a.queue.localeCompare(b.queue) || a.category.localeCompare(b.category));
+    return { counts, total };
+  }
+}
+
+function parseToken(token: string): { at: number; id: string } {
+  const sep = token.indexOf('|');
+  const at = Number(token.slice(0, sep));
+  if (sep < 0 || !Number.isFinite(at)) throw new InvalidArgumentError('page_token', 'is not a token this service gave out');
+  return { at, id: token.slice(sep + 1) };
+}
+
+function decode(h: Record<string, string>): pb.DeadLetter {
+  return pb.DeadLetter.fromPartial({
+    id: h.id,
+    job: pb.Job.fromJSON(JSON.parse(h.job ?? '{}')),
+    errors: (JSON.parse(h.errors ?? '[]') as unknown[]).map((e) => pb.AttemptError.fromJSON(e)),
+    category: h.category,
+    severity: SEVERITY[h.severity as SeverityName] ?? pb.Severity.SEVERITY_UNSPECIFIED,
+    deadLetteredAt: new Date(Number(h.at)),
+    traceId: h.trace_id ?? '',
+    quarantined: h.quarantined === '1',
+    replays: (JSON.parse(h.replays ?? '[]') as unknown[]).map((r) => pb.Replay.fromJSON(r)),
+  });
+}

@@ -1,0 +1,100 @@
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import * as pb from '@jobmesh/contracts';
+import type Redis from 'ioredis';
+import { type DeepPartial, defineProcessor, UnrecoverableError } from '@jobmesh/sdk';
+import { silentLogger } from '@jobmesh/telemetry';
+import { type PoolHarness, startPoolHarness } from '../../worker-pool/test/harness';
+import { loadDeadLetterEnv, type RunningDeadLetter, startDeadLetter } from '../src';
+
+export { uniqueQueue, waitFor } from '../../scheduler/test/harness';
+
+type Unary<Req, Res> = (req: Req, md: Metadata, opts: object, cb: (err: ServiceError | null, res: Res) => void) => unknown;
+
+/** A promise-returning DeadLetterService client. */
+export class DeadLetterClient {
+  private readonly raw: pb.DeadLetterServiceClient;
+  constructor(address: string) {
+    this.raw = new pb.DeadLetterServiceClient(address, credentials.createInsecure());
+  }
+  private call<Req, Res>(m: Unary<Req, Res>, req: Req): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      m.call(this.raw, req, new Metadata(), { deadline: new Date(Date.now() + 10_000) }, (err, res) => (err ? reject(err) : resolve(res)));
+    });
+  }
+  list = (req: DeepPartial<pb.ListDeadLettersRequest>) => this.call(this.raw.listDeadLetters, pb.ListDeadLettersRequest.fromPartial(req as never));
+  get = (id: string) => this.call(this.raw.getDeadLetter, { id }).then((r) => r.deadLetter!);
+  stats = (queue: string) => this.call(this.raw.getDeadLetterStats, { queue });
+  purge = (req: DeepPartial<pb.PurgeDeadLettersRequest>) => this.call(this.raw.purgeDeadLetters, pb.PurgeDeadLettersRequest.fromPartial(req as never));
+  quarantine = (req: DeepPartial<pb.QuarantineDeadLettersRequest>) => this.call(this.raw.quarantineDeadLetters, pb.QuarantineDeadLettersRequest.fromPartial(req as never));
+  replay = (req: DeepPartial<pb.ReplayDeadLettersRequest>) => this.call(this.raw.replayDeadLetters, pb.ReplayDeadLettersRequest.fromPartial(req as never));
+  watch = (req: DeepPartial<pb.WatchDeadLettersRequest>) => this.raw.watchDeadLetters(pb.WatchDeadLettersRequest.fromPartial(req as never));
+  close = () => this.raw.close();
+}
+
+export interface DeadLetterHarness extends PoolHarness {
+  /** Starts a dead-letter service (port 0, sweep every 300 ms) on the harness's Redis and prefix; its stop() is idempotent. */
+  startDeadLetter(): Promise<{ service: RunningDeadLetter; client: DeadLetterClient }>;
+}
+
+/**
+ * A scheduler, one worker-pool replica with the processors below on every queue, and
+ * dead-letter services started on demand; stop() stops them all.
+ * - `fail`: always throws Error('boom').
+ * - `fatal`: throws UnrecoverableError('bad input').
+ * - jobs of any other name have no processor.
+ */
+export async function startDeadLetterHarness(): Promise<DeadLetterHarness> {
+  const h = await startPoolHarness();
+  await h.startPool([
+    defineProcessor({ queue: '*', name: 'fail', process: async () => Promise.reject(new Error('boom')) }),
+    defineProcessor({ queue: '*', name: 'fatal', process: async () => Promise.reject(new UnrecoverableError('bad input')) }),
+  ]);
+  const running: Array<{ service: RunningDeadLetter; client: DeadLetterClient }> = [];
+  return {
+    ...h,
+    startDeadLetter: async () => {
+      const service = await startDeadLetter(
+        loadDeadLetterEnv({
+          REDIS_URL: h.redis.url,
+          JOBMESH_REDIS_PREFIX: h.prefix,
+          JOBMESH_GRPC_ADDRESS: '127.0.0.1:0',
+          JOBMESH_HTTP_ADDRESS: '127.0.0.1:0',
+          JOBMESH_SHUTDOWN_GRACE: '2s',
+          JOBMESH_CONFIG: '',
+          JOBMESH_DLQ_SWEEP_INTERVAL: '300ms',
+          JOBMESH_SCHEDULER_ADDRESS: h.address,
+        }),
+        { logger: silentLogger() },
+      );
+      const client = new DeadLetterClient(`127.0.0.1:${service.grpcPort}`);
+      // Idempotent, so a test may stop an instance and stop() still call it.
+      let stopping: Promise<void> | undefined;
+      const stopOnce = service.stop;
+      service.stop = () => (stopping ??= (client.close(), stopOnce()));
+      const r = { service, client };
+      running.push(r);
+      return r;
+    },
+    stop: async () => {
+      await Promise.all(running.map((r) => r.service.stop()));
+      await h.stop();
+    },
+  };
+}
+
+const tinyBackoff = { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: { seconds: 0, nanos: 10_000_000 } };
+
+/** Enqueues `fail` (attempts 2, 10 ms backoff), `fatal` and no-processor (`ghost`) jobs. */
+export async function enqueueFailures(h: PoolHarness, queue: string, n: { fail?: number; fatal?: number; ghost?: number }): Promise<void> {
+  const jobs = [
+    ...Array.from({ length: n.fail ?? 0 }, (_, i) => ({ name: 'fail', data: { i }, options: { attempts: 2, backoff: tinyBackoff } })),
+    ...Array.from({ length: n.fatal ?? 0 }, (_, i) => ({ name: 'fatal', data: { i }, options: { attempts: 3 } })),
+    ...Array.from({ length: n.ghost ?? 0 }, (_, i) => ({ name: 'ghost', data: { i }, options: { attempts: 3 } })),
+  ];
+  await h.client.enqueueJobs({ queue, jobs });
+}
+
+/** The number of jobs in BullMQ's failed set of `queue`. */
+export function failedCount(redis: Redis, prefix: string, queue: string): Promise<number> {
+  return redis.zcard(`${prefix}:${queue}:failed`);
+}
