@@ -133,6 +133,27 @@ export class RpcKit {
     };
   }
 
+  /** Ends a stream when its handler settles: OK, or the mapped status; not if the client left. */
+  private settleStream(
+    method: string,
+    started: bigint,
+    ctx: CallContext,
+    call: { end(): void; emit(event: 'error', err: Error): boolean },
+    done: Promise<void>,
+  ): void {
+    done.then(
+      () => {
+        this.finish(method, started, Status.OK);
+        if (!ctx.signal.aborted) call.end();
+      },
+      (err: unknown) => {
+        const mapped = toStatus(err);
+        this.finish(method, started, mapped.code, err);
+        if (!ctx.signal.aborted) failStream(call, mapped);
+      },
+    );
+  }
+
   /** A server stream: `fn` writes with `send` and resolves when the stream should end. */
   serverStream<Req, Res>(
     method: string,
@@ -141,21 +162,17 @@ export class RpcKit {
     return (call: ServerWritableStream<Req, Res>) => {
       const started = process.hrtime.bigint();
       const ctx = this.context(method, call);
-      void (async () => {
-        if (this.opts.auth) ctx.principal = await this.opts.auth(ctx, call.request);
-        await fn(call.request, ctx, (res) => {
-          if (!ctx.signal.aborted) call.write(res);
-        });
-      })().then(
-        () => {
-          this.finish(method, started, Status.OK);
-          if (!ctx.signal.aborted) call.end();
-        },
-        (err: unknown) => {
-          const mapped = toStatus(err);
-          this.finish(method, started, mapped.code, err);
-          if (!ctx.signal.aborted) failStream(call, mapped);
-        },
+      this.settleStream(
+        method,
+        started,
+        ctx,
+        call,
+        (async () => {
+          if (this.opts.auth) ctx.principal = await this.opts.auth(ctx, call.request);
+          await fn(call.request, ctx, (res) => {
+            if (!ctx.signal.aborted) call.write(res);
+          });
+        })(),
       );
     };
   }
@@ -165,19 +182,15 @@ export class RpcKit {
     return (call: ServerDuplexStream<Req, Res>) => {
       const started = process.hrtime.bigint();
       const ctx = this.context(method, call);
-      void (async () => {
-        if (this.opts.auth) ctx.principal = await this.opts.auth(ctx, undefined);
-        await fn(call, ctx);
-      })().then(
-        () => {
-          this.finish(method, started, Status.OK);
-          if (!ctx.signal.aborted) call.end();
-        },
-        (err: unknown) => {
-          const mapped = toStatus(err);
-          this.finish(method, started, mapped.code, err);
-          if (!ctx.signal.aborted) failStream(call, mapped);
-        },
+      this.settleStream(
+        method,
+        started,
+        ctx,
+        call,
+        (async () => {
+          if (this.opts.auth) ctx.principal = await this.opts.auth(ctx, undefined);
+          await fn(call, ctx);
+        })(),
       );
     };
   }
