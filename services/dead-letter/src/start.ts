@@ -1,6 +1,6 @@
 import { loadConfigFile, splitHostPort } from '@jobmesh/config';
 import { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
-import { openBackbone } from '@jobmesh/queue';
+import { openBackboneFromEnv } from '@jobmesh/queue';
 import { type Logger, createLogger, createRegistry, startOpsServer } from '@jobmesh/telemetry';
 import type { DeadLetterEnv } from './config';
 import { register } from './register';
@@ -21,18 +21,7 @@ export async function startDeadLetter(env: DeadLetterEnv, opts: { logger?: Logge
   const logger = opts.logger ?? createLogger({ name: 'dead-letter', level: env.LOG_LEVEL });
   const metrics = createRegistry();
   const config = loadConfigFile(env.JOBMESH_CONFIG);
-  const backbone = await openBackbone({
-    settings: {
-      url: env.REDIS_URL,
-      sentinels: env.REDIS_SENTINELS,
-      masterName: env.REDIS_MASTER_NAME,
-      prefix: env.JOBMESH_REDIS_PREFIX,
-      commandTimeoutMs: env.JOBMESH_REDIS_COMMAND_TIMEOUT,
-    },
-    mode: env.JOBMESH_MODE,
-    logger,
-    declared: config.queues,
-  });
+  const backbone = await openBackboneFromEnv(env, logger, config.queues);
   const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES });
   const kit = new RpcKit({ logger, registry: metrics });
   const deadLetter = register(server, {
