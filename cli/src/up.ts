@@ -56,7 +56,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
     const loopback = /^(127\.|localhost|\[?::1\]?)/.test(grpcAddress);
 
     out('Jobmesh is up.');
-    out(`  gRPC   ${grpcAddress}   jobmesh.v1.SchedulerService, grpc.health.v1, reflection`);
+    out(`  gRPC   ${grpcAddress}   jobmesh.v1.SchedulerService and WorkerService, grpc.health.v1, reflection`);
     out(`  HTTP   http://${ops.address}   /metrics /livez /readyz`);
     const modules = env.JOBMESH_PROCESSORS.length + config.processors.modules.length;
     out(`  Worker in-process, built-in processors: ${workerPool.processors.names('*').join(', ') || 'none'}; ${modules} processor module(s) loaded`);
