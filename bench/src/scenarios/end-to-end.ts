@@ -1,7 +1,6 @@
 import { resolve } from 'node:path';
-import { QueueEvents } from 'bullmq';
 import type { Scenario } from '../scenario';
-import { BATCH, batchOf, completions, connection, rawProcessing } from './processing';
+import { jobmeshProcessing, rawProcessing } from './processing';
 
 const CONCURRENCY = 100;
 const NOOP_PROCESSOR = resolve(__dirname, '../../fixtures/noop-processor.js');
@@ -18,24 +17,8 @@ export const endToEnd: Scenario = {
 
   raw: (ctx) => rawProcessing(ctx, CONCURRENCY),
 
-  async jobmesh({ client, queue, jobs, startClock, env }) {
-    await client.updateQueue({ queue: { name: queue, concurrency: CONCURRENCY }, updateMask: ['concurrency'] });
-    await client.pauseQueue(queue);
-    for (let start = 0; start < jobs; start += BATCH) {
-      await client.enqueueJobs({ queue, jobs: batchOf(start, jobs) });
-    }
-    const events = new QueueEvents(queue, { connection: connection(env.redisUrl), prefix: env.jobmeshPrefix });
-    await events.waitUntilReady();
-    const pool = await env.spawnWorkerPool({ JOBMESH_PROCESSORS: NOOP_PROCESSOR, JOBMESH_WORKER_QUEUES: queue });
-    const finished = completions(events, jobs);
-    try {
-      startClock();
-      await client.resumeQueue(queue);
-      await finished;
-      return jobs;
-    } finally {
-      await pool.stop();
-      await events.close();
-    }
+  async jobmesh(ctx) {
+    await ctx.client.updateQueue({ queue: { name: ctx.queue, concurrency: CONCURRENCY }, updateMask: ['concurrency'] });
+    return jobmeshProcessing(ctx, () => ctx.env.spawnWorkerPool({ JOBMESH_PROCESSORS: NOOP_PROCESSOR, JOBMESH_WORKER_QUEUES: ctx.queue }));
   },
 };

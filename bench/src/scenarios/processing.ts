@@ -1,5 +1,5 @@
 import { type ConnectionOptions, type Queue, QueueEvents, Worker } from 'bullmq';
-import { JOB_NAME, type RawContext, jobData } from '../scenario';
+import { JOB_NAME, type JobmeshContext, type RawContext, jobData } from '../scenario';
 
 /** Jobs queued per addBulk / EnqueueJobs call before a processing run. */
 export const BATCH = 1000;
@@ -44,6 +44,32 @@ export async function rawProcessing({ queue, jobs, startClock, env }: RawContext
     return jobs;
   } finally {
     await worker.close();
+    await events.close();
+  }
+}
+
+/**
+ * The Jobmesh side of the processing scenarios: jobs queued through EnqueueJobs on a paused queue,
+ * then `startWorkers()` (worker-pool processes, remote workers), timed from ResumeQueue to the
+ * last completion; the workers are stopped afterwards.
+ */
+export async function jobmeshProcessing(
+  { client, queue, jobs, startClock, env }: JobmeshContext,
+  startWorkers: () => Promise<{ stop(): Promise<void> }>,
+): Promise<number> {
+  await client.pauseQueue(queue);
+  for (let start = 0; start < jobs; start += BATCH) await client.enqueueJobs({ queue, jobs: batchOf(start, jobs) });
+  const events = new QueueEvents(queue, { connection: connection(env.redisUrl), prefix: env.jobmeshPrefix });
+  await events.waitUntilReady();
+  const workers = await startWorkers();
+  const finished = completions(events, jobs);
+  try {
+    startClock();
+    await client.resumeQueue(queue);
+    await finished;
+    return jobs;
+  } finally {
+    await workers.stop();
     await events.close();
   }
 }

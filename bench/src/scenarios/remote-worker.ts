@@ -1,7 +1,6 @@
 import { defineProcessor, RemoteWorker } from '@jobmesh/sdk';
-import { QueueEvents } from 'bullmq';
 import { JOB_NAME, type Scenario } from '../scenario';
-import { BATCH, batchOf, completions, connection, rawProcessing } from './processing';
+import { jobmeshProcessing, rawProcessing } from './processing';
 
 const CONCURRENCY = 100;
 
@@ -17,31 +16,21 @@ export const remoteWorker: Scenario = {
 
   raw: (ctx) => rawProcessing(ctx, CONCURRENCY),
 
-  async jobmesh({ client, queue, jobs, startClock, env }) {
-    await client.pauseQueue(queue);
-    for (let start = 0; start < jobs; start += BATCH) {
-      await client.enqueueJobs({ queue, jobs: batchOf(start, jobs) });
-    }
-    const events = new QueueEvents(queue, { connection: connection(env.redisUrl), prefix: env.jobmeshPrefix });
-    await events.waitUntilReady();
-    // A pool with no processors of its own: every job goes to the remote worker.
-    const pool = await env.spawnWorkerPool({ JOBMESH_WORKER_QUEUES: queue, JOBMESH_REMOTE_GRACE: '30s' });
-    const worker = new RemoteWorker({
-      address: `127.0.0.1:${pool.port}`,
-      processors: [defineProcessor({ queue, name: JOB_NAME, process: () => null })],
-      concurrency: CONCURRENCY,
-    });
-    await worker.start();
-    const finished = completions(events, jobs);
-    try {
-      startClock();
-      await client.resumeQueue(queue);
-      await finished;
-      return jobs;
-    } finally {
-      await worker.stop({ graceMs: 5000 });
-      await pool.stop();
-      await events.close();
-    }
-  },
+  jobmesh: (ctx) =>
+    jobmeshProcessing(ctx, async () => {
+      // A pool with no processors of its own: every job goes to the remote worker.
+      const pool = await ctx.env.spawnWorkerPool({ JOBMESH_WORKER_QUEUES: ctx.queue, JOBMESH_REMOTE_GRACE: '30s' });
+      const worker = new RemoteWorker({
+        address: `127.0.0.1:${pool.port}`,
+        processors: [defineProcessor({ queue: ctx.queue, name: JOB_NAME, process: () => null })],
+        concurrency: CONCURRENCY,
+      });
+      worker.start();
+      return {
+        stop: async () => {
+          await worker.stop({ graceMs: 5000 });
+          await pool.stop();
+        },
+      };
+    }),
 };
