@@ -36,6 +36,8 @@ export interface JobOptionsSpec {
   keepCompleted?: RetentionSpec;
   /** @default 10000 jobs, 7 days */
   keepFailed?: RetentionSpec;
+  /** The dead letter this job replays (set by DeadLetterService.ReplayDeadLetters). */
+  replayOf?: string;
 }
 
 export interface RateLimitSpec {
@@ -75,6 +77,8 @@ export const DEFAULT_ATTEMPTS = 3;
 export const DEFAULT_BACKOFF: Readonly<BackoffSpec> = Object.freeze({ kind: 'exponential', delayMs: 1000 });
 export const DEFAULT_KEEP_COMPLETED: Readonly<RetentionSpec> = Object.freeze({ count: 1000, ageMs: 24 * 3_600_000 });
 export const DEFAULT_KEEP_FAILED: Readonly<RetentionSpec> = Object.freeze({ count: 10_000, ageMs: 7 * 24 * 3_600_000 });
+/** How long a queue's dead letters are kept, unless its dead-letter policy says otherwise. */
+export const DEFAULT_DEAD_LETTER_RETENTION: Readonly<RetentionSpec> = Object.freeze({ count: 100_000, ageMs: 30 * 24 * 3_600_000 });
 export const DEFAULT_CONCURRENCY = 10;
 /** Highest numeric priority value BullMQ accepts (lowest priority). */
 export const MAX_PRIORITY = 2_097_152;

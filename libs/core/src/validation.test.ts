@@ -226,10 +226,11 @@ describe('validateQueueSpec', () => {
   it.each<[string, JobOptionsSpec]>([
     ['job_id', { jobId: 'fixed-id' }],
     ['idempotency_key', { idempotencyKey: 'same-key' }],
-  ])('rejects %s as a queue default', (_what, defaultJobOptions) => {
+    ['replay_of', { replayOf: 'q:1:3' }],
+  ])('rejects %s as a queue default', (field, defaultJobOptions) => {
     const err = rejection(() => validateQueueSpec(queue({ defaultJobOptions })));
-    expect(err.field).toBe('queue.default_job_options');
-    expect(err.message).toMatch(/job_id and idempotency_key cannot be queue defaults/);
+    expect(err.field).toBe(`queue.default_job_options.${field}`);
+    expect(err.message).toMatch(/cannot be a queue default/);
   });
 
   it('rejects a dead-letter rule whose message pattern is not a valid regular expression', () => {

@@ -84,6 +84,7 @@ export function validateJobOptions(o: JobOptionsSpec, field = 'job.options'): vo
     throw new InvalidArgumentError(`${field}.idempotency_key`, 'must be at most 512 characters');
   }
   if (o.jobId !== undefined) validateJobId(o.jobId, `${field}.job_id`);
+  if (o.replayOf !== undefined && o.replayOf.length > 512) throw new InvalidArgumentError(`${field}.replay_of`, 'must be at most 512 characters');
   if (o.keepCompleted) validateRetention(o.keepCompleted, `${field}.keep_completed`);
   if (o.keepFailed) validateRetention(o.keepFailed, `${field}.keep_failed`);
 }
@@ -97,8 +98,10 @@ export function validateQueueSpec(q: QueueSpec, field = 'queue'): void {
     throw new InvalidArgumentError(`${field}.rate_limit.duration`, 'must be positive when rate_limit.max is set');
   }
   validateJobOptions(q.defaultJobOptions, `${field}.default_job_options`);
-  if (q.defaultJobOptions.jobId !== undefined || q.defaultJobOptions.idempotencyKey !== undefined) {
-    throw new InvalidArgumentError(`${field}.default_job_options`, 'job_id and idempotency_key cannot be queue defaults');
+  for (const [key, name] of [['jobId', 'job_id'], ['idempotencyKey', 'idempotency_key'], ['replayOf', 'replay_of']] as const) {
+    if (q.defaultJobOptions[key] !== undefined) {
+      throw new InvalidArgumentError(`${field}.default_job_options.${name}`, 'cannot be a queue default: it belongs to one job');
+    }
   }
   for (const [i, rule] of (q.deadLetter.rules ?? []).entries()) {
     const rf = `${field}.dead_letter.rules[${i}]`;

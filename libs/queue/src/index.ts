@@ -5,3 +5,4 @@ export * from './backbone';
 export * from './proto-mapping';
 export * from './job-mapping';
 export * from './cancellation';
+export * from './dead-letters';

@@ -17,6 +17,13 @@ export interface JobmeshOpts {
   ik?: string;
   /** W3C traceparent of the enqueue. */
   tp?: string;
+  /** The dead letter this job replays. */
+  rf?: string;
+  /**
+   * keep_failed, when BullMQ's removeOnFail is off because the dead-letter service captures the
+   * job first and then applies this retention (see holdFailed).
+   */
+  kf?: RetentionSpec;
 }
 
 /** The backoff strategy name the worker-pool registers for specs BullMQ cannot express. */
@@ -35,8 +42,13 @@ function keepFromBull(k: boolean | number | KeepJobs | undefined): RetentionSpec
   return 'age' in k ? { count: k.count, ageMs: k.age * 1000 } : { count: k.count };
 }
 
-/** BullMQ options for a job with resolved options. `now` anchors `runAt`. */
-export function toBullOptions(o: ResolvedJobOptions, extra: { jobId?: string; traceparent?: string }, now = Date.now()): JobsOptions {
+/**
+ * BullMQ options for a job with resolved options. `now` anchors `runAt`. With `holdFailed` (the
+ * queue captures dead letters), BullMQ keeps the job when it fails for good, whatever keep_failed
+ * says: removing it before the dead-letter service read it would lose it. The dead-letter service
+ * applies keep_failed (kept in `jm.kf`) once it has captured the job.
+ */
+export function toBullOptions(o: ResolvedJobOptions, extra: { jobId?: string; traceparent?: string; holdFailed?: boolean }, now = Date.now()): JobsOptions {
   const jm: JobmeshOpts = {};
   const b = o.backoff;
   // BullMQ's own fixed/exponential (with its jitter) match ours exactly; the rest need our strategy.
@@ -45,12 +57,14 @@ export function toBullOptions(o: ResolvedJobOptions, extra: { jobId?: string; tr
   if (o.timeoutMs) jm.to = o.timeoutMs;
   if (o.idempotencyKey) jm.ik = o.idempotencyKey;
   if (extra.traceparent) jm.tp = extra.traceparent;
+  if (o.replayOf) jm.rf = o.replayOf;
+  if (extra.holdFailed) jm.kf = o.keepFailed;
   const delay = o.runAt ? Math.max(0, o.runAt.getTime() - now) : o.delayMs;
   const opts: JobsOptions & { jm?: JobmeshOpts } = {
     attempts: o.attempts,
     backoff: builtin ? { type: b.kind, delay: b.delayMs, ...(b.jitter ? { jitter: b.jitter } : {}) } : { type: JOBMESH_BACKOFF, delay: b.delayMs },
     removeOnComplete: keepToBull(o.keepCompleted),
-    removeOnFail: keepToBull(o.keepFailed),
+    removeOnFail: extra.holdFailed ? false : keepToBull(o.keepFailed),
   };
   if (delay) opts.delay = delay;
   if (o.priority) opts.priority = o.priority;
@@ -80,7 +94,8 @@ export function optionsOfBullJob(job: BullJob): JobOptionsSpec {
     idempotencyKey: jm.ik,
     jobId: isCustomId(job.id) ? job.id : undefined,
     keepCompleted: keepFromBull(o.removeOnComplete),
-    keepFailed: keepFromBull(o.removeOnFail),
+    keepFailed: jm.kf ?? keepFromBull(o.removeOnFail),
+    replayOf: jm.rf,
   };
 }
 

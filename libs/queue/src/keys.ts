@@ -70,6 +70,10 @@ export class Keys {
   get deadLetterCounts(): string {
     return `${this.prefix}:_dlq:counts`;
   }
+  /** Hash: "<queue>:<job id>" → the id of that job's latest dead letter. */
+  get deadLetterJobs(): string {
+    return `${this.prefix}:_dlq:jobs`;
+  }
   /** Pub/sub channel: the id of each newly captured dead letter. */
   get deadLetterChannel(): string {
     return `${this.prefix}:_dlq:new`;

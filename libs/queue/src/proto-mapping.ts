@@ -81,6 +81,7 @@ export function jobOptionsFromProto(o: pb.JobOptions | undefined): JobOptionsSpe
     jobId: o.jobId || undefined,
     keepCompleted: retentionFromProto(o.keepCompleted),
     keepFailed: retentionFromProto(o.keepFailed),
+    replayOf: o.replayOf || undefined,
   };
 }
 
@@ -96,6 +97,7 @@ export function jobOptionsToProto(o: JobOptionsSpec): pb.JobOptions {
     jobId: o.jobId ?? '',
     keepCompleted: retentionToProto(o.keepCompleted),
     keepFailed: retentionToProto(o.keepFailed),
+    replayOf: o.replayOf ?? '',
   };
 }
 

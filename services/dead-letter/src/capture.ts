@@ -1,6 +1,6 @@
 import * as pb from '@jobmesh/contracts';
-import type { QueueSpec } from '@jobmesh/core';
-import { type Keys, type QueueRegistry, toProtoJob } from '@jobmesh/queue';
+import { DEFAULT_DEAD_LETTER_RETENTION, type QueueSpec, type RetentionSpec, resolveJobOptions } from '@jobmesh/core';
+import { type Keys, type QueueRegistry, deadLetterIdsOf, jobmeshOpts, toProtoJob } from '@jobmesh/queue';
 import type { Logger } from '@jobmesh/telemetry';
 import { type ConnectionOptions, Job as BullJob, QueueEvents } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
@@ -10,10 +10,14 @@ import type { DeadLetterStore } from './store';
 export interface CaptureOptions {
   /** How often every queue's failed set is swept. @default 10000 */
   sweepIntervalMs: number;
+  /** Called with each dead letter this replica stored (not those another replica won). */
+  onCaptured?: (d: pb.DeadLetter) => void;
 }
 
 /** Jobs read from a failed set at once. */
 const SWEEP_PAGE = 100;
+/** Entries one retention pass removes at most, per queue and kind (the next pass goes on). */
+const TRIM_BATCH = 1000;
 /**
  * How far before its watermark a sweep looks again. A job enters the failed set with its
  * finishedOn as score, set by the worker's clock; this covers workers whose clocks disagree a
@@ -53,7 +57,9 @@ export function attemptErrors(job: BullJob): pb.AttemptError[] {
  * Durable capture: sweeps every queue's BullMQ failed set at start and every interval (from a
  * per-queue watermark kept in memory), and listens to 'failed' events for low latency. A job in
  * the failed set failed for good (BullMQ puts it there only after its last attempt), so it is a
- * dead letter. BullMQ's copy is left where it is: the queue's keep_failed retention trims it.
+ * dead letter. BullMQ keeps the job until then (jobs of a queue with dead-lettering are enqueued
+ * with removeOnFail off); once captured, the job's keep_failed is applied to BullMQ's failed set
+ * here, and each sweep applies the queue's own keep_failed and its dead-letter retention.
  */
 export class Capturer {
   private readonly taps = new Map<string, QueueEvents>();
@@ -150,6 +156,42 @@ export class Capturer {
       if (flat.length < SWEEP_PAGE * 2) break;
     }
     this.watermarks.set(spec.name, high);
+    await this.trimFailed(spec.name, resolveJobOptions({}, spec.defaultJobOptions).keepFailed);
+    await this.applyRetention(spec);
+  }
+
+  /**
+   * Removes BullMQ's copies of captured jobs from `queue`'s failed set beyond `keep` (BullMQ's
+   * removeOnFail semantics: at most `count` newest, none older than `ageMs`). A job not captured
+   * yet is never removed.
+   */
+  private async trimFailed(queue: string, keep: RetentionSpec, now = Date.now()): Promise<void> {
+    const bull = this.registry.bullQueue(queue);
+    const failedKey = bull.keys.failed!;
+    const over = new Set<string>();
+    if (keep.count !== undefined) {
+      for (const id of await this.redis.zrevrange(failedKey, keep.count, keep.count + TRIM_BATCH - 1)) over.add(id);
+    }
+    if (keep.ageMs !== undefined) {
+      for (const id of await this.redis.zrangebyscore(failedKey, '-inf', `(${now - keep.ageMs}`, 'LIMIT', 0, TRIM_BATCH)) over.add(id);
+    }
+    if (!over.size) return;
+    const captured = await deadLetterIdsOf(this.redis, this.keys, queue, [...over]);
+    await Promise.all([...captured.keys()].map((id) => bull.remove(id).catch(() => 0)));
+  }
+
+  /** Purges `spec`'s dead letters older than, or beyond the count of, its dead-letter retention. */
+  private async applyRetention(spec: QueueSpec, now = Date.now()): Promise<void> {
+    const keep = { ...DEFAULT_DEAD_LETTER_RETENTION, ...spec.deadLetter.retention };
+    const index = this.keys.deadLetterQueueIndex(spec.name);
+    if (keep.ageMs !== undefined) {
+      const old = await this.redis.zrangebyscore(index, '-inf', `(${now - keep.ageMs}`, 'LIMIT', 0, TRIM_BATCH);
+      if (old.length) await this.store.purge(old);
+    }
+    if (keep.count !== undefined) {
+      const excess = Math.min(TRIM_BATCH, (await this.redis.zcard(index)) - keep.count);
+      if (excess > 0) await this.store.purge(await this.redis.zrange(index, 0, excess - 1));
+    }
   }
 
   /** Captures one job if it is in the failed set; idempotent on (queue, job id, attempt). */
@@ -173,6 +215,13 @@ export class Capturer {
       traceId: snapshot.traceId,
     });
     if (!created) return;
+    // This job's own keep_failed, now that losing BullMQ's copy loses nothing.
+    const kf = jobmeshOpts(job).kf;
+    if (kf) await this.trimFailed(spec.name, kf);
+    if (this.opts.onCaptured) {
+      const d = await this.store.get(id).catch(() => undefined); // purged already: nothing to report
+      if (d) this.opts.onCaptured(d);
+    }
     await this.redis.xadd(this.keys.events(spec.name), 'MAXLEN', '~', 10_000, '*', 'event', 'dead-lettered', 'jobId', jobId, 'reason', job.failedReason ?? '');
     await this.redis.publish(this.keys.deadLetterChannel, id);
   }

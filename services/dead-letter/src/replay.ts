@@ -27,7 +27,8 @@ const MAX_REPLAY_RATE = 10_000;
  * Replays dead letters through SchedulerService.EnqueueJob: same name and options (without the
  * job id and idempotency key, which would deduplicate against the original), data with the patch
  * merged at the top level, on `target_queue` or the original queue, at most `max_per_second`.
- * Each replay is recorded on its dead letter.
+ * The new job names its dead letter in `options.replay_of`; each replay is recorded on its dead
+ * letter, so the link goes both ways.
  */
 export async function replay(
   store: DeadLetterStore,
@@ -61,7 +62,7 @@ export async function replay(
     const due = started + (i * 1000) / rate;
     if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
     const job = d.job!;
-    const options = pb.JobOptions.fromPartial({ ...job.options, jobId: '', idempotencyKey: '', delay: undefined, runAt: undefined });
+    const options = pb.JobOptions.fromPartial({ ...job.options, jobId: '', idempotencyKey: '', delay: undefined, runAt: undefined, replayOf: d.id });
     const queue = req.targetQueue || job.queue;
     let res: pb.EnqueueJobResponse;
     try {

@@ -35,18 +35,21 @@ const SEVERITY: Record<SeverityName, pb.Severity> = {
   critical: pb.Severity.SEVERITY_CRITICAL,
 };
 
-// Writes the record, its three index entries and its counter once: a second capture of the same
-// id (another replica, the sweep after the event) changes nothing.
+// Writes the record, its three index entries, its counter and the job → dead letter link once: a
+// second capture of the same id (another replica, the sweep after the event) changes nothing.
+// ARGV: score, id, counter field, job field ("<queue>:<job id>"), then the record's fields.
 const CAPTURE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[4], ARGV[1], ARGV[2])
 redis.call('HINCRBY', KEYS[5], ARGV[3], 1)
+redis.call('HSET', KEYS[6], ARGV[4], ARGV[2])
 return 1`;
 
-// Deletes the record and, only if this call deleted it, its index entries and counter.
+// Deletes the record and, only if this call deleted it, its index entries, counter and job link
+// (if the link still points at it: the job's id is the dead letter id without ":<attempt>").
 const PURGE = `
 local queue = redis.call('HGET', KEYS[1], 'queue')
 if not queue then return 0 end
@@ -56,6 +59,8 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 if redis.call('HINCRBY', KEYS[5], counter, -1) <= 0 then redis.call('HDEL', KEYS[5], counter) end
+local job = string.match(ARGV[1], '^(.*):[^:]*$')
+if job and redis.call('HGET', KEYS[6], job) == ARGV[1] then redis.call('HDEL', KEYS[6], job) end
 return 1`;
 
 const QUARANTINE = `
@@ -101,15 +106,17 @@ export class DeadLetterStore {
     };
     const created = await this.redis.eval(
       CAPTURE,
-      5,
+      6,
       this.keys.deadLetter(id),
       this.keys.deadLetterIndex,
       this.keys.deadLetterQueueIndex(d.queue),
       this.keys.deadLetterCategoryIndex(d.category),
       this.keys.deadLetterCounts,
+      this.keys.deadLetterJobs,
       String(d.at.getTime()),
       id,
       fields.counter!,
+      `${d.queue}:${d.job.id}`,
       ...Object.entries(fields).flat(),
     );
     return { id, created: created === 1 };
@@ -188,12 +195,13 @@ export class DeadLetterStore {
       if (!h[0] || !h[1]) continue;
       const deleted = await this.redis.eval(
         PURGE,
-        5,
+        6,
         this.keys.deadLetter(id),
         this.keys.deadLetterIndex,
         this.keys.deadLetterQueueIndex(h[0]),
         this.keys.deadLetterCategoryIndex(h[1]),
         this.keys.deadLetterCounts,
+        this.keys.deadLetterJobs,
         id,
       );
       n += deleted === 1 ? 1 : 0;

@@ -63,10 +63,18 @@ it('gets one dead letter in full, and NOT_FOUND for an unknown id', async () => 
 it('purges by id and by age, and keeps the counts right', async () => {
   const queue = uniqueQueue('dlq-purge');
   await deadLetters(queue, { fatal: 2 });
-  await new Promise((r) => setTimeout(r, 2200));
+  const first = (await dl.list({ filter: { queue } })).deadLetters;
+  const firstBatch = Math.max(...first.map((d) => d.deadLetteredAt!.getTime()));
+  // The second batch is enqueued after the first was captured, so it failed strictly later.
   await deadLetters(queue, { fatal: 3 });
   expect((await dl.purge({ filter: { queue }, olderThan: { seconds: 3600, nanos: 0 } })).purged).toBe(0);
-  expect((await dl.purge({ filter: { queue }, olderThan: { seconds: 2, nanos: 0 } })).purged).toBe(2);
+  // older_than that falls between the two batches: only the first two are old enough.
+  const firstIds = new Set(first.map((d) => d.id));
+  const second = (await dl.list({ filter: { queue } })).deadLetters.filter((d) => !firstIds.has(d.id));
+  const secondBatch = Math.min(...second.map((d) => d.deadLetteredAt!.getTime()));
+  expect(secondBatch).toBeGreaterThan(firstBatch);
+  const ageMs = Date.now() - Math.floor((firstBatch + secondBatch) / 2);
+  expect((await dl.purge({ filter: { queue }, olderThan: { seconds: Math.floor(ageMs / 1000), nanos: (ageMs % 1000) * 1e6 } })).purged).toBe(2);
   expect((await dl.stats(queue)).total).toBe(3);
   const [one] = (await dl.list({ filter: { queue } })).deadLetters;
   expect((await dl.purge({ ids: [one!.id, `${queue}:nope:1`] })).purged).toBe(1);

@@ -54,7 +54,7 @@ export class Enqueuer {
     const resolved = resolveJobOptions(own, queue.defaultJobOptions);
     // An idempotent job gets its id now, so the key can point at it before it exists.
     const jobId = own.jobId ?? (own.idempotencyKey ? randomUUID() : undefined);
-    const opts = toBullOptions(resolved, { jobId, traceparent });
+    const opts = toBullOptions(resolved, { jobId, traceparent, holdFailed: !queue.deadLetter.disabled });
     const state: JobStateName = opts.delay ? 'delayed' : opts.priority ? 'prioritized' : 'waiting';
     return { name, data, opts, idempotencyKey: own.idempotencyKey, state };
   }

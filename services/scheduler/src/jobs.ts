@@ -7,7 +7,7 @@ import {
   type JobStateName,
   validateQueueName,
 } from '@jobmesh/core';
-import { type QueueRegistry, readCancelled, recordCancelled, stateFromProto, toProtoJob } from '@jobmesh/queue';
+import { type QueueRegistry, deadLetterIdsOf, readCancelled, readDeadLettered, recordCancelled, stateFromProto, toProtoJob } from '@jobmesh/queue';
 import type { Job as BullJob, JobType } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { stateOf } from './enqueue';
@@ -24,7 +24,13 @@ const BULL_TYPE: Partial<Record<JobStateName, JobType[]>> = {
   completed: ['completed'],
   failed: ['failed'],
 };
-const LISTABLE: JobStateName[] = ['active', 'waiting', 'prioritized', 'delayed', 'waiting-children', 'failed', 'completed', 'cancelled'];
+const LISTABLE: JobStateName[] = ['active', 'waiting', 'prioritized', 'delayed', 'waiting-children', 'failed', 'completed', 'cancelled', 'dead-lettered'];
+/**
+ * What an empty `states` lists. Not 'dead-lettered': those jobs are listed under 'failed' while
+ * BullMQ still holds them, and would come twice; asked for by name, they come from the
+ * dead-letter store, also after BullMQ's copy was trimmed.
+ */
+const LIST_ALL: JobStateName[] = LISTABLE.filter((s) => s !== 'dead-lettered');
 
 interface PageToken {
   /** Index into the requested states. */
@@ -79,11 +85,15 @@ export class Jobs {
     const state = job && (await stateOf(job));
     // The job may have finished between the two reads: read it again so data and state agree.
     if (job && (state === 'completed' || state === 'failed') && !job.finishedOn) job = (await bull.getJob(id)) ?? job;
-    // A job cancelled while active fails in BullMQ just after it is recorded as cancelled.
     if (job && state !== 'failed') return toProtoJob(job, queue, state);
+    // A job cancelled while active fails in BullMQ just after it is recorded as cancelled.
     const cancelled = await this.cancelled(queue, id);
-    if (job && !cancelled) return toProtoJob(job, queue, state);
     if (cancelled) return cancelled;
+    // A failed job the dead-letter service captured reads DEAD_LETTERED, also once BullMQ's copy
+    // is gone (trimmed by keep_failed); the dead letter keeps its snapshot.
+    const dead = await readDeadLettered(this.redis, this.registry.keys, queue, id);
+    if (job) return toProtoJob(job, queue, dead && dead.job.attemptsMade === job.attemptsMade ? 'dead-lettered' : state);
+    if (dead) return dead.job;
     throw new JobNotFoundError(queue, id);
   }
 
@@ -98,7 +108,7 @@ export class Jobs {
           if (!name || !LISTABLE.includes(name)) throw new InvalidArgumentError(`states[${i}]`, `cannot list jobs in state ${pb.jobStateToJSON(s)}`);
           return name;
         })
-      : LISTABLE;
+      : LIST_ALL;
     const token = decodeToken(req.pageToken);
     const jobs: pb.Job[] = [];
     const bull = this.registry.bullQueue(queue);
@@ -107,7 +117,12 @@ export class Jobs {
       const state = states[s]!;
       const want = pageSize - jobs.length;
       // One more than wanted tells whether this state has more.
-      const found = state === 'cancelled' ? await this.listCancelled(queue, o, want + 1) : await this.listBull(bull, state, o, want + 1);
+      const found =
+        state === 'cancelled'
+          ? await this.listCancelled(queue, o, want + 1)
+          : state === 'dead-lettered'
+            ? await this.listDeadLettered(queue, o, want + 1)
+            : await this.listBull(bull, state, o, want + 1);
       jobs.push(...found.slice(0, want));
       if (found.length > want) {
         o += want;
@@ -120,9 +135,24 @@ export class Jobs {
   }
 
   private async listBull(bull: ReturnType<QueueRegistry['bullQueue']>, state: JobStateName, offset: number, count: number): Promise<pb.Job[]> {
-    const found = (await bull.getJobs(BULL_TYPE[state]!, offset, offset + count - 1, false)) as BullJob[];
     // A job can finish between reading ids and reading it; skip the gaps.
-    return found.filter(Boolean).map((j) => toProtoJob(j, bull.name, state));
+    const found = ((await bull.getJobs(BULL_TYPE[state]!, offset, offset + count - 1, false)) as BullJob[]).filter(Boolean);
+    const dead = state === 'failed' ? await deadLetterIdsOf(this.redis, this.registry.keys, bull.name, found.map((j) => j.id ?? '')) : undefined;
+    return found.map((j) => {
+      const captured = dead?.get(j.id ?? '')?.endsWith(`:${j.attemptsMade}`);
+      return toProtoJob(j, bull.name, captured ? 'dead-lettered' : state);
+    });
+  }
+
+  /** Dead-lettered jobs of `queue`, newest first, from the dead-letter store's queue index. */
+  private async listDeadLettered(queue: string, offset: number, count: number): Promise<pb.Job[]> {
+    const keys = this.registry.keys;
+    const ids = await this.redis.zrevrange(keys.deadLetterQueueIndex(queue), offset, offset + count - 1);
+    if (!ids.length) return [];
+    const pipe = this.redis.pipeline();
+    for (const id of ids) pipe.hget(keys.deadLetter(id), 'job');
+    const values = (await pipe.exec()) ?? [];
+    return values.flatMap(([err, v]) => (!err && typeof v === 'string' ? [{ ...pb.Job.fromJSON(JSON.parse(v)), state: pb.JobState.JOB_STATE_DEAD_LETTERED }] : []));
   }
 
   private async listCancelled(queue: string, offset: number, count: number): Promise<pb.Job[]> {
@@ -172,6 +202,12 @@ export class Jobs {
     const job = await this.find(queue, id);
     const state = await stateOf(job);
     if (state !== 'failed') throw new FailedPreconditionError(`job "${id}" is ${state ?? 'gone'}; only failed jobs can be retried`);
+    // Run again, it would fail into the same dead letter id, which capture then skips; a replay
+    // makes a new job and keeps the history.
+    const dead = await readDeadLettered(this.redis, this.registry.keys, queue, id);
+    if (dead && dead.job.attemptsMade === job.attemptsMade) {
+      throw new FailedPreconditionError(`job "${id}" is dead-lettered as "${dead.id}"; replay it with DeadLetterService.ReplayDeadLetters`);
+    }
     await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
     return this.get(queue, id);
   }

@@ -72,10 +72,10 @@ export class Schedules {
     validatePayload(data, this.maxPayloadBytes, 'schedule.template.data');
     const own = jobOptionsFromProto(t.options);
     validateJobOptions(own, 'schedule.template.options');
-    for (const [key, field] of [['delayMs', 'delay'], ['runAt', 'run_at'], ['jobId', 'job_id'], ['idempotencyKey', 'idempotency_key']] as const) {
+    for (const [key, field] of [['delayMs', 'delay'], ['runAt', 'run_at'], ['jobId', 'job_id'], ['idempotencyKey', 'idempotency_key'], ['replayOf', 'replay_of']] as const) {
       if (own[key] !== undefined) throw new InvalidArgumentError(`schedule.template.options.${field}`, 'is not allowed in a schedule template');
     }
-    const opts = toBullOptions(resolveJobOptions(own, queue.defaultJobOptions), {});
+    const opts = toBullOptions(resolveJobOptions(own, queue.defaultJobOptions), { holdFailed: !queue.deadLetter.disabled });
     const { delay: _delay, jobId: _jobId, ...templateOpts } = opts as JobsOptions;
     await this.registry.bullQueue(queueName).upsertJobScheduler(s.id, repeat, { name, data, opts: templateOpts });
     return this.get(queueName, s.id);

@@ -79,8 +79,9 @@ export class BullJobContext implements JobContext {
           if (c.jobId !== undefined) validateJobId(c.jobId, `children[${i}].jobId`);
           validateJobOptions({ attempts: c.attempts }, `children[${i}]`);
           // Like an enqueued job, a child takes its queue's default options (attempts, backoff, retention).
-          const { defaultJobOptions } = await this.registry.get(queue);
-          return { queue, name: c.name, data: c.data ?? {}, opts: toBullOptions(resolveJobOptions({ attempts: c.attempts }, defaultJobOptions), { jobId: c.jobId, traceparent }) };
+          const spec = await this.registry.get(queue);
+          const opts = toBullOptions(resolveJobOptions({ attempts: c.attempts }, spec.defaultJobOptions), { jobId: c.jobId, traceparent, holdFailed: !spec.deadLetter.disabled });
+          return { queue, name: c.name, data: c.data ?? {}, opts };
         }),
       );
       const parent = { id: this.job.id!, queue: this.job.queueQualifiedName };
