@@ -1,10 +1,17 @@
 import { loadConfigFile, parseEnv, splitHostPort } from '@jobmesh/config';
 import { GrpcServer, RpcKit, onShutdownSignal } from '@jobmesh/grpc-kit';
 import { openBackboneFromEnv } from '@jobmesh/queue';
+import { deadLetterOwnEnvShape, register as registerDeadLetter, webhookSettings } from '@jobmesh/dead-letter';
 import { register as registerScheduler } from '@jobmesh/scheduler';
-import { register as registerWorkerPool, type WorkerPoolEnv, workerPoolEnvSchema } from '@jobmesh/worker-pool';
+import { register as registerWorkerPool, workerPoolEnvSchema } from '@jobmesh/worker-pool';
 import { createLogger, createRegistry, startOpsServer } from '@jobmesh/telemetry';
 import { type LocalRedis, NO_REDIS_HELP, hasRedisServer, startLocalRedis } from './local-redis';
+
+/**
+ * Every service's settings: the worker-pool's schema extends the common one (and so covers the
+ * scheduler's); the dead-letter service adds its capture and alerting settings.
+ */
+export const upEnvSchema = workerPoolEnvSchema.extend(deadLetterOwnEnvShape);
 
 export interface UpHandle {
   grpcAddress: string;
@@ -18,8 +25,7 @@ export interface UpHandle {
  * REDIS_URL or a redis-server it starts and stops itself.
  */
 export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<UpHandle> {
-  // Every service's settings; the worker-pool's schema extends the common one (and so the scheduler's).
-  const env: WorkerPoolEnv = parseEnv(workerPoolEnvSchema, envSource);
+  const env = parseEnv(upEnvSchema, envSource);
   const logger = createLogger({ name: 'jobmesh', level: env.LOG_LEVEL });
   let local: LocalRedis | undefined;
   let redisUrl = env.REDIS_URL;
@@ -48,18 +54,36 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
     opened.push(() => scheduler.close());
     const workerPool = await registerWorkerPool(server, { backbone, kit, logger, metrics, env, config });
     opened.push(() => workerPool.close());
+    // Replays go through this process's own SchedulerService, whose port is known after listen.
+    let selfAddress = '';
+    const webhooks = webhookSettings(env);
+    const deadLetter = registerDeadLetter(server, {
+      backbone,
+      kit,
+      logger,
+      metrics,
+      sweepIntervalMs: env.JOBMESH_DLQ_SWEEP_INTERVAL,
+      schedulerAddress: () => selfAddress,
+      webhooks,
+    });
+    opened.push(() => deadLetter.close());
     const http = splitHostPort(env.JOBMESH_HTTP_ADDRESS);
     const ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ping });
     opened.push(() => ops.close());
     const grpcPort = await server.listen(env.JOBMESH_GRPC_ADDRESS);
     const grpcAddress = `${splitHostPort(env.JOBMESH_GRPC_ADDRESS).host}:${grpcPort}`;
+    selfAddress = dialAddress(splitHostPort(env.JOBMESH_GRPC_ADDRESS).host, grpcPort);
     const loopback = /^(127\.|localhost|\[?::1\]?)/.test(grpcAddress);
+    // In the background: a first sweep after an outage may take a while; up answers meanwhile.
+    void deadLetter.start();
 
     out('Jobmesh is up.');
-    out(`  gRPC   ${grpcAddress}   jobmesh.v1.SchedulerService and WorkerService, grpc.health.v1, reflection`);
+    out(`  gRPC   ${grpcAddress}   jobmesh.v1.SchedulerService, WorkerService and DeadLetterService, grpc.health.v1, reflection`);
     out(`  HTTP   http://${ops.address}   /metrics /livez /readyz`);
     const modules = env.JOBMESH_PROCESSORS.length + config.processors.modules.length;
     out(`  Worker in-process, built-in processors: ${workerPool.processors.names('*').join(', ') || 'none'}; ${modules} processor module(s) loaded`);
+    const alerted = Object.keys(webhooks.urls);
+    out(`  DLQ    webhook alerts: ${alerted.length ? alerted.join(', ') : 'none (set JOBMESH_DLQ_WEBHOOK_CRITICAL, …)'}`);
     out(local ? `  Redis  ${local.url}   started by jobmesh, AOF on, data in ${local.dataDir}` : `  Redis  ${redact(redisUrl)}`);
     if (config.path) out(`  Config ${config.path} (${config.queues.length} queues)`);
     out(`  Auth   none: anyone who can reach ${loopback ? 'this loopback port' : grpcAddress} can call every RPC`);
@@ -72,6 +96,8 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
         server.setStatus('NOT_SERVING');
         // Worker-pool first: it lets active jobs finish while the scheduler still answers.
         await workerPool.close();
+        // Then dead-letter (its replays need the scheduler), then the scheduler.
+        await deadLetter.close();
         await scheduler.close();
         await server.shutdown(env.JOBMESH_SHUTDOWN_GRACE);
         await ops.close();
@@ -84,6 +110,13 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
     await local?.stop();
     throw err;
   }
+}
+
+/** Where this process reaches its own gRPC server: a wildcard listen address is dialled on loopback. */
+function dialAddress(host: string, port: number): string {
+  if (host === '0.0.0.0' || host === '') return `127.0.0.1:${port}`;
+  if (host === '::') return `[::1]:${port}`;
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 function redact(url: string | undefined): string {

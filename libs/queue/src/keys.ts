@@ -74,6 +74,13 @@ export class Keys {
   get deadLetterJobs(): string {
     return `${this.prefix}:_dlq:jobs`;
   }
+  /**
+   * Sorted set: dead letters captured whose follow-ups (metrics, webhook) have not run yet, scored
+   * by capture time; a replica that died in between leaves them here for the next sweep.
+   */
+  get deadLetterOutbox(): string {
+    return `${this.prefix}:_dlq:outbox`;
+  }
   /** Pub/sub channel: the id of each newly captured dead letter. */
   get deadLetterChannel(): string {
     return `${this.prefix}:_dlq:new`;

@@ -10,8 +10,11 @@ import type { DeadLetterStore } from './store';
 export interface CaptureOptions {
   /** How often every queue's failed set is swept. @default 10000 */
   sweepIntervalMs: number;
-  /** Called with each dead letter this replica stored (not those another replica won). */
-  onCaptured?: (d: pb.DeadLetter) => void;
+  /**
+   * Called with each dead letter this replica stored (not those another replica won), and for
+   * those a replica stored but died before it called this (see the outbox in DeadLetterStore).
+   */
+  onCaptured?: (d: pb.DeadLetter) => void | Promise<void>;
 }
 
 /** Jobs read from a failed set at once. */
@@ -93,7 +96,7 @@ export class Capturer {
         });
       }, this.opts.sweepIntervalMs);
     };
-    tick();
+    if (!this.closed) tick();
   }
 
   /**
@@ -130,6 +133,7 @@ export class Capturer {
           if (this.closed) return;
           await this.sweepQueue(q).catch((err: Error) => this.logger.warn({ err: err.message, queue: q.name }, 'dead-letter sweep failed'));
         }
+        await this.drainOutbox();
       } catch (err) {
         this.logger.warn({ err: (err as Error).message }, 'dead-letter sweep failed');
       } finally {
@@ -138,22 +142,30 @@ export class Capturer {
     })());
   }
 
+  /**
+   * Captures every job in `spec`'s failed set from its watermark on. Pages by score, not offset:
+   * capture itself removes jobs from the set (keep_failed), which would shift offsets and skip
+   * entries. `seen` holds the ids already handled at the current lowest score, read again.
+   */
   private async sweepQueue(spec: QueueSpec): Promise<void> {
     if (spec.deadLetter.disabled) return;
     const failedKey = this.registry.bullQueue(spec.name).keys.failed!;
     const from = this.watermarks.get(spec.name);
-    const min = from === undefined ? '-inf' : String(from - SWEEP_OVERLAP_MS);
+    let min = from === undefined ? '-inf' : String(from - SWEEP_OVERLAP_MS);
+    let seen = new Set<string>();
     let high = from ?? 0;
-    for (let offset = 0; ; offset += SWEEP_PAGE) {
-      const flat = await this.redis.zrangebyscore(failedKey, min, '+inf', 'WITHSCORES', 'LIMIT', offset, SWEEP_PAGE);
-      if (!flat.length) break;
-      const ids: string[] = [];
-      for (let i = 0; i < flat.length; i += 2) {
-        ids.push(flat[i]!);
-        high = Math.max(high, Number(flat[i + 1]));
-      }
-      await Promise.all(ids.map((id) => this.captureJob(spec, id)));
-      if (flat.length < SWEEP_PAGE * 2) break;
+    while (!this.closed) {
+      const want = seen.size + SWEEP_PAGE;
+      const flat = await this.redis.zrangebyscore(failedKey, min, '+inf', 'WITHSCORES', 'LIMIT', 0, want);
+      const fresh: Array<[id: string, score: string]> = [];
+      for (let i = 0; i < flat.length; i += 2) if (!(flat[i + 1] === min && seen.has(flat[i]!))) fresh.push([flat[i]!, flat[i + 1]!]);
+      if (!fresh.length) break;
+      await Promise.all(fresh.map(([id]) => this.captureJob(spec, id)));
+      const top = fresh[fresh.length - 1]![1];
+      if (top !== min) (min = top), (seen = new Set());
+      for (const [id, score] of fresh) if (score === top) seen.add(id);
+      high = Math.max(high, Number(top));
+      if (flat.length < want * 2) break;
     }
     this.watermarks.set(spec.name, high);
     await this.trimFailed(spec.name, resolveJobOptions({}, spec.defaultJobOptions).keepFailed);
@@ -218,12 +230,23 @@ export class Capturer {
     // This job's own keep_failed, now that losing BullMQ's copy loses nothing.
     const kf = jobmeshOpts(job).kf;
     if (kf) await this.trimFailed(spec.name, kf);
-    if (this.opts.onCaptured) {
-      const d = await this.store.get(id).catch(() => undefined); // purged already: nothing to report
-      if (d) this.opts.onCaptured(d);
-    }
-    await this.redis.xadd(this.keys.events(spec.name), 'MAXLEN', '~', 10_000, '*', 'event', 'dead-lettered', 'jobId', jobId, 'reason', job.failedReason ?? '');
-    await this.redis.publish(this.keys.deadLetterChannel, id);
+    await this.followUp(id);
+  }
+
+  /** Runs onCaptured for a stored dead letter, then takes it out of the outbox. */
+  private async followUp(id: string): Promise<void> {
+    const d = await this.store.get(id).catch(() => undefined); // purged already: nothing to report
+    if (d) await this.opts.onCaptured?.(d);
+    await this.store.settle(id);
+  }
+
+  /**
+   * Follow-ups a replica never ran (it died between capture and follow-up). Only entries older
+   * than a few sweep intervals: younger ones are most likely being followed up by their replica.
+   */
+  private async drainOutbox(): Promise<void> {
+    const before = Date.now() - Math.max(30_000, 3 * this.opts.sweepIntervalMs);
+    for (const id of await this.store.unsettled(before)) await this.followUp(id);
   }
 
   /** One 'failed' listener per registry queue: opened for new queues, closed for deleted ones. */

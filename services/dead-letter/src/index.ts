@@ -5,3 +5,5 @@ export * from './store';
 export * from './categorize';
 export * from './capture';
 export * from './replay';
+export * from './alerts';
+export * from './metrics';

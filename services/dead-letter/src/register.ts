@@ -1,9 +1,12 @@
 import { DeadLetterServiceService } from '@jobmesh/contracts';
 import type { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
 import type { Backbone } from '@jobmesh/queue';
-import type { Logger } from '@jobmesh/telemetry';
+import type { Logger, Registry } from '@jobmesh/telemetry';
+import { Alerts } from './alerts';
 import { Capturer } from './capture';
+import type { WebhookSettings } from './config';
 import { deadLetterHandlers } from './dead-letter-service';
+import { deadLetterMetrics } from './metrics';
 import { type EnqueueFn, schedulerEnqueuer } from './replay';
 import { DeadLetterStore } from './store';
 
@@ -11,22 +14,29 @@ export interface DeadLetterDeps {
   backbone: Backbone;
   kit: RpcKit;
   logger: Logger;
+  /** The process's metrics registry; the dead-letter metrics are registered on it. */
+  metrics: Registry;
   /** How often every queue's failed set is swept, ms. */
   sweepIntervalMs: number;
-  /** "host:port" of SchedulerService, which replays go through. */
-  schedulerAddress: string;
+  /**
+   * "host:port" of SchedulerService, which replays go through. A function is called at the first
+   * replay: `jobmesh up` knows its own gRPC port only after listen, which comes after register.
+   */
+  schedulerAddress: string | (() => string);
   /** Deadline of each EnqueueJob call of a replay, ms. @default 10000 */
   enqueueTimeoutMs?: number;
   /** Replaces the gRPC call to the scheduler (tests). */
   enqueue?: EnqueueFn;
+  /** Webhook alerts for new dead letters; none when absent or when no severity has a URL. */
+  webhooks?: WebhookSettings;
 }
 
 export interface Registered {
   /** The capture loop; started by start(). */
   capturer: Capturer;
-  /** Runs the first sweep, then sweeps every interval and listens to failed events. */
+  /** Runs the first sweep, then sweeps every interval and listens to failed events; starts alert delivery. */
   start(): Promise<void>;
-  /** Ends open streams, stops capture and closes the scheduler client. */
+  /** Ends open streams, stops capture and alerting and closes the scheduler client. */
   close(): Promise<void>;
 }
 
@@ -34,17 +44,46 @@ export interface Registered {
 export function register(server: GrpcServer, deps: DeadLetterDeps): Registered {
   const { backbone, logger } = deps;
   const shutdown = new AbortController();
-  const store = new DeadLetterStore(backbone.redis, backbone.registry.keys);
-  const capturer = new Capturer(backbone.redis, backbone.registry, store, backbone.workerConnection, logger, { sweepIntervalMs: deps.sweepIntervalMs });
-  const scheduler = deps.enqueue ? undefined : schedulerEnqueuer(deps.schedulerAddress, deps.enqueueTimeoutMs ?? 10_000);
-  const enqueue = deps.enqueue ?? scheduler!.enqueue;
+  const store = new DeadLetterStore(backbone.redis, backbone.registry);
+  const metrics = deadLetterMetrics(deps.metrics, store, logger);
+  const alerts =
+    deps.webhooks && Alerts.enabled(deps.webhooks)
+      ? new Alerts({
+          redis: backbone.redis,
+          workerConnection: backbone.workerConnection,
+          prefix: backbone.registry.keys.prefix,
+          settings: deps.webhooks,
+          logger,
+          metrics,
+        })
+      : undefined;
+  const capturer = new Capturer(backbone.redis, backbone.registry, store, backbone.workerConnection, logger, {
+    sweepIntervalMs: deps.sweepIntervalMs,
+    onCaptured: async (d) => {
+      metrics.captured.inc({ queue: d.job?.queue ?? '', category: d.category });
+      await alerts?.alert(d);
+    },
+  });
+  // The scheduler client is made at the first replay, when a lazy address is known.
+  let scheduler: ReturnType<typeof schedulerEnqueuer> | undefined;
+  const address = deps.schedulerAddress;
+  const enqueue: EnqueueFn =
+    deps.enqueue ??
+    ((req, signal) => {
+      scheduler ??= schedulerEnqueuer(typeof address === 'function' ? address() : address, deps.enqueueTimeoutMs ?? 10_000);
+      return scheduler.enqueue(req, signal);
+    });
   server.add('jobmesh.v1.DeadLetterService', DeadLetterServiceService, deadLetterHandlers(deps.kit, { store, capturer, enqueue, shutdown: shutdown.signal }) as never);
   return {
     capturer,
-    start: () => capturer.start(),
+    start: async () => {
+      alerts?.start();
+      await capturer.start();
+    },
     close: async () => {
       shutdown.abort();
       await capturer.close();
+      await alerts?.close();
       scheduler?.close();
     },
   };

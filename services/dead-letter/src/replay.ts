@@ -11,10 +11,13 @@ export function schedulerEnqueuer(address: string, timeoutMs: number): { enqueue
   const client = new pb.SchedulerServiceClient(address, credentials.createInsecure());
   const enqueue: EnqueueFn = (req, signal) =>
     new Promise((resolve, reject) => {
-      const call = client.enqueueJob(req, new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err: ServiceError | null, res) =>
-        err ? reject(err) : resolve(res),
-      );
-      signal?.addEventListener('abort', () => call.cancel(), { once: true });
+      const cancel = (): void => call.cancel();
+      const call = client.enqueueJob(req, new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err: ServiceError | null, res) => {
+        signal?.removeEventListener('abort', cancel);
+        if (err) reject(err);
+        else resolve(res);
+      });
+      signal?.addEventListener('abort', cancel, { once: true });
     });
   return { enqueue, close: () => client.close() };
 }
@@ -25,8 +28,8 @@ const MAX_REPLAY_RATE = 10_000;
 
 /**
  * Replays dead letters through SchedulerService.EnqueueJob: same name and options (without the
- * job id and idempotency key, which would deduplicate against the original), data with the patch
- * merged at the top level, on `target_queue` or the original queue, at most `max_per_second`.
+ * job id, and with an idempotency key of the replay's own instead of the original's), data with
+ * the patch merged at the top level, on `target_queue` or the original queue, at most `max_per_second`.
  * The new job names its dead letter in `options.replay_of`; each replay is recorded on its dead
  * letter, so the link goes both ways.
  */
@@ -62,7 +65,10 @@ export async function replay(
     const due = started + (i * 1000) / rate;
     if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
     const job = d.job!;
-    const options = pb.JobOptions.fromPartial({ ...job.options, jobId: '', idempotencyKey: '', delay: undefined, runAt: undefined, replayOf: d.id });
+    // The idempotency key names this replay of this dead letter: a replay retried after an
+    // enqueue whose record was lost (timeout, crash) finds the job it made instead of making two.
+    const idempotencyKey = `replay:${d.id}:${d.replays.length + 1}`;
+    const options = pb.JobOptions.fromPartial({ ...job.options, jobId: '', idempotencyKey, delay: undefined, runAt: undefined, replayOf: d.id });
     const queue = req.targetQueue || job.queue;
     let res: pb.EnqueueJobResponse;
     try {

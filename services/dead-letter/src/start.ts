@@ -2,7 +2,7 @@ import { loadConfigFile, splitHostPort } from '@jobmesh/config';
 import { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
 import { openBackboneFromEnv } from '@jobmesh/queue';
 import { type Logger, createLogger, createRegistry, startOpsServer } from '@jobmesh/telemetry';
-import type { DeadLetterEnv } from './config';
+import { type DeadLetterEnv, webhookSettings } from './config';
 import { register } from './register';
 
 export interface RunningDeadLetter {
@@ -16,7 +16,7 @@ export interface RunningDeadLetter {
   stop(): Promise<void>;
 }
 
-/** Starts the dead-letter service as its own process would: Redis, capture, gRPC, ops HTTP. */
+/** Starts the dead-letter service as its own process would: Redis, capture, alerts, gRPC, ops HTTP. */
 export async function startDeadLetter(env: DeadLetterEnv, opts: { logger?: Logger } = {}): Promise<RunningDeadLetter> {
   const logger = opts.logger ?? createLogger({ name: 'dead-letter', level: env.LOG_LEVEL });
   const metrics = createRegistry();
@@ -24,18 +24,26 @@ export async function startDeadLetter(env: DeadLetterEnv, opts: { logger?: Logge
   const backbone = await openBackboneFromEnv(env, logger, config.queues);
   const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES });
   const kit = new RpcKit({ logger, registry: metrics });
+  const webhooks = webhookSettings(env);
   const deadLetter = register(server, {
     backbone,
     kit,
     logger,
+    metrics,
     sweepIntervalMs: env.JOBMESH_DLQ_SWEEP_INTERVAL,
     schedulerAddress: env.JOBMESH_SCHEDULER_ADDRESS,
+    webhooks,
   });
-  await deadLetter.start();
   const http = splitHostPort(env.JOBMESH_HTTP_ADDRESS);
   const ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ping });
   const grpcPort = await server.listen(env.JOBMESH_GRPC_ADDRESS);
-  logger.info({ grpc: `${http.host}:${grpcPort}`, http: ops.address, scheduler: env.JOBMESH_SCHEDULER_ADDRESS }, 'dead-letter listening');
+  logger.info(
+    { grpc: `${splitHostPort(env.JOBMESH_GRPC_ADDRESS).host}:${grpcPort}`, http: ops.address, scheduler: env.JOBMESH_SCHEDULER_ADDRESS, webhooks: Object.keys(webhooks.urls) },
+    'dead-letter listening',
+  );
+  // Serving first: the first sweep may take a while after an outage (every failed job since), and
+  // the service answers, is ready, and stops on SIGTERM meanwhile.
+  void deadLetter.start().then(() => logger.info('dead-letter first sweep done'));
   return {
     grpcPort,
     httpPort: ops.port,

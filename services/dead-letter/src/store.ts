@@ -1,6 +1,6 @@
 import * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError, type SeverityName } from '@jobmesh/core';
-import type { Keys } from '@jobmesh/queue';
+import type { Keys, QueueRegistry } from '@jobmesh/queue';
 import type { Redis } from 'ioredis';
 import { DeadLetterNotFoundError } from './errors';
 
@@ -35,17 +35,23 @@ const SEVERITY: Record<SeverityName, pb.Severity> = {
   critical: pb.Severity.SEVERITY_CRITICAL,
 };
 
-// Writes the record, its three index entries, its counter and the job → dead letter link once: a
-// second capture of the same id (another replica, the sweep after the event) changes nothing.
-// ARGV: score, id, counter field, job field ("<queue>:<job id>"), then the record's fields.
+// Writes the record, its three index entries, its counter, the job → dead letter link, its outbox
+// entry, the job's 'dead-lettered' event and the announcement to watchers, all or nothing and
+// once: a second capture of the same id (another replica, the sweep after the event) changes
+// nothing, and a capture is never stored without being announced.
+// ARGV: score, id, counter field, job field ("<queue>:<job id>"), now, channel, job id, reason,
+// then the record's fields.
 const CAPTURE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[4], ARGV[1], ARGV[2])
 redis.call('HINCRBY', KEYS[5], ARGV[3], 1)
 redis.call('HSET', KEYS[6], ARGV[4], ARGV[2])
+redis.call('ZADD', KEYS[7], ARGV[5], ARGV[2])
+redis.call('XADD', KEYS[8], 'MAXLEN', '~', 10000, '*', 'event', 'dead-lettered', 'jobId', ARGV[7], 'reason', ARGV[8])
+redis.call('PUBLISH', ARGV[6], ARGV[2])
 return 1`;
 
 // Deletes the record and, only if this call deleted it, its index entries, counter and job link
@@ -82,10 +88,14 @@ return 1`;
  * per queue, per category) and a counter per (queue, category), all under `<prefix>:_dlq…`.
  */
 export class DeadLetterStore {
+  private readonly keys: Keys;
+
   constructor(
     private readonly redis: Redis,
-    private readonly keys: Keys,
-  ) {}
+    private readonly registry: QueueRegistry,
+  ) {
+    this.keys = registry.keys;
+  }
 
   /** Stores a dead letter unless its id is stored already. True when this call stored it. */
   async capture(d: NewDeadLetter): Promise<{ id: string; created: boolean }> {
@@ -106,17 +116,23 @@ export class DeadLetterStore {
     };
     const created = await this.redis.eval(
       CAPTURE,
-      6,
+      8,
       this.keys.deadLetter(id),
       this.keys.deadLetterIndex,
       this.keys.deadLetterQueueIndex(d.queue),
       this.keys.deadLetterCategoryIndex(d.category),
       this.keys.deadLetterCounts,
       this.keys.deadLetterJobs,
+      this.keys.deadLetterOutbox,
+      this.keys.events(d.queue),
       String(d.at.getTime()),
       id,
       fields.counter!,
       `${d.queue}:${d.job.id}`,
+      String(Date.now()),
+      this.keys.deadLetterChannel,
+      d.job.id,
+      d.job.failureReason,
       ...Object.entries(fields).flat(),
     );
     return { id, created: created === 1 };
@@ -187,12 +203,27 @@ export class DeadLetterStore {
     }
   }
 
-  /** Deletes dead letters by id; returns how many existed. */
+  /** Marks a dead letter's follow-ups (metrics, webhook) as done. */
+  async settle(id: string): Promise<void> {
+    await this.redis.zrem(this.keys.deadLetterOutbox, id);
+  }
+
+  /** Dead letters captured before `before` (ms) whose follow-ups never ran: their replica died. */
+  unsettled(before: number, limit = 100): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys.deadLetterOutbox, '-inf', `(${before}`, 'LIMIT', 0, limit);
+  }
+
+  /**
+   * Deletes dead letters by id; returns how many existed. BullMQ's copy of the job goes first, if
+   * it is still the failed job the dead letter was made from: left in the failed set, the next
+   * sweep would capture it again.
+   */
   async purge(ids: string[]): Promise<number> {
     let n = 0;
     for (const id of ids) {
       const h = await this.redis.hmget(this.keys.deadLetter(id), 'queue', 'category');
       if (!h[0] || !h[1]) continue;
+      await this.removeBullCopy(h[0], id);
       const deleted = await this.redis.eval(
         PURGE,
         6,
@@ -207,6 +238,14 @@ export class DeadLetterStore {
       n += deleted === 1 ? 1 : 0;
     }
     return n;
+  }
+
+  private async removeBullCopy(queue: string, id: string): Promise<void> {
+    const cut = id.lastIndexOf(':');
+    const jobId = id.slice(queue.length + 1, cut);
+    const bull = this.registry.bullQueue(queue);
+    const [failedAt, attemptsMade] = await Promise.all([this.redis.zscore(bull.keys.failed!, jobId), this.redis.hget(bull.toKey(jobId), 'atm')]);
+    if (failedAt !== null && attemptsMade === id.slice(cut + 1)) await bull.remove(jobId);
   }
 
   /** Marks or unmarks dead letters; unknown ids → NOT_FOUND. Returns how many changed. */
@@ -260,6 +299,7 @@ function decode(h: Record<string, string>): pb.DeadLetter {
     deadLetteredAt: new Date(Number(h.at)),
     traceId: h.trace_id ?? '',
     quarantined: h.quarantined === '1',
+    quarantineReason: h.quarantined === '1' ? (h.quarantine_reason ?? '') : '',
     replays: (JSON.parse(h.replays ?? '[]') as unknown[]).map((r) => pb.Replay.fromJSON(r)),
   });
 }

@@ -32,27 +32,37 @@ export class DeadLetterClient {
 }
 
 export interface DeadLetterHarness extends PoolHarness {
-  /** Starts a dead-letter service (port 0, sweep every 300 ms) on the harness's Redis and prefix; its stop() is idempotent. */
-  startDeadLetter(): Promise<{ service: RunningDeadLetter; client: DeadLetterClient }>;
+  /**
+   * Starts a dead-letter service (port 0, sweep every 300 ms) on the harness's Redis and prefix,
+   * with `env` on top (e.g. JOBMESH_DLQ_WEBHOOK_*); its stop() is idempotent.
+   */
+  startDeadLetter(env?: Record<string, string>): Promise<{ service: RunningDeadLetter; client: DeadLetterClient }>;
 }
 
 /**
  * A scheduler, one worker-pool replica with the processors below on every queue, and
  * dead-letter services started on demand; stop() stops them all.
  * - `fail`: always throws Error('boom').
- * - `fatal`: throws UnrecoverableError('bad input').
+ * - `fatal`: throws UnrecoverableError('bad input'), unless its data has `fixed: true`.
  * - jobs of any other name have no processor.
  */
 export async function startDeadLetterHarness(): Promise<DeadLetterHarness> {
   const h = await startPoolHarness();
   await h.startPool([
     defineProcessor({ queue: '*', name: 'fail', process: async () => Promise.reject(new Error('boom')) }),
-    defineProcessor({ queue: '*', name: 'fatal', process: async () => Promise.reject(new UnrecoverableError('bad input')) }),
+    defineProcessor({
+      queue: '*',
+      name: 'fatal',
+      process: async (job) => {
+        if (job.data.fixed !== true) throw new UnrecoverableError('bad input');
+        return { fixed: true };
+      },
+    }),
   ]);
   const running: Array<{ service: RunningDeadLetter; client: DeadLetterClient }> = [];
   return {
     ...h,
-    startDeadLetter: async () => {
+    startDeadLetter: async (env = {}) => {
       const service = await startDeadLetter(
         loadDeadLetterEnv({
           REDIS_URL: h.redis.url,
@@ -63,6 +73,7 @@ export async function startDeadLetterHarness(): Promise<DeadLetterHarness> {
           JOBMESH_CONFIG: '',
           JOBMESH_DLQ_SWEEP_INTERVAL: '300ms',
           JOBMESH_SCHEDULER_ADDRESS: h.address,
+          ...env,
         }),
         { logger: silentLogger() },
       );

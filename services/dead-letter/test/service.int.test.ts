@@ -88,7 +88,7 @@ it('quarantines: refused by id on replay, skipped by a filter', async () => {
   const [a] = (await dl.list({ filter: { queue } })).deadLetters;
   expect((await dl.quarantine({ ids: [a!.id], quarantined: true, reason: 'poison' })).updated).toBe(1);
   expect((await dl.quarantine({ ids: [a!.id], quarantined: true })).updated).toBe(0);
-  expect((await dl.get(a!.id)).quarantined).toBe(true);
+  expect(await dl.get(a!.id)).toMatchObject({ quarantined: true, quarantineReason: 'poison' });
   expect(await codeOf(dl.quarantine({ ids: [`${queue}:nope:1`], quarantined: true }))).toBe(status.NOT_FOUND);
   expect(await codeOf(dl.replay({ ids: [a!.id] }))).toBe(status.FAILED_PRECONDITION);
   const target = uniqueQueue('dlq-target');

@@ -1,0 +1,138 @@
+import { status, type ServiceError } from '@grpc/grpc-js';
+import * as pb from '@jobmesh/contracts';
+import type Redis from 'ioredis';
+import { type DeadLetterClient, type DeadLetterHarness, enqueueFailures, failedCount, startDeadLetterHarness, uniqueQueue, waitFor } from './harness';
+
+// What happens to a job around its dead letter: its state through SchedulerService, BullMQ's
+// copy under keep_failed, the dead letters' own retention, and a replay that completes.
+
+let h: DeadLetterHarness;
+let redis: Redis;
+
+beforeAll(async () => {
+  h = await startDeadLetterHarness();
+  redis = h.redisClient();
+});
+afterAll(async () => {
+  await h.stop();
+});
+
+const codeOf = (p: Promise<unknown>): Promise<number | undefined> => p.then(() => undefined, (e: ServiceError) => e.code);
+const S = pb.JobState;
+
+async function captured(client: DeadLetterClient, queue: string, total: number): Promise<void> {
+  await waitFor(`${total} dead letters on ${queue}`, async () => (await client.stats(queue)).total === total, 30_000);
+}
+
+it('reads DEAD_LETTERED through GetJob and ListJobs, and refuses RetryJob', async () => {
+  const { client } = await h.startDeadLetter();
+  const queue = uniqueQueue('dlq-state');
+  await h.client.createQueue({ queue: { name: queue } });
+  await enqueueFailures(h, queue, { fatal: 2 });
+  await captured(client, queue, 2);
+  const [d] = (await client.list({ filter: { queue } })).deadLetters;
+  const jobId = d!.job!.id;
+
+  expect(await h.client.getJob(queue, jobId)).toMatchObject({ id: jobId, state: S.JOB_STATE_DEAD_LETTERED, failureReason: 'bad input' });
+  const failed = await h.client.listJobs({ queue, states: [S.JOB_STATE_FAILED] });
+  expect(failed.jobs.map((j) => j.state)).toEqual([S.JOB_STATE_DEAD_LETTERED, S.JOB_STATE_DEAD_LETTERED]);
+  const dead = await h.client.listJobs({ queue, states: [S.JOB_STATE_DEAD_LETTERED] });
+  expect(dead.jobs.map((j) => j.id).sort()).toEqual(failed.jobs.map((j) => j.id).sort());
+  // Listing every state lists each job once.
+  expect((await h.client.listJobs({ queue })).jobs).toHaveLength(2);
+
+  const err = await h.client.retryJob(queue, jobId).then(
+    () => undefined,
+    (e: ServiceError) => e,
+  );
+  expect(err?.code).toBe(status.FAILED_PRECONDITION);
+  expect(err?.details).toContain(d!.id);
+  expect((await h.client.getJob(queue, jobId)).state).toBe(S.JOB_STATE_DEAD_LETTERED);
+});
+
+it('holds failed jobs for capture, then applies keep_failed; GetJob still answers after BullMQ dropped the job', async () => {
+  const queue = uniqueQueue('dlq-keep');
+  // keep_failed count 0 would make BullMQ drop a failed job at once, before anyone captured it.
+  await h.client.createQueue({ queue: { name: queue, defaultJobOptions: { keepFailed: { count: 0 } } } });
+  await enqueueFailures(h, queue, { fatal: 5, ghost: 5 });
+  await waitFor('10 failed jobs held for capture', async () => (await failedCount(redis, h.prefix, queue)) === 10, 30_000);
+
+  const { client } = await h.startDeadLetter();
+  await captured(client, queue, 10);
+  await waitFor('BullMQ copies trimmed', async () => (await failedCount(redis, h.prefix, queue)) === 0);
+  const [d] = (await client.list({ filter: { queue, category: 'UNRECOVERABLE' } })).deadLetters;
+  expect(await h.client.getJob(queue, d!.job!.id)).toMatchObject({ state: S.JOB_STATE_DEAD_LETTERED, name: 'fatal', data: d!.job!.data });
+  expect((await h.client.listJobs({ queue, states: [S.JOB_STATE_DEAD_LETTERED] })).jobs).toHaveLength(10);
+
+  // A count keeps that many of the newest, once captured.
+  const kept = uniqueQueue('dlq-keep2');
+  await h.client.createQueue({ queue: { name: kept, defaultJobOptions: { keepFailed: { count: 3 } } } });
+  await enqueueFailures(h, kept, { fatal: 8 });
+  await captured(client, kept, 8);
+  await waitFor('3 failed jobs left', async () => (await failedCount(redis, h.prefix, kept)) === 3);
+});
+
+it('keeps dead letters by count and by age', async () => {
+  const { client } = await h.startDeadLetter();
+  const byCount = uniqueQueue('dlq-ret-count');
+  await h.client.createQueue({ queue: { name: byCount, deadLetter: { retention: { count: 4 } } } });
+  const events = `${h.prefix}:${byCount}:events`;
+  const deadLettered = async (): Promise<number> => (await redis.xrange(events, '-', '+')).filter(([, f]) => f[1] === 'dead-lettered').length;
+  await enqueueFailures(h, byCount, { fatal: 6 });
+  await waitFor('6 jobs dead-lettered', async () => (await deadLettered()) === 6, 30_000);
+  await enqueueFailures(h, byCount, { fatal: 4 });
+  await waitFor('10 jobs dead-lettered', async () => (await deadLettered()) === 10, 30_000);
+  await waitFor('4 dead letters kept', async () => (await client.stats(byCount)).total === 4);
+  // The four kept are the newest: the second batch (jobs 7 to 10). BullMQ's copies of the others
+  // went with them.
+  const kept = (await client.list({ filter: { queue: byCount } })).deadLetters.map((d) => Number(d.job!.id));
+  expect(kept.sort((a, b) => a - b)).toEqual([7, 8, 9, 10]);
+  const failed = (await h.client.listJobs({ queue: byCount, states: [S.JOB_STATE_FAILED] })).jobs.map((j) => Number(j.id));
+  expect(failed.sort((a, b) => a - b)).toEqual([7, 8, 9, 10]);
+
+  const byAge = uniqueQueue('dlq-ret-age');
+  await h.client.createQueue({ queue: { name: byAge, deadLetter: { retention: { age: { seconds: 1, nanos: 0 } } } } });
+  await enqueueFailures(h, byAge, { fatal: 3 });
+  await captured(client, byAge, 3);
+  await waitFor('dead letters older than 1 s purged', async () => (await client.stats(byAge)).total === 0, 10_000);
+});
+
+it('replays with a patch: the new job completes and links back to its dead letter', async () => {
+  const { client } = await h.startDeadLetter();
+  const queue = uniqueQueue('dlq-fix');
+  await h.client.createQueue({ queue: { name: queue } });
+  await enqueueFailures(h, queue, { fatal: 1 });
+  await captured(client, queue, 1);
+  const [d] = (await client.list({ filter: { queue } })).deadLetters;
+
+  const res = await client.replay({ ids: [d!.id], dataPatch: { fixed: true } });
+  const ref = res.replayed[0]!.job!;
+  expect(ref).toMatchObject({ queue });
+  expect(ref.id).not.toBe(d!.job!.id);
+  const done = await waitFor('the replayed job completes', async () => {
+    const job = await h.client.getJob(queue, ref.id);
+    return job.state === S.JOB_STATE_COMPLETED && job;
+  });
+  expect(done).toMatchObject({ name: 'fatal', data: { i: 0, fixed: true }, result: { fixed: true } });
+  expect(done.options).toMatchObject({ replayOf: d!.id, idempotencyKey: `replay:${d!.id}:1` });
+  expect((await client.get(d!.id)).replays.map((r) => r.job)).toEqual([ref]);
+  // The dead letter stays (the original job is still dead-lettered) until someone purges it.
+  expect((await h.client.getJob(queue, d!.job!.id)).state).toBe(S.JOB_STATE_DEAD_LETTERED);
+  expect(await codeOf(h.client.enqueueJob({ queue, job: { name: 'x', options: { replayOf: 'q'.repeat(513) } } }))).toBe(status.INVALID_ARGUMENT);
+});
+
+it('purges a dead letter for good: BullMQ\'s copy goes with it, so no sweep captures it again', async () => {
+  const { client, service } = await h.startDeadLetter();
+  const queue = uniqueQueue('dlq-purge-bull');
+  await h.client.createQueue({ queue: { name: queue } });
+  await enqueueFailures(h, queue, { fatal: 3 });
+  await captured(client, queue, 3);
+  expect(await failedCount(redis, h.prefix, queue)).toBe(3); // default keep_failed keeps them
+  const [d] = (await client.list({ filter: { queue } })).deadLetters;
+  expect((await client.purge({ ids: [d!.id] })).purged).toBe(1);
+  expect(await failedCount(redis, h.prefix, queue)).toBe(2);
+  await service.sweep();
+  expect((await client.stats(queue)).total).toBe(2);
+  expect(await codeOf(client.get(d!.id))).toBe(status.NOT_FOUND);
+  expect(await codeOf(h.client.getJob(queue, d!.job!.id))).toBe(status.NOT_FOUND);
+});

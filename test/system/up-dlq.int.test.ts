@@ -1,0 +1,120 @@
+// `jobmesh up` mounts DeadLetterService: it captures dead letters of the in-process worker-pool,
+// alerts them with the DLQ webhook settings, and replays them through its own SchedulerService.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import * as pb from '@jobmesh/contracts';
+import { JobmeshClient } from '@jobmesh/sdk';
+import { type RedisHandle, startRedis } from '@jobmesh/testing';
+
+const MAIN = resolve(__dirname, '../../cli/dist/main.js');
+
+let redis: RedisHandle;
+let dir: string;
+let child: ChildProcess | undefined;
+let output = '';
+
+afterAll(async () => {
+  if (child && child.exitCode === null) {
+    const exited = new Promise((r) => child!.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  }
+  await redis?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Polls `probe` every 50 ms until it returns a value other than undefined/false, or fails after `timeoutMs`. */
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${output}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function unary<Req, Res>(client: pb.DeadLetterServiceClient, method: 'listDeadLetters' | 'replayDeadLetters', req: Req): Promise<Res> {
+  return new Promise((res, rej) => {
+    const m = client[method] as unknown as (r: Req, md: Metadata, o: object, cb: (err: ServiceError | null, r: Res) => void) => void;
+    m.call(client, req, new Metadata(), { deadline: new Date(Date.now() + 10_000) }, (err, r) => (err ? rej(err) : res(r)));
+  });
+}
+
+it('serves DeadLetterService: captures, alerts and replays through its own scheduler', async () => {
+  redis = await startRedis({ own: true });
+  dir = mkdtempSync(join(tmpdir(), 'jobmesh-up-dlq-'));
+  const received: Array<{ severity: string; id: string }> = [];
+  const hook = createServer((req, res) => {
+    let raw = '';
+    req.on('data', (c: Buffer) => (raw += c.toString()));
+    req.on('end', () => {
+      received.push(JSON.parse(raw) as { severity: string; id: string });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => hook.listen(0, '127.0.0.1', () => r()));
+  const hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/critical`;
+
+  child = spawn(process.execPath, [MAIN, 'up'], {
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      REDIS_URL: redis.url,
+      JOBMESH_REDIS_PREFIX: `up-${randomUUID().slice(0, 8)}`,
+      JOBMESH_GRPC_ADDRESS: '127.0.0.1:0',
+      JOBMESH_HTTP_ADDRESS: '127.0.0.1:0',
+      JOBMESH_DLQ_SWEEP_INTERVAL: '200ms',
+      JOBMESH_DLQ_WEBHOOK_CRITICAL: hookUrl,
+      LOG_LEVEL: 'warn',
+    },
+  });
+  child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
+  const address = await Promise.race([
+    waitFor('jobmesh up to start', () => output.includes('Stop:') && /gRPC\s+(\S+)/.exec(output)?.[1], 20_000),
+    exited.then((code) => Promise.reject(new Error(`jobmesh up exited with ${code}:\n${output}`))),
+  ]);
+  expect(output).toMatch(/gRPC\s+\S+\s+jobmesh\.v1\.SchedulerService, WorkerService and DeadLetterService/);
+  expect(output).toMatch(/webhook alerts: critical/);
+
+  const client = new JobmeshClient({ address });
+  const dlq = new pb.DeadLetterServiceClient(address, credentials.createInsecure());
+  try {
+    const queue = `ghosts-${randomUUID().slice(0, 6)}`;
+    await client.createQueue({ queue: { name: queue } });
+    // No processor for 'ghost': the in-process worker-pool fails it as PROCESSOR_NOT_FOUND (critical).
+    const { job } = await client.enqueueJob({ queue, job: { name: 'ghost', data: { n: 1 } } });
+    const list = () => unary<pb.ListDeadLettersRequest, pb.ListDeadLettersResponse>(dlq, 'listDeadLetters', pb.ListDeadLettersRequest.fromPartial({ filter: { queue } }));
+    const [d] = await waitFor('the dead letter', async () => {
+      const { deadLetters } = await list();
+      return deadLetters.length ? deadLetters : undefined;
+    });
+    expect(d).toMatchObject({ category: 'PROCESSOR_NOT_FOUND', severity: pb.Severity.SEVERITY_CRITICAL, job: { id: job!.id, queue, name: 'ghost' } });
+    await waitFor('the webhook', () => received.length === 1);
+    expect(received[0]).toMatchObject({ severity: 'critical', id: d!.id });
+
+    // The replay goes through SchedulerService on this process's own port.
+    const replayed = await unary<pb.ReplayDeadLettersRequest, pb.ReplayDeadLettersResponse>(dlq, 'replayDeadLetters', pb.ReplayDeadLettersRequest.fromPartial({ ids: [d!.id] }));
+    expect(replayed.replayed).toEqual([{ deadLetterId: d!.id, job: { queue, id: expect.any(String) } }]);
+    expect(replayed.replayed[0]!.job!.id).not.toBe(job!.id);
+    await expect(client.getJob(queue, replayed.replayed[0]!.job!.id)).resolves.toMatchObject({ name: 'ghost', data: { n: 1 } });
+  } finally {
+    dlq.close();
+    client.close();
+    hook.closeAllConnections();
+    hook.close();
+  }
+
+  child.kill('SIGTERM');
+  await expect(exited).resolves.toBe(0);
+});
