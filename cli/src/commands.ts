@@ -1,7 +1,8 @@
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import * as pb from '@jobmesh/contracts';
 import { parseDuration } from '@jobmesh/core';
 import { JobmeshClient } from '@jobmesh/sdk';
+import type { DeadLetters } from './dlq';
 import { describeJob, eventName, queueRow, scheduleRow, stateName, table, time } from './format';
 
 /** A mistake in how the command was called; main prints it with the usage and exits 2. */
@@ -11,23 +12,41 @@ export class UsageError extends Error {
 
 export interface CommandContext {
   client: JobmeshClient;
+  /** DeadLetterService, at --dlq-address (the same address as `client` unless told otherwise). */
+  deadLetters: DeadLetters;
   json: boolean;
   out(line: string): void;
 }
 
-type Handler = (args: string[], ctx: CommandContext) => Promise<void>;
+export type Handler = (args: string[], ctx: CommandContext) => Promise<void>;
 
-function msDuration(text: string, flag: string): pb.Duration {
-  let v: number;
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** node:util parseArgs with positionals allowed, and its mistakes (unknown flag, missing value) as usage errors. */
+export function flags<O extends Options>(args: string[], options: O): ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: true }>> {
   try {
-    v = parseDuration(text, flag);
+    return parseArgs({ args, options, allowPositionals: true });
+  } catch (err) {
+    if (String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_')) throw new UsageError((err as Error).message);
+    throw err;
+  }
+}
+
+/** A duration flag ("500ms", "30s", "7d") in ms. */
+export function durationMs(text: string, flag: string): number {
+  try {
+    return parseDuration(text, flag);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
+}
+
+export function msDuration(text: string, flag: string): pb.Duration {
+  const v = durationMs(text, flag);
   return { seconds: Math.trunc(v / 1000), nanos: (v % 1000) * 1e6 };
 }
 
-function jsonObject(text: string | undefined, flag: string): Record<string, unknown> {
+export function jsonObject(text: string | undefined, flag: string): Record<string, unknown> {
   if (text === undefined) return {};
   try {
     const v = JSON.parse(text) as unknown;
@@ -38,29 +57,25 @@ function jsonObject(text: string | undefined, flag: string): Record<string, unkn
   throw new UsageError(`${flag} must be a JSON object, e.g. '{"to":"ada@example.com"}'`);
 }
 
-function int(text: string | undefined, flag: string): number | undefined {
+export function int(text: string | undefined, flag: string): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
   if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} must be a whole number, got "${text}"`);
   return n;
 }
 
-function positional(args: string[], n: number, usage: string): string[] {
+export function positional(args: string[], n: number, usage: string): string[] {
   if (args.length < n) throw new UsageError(`usage: jobmesh ${usage}`);
   return args;
 }
 
-function print(ctx: CommandContext, value: unknown, human: () => string): void {
+export function print(ctx: CommandContext, value: unknown, human: () => string): void {
   ctx.out(ctx.json ? JSON.stringify(value) : human());
 }
 
 const queues: Handler = async (args, ctx) => {
   const [sub = 'list', ...rest] = args;
-  const { values, positionals } = parseArgs({
-    args: rest,
-    allowPositionals: true,
-    options: { concurrency: { type: 'string' }, 'rate-limit': { type: 'string' }, force: { type: 'boolean' }, attempts: { type: 'string' } },
-  });
+  const { values, positionals } = flags(rest, { concurrency: { type: 'string' }, 'rate-limit': { type: 'string' }, force: { type: 'boolean' }, attempts: { type: 'string' } });
   const c = ctx.client;
   switch (sub) {
     case 'list': {
@@ -108,19 +123,15 @@ const queues: Handler = async (args, ctx) => {
 };
 
 const enqueue: Handler = async (args, ctx) => {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      data: { type: 'string', short: 'd' },
-      delay: { type: 'string' },
-      'run-at': { type: 'string' },
-      priority: { type: 'string' },
-      attempts: { type: 'string' },
-      timeout: { type: 'string' },
-      'job-id': { type: 'string' },
-      'idempotency-key': { type: 'string' },
-    },
+  const { values, positionals } = flags(args, {
+    data: { type: 'string', short: 'd' },
+    delay: { type: 'string' },
+    'run-at': { type: 'string' },
+    priority: { type: 'string' },
+    attempts: { type: 'string' },
+    timeout: { type: 'string' },
+    'job-id': { type: 'string' },
+    'idempotency-key': { type: 'string' },
   });
   const [queue, name] = positional(positionals, 2, 'enqueue <queue> <job-name> [--data JSON] [--delay 5s] [--priority N] [--attempts N]');
   let runAt: Date | undefined;
@@ -159,11 +170,7 @@ const get: Handler = async (args, ctx) => {
 const STATES = ['waiting', 'delayed', 'prioritized', 'active', 'waiting-children', 'completed', 'failed', 'dead-lettered', 'cancelled'];
 
 const list: Handler = async (args, ctx) => {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { state: { type: 'string', short: 's' }, limit: { type: 'string', short: 'n' }, 'page-token': { type: 'string' } },
-  });
+  const { values, positionals } = flags(args, { state: { type: 'string', short: 's' }, limit: { type: 'string', short: 'n' }, 'page-token': { type: 'string' } });
   const [queue] = positional(positionals, 1, `list <queue> [--state ${STATES.slice(0, 3).join(',')}…] [--limit N]`);
   const states = (values.state ?? '')
     .split(',')
@@ -181,7 +188,7 @@ const list: Handler = async (args, ctx) => {
 };
 
 const cancel: Handler = async (args, ctx) => {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { reason: { type: 'string' } } });
+  const { values, positionals } = flags(args, { reason: { type: 'string' } });
   const [queue, id] = positional(positionals, 2, 'cancel <queue> <job-id> [--reason TEXT]');
   const res = await ctx.client.cancelJob(queue!, id!, values.reason ?? '');
   print(ctx, pb.CancelJobResponse.toJSON(res), () =>
@@ -201,11 +208,7 @@ const watch: Handler = async (args, ctx) => {
 
 const schedules: Handler = async (args, ctx) => {
   const [sub = 'list', ...rest] = args;
-  const { values, positionals } = parseArgs({
-    args: rest,
-    allowPositionals: true,
-    options: { cron: { type: 'string' }, tz: { type: 'string' }, every: { type: 'string' }, name: { type: 'string' }, data: { type: 'string', short: 'd' } },
-  });
+  const { values, positionals } = flags(rest, { cron: { type: 'string' }, tz: { type: 'string' }, every: { type: 'string' }, name: { type: 'string' }, data: { type: 'string', short: 'd' } });
   const c = ctx.client;
   switch (sub) {
     case 'list': {

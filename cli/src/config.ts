@@ -7,6 +7,8 @@ export const cliEnvSchema = z.object({
   JOBMESH_ADDRESS: z.string().default('127.0.0.1:50051'),
   /** Sent as `authorization: Bearer …`. */
   JOBMESH_API_KEY: z.string().optional(),
+  /** DeadLetterService, when it is not served at JOBMESH_ADDRESS (a separate deployment). */
+  JOBMESH_DLQ_ADDRESS: z.string().optional(),
   /** Deadline of each call. @default 10s */
   JOBMESH_TIMEOUT: durationMs.default(10_000),
 });

@@ -45,7 +45,18 @@ export function describeJob(j: pb.Job): string {
   if (j.parent) lines.push(['parent', `${j.parent.queue}/${j.parent.id}`]);
   if (j.idempotencyKey) lines.push(['idem. key', j.idempotencyKey]);
   if (j.traceId) lines.push(['trace id', j.traceId]);
-  return lines.map(([k, v]) => `${k.padEnd(10)} ${v}`).join('\n');
+  return keyValues(lines);
+}
+
+/** "key  value" lines with the values aligned. */
+export function keyValues(lines: [string, string][], width = 10): string {
+  return lines.map(([k, v]) => `${k.padEnd(width)} ${v}`.trimEnd()).join('\n');
+}
+
+/** The first line of `text`, cut to `max` characters. */
+export function truncate(text: string, max: number): string {
+  const line = text.split('\n', 1)[0]!;
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }
 
 export function queueRow(q: pb.QueueConfig): Record<string, string> {
@@ -65,4 +76,53 @@ export function scheduleRow(s: pb.Schedule): Record<string, string> {
     next: time(s.nextRunAt),
     fired: String(s.iterationCount),
   };
+}
+
+export function severityName(s: pb.Severity): string {
+  return pb.severityToJSON(s).replace('SEVERITY_', '').toLowerCase();
+}
+
+export const DEAD_LETTER_COLUMNS = ['id', 'queue', 'job', 'category', 'severity', 'dead-lettered', 'attempts', 'quarantined', 'error'];
+
+export function deadLetterRow(d: pb.DeadLetter): Record<string, string> {
+  return {
+    id: d.id,
+    queue: d.job?.queue ?? '',
+    job: d.job?.name ?? '',
+    category: d.category,
+    severity: severityName(d.severity),
+    'dead-lettered': time(d.deadLetteredAt),
+    attempts: String(d.job?.attemptsMade ?? d.errors.length),
+    quarantined: d.quarantined ? 'yes' : '',
+    error: truncate(d.errors.at(-1)?.message ?? '', 60),
+  };
+}
+
+/** A dead letter in full: summary, job snapshot, every attempt's error with its stack, replays. */
+export function describeDeadLetter(d: pb.DeadLetter): string {
+  const indent = (text: string): string => text.replace(/^/gm, '  ');
+  const summary = keyValues(
+    [
+      ['id', d.id],
+      ['category', d.category],
+      ['severity', severityName(d.severity)],
+      ['dead-lettered', time(d.deadLetteredAt)],
+      ['trace id', d.traceId],
+      ['quarantined', d.quarantined ? `yes${d.quarantineReason ? ` (${d.quarantineReason})` : ''}` : 'no'],
+    ],
+    13,
+  );
+  const errors = d.errors.map((e) => {
+    const head = `attempt ${e.attempt}${e.failedAt ? ` at ${time(e.failedAt)}` : ''}: ${e.errorName ? `${e.errorName}: ` : ''}${e.message}`;
+    // The stack's first line repeats the message; the frames follow it.
+    const frames = e.stacktrace.slice(1).filter(Boolean).map((l) => l.trim());
+    return [head, ...frames.map((f) => `    ${f}`)].join('\n');
+  });
+  const replays = d.replays.map((r) => `${time(r.replayedAt)}  → ${r.job?.queue}/${r.job?.id}`);
+  return [
+    summary,
+    `job\n${indent(d.job ? describeJob(d.job) : '(none)')}`,
+    `errors\n${indent(errors.join('\n') || '(none)')}`,
+    `replays\n${indent(replays.join('\n') || '(none)')}`,
+  ].join('\n\n');
 }

@@ -1,9 +1,10 @@
 import { status } from '@grpc/grpc-js';
-import { ConfigError } from '@jobmesh/config';
+import { ConfigError, parseEnv } from '@jobmesh/config';
 import { JobmeshClient } from '@jobmesh/sdk';
 import { COMMANDS, UsageError } from './commands';
-import { loadCliEnv } from './config';
+import { cliEnvSchema } from './config';
 import { runConformance } from './conformance';
+import { DeadLetters, dlq } from './dlq';
 import { runUp } from './up';
 
 const USAGE = `jobmesh — background jobs over gRPC
@@ -18,17 +19,28 @@ Usage:
   jobmesh cancel <queue> <job-id> [--reason TEXT]
   jobmesh watch <queue> <job-id>
   jobmesh schedules list|upsert|get|delete <queue> [id] [--cron EXPR --tz ZONE | --every 30s] [--name JOB] [--data JSON]
+  jobmesh dlq list [filter] [--limit N] [--page-token T]
+  jobmesh dlq show <id>
+  jobmesh dlq replay (<id>… | filter | --all) [--to QUEUE] [--patch JSON] [--rate N]
+  jobmesh dlq purge (<id>… | filter | --all) [--older-than 7d]
+  jobmesh dlq stats [--queue Q]
+  jobmesh dlq quarantine <id>… [--reason TEXT]
+  jobmesh dlq release <id>…
+                  dead letters; filter: [--queue Q] [--name JOB] [--category C] [--since T] [--until T],
+                  T an ISO time or how long ago (30m, 2h, 7d). Without ids or a filter, replay and purge
+                  need --all
   jobmesh conformance --worker "<command>" [--rule NAME]…
                   start a Jobmesh of its own, run <command> as a remote worker (env JOBMESH_ADDRESS,
                   JOBMESH_QUEUES=conformance) and check it follows the WorkerService protocol
 
 Global flags: --address host:port (env JOBMESH_ADDRESS), --api-key KEY (env JOBMESH_API_KEY),
-              --timeout 10s (env JOBMESH_TIMEOUT), --json (machine-readable output, one JSON value per line)`;
+              --timeout 10s (env JOBMESH_TIMEOUT), --json (machine-readable output, one JSON value per line),
+              --dlq-address host:port (env JOBMESH_DLQ_ADDRESS; DeadLetterService, when not at --address)`;
 
 /** Pulls the global flags out of argv, wherever they stand. */
-function globalFlags(argv: string[]): { rest: string[]; address?: string; apiKey?: string; timeout?: string; json: boolean; help: boolean } {
+function globalFlags(argv: string[]): { rest: string[]; address?: string; dlqAddress?: string; apiKey?: string; timeout?: string; json: boolean; help: boolean } {
   const rest: string[] = [];
-  const flags: { address?: string; apiKey?: string; timeout?: string; json: boolean; help: boolean } = { json: false, help: false };
+  const flags: { address?: string; dlqAddress?: string; apiKey?: string; timeout?: string; json: boolean; help: boolean } = { json: false, help: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const [name, inline] = a.startsWith('--') ? (a.split(/=(.*)/s, 2) as [string, string | undefined]) : [a, undefined];
@@ -40,6 +52,7 @@ function globalFlags(argv: string[]): { rest: string[]; address?: string; apiKey
     if (name === '--json') flags.json = true;
     else if (name === '--help' || name === '-h') flags.help = true;
     else if (name === '--address') flags.address = value();
+    else if (name === '--dlq-address') flags.dlqAddress = value();
     else if (name === '--api-key') flags.apiKey = value();
     else if (name === '--timeout') flags.timeout = value();
     else rest.push(a);
@@ -75,15 +88,19 @@ async function main(argv: string[]): Promise<number> {
     if (!worker) throw new UsageError('conformance needs --worker "<command>"');
     return runConformance({ worker, only });
   }
-  const handler = COMMANDS[command];
+  const handler = command === 'dlq' ? dlq : COMMANDS[command];
   if (!handler) throw new UsageError(`unknown command "${command}"`);
-  const env = loadCliEnv({ ...process.env, ...(flags.timeout && { JOBMESH_TIMEOUT: flags.timeout }) });
-  const client = new JobmeshClient({ address: flags.address ?? env.JOBMESH_ADDRESS, apiKey: flags.apiKey ?? env.JOBMESH_API_KEY, timeoutMs: env.JOBMESH_TIMEOUT });
+  const env = parseEnv(cliEnvSchema, { ...process.env, ...(flags.timeout && { JOBMESH_TIMEOUT: flags.timeout }) });
+  const address = flags.address ?? env.JOBMESH_ADDRESS;
+  const apiKey = flags.apiKey ?? env.JOBMESH_API_KEY;
+  const client = new JobmeshClient({ address, apiKey, timeoutMs: env.JOBMESH_TIMEOUT });
+  const deadLetters = new DeadLetters(flags.dlqAddress ?? env.JOBMESH_DLQ_ADDRESS ?? address, { apiKey, timeoutMs: env.JOBMESH_TIMEOUT });
   try {
-    await handler(args, { client, json: flags.json, out: (l) => process.stdout.write(`${l}\n`) });
+    await handler(args, { client, deadLetters, json: flags.json, out: (l) => process.stdout.write(`${l}\n`) });
     return 0;
   } finally {
     client.close();
+    deadLetters.close();
   }
 }
 
