@@ -6,12 +6,33 @@ import { existsSync, readFileSync } from 'node:fs';
 import { posix, resolve } from 'node:path';
 import { commonEnvSchema, parseConfigFile, parseEnv, splitHostPort } from '@jobmesh/config';
 import YAML from 'yaml';
+import { deadLetterEnvSchema } from '../../services/dead-letter/src/config';
+import { schedulerEnvSchema } from '../../services/scheduler/src/config';
+import { workerPoolEnvSchema } from '../../services/worker-pool/src/config';
 
 const ROOT = resolve(__dirname, '../..');
 const read = (path: string): string => readFileSync(resolve(ROOT, path), 'utf8');
 const GRPC_PORT = 50051;
 const HTTP_PORT = 9464;
 const ENV_KEYS = new Set(Object.keys(commonEnvSchema.shape));
+
+/** Every Jobmesh service, by the script its container runs, with the settings it reads. */
+const SERVICES = {
+  scheduler: schedulerEnvSchema,
+  'worker-pool': workerPoolEnvSchema,
+  'dead-letter': deadLetterEnvSchema,
+} as const;
+type ServiceName = keyof typeof SERVICES;
+const SERVICE_NAMES = Object.keys(SERVICES) as ServiceName[];
+const scriptOf = (service: ServiceName): string => `services/${service}/dist/main.js`;
+const serviceOfScript = (script: string | undefined): ServiceName | undefined => SERVICE_NAMES.find((n) => scriptOf(n) === script);
+
+/**
+ * How long SIGTERM may take at most: the worker-pool waits up to the grace for active jobs, then up
+ * to the grace again for gRPC calls (services/worker-pool/src/start.ts); the others wait once.
+ */
+const maxStopMs = (service: ServiceName, env: Record<string, unknown>): number =>
+  (service === 'worker-pool' ? 2 : 1) * (env.JOBMESH_SHUTDOWN_GRACE as number);
 
 // ---------------------------------------------------------------------------------------------
 // Kubernetes
@@ -30,9 +51,14 @@ interface Container {
   command?: string[];
   args?: string[];
   ports?: { name?: string; containerPort: number }[];
-  env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
+  env?: {
+    name: string;
+    value?: string;
+    valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean }; fieldRef?: { fieldPath: string } };
+  }[];
   envFrom?: { configMapRef?: { name: string } }[];
   readinessProbe?: Probe;
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
   livenessProbe?: Probe;
   startupProbe?: Probe;
   securityContext?: { runAsNonRoot?: boolean; readOnlyRootFilesystem?: boolean; allowPrivilegeEscalation?: boolean };
@@ -99,15 +125,30 @@ function podEnv(objects: K8sObject[], c: Container): Record<string, string> {
   for (const e of c.env ?? []) {
     const ref = e.valueFrom?.secretKeyRef;
     if (ref) {
-      const secret = objects.find((o) => o.kind === 'Secret' && o.metadata.name === ref.name);
+      const value = objects.find((o) => o.kind === 'Secret' && o.metadata.name === ref.name)?.data?.[ref.key];
+      if (value !== undefined) env[e.name] = Buffer.from(value, 'base64').toString('utf8');
+      // An optional Secret nobody created leaves the variable unset, as the kubelet does.
+      else if (ref.optional) continue;
       // A Secret the overlay leaves to the operator (prod): stand in a valid URL to check the rest.
-      env[e.name] = secret ? Buffer.from(secret.data![ref.key]!, 'base64').toString('utf8') : 'redis://redis.example:6379';
+      else env[e.name] = 'redis://redis.example:6379';
+    } else if (e.valueFrom?.fieldRef) {
+      env[e.name] = `<${e.valueFrom.fieldRef.fieldPath}>`;
     } else if (e.value !== undefined) {
       env[e.name] = e.value;
     }
   }
   return env;
 }
+
+/** Which Jobmesh service a Deployment runs, by its script. */
+function serviceOf(d: K8sObject): ServiceName {
+  const service = serviceOfScript(jobmeshContainer(d).args?.[0]);
+  if (!service) throw new Error(`${d.metadata.name} runs no known service: ${jobmeshContainer(d).args?.join(' ')}`);
+  return service;
+}
+
+const selects = (s: K8sObject, d: K8sObject): boolean =>
+  Object.entries(s.spec.selector as Record<string, string>).every(([k, v]) => d.spec.template.metadata.labels[k] === v);
 
 describe.each(['dev', 'prod'])('deploy/k8s/overlays/%s', (overlay) => {
   let objects: K8sObject[];
@@ -116,9 +157,16 @@ describe.each(['dev', 'prod'])('deploy/k8s/overlays/%s', (overlay) => {
     objects = kustomize(`deploy/k8s/overlays/${overlay}`);
   });
 
-  it('renders a Deployment and a Service for the scheduler, labelled as part of Jobmesh', () => {
-    expect(jobmeshDeployments(objects).map((d) => d.metadata.name)).toContain('jobmesh-scheduler');
-    expect(ofKind(objects, 'Service').map((s) => s.metadata.name)).toContain('jobmesh-scheduler');
+  it('renders a Deployment and a Service for every service, labelled as part of Jobmesh', () => {
+    expect(jobmeshDeployments(objects).map((d) => d.metadata.name).sort()).toEqual(SERVICE_NAMES.map((n) => `jobmesh-${n}`).sort());
+    for (const name of SERVICE_NAMES) {
+      const d = named(objects, 'Deployment', `jobmesh-${name}`);
+      expect({ deployment: d.metadata.name, runs: serviceOf(d) }).toEqual({ deployment: d.metadata.name, runs: name });
+      // gRPC for clients (the worker-pool's: remote workers), and HTTP.
+      const service = named(objects, 'Service', `jobmesh-${name}`);
+      expect(selects(service, d)).toBe(true);
+      expect((service.spec.ports as { port: number }[]).map((p) => p.port)).toEqual(expect.arrayContaining([GRPC_PORT, HTTP_PORT]));
+    }
     for (const o of objects.filter((o) => ['Deployment', 'Service', 'PodDisruptionBudget'].includes(o.kind))) {
       expect({ object: `${o.kind}/${o.metadata.name}`, labels: o.metadata.labels }).toEqual({
         object: `${o.kind}/${o.metadata.name}`,
@@ -138,11 +186,32 @@ describe.each(['dev', 'prod'])('deploy/k8s/overlays/%s', (overlay) => {
   it('has every Jobmesh container listen on gRPC 50051 and HTTP 9464, probed there', () => {
     for (const d of jobmeshDeployments(objects)) {
       const c = jobmeshContainer(d);
+      const where = d.metadata.name;
       expect(c.ports?.map((p) => p.containerPort)).toEqual(expect.arrayContaining([GRPC_PORT, HTTP_PORT]));
-      expect(c.readinessProbe?.grpc?.port).toBe(GRPC_PORT);
+      // Ready: gRPC health (NOT_SERVING from SIGTERM on), or /readyz (Redis answers).
+      const ready = c.readinessProbe;
+      const readiness = ready?.grpc ? `grpc:${ready.grpc.port}` : ready?.httpGet ? `${ready.httpGet.path}:${portNumber(c, ready.httpGet.port)}` : undefined;
+      expect({ where, readiness }).toEqual({ where, readiness: expect.stringMatching(new RegExp(`^(grpc:${GRPC_PORT}|/readyz:${HTTP_PORT})$`)) });
+      // /readyz answers before gRPC listens: then a gRPC startup probe holds readiness back until it does.
+      if (!ready?.grpc) expect({ where, startup: c.startupProbe?.grpc?.port }).toEqual({ where, startup: GRPC_PORT });
       expect(c.livenessProbe?.httpGet?.path).toBe('/livez');
       expect(portNumber(c, c.livenessProbe!.httpGet!.port)).toBe(HTTP_PORT);
       if (c.startupProbe?.httpGet) expect(portNumber(c, c.startupProbe.httpGet.port)).toBe(HTTP_PORT);
+    }
+  });
+
+  it('has Prometheus scrape every Jobmesh pod’s metrics port, and gives pods time to stop', () => {
+    for (const d of jobmeshDeployments(objects)) {
+      const where = d.metadata.name;
+      expect({ where, annotations: d.spec.template.metadata.annotations }).toEqual({
+        where,
+        annotations: expect.objectContaining({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(HTTP_PORT), 'prometheus.io/path': '/metrics' }),
+      });
+      // The kubelet kills the pod after terminationGracePeriodSeconds: longer than SIGTERM may take.
+      const env = parseEnv(SERVICES[serviceOf(d)], podEnv(objects, jobmeshContainer(d)));
+      const graceMs = (d.spec.template.spec.terminationGracePeriodSeconds as number) * 1000;
+      expect({ where, graceMs }).toEqual({ where, graceMs: expect.any(Number) });
+      expect(graceMs).toBeGreaterThan(maxStopMs(serviceOf(d), env));
     }
   });
 
@@ -156,23 +225,87 @@ describe.each(['dev', 'prod'])('deploy/k8s/overlays/%s', (overlay) => {
         expect({ where, resources: (c as { resources?: unknown }).resources }).toEqual({ where, resources: expect.objectContaining({ requests: expect.any(Object) }) });
       }
     }
+    // Jobmesh containers: CPU and memory requested, memory bounded, nothing more than the defaults allow.
+    for (const d of jobmeshDeployments(objects)) {
+      const c = jobmeshContainer(d);
+      const where = d.metadata.name;
+      expect({ where, requests: Object.keys(c.resources?.requests ?? {}).sort(), memoryLimit: c.resources?.limits?.memory }).toEqual({
+        where,
+        requests: ['cpu', 'memory'],
+        memoryLimit: expect.stringMatching(/^\d+(Mi|Gi)$/),
+      });
+      expect({ where, pod: d.spec.template.spec.securityContext, automount: d.spec.template.spec.automountServiceAccountToken }).toEqual({
+        where,
+        pod: expect.objectContaining({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } }),
+        automount: false,
+      });
+      expect({ where, drop: (c.securityContext as { capabilities?: { drop?: string[] } })?.capabilities?.drop }).toEqual({ where, drop: ['ALL'] });
+    }
   });
 
   it('gives each service an environment it accepts, from the ConfigMap and REDIS_URL from the Secret', () => {
     for (const d of jobmeshDeployments(objects)) {
       const c = jobmeshContainer(d);
+      const service = serviceOf(d);
       const configMap = c.envFrom?.find((f) => f.configMapRef)?.configMapRef?.name;
       expect(configMap).toMatch(/^jobmesh-config(-[a-z0-9]+)?$/);
-      // A misspelt key would be ignored by the service without a word.
+      // A misspelt key would be ignored by the service without a word. The shared ConfigMap holds
+      // what every service reads; a service's own settings are in its container's env.
       for (const key of Object.keys(named(objects, 'ConfigMap', configMap!).data ?? {})) expect(ENV_KEYS).toContain(key);
+      const own = new Set(Object.keys(SERVICES[service].shape));
+      for (const e of c.env ?? []) {
+        if (!e.name.startsWith('OTEL_')) expect({ service, key: e.name, known: own.has(e.name) }).toEqual({ service, key: e.name, known: true });
+      }
       expect(c.env?.find((e) => e.name === 'REDIS_URL')?.valueFrom?.secretKeyRef).toEqual({
         name: expect.stringMatching(/^jobmesh-redis(-[a-z0-9]+)?$/),
         key: 'REDIS_URL',
       });
-      const env = parseEnv(commonEnvSchema, podEnv(objects, c));
+      expect(c.env?.find((e) => e.name === 'OTEL_SERVICE_NAME')?.value).toBe(`jobmesh-${service}`);
+      const env = parseEnv(SERVICES[service], podEnv(objects, c));
       expect(splitHostPort(env.JOBMESH_GRPC_ADDRESS)).toEqual({ host: '0.0.0.0', port: GRPC_PORT });
       expect(splitHostPort(env.JOBMESH_HTTP_ADDRESS)).toEqual({ host: '0.0.0.0', port: HTTP_PORT });
     }
+  });
+
+  it('takes the dead-letter webhooks from an optional Secret, never from the ConfigMap', () => {
+    const c = jobmeshContainer(named(objects, 'Deployment', 'jobmesh-dead-letter'));
+    const configMap = named(objects, 'ConfigMap', c.envFrom!.find((f) => f.configMapRef)!.configMapRef!.name);
+    // The URLs may hold tokens, and the signing key is a secret.
+    const webhookKeys = Object.keys(deadLetterEnvSchema.shape).filter((k) => /^JOBMESH_DLQ_WEBHOOK_(INFO|WARNING|CRITICAL|SECRET)$/.test(k));
+    expect(webhookKeys.length).toBeGreaterThan(0);
+    for (const key of webhookKeys) {
+      expect(Object.keys(configMap.data ?? {})).not.toContain(key);
+      const e = c.env?.find((x) => x.name === key);
+      expect({ key, from: e?.valueFrom?.secretKeyRef, value: e?.value }).toEqual({
+        key,
+        from: { name: expect.not.stringMatching(/^jobmesh-redis/), key, optional: true },
+        value: undefined,
+      });
+    }
+    // Nobody has to create it: the service starts without webhooks.
+    expect(podEnv(objects, c)).not.toHaveProperty('JOBMESH_DLQ_WEBHOOK_CRITICAL');
+  });
+
+  it('points the dead-letter service at the scheduler’s Service and gRPC port, and the worker-pool’s Service at its gRPC port', () => {
+    const deadLetter = named(objects, 'Deployment', 'jobmesh-dead-letter');
+    const env = parseEnv(deadLetterEnvSchema, podEnv(objects, jobmeshContainer(deadLetter)));
+    const { host, port } = splitHostPort(env.JOBMESH_SCHEDULER_ADDRESS);
+    // A Service in the same namespace, by its short name, that selects the scheduler's pods.
+    const service = named(objects, 'Service', host);
+    const scheduler = named(objects, 'Deployment', 'jobmesh-scheduler');
+    expect(selects(service, scheduler)).toBe(true);
+    const schedulerContainer = jobmeshContainer(scheduler);
+    const servicePort = (service.spec.ports as { port: number; targetPort: number | string }[]).find((p) => p.port === port);
+    expect(servicePort).toBeDefined();
+    const listens = splitHostPort(parseEnv(schedulerEnvSchema, podEnv(objects, schedulerContainer)).JOBMESH_GRPC_ADDRESS).port;
+    expect(portNumber(schedulerContainer, servicePort!.targetPort)).toBe(listens);
+
+    const workerPool = named(objects, 'Deployment', 'jobmesh-worker-pool');
+    const workers = named(objects, 'Service', 'jobmesh-worker-pool');
+    expect(selects(workers, workerPool)).toBe(true);
+    const grpc = (workers.spec.ports as { name: string; targetPort: number | string; appProtocol?: string }[]).find((p) => p.name === 'grpc');
+    expect(portNumber(jobmeshContainer(workerPool), grpc!.targetPort)).toBe(GRPC_PORT);
+    expect(grpc!.appProtocol).toBe('kubernetes.io/h2c');
   });
 
   it('mounts the queue config file where JOBMESH_CONFIG points, and it parses with the real parser', () => {
@@ -202,9 +335,7 @@ describe.each(['dev', 'prod'])('deploy/k8s/overlays/%s', (overlay) => {
 
   it('has every Service select a Deployment’s pods and target ports that container declares', () => {
     for (const s of ofKind(objects, 'Service')) {
-      const d = ofKind(objects, 'Deployment').find((d) =>
-        Object.entries(s.spec.selector as Record<string, string>).every(([k, v]) => d.spec.template.metadata.labels[k] === v),
-      );
+      const d = ofKind(objects, 'Deployment').find((d) => selects(s, d));
       expect({ service: s.metadata.name, selects: d?.metadata.name }).toEqual({ service: s.metadata.name, selects: expect.any(String) });
       const declared = containersOf(d!).flatMap((c) => c.ports ?? []);
       for (const p of s.spec.ports as { targetPort: number | string }[]) {
@@ -214,10 +345,13 @@ describe.each(['dev', 'prod'])('deploy/k8s/overlays/%s', (overlay) => {
   });
 
   if (overlay === 'prod') {
-    it('runs three read-only replicas of each service in production mode, behind a PodDisruptionBudget', () => {
+    it('runs several read-only replicas of each service in production mode, behind a PodDisruptionBudget', () => {
       const pdbs = ofKind(objects, 'PodDisruptionBudget');
+      expect(named(objects, 'Deployment', 'jobmesh-scheduler').spec.replicas).toBe(3);
       for (const d of jobmeshDeployments(objects)) {
-        expect(d.spec.replicas).toBe(3);
+        const replicas = d.spec.replicas as number;
+        expect({ deployment: d.metadata.name, replicas }).toEqual({ deployment: d.metadata.name, replicas: expect.any(Number) });
+        expect(replicas).toBeGreaterThanOrEqual(2);
         const c = jobmeshContainer(d);
         expect(c.securityContext?.readOnlyRootFilesystem).toBe(true);
         expect(podEnv(objects, c).JOBMESH_MODE).toBe('production');
@@ -225,9 +359,9 @@ describe.each(['dev', 'prod'])('deploy/k8s/overlays/%s', (overlay) => {
           Object.entries(p.spec.selector.matchLabels as Record<string, string>).every(([k, v]) => d.spec.template.metadata.labels[k] === v),
         );
         expect({ deployment: d.metadata.name, pdb: pdb?.metadata.name }).toEqual({ deployment: d.metadata.name, pdb: expect.any(String) });
-        // Keeps at least two of three running through a drain.
+        // One pod at a time through a drain: some keep running, and a drain can still proceed.
         if (pdb!.spec.maxUnavailable !== undefined) expect(pdb!.spec.maxUnavailable).toBe(1);
-        else expect(pdb!.spec.minAvailable).toBeGreaterThanOrEqual(2);
+        else expect(pdb!.spec.minAvailable).toBe(replicas - 1);
       }
     });
 
@@ -447,13 +581,20 @@ describe('Tiltfile and deploy/docker/Dockerfile.tilt', () => {
     expect(tiltfile).toMatch(/entrypoint=\['\/tilt-restart-wrapper', '--watch_file=' \+ RESTART_FILE, 'node'\]/);
   });
 
-  it('deploys the dev overlay and forwards gRPC 50051 and HTTP 9464 of a Deployment it renders', () => {
+  it('deploys the dev overlay and forwards gRPC 50051 and HTTP 9464 of every service, on host ports that differ', () => {
     const overlay = /k8s_yaml\(kustomize\('([^']+)'\)\)/.exec(tiltfile)?.[1];
     expect(overlay).toBe('deploy/k8s/overlays/dev');
-    const deployments = ofKind(kustomize(overlay!), 'Deployment').map((d) => d.metadata.name);
-    const resource = /k8s_resource\(\s*'([^']+)',\s*port_forwards=\[([^\]]*)\]/.exec(tiltfile);
-    expect(deployments).toContain(resource?.[1]);
-    expect(resource![2]!.match(/'[^']+'/g)).toEqual([`'${GRPC_PORT}:${GRPC_PORT}'`, `'${HTTP_PORT}:${HTTP_PORT}'`]);
+    const deployments = jobmeshDeployments(kustomize(overlay!)).map((d) => d.metadata.name);
+    const resources = [...tiltfile.matchAll(/k8s_resource\(\s*'([^']+)',\s*port_forwards=\[([^\]]*)\]/g)].map((m) => ({
+      name: m[1]!,
+      forwards: (m[2]!.match(/'[^']+'/g) ?? []).map((f) => f.slice(1, -1).split(':').map(Number) as [number, number]),
+    }));
+    expect(resources.map((r) => r.name).sort()).toEqual([...deployments].sort());
+    for (const r of resources) expect({ resource: r.name, to: r.forwards.map(([, to]) => to) }).toEqual({ resource: r.name, to: [GRPC_PORT, HTTP_PORT] });
+    const hostPorts = resources.flatMap((r) => r.forwards.map(([from]) => from));
+    expect(new Set(hostPorts).size).toBe(hostPorts.length);
+    // The scheduler keeps the ports every example and the CLI default to.
+    expect(resources.find((r) => r.name === 'jobmesh-scheduler')?.forwards).toEqual([[GRPC_PORT, GRPC_PORT], [HTTP_PORT, HTTP_PORT]]);
   });
 });
 
@@ -469,6 +610,21 @@ interface ComposeService {
   volumes?: string[];
   depends_on?: Record<string, { condition: string }> | string[];
   healthcheck?: { test: string[] };
+  deploy?: { replicas?: number };
+  stop_grace_period?: string;
+}
+
+/** Compose's ${VAR:-default} and ${VAR-default} as on a machine where VAR is unset; $$ is a $. */
+const interpolate = (value: string): string =>
+  value.replace(/\$\$|\$\{(\w+)(?::?-([^}]*))?\}/g, (m, _name: string, fallback?: string) => (m === '$$' ? '$' : (fallback ?? '')));
+
+/** A Compose duration ("40s", "1m15s") in ms; Compose waits 10s by default. */
+function composeDurationMs(text: string | undefined): number {
+  if (text === undefined) return 10_000;
+  const units: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
+  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g)];
+  expect(parts.map((p) => p[0]).join('')).toBe(text);
+  return parts.reduce((sum, p) => sum + Number(p[1]) * units[p[2]!]!, 0);
 }
 
 describe('docker-compose.yml', () => {
@@ -490,8 +646,8 @@ describe('docker-compose.yml', () => {
       .map((v) => v.split(':') as [string, string])
       .filter(([source]) => source.startsWith('.') || source.startsWith('/'));
 
-  it('runs redis, jaeger, prometheus, grafana and the scheduler', () => {
-    expect(Object.keys(services)).toEqual(expect.arrayContaining(['redis', 'jaeger', 'prometheus', 'grafana', 'scheduler']));
+  it('runs redis, jaeger, prometheus, grafana, the scheduler, the worker-pool and the dead-letter service', () => {
+    expect(Object.keys(services)).toEqual(expect.arrayContaining(['redis', 'jaeger', 'prometheus', 'grafana', 'scheduler', 'worker-pool', 'dead-letter']));
     expect(services.redis!.image).toMatch(/^redis:7/);
     expect(services.jaeger!.image).toMatch(/^jaegertracing\/all-in-one:/);
     expect(services.prometheus!.image).toMatch(/^prom\/prometheus:/);
@@ -519,6 +675,74 @@ describe('docker-compose.yml', () => {
 
   it('publishes the scheduler’s gRPC and HTTP ports', () => {
     expect(containerPorts(scheduler)).toEqual(expect.arrayContaining([GRPC_PORT, HTTP_PORT]));
+  });
+
+  /** The Jobmesh services by name, from the script each runs. */
+  const jobmesh = Object.entries(services).flatMap(([name, s]) => {
+    const service = serviceOfScript(s.command?.[1]);
+    return service ? [{ name, service, s }] : [];
+  });
+
+  it('runs every Jobmesh service from the one image, with an environment it accepts', () => {
+    expect(jobmesh.map((j) => j.service).sort()).toEqual([...SERVICE_NAMES].sort());
+    for (const { name, service, s } of jobmesh) {
+      expect({ name, image: s.image, dockerfile: s.build?.dockerfile, command: s.command }).toEqual({
+        name,
+        image: scheduler.image,
+        dockerfile: 'deploy/docker/Dockerfile',
+        command: ['node', scriptOf(service)],
+      });
+      const raw = s.environment ?? {};
+      const own = new Set(Object.keys(SERVICES[service].shape));
+      for (const key of Object.keys(raw).filter((k) => !k.startsWith('OTEL_'))) expect({ name, key, known: own.has(key) }).toEqual({ name, key, known: true });
+      const values = Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, interpolate(String(v))]));
+      expect(values.OTEL_SERVICE_NAME).toBe(`jobmesh-${service}`);
+      const parsed = parseEnv(SERVICES[service], values);
+      expect(new URL(parsed.REDIS_URL!).hostname).toBe('redis');
+      expect(splitHostPort(parsed.JOBMESH_GRPC_ADDRESS)).toEqual({ host: '0.0.0.0', port: GRPC_PORT });
+      expect(splitHostPort(parsed.JOBMESH_HTTP_ADDRESS)).toEqual({ host: '0.0.0.0', port: HTTP_PORT });
+      expect(s.depends_on).toMatchObject({ redis: { condition: 'service_healthy' } });
+      expect(s.healthcheck?.test.join(' ')).toContain(`:${HTTP_PORT}/readyz`);
+      expect(bindMounts(s).find(([, target]) => target === parsed.JOBMESH_CONFIG)).toBeDefined();
+      // Compose kills the container after stop_grace_period: longer than SIGTERM may take.
+      expect({ name, stopMs: composeDurationMs(s.stop_grace_period) }).toEqual({ name, stopMs: expect.any(Number) });
+      expect(composeDurationMs(s.stop_grace_period)).toBeGreaterThan(maxStopMs(service, parsed));
+    }
+  });
+
+  it('runs several worker-pool replicas, publishing no port that they would clash on', () => {
+    const [workerPool] = jobmesh.filter((j) => j.service === 'worker-pool');
+    expect(workerPool!.s.deploy?.replicas).toBeGreaterThanOrEqual(2);
+    expect(workerPool!.s.ports ?? []).toEqual([]);
+  });
+
+  it('publishes host ports on 127.0.0.1 only, none twice: gRPC of the scheduler and the dead-letter service', () => {
+    const published = Object.entries(services).flatMap(([name, s]) =>
+      (s.ports ?? []).map((p) => {
+        const [ip, host, container] = String(p).split(':');
+        return { name, ip, host: Number(host), container: Number(container) };
+      }),
+    );
+    for (const p of published) expect({ ...p, ip: p.ip }).toEqual({ ...p, ip: '127.0.0.1' });
+    const hostPorts = published.map((p) => p.host);
+    expect(new Set(hostPorts).size).toBe(hostPorts.length);
+    const grpc = published.filter((p) => jobmesh.some((j) => j.name === p.name) && p.container === GRPC_PORT);
+    expect(grpc.map((p) => jobmesh.find((j) => j.name === p.name)!.service).sort()).toEqual(['dead-letter', 'scheduler']);
+  });
+
+  it('points the dead-letter service at the scheduler’s gRPC port, and webhooks default to none', () => {
+    const [deadLetter] = jobmesh.filter((j) => j.service === 'dead-letter');
+    const values = Object.fromEntries(Object.entries(deadLetter!.s.environment ?? {}).map(([k, v]) => [k, interpolate(String(v))]));
+    const parsed = parseEnv(deadLetterEnvSchema, values);
+    const { host, port } = splitHostPort(parsed.JOBMESH_SCHEDULER_ADDRESS);
+    expect(serviceOfScript(services[host]?.command?.[1])).toBe('scheduler');
+    expect(port).toBe(splitHostPort(env.JOBMESH_GRPC_ADDRESS!).port);
+    // Not written in the file (they may hold tokens): from the shell or .env, unset otherwise.
+    for (const key of ['JOBMESH_DLQ_WEBHOOK_INFO', 'JOBMESH_DLQ_WEBHOOK_WARNING', 'JOBMESH_DLQ_WEBHOOK_CRITICAL', 'JOBMESH_DLQ_WEBHOOK_SECRET']) {
+      const raw = deadLetter!.s.environment?.[key];
+      if (raw !== undefined && raw !== null) expect({ key, raw }).toEqual({ key, raw: `\${${key}:-}` });
+      expect(parsed[key as keyof typeof parsed]).toBeUndefined();
+    }
   });
 
   it('starts the scheduler once Redis answers, and runs Redis as production mode requires', () => {
@@ -551,20 +775,43 @@ describe('docker-compose.yml', () => {
     expect(parseConfigFile(read(mount![0]), mount![0]).length).toBeGreaterThan(0);
   });
 
-  it('has Prometheus scrape the scheduler’s metrics port, with the config it mounts', () => {
+  it('has Prometheus scrape every Jobmesh service’s metrics port, labelled with the service, with the config it mounts', () => {
     const [source] = bindMounts(services.prometheus!).find(([, target]) => target === '/etc/prometheus') ?? [];
     expect(source).toBeDefined();
     const config = YAML.parse(read(posix.join(source!, 'prometheus.yml'))) as {
-      scrape_configs: { job_name: string; metrics_path?: string; static_configs: { targets: string[] }[] }[];
+      rule_files?: string[];
+      scrape_configs: {
+        job_name: string;
+        metrics_path?: string;
+        static_configs?: { targets: string[]; labels?: Record<string, string> }[];
+        dns_sd_configs?: { names: string[]; type?: string; port: number }[];
+        relabel_configs?: { source_labels?: string[]; regex?: string; target_label?: string; replacement?: string }[];
+      }[];
     };
-    const targets = config.scrape_configs.flatMap((j) => j.static_configs.flatMap((c) => c.targets.map((t) => ({ job: j, target: t }))));
-    const toScheduler = targets.find(({ target }) => target === `scheduler:${splitHostPort(env.JOBMESH_HTTP_ADDRESS!).port}`);
-    expect(toScheduler).toBeDefined();
-    expect(toScheduler!.job.metrics_path ?? '/metrics').toBe('/metrics');
+    // Static targets carry their labels; DNS ones (a scaled service: every replica) get `service`
+    // from the name they were found by.
+    const targets = config.scrape_configs.flatMap((j) => [
+      ...(j.static_configs ?? []).flatMap((c) => c.targets.map((t) => ({ job: j, target: t, service: c.labels?.service }))),
+      ...(j.dns_sd_configs ?? []).flatMap((c) =>
+        c.names.map((n) => {
+          const relabel = j.relabel_configs?.find((r) => r.target_label === 'service' && r.source_labels?.join() === '__meta_dns_name');
+          return { job: j, target: `${n}:${c.port}`, service: relabel && new RegExp(`^(?:${relabel.regex ?? '(.*)'})$`).test(n) ? n : undefined };
+        }),
+      ),
+    ]);
+    for (const { name, s } of jobmesh) {
+      const port = splitHostPort(interpolate(s.environment!.JOBMESH_HTTP_ADDRESS!)).port;
+      const to = targets.find(({ target }) => target === `${name}:${port}`);
+      expect({ name, scraped: to?.target, service: to?.service }).toEqual({ name, scraped: `${name}:${port}`, service: name });
+      expect(to!.job.metrics_path ?? '/metrics').toBe('/metrics');
+    }
     for (const { target } of targets) {
       const host = splitHostPort(target).host;
       if (host !== 'localhost') expect(Object.keys(services)).toContain(host);
     }
+    // Rule files resolve next to the config, in the container as in the repository.
+    expect(config.rule_files?.length).toBeGreaterThan(0);
+    for (const file of config.rule_files!) expect({ file, exists: existsSync(resolve(ROOT, source!, file)) }).toEqual({ file, exists: true });
   });
 
   it('provisions Grafana with data sources that reach the prometheus and jaeger services', () => {
