@@ -1,8 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import * as pb from '@jobmesh/contracts';
 import { parseDuration } from '@jobmesh/core';
-import { JobmeshClient } from '@jobmesh/sdk';
-import type { DeadLetters } from './dlq';
+import type { DeadLetterClient, JobmeshClient } from '@jobmesh/sdk';
 import { describeJob, eventName, queueRow, scheduleRow, stateName, table, time } from './format';
 
 /** A mistake in how the command was called; main prints it with the usage and exits 2. */
@@ -13,7 +12,7 @@ export class UsageError extends Error {
 export interface CommandContext {
   client: JobmeshClient;
   /** DeadLetterService, at --dlq-address (the same address as `client` unless told otherwise). */
-  deadLetters: DeadLetters;
+  deadLetters: DeadLetterClient;
   json: boolean;
   out(line: string): void;
 }

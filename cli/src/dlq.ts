@@ -1,39 +1,6 @@
-import { type CallOptions, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { type Handler, UsageError, durationMs, flags, int, jsonObject, msDuration, print } from './commands';
 import { DEAD_LETTER_COLUMNS, deadLetterRow, describeDeadLetter, table } from './format';
-
-type Unary<Req, Res> = (req: Req, md: Metadata, opts: Partial<CallOptions>, cb: (err: ServiceError | null, res: Res) => void) => unknown;
-
-/** A promise-returning DeadLetterService client with the CLI's API key and deadline. */
-export class DeadLetters {
-  private readonly raw: pb.DeadLetterServiceClient;
-
-  constructor(
-    address: string,
-    private readonly opts: { apiKey?: string; timeoutMs: number },
-  ) {
-    this.raw = new pb.DeadLetterServiceClient(address, credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
-  }
-
-  private call<Req, Res>(method: Unary<Req, Res>, req: Req, deadline: Date | number = Date.now() + this.opts.timeoutMs): Promise<Res> {
-    const md = new Metadata();
-    if (this.opts.apiKey) md.set('authorization', `Bearer ${this.opts.apiKey}`);
-    return new Promise((resolve, reject) => {
-      method.call(this.raw, req, md, { deadline }, (err, res) => (err ? reject(err) : resolve(res)));
-    });
-  }
-
-  list = (req: pb.ListDeadLettersRequest) => this.call(this.raw.listDeadLetters, req);
-  get = (id: string) => this.call(this.raw.getDeadLetter, { id });
-  // No deadline: the server paces a bulk replay at max_per_second, so it may rightly take longer
-  // than --timeout; cut short, it would stop half-way. Ctrl-C cancels the call, which stops it.
-  replay = (req: pb.ReplayDeadLettersRequest) => this.call(this.raw.replayDeadLetters, req, Infinity);
-  purge = (req: pb.PurgeDeadLettersRequest) => this.call(this.raw.purgeDeadLetters, req);
-  quarantine = (req: pb.QuarantineDeadLettersRequest) => this.call(this.raw.quarantineDeadLetters, req);
-  stats = (queue: string) => this.call(this.raw.getDeadLetterStats, { queue });
-  close = (): void => this.raw.close();
-}
 
 const OPTIONS = {
   queue: { type: 'string', short: 'q' },
@@ -112,17 +79,17 @@ export const dlq: Handler = async (args, ctx) => {
     }
     case 'show': {
       const [id] = ids(positionals, 'dlq show <id>');
-      const res = await d.get(id!);
-      return print(ctx, pb.GetDeadLetterResponse.toJSON(res), () => describeDeadLetter(res.deadLetter!));
+      const deadLetter = await d.get(id!);
+      return print(ctx, pb.GetDeadLetterResponse.toJSON({ deadLetter }), () => describeDeadLetter(deadLetter));
     }
     case 'replay': {
       const dataPatch = v.patch === undefined ? undefined : jsonObject(v.patch, '--patch');
-      const res = await d.replay({
-        ...selection('replay', positionals, v),
-        targetQueue: v.to ?? '',
-        dataPatch,
-        maxPerSecond: int(v.rate, '--rate') ?? 0,
-      });
+      // No deadline: the server paces a bulk replay at --rate, so it may rightly take longer than
+      // --timeout, and cut short it would stop half-way. Ctrl-C cancels the call, which stops it.
+      const res = await d.replay(
+        { ...selection('replay', positionals, v), targetQueue: v.to ?? '', dataPatch, maxPerSecond: int(v.rate, '--rate') ?? 0 },
+        { timeoutMs: Infinity },
+      );
       return print(ctx, pb.ReplayDeadLettersResponse.toJSON(res), () =>
         [...res.replayed.map((r) => `${r.deadLetterId} → ${r.job?.queue}/${r.job?.id}`), `replayed ${res.replayed.length}, skipped ${res.skippedQuarantined} quarantined`].join('\n'),
       );

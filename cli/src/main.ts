@@ -4,7 +4,7 @@ import { JobmeshClient } from '@jobmesh/sdk';
 import { COMMANDS, UsageError } from './commands';
 import { cliEnvSchema } from './config';
 import { runConformance } from './conformance';
-import { DeadLetters, dlq } from './dlq';
+import { dlq } from './dlq';
 import { runUp } from './up';
 
 const USAGE = `jobmesh — background jobs over gRPC
@@ -93,14 +93,13 @@ async function main(argv: string[]): Promise<number> {
   const env = parseEnv(cliEnvSchema, { ...process.env, ...(flags.timeout && { JOBMESH_TIMEOUT: flags.timeout }) });
   const address = flags.address ?? env.JOBMESH_ADDRESS;
   const apiKey = flags.apiKey ?? env.JOBMESH_API_KEY;
-  const client = new JobmeshClient({ address, apiKey, timeoutMs: env.JOBMESH_TIMEOUT });
-  const deadLetters = new DeadLetters(flags.dlqAddress ?? env.JOBMESH_DLQ_ADDRESS ?? address, { apiKey, timeoutMs: env.JOBMESH_TIMEOUT });
+  const deadLetterAddress = flags.dlqAddress ?? env.JOBMESH_DLQ_ADDRESS;
+  const client = new JobmeshClient({ address, apiKey, timeoutMs: env.JOBMESH_TIMEOUT, deadLetterAddress });
   try {
-    await handler(args, { client, deadLetters, json: flags.json, out: (l) => process.stdout.write(`${l}\n`) });
+    await handler(args, { client, deadLetters: client.deadLetters, json: flags.json, out: (l) => process.stdout.write(`${l}\n`) });
     return 0;
   } finally {
     client.close();
-    deadLetters.close();
   }
 }
 

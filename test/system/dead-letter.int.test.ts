@@ -6,9 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { type DeepPartial, JobmeshClient } from '@jobmesh/sdk';
+import { DeadLetterClient, JobmeshClient } from '@jobmesh/sdk';
 import { type RedisHandle, startRedis } from '@jobmesh/testing';
 import { Redis } from 'ioredis';
 import { eventually, FAILING_PROCESSOR, killAll, type ServiceProcess, spawnService, startService, stopService } from './fixtures/services';
@@ -22,24 +21,6 @@ const TOTAL = FAIL + FATAL + GHOST;
 const CATEGORY_OF: Record<string, string> = { fail: 'EXHAUSTED_RETRIES', fatal: 'UNRECOVERABLE', ghost: 'PROCESSOR_NOT_FOUND' };
 const EXPECTED_COUNTS = { EXHAUSTED_RETRIES: FAIL, UNRECOVERABLE: FATAL, PROCESSOR_NOT_FOUND: GHOST };
 const tinyBackoff = { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: { seconds: 0, nanos: 10_000_000 } };
-
-type Unary<Req, Res> = (req: Req, md: Metadata, opts: object, cb: (err: ServiceError | null, res: Res) => void) => unknown;
-
-/** A promise-returning DeadLetterService client for a dead-letter process. */
-class DeadLetterClient {
-  private readonly raw: pb.DeadLetterServiceClient;
-  constructor(address: string) {
-    this.raw = new pb.DeadLetterServiceClient(address, credentials.createInsecure());
-  }
-  private call<Req, Res>(m: Unary<Req, Res>, req: Req): Promise<Res> {
-    return new Promise((resolve, reject) => {
-      m.call(this.raw, req, new Metadata(), { deadline: new Date(Date.now() + 10_000) }, (err, res) => (err ? reject(err) : resolve(res)));
-    });
-  }
-  list = (req: DeepPartial<pb.ListDeadLettersRequest>) => this.call(this.raw.listDeadLetters, pb.ListDeadLettersRequest.fromPartial(req as never));
-  stats = (queue: string) => this.call(this.raw.getDeadLetterStats, { queue });
-  close = () => this.raw.close();
-}
 
 let redis: RedisHandle;
 let rc: Redis;
@@ -97,7 +78,7 @@ function spawnDeadLetter(): { svc: ServiceProcess; ready: Promise<ServiceProcess
 /** Starts a dead-letter process and a client of it. */
 async function startDeadLetter(): Promise<{ svc: ServiceProcess; dl: DeadLetterClient }> {
   const svc = await spawnDeadLetter().ready;
-  const dl = new DeadLetterClient(svc.grpcAddress);
+  const dl = DeadLetterClient.connect(svc.grpcAddress);
   dlClients.push(dl);
   return { svc, dl };
 }

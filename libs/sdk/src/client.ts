@@ -10,10 +10,12 @@ export interface JobmeshClientOptions {
   apiKey?: string;
   /** Deadline of each unary call, ms. @default 10000 */
   timeoutMs?: number;
+  /** "host:port" of DeadLetterService, when it runs apart (`jobmesh up` serves it at `address`). @default address */
+  deadLetterAddress?: string;
 }
 
 export interface CallSettings {
-  /** Overrides the client's deadline for this call, ms. */
+  /** Overrides the client's deadline for this call, ms; `Infinity` for none. */
   timeoutMs?: number;
   /** Extra metadata, e.g. a W3C `traceparent`. */
   metadata?: Record<string, string>;
@@ -37,48 +39,43 @@ export type DeepPartial<T> = T extends Date | Buffer | string | number | boolean
       : T;
 
 /**
- * A typed, promise-based client of SchedulerService.
+ * Unary calls with the client's API key, deadline and retry rule, for any generated client.
  *
  * **Retries.** A call that fails with `UNAVAILABLE` (the server could not be reached, or went
- * away before answering) is retried only when repeating it cannot do anything twice:
- * - reads: `getQueue`, `listQueues`, `getJob`, `listJobs`, `getSchedule`, `listSchedules`;
- * - `enqueueJob` / `enqueueJobs`, only when every job carries `options.idempotency_key` or
- *   `options.job_id` (the server then returns the same job instead of adding a second one).
- *
- * Every other call (creates, updates, deletes, cancel, retry, promote, flows, enqueues without a
- * key) fails at once, since the first try may have been applied. Retries back off exponentially
- * from 100 ms to 2 s with full jitter, make at most 4 tries in all, and stay within the call's
- * deadline (`timeoutMs`): the deadline covers all tries, and no retry starts after it. Any other
- * status code is never retried. An aborted `signal` stops retrying.
+ * away before answering) is retried only when it is marked idempotent: repeating it cannot do
+ * anything twice. Retries back off exponentially from 100 ms to 2 s with full jitter, make at most
+ * 4 tries in all, and stay within the call's deadline (`timeoutMs`): the deadline covers all
+ * tries, and no retry starts after it. Any other status code is never retried. An aborted
+ * `signal` stops retrying.
  */
-export class JobmeshClient {
-  readonly scheduler: pb.SchedulerServiceClient;
-  private readonly timeoutMs: number;
+export class Caller {
+  readonly timeoutMs: number;
   private readonly apiKey?: string;
 
-  constructor(opts: JobmeshClientOptions = {}) {
-    this.scheduler = new pb.SchedulerServiceClient(opts.address ?? '127.0.0.1:50051', opts.credentials ?? grpcCredentials.createInsecure(), {
-      'grpc.max_receive_message_length': 64 * 1024 * 1024,
-    });
+  constructor(opts: Pick<JobmeshClientOptions, 'apiKey' | 'timeoutMs'>) {
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.apiKey = opts.apiKey;
   }
 
-  private metadata(s?: CallSettings): Metadata {
+  metadata(s?: CallSettings): Metadata {
     const md = new Metadata();
     if (this.apiKey) md.set('authorization', `Bearer ${this.apiKey}`);
     for (const [k, v] of Object.entries(s?.metadata ?? {})) md.set(k, v);
     return md;
   }
 
-  private call<Req, Res>(method: Unary<Req, Res>, req: Req, s?: CallSettings, idempotent = false): Promise<Res> {
+  /** Calls `method` of `client`; with `idempotent`, retries UNAVAILABLE as the class comment says. */
+  unary<C, Req, Res>(client: C, method: Unary<Req, Res>, req: Req, s?: CallSettings, idempotent = false): Promise<Res> {
     const deadline = Date.now() + (s?.timeoutMs ?? this.timeoutMs);
     const once = (): Promise<Res> =>
       new Promise<Res>((resolve, reject) => {
-        const call = method.call(this.scheduler, req, this.metadata(s), { deadline: new Date(deadline) }, (err, res) => (err ? reject(err) : resolve(res))) as {
-          cancel(): void;
-        };
-        s?.signal?.addEventListener('abort', () => call.cancel(), { once: true });
+        const cancel = (): void => call.cancel();
+        const call = method.call(client, req, this.metadata(s), { deadline }, (err, res) => {
+          s?.signal?.removeEventListener('abort', cancel);
+          if (err) reject(err);
+          else resolve(res);
+        }) as { cancel(): void };
+        s?.signal?.addEventListener('abort', cancel, { once: true });
       });
     if (!idempotent) return once();
     return (async () => {
@@ -96,6 +93,47 @@ export class JobmeshClient {
         }
       }
     })();
+  }
+
+  /** Yields each message of a server stream until it ends; leaving the loop cancels the call. */
+  async *stream<T>(open: (md: Metadata) => ClientReadableStream<T>, s?: Omit<CallSettings, 'timeoutMs'>): AsyncGenerator<T> {
+    const stream = open(this.metadata(s));
+    s?.signal?.addEventListener('abort', () => stream.cancel(), { once: true });
+    try {
+      for await (const msg of stream as AsyncIterable<T>) yield msg;
+    } finally {
+      stream.cancel();
+    }
+  }
+}
+
+/**
+ * A typed, promise-based client of SchedulerService, and of DeadLetterService as `deadLetters`.
+ *
+ * Retried on `UNAVAILABLE` (see Caller), as repeating them cannot do anything twice:
+ * - reads: `getQueue`, `listQueues`, `getJob`, `listJobs`, `getSchedule`, `listSchedules`;
+ * - `enqueueJob` / `enqueueJobs`, only when every job carries `options.idempotency_key` or
+ *   `options.job_id` (the server then returns the same job instead of adding a second one).
+ *
+ * Every other call (creates, updates, deletes, cancel, retry, promote, flows, enqueues without a
+ * key) fails at once, since the first try may have been applied.
+ */
+export class JobmeshClient {
+  readonly scheduler: pb.SchedulerServiceClient;
+  /** DeadLetterService, at `deadLetterAddress` or `address`. */
+  readonly deadLetters: DeadLetterClient;
+  private readonly caller: Caller;
+
+  constructor(opts: JobmeshClientOptions = {}) {
+    const address = opts.address ?? '127.0.0.1:50051';
+    const creds = opts.credentials ?? grpcCredentials.createInsecure();
+    this.scheduler = new pb.SchedulerServiceClient(address, creds, CHANNEL_OPTIONS);
+    this.caller = new Caller(opts);
+    this.deadLetters = new DeadLetterClient(new pb.DeadLetterServiceClient(opts.deadLetterAddress ?? address, creds, CHANNEL_OPTIONS), this.caller);
+  }
+
+  private call<Req, Res>(method: Unary<Req, Res>, req: Req, s?: CallSettings, idempotent = false): Promise<Res> {
+    return this.caller.unary(this.scheduler, method, req, s, idempotent);
   }
 
   /** Read-only calls and keyed enqueues may be repeated; see the class comment. */
@@ -140,19 +178,55 @@ export class JobmeshClient {
 
   /** Streams a job's events until it reaches a terminal state. Break out of the loop to stop. */
   async *watchJob(queue: string, id: string, s?: Omit<CallSettings, 'timeoutMs'>): AsyncGenerator<pb.JobEvent> {
-    const stream: ClientReadableStream<pb.WatchJobResponse> = this.scheduler.watchJob({ queue, id }, this.metadata(s));
-    s?.signal?.addEventListener('abort', () => stream.cancel(), { once: true });
-    try {
-      for await (const msg of stream as AsyncIterable<pb.WatchJobResponse>) if (msg.event) yield msg.event;
-    } finally {
-      stream.cancel();
-    }
+    for await (const msg of this.caller.stream((md) => this.scheduler.watchJob({ queue, id }, md), s)) if (msg.event) yield msg.event;
   }
 
   close(): void {
     this.scheduler.close();
+    this.deadLetters.close();
   }
 }
+
+/**
+ * DeadLetterService (get one from `JobmeshClient.deadLetters`). Reads and quarantine are retried
+ * on UNAVAILABLE; replay and purge are not (a replay repeated after it was applied replays twice).
+ */
+export class DeadLetterClient {
+  constructor(
+    readonly raw: pb.DeadLetterServiceClient,
+    private readonly caller: Caller,
+  ) {}
+
+  /** A client of the DeadLetterService at `address` alone. */
+  static connect(address: string, opts: Omit<JobmeshClientOptions, 'address' | 'deadLetterAddress'> = {}): DeadLetterClient {
+    const raw = new pb.DeadLetterServiceClient(address, opts.credentials ?? grpcCredentials.createInsecure(), CHANNEL_OPTIONS);
+    return new DeadLetterClient(raw, new Caller(opts));
+  }
+
+  list = (req: DeepPartial<pb.ListDeadLettersRequest> = {}, s?: CallSettings) =>
+    this.caller.unary(this.raw, this.raw.listDeadLetters, pb.ListDeadLettersRequest.fromPartial(req as never), s, true);
+  get = (id: string, s?: CallSettings) => this.caller.unary(this.raw, this.raw.getDeadLetter, { id }, s, true).then((r) => r.deadLetter!);
+  stats = (queue = '', s?: CallSettings) => this.caller.unary(this.raw, this.raw.getDeadLetterStats, { queue }, s, true);
+  /** Paced by the server at `max_per_second`: give a bulk replay a deadline to match (or `Infinity`). */
+  replay = (req: DeepPartial<pb.ReplayDeadLettersRequest>, s?: CallSettings) =>
+    this.caller.unary(this.raw, this.raw.replayDeadLetters, pb.ReplayDeadLettersRequest.fromPartial(req as never), s);
+  purge = (req: DeepPartial<pb.PurgeDeadLettersRequest>, s?: CallSettings) =>
+    this.caller.unary(this.raw, this.raw.purgeDeadLetters, pb.PurgeDeadLettersRequest.fromPartial(req as never), s);
+  quarantine = (req: DeepPartial<pb.QuarantineDeadLettersRequest>, s?: CallSettings) =>
+    this.caller.unary(this.raw, this.raw.quarantineDeadLetters, pb.QuarantineDeadLettersRequest.fromPartial(req as never), s, true);
+
+  /** Streams new dead letters matching `filter` until the loop is left or `signal` aborts. */
+  async *watch(filter: DeepPartial<pb.DeadLetterFilter> = {}, s?: Omit<CallSettings, 'timeoutMs'>): AsyncGenerator<pb.DeadLetter> {
+    const req = pb.WatchDeadLettersRequest.fromPartial({ filter } as never);
+    for await (const msg of this.caller.stream((md) => this.raw.watchDeadLetters(req, md), s)) if (msg.deadLetter) yield msg.deadLetter;
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+}
+
+const CHANNEL_OPTIONS = { 'grpc.max_receive_message_length': 64 * 1024 * 1024 };
 
 /** Whether enqueueing `job` twice yields one job: it carries an idempotency key or a job id. */
 function keyed(job: { options?: { idempotencyKey?: string; jobId?: string } } | undefined): boolean {

@@ -81,6 +81,13 @@ export interface ProcessorDefinition<Data = Record<string, unknown>, Result = un
 }
 
 /**
+ * A processor of any data and result: what lists of processors hold. (`ProcessorDefinition` alone
+ * means untyped data, and a processor declared with typed data is not one, as its `process`
+ * accepts less.)
+ */
+export type AnyProcessorDefinition = ProcessorDefinition<any, any>;
+
+/**
  * Declares a processor for jobs named `name` on `queue` ('*': any queue). Export it from a module
  * listed in the config file or in JOBMESH_PROCESSORS.
  *

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { type ChannelCredentials, type ClientDuplexStream, credentials as grpcCredentials, Metadata } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { JobCancelledError, RateLimitError, UnrecoverableError } from '@jobmesh/core';
-import type { JobContext, JobInfo, ProcessorDefinition } from './processor';
+import type { AnyProcessorDefinition, JobContext, JobInfo } from './processor';
 
 /** The logger a RemoteWorker writes to; pino-compatible. */
 export interface RemoteWorkerLogger {
@@ -17,7 +17,7 @@ export interface RemoteWorkerOptions {
   /** A stable id for this worker process. @default `<hostname>-<pid>` */
   workerId?: string;
   /** The processors it runs; its queues and job names come from them. Queue '*' is not allowed. */
-  processors: ProcessorDefinition<any, any>[];
+  processors: AnyProcessorDefinition[];
   /** The most jobs it runs at once (Hello.max_in_flight). @default 10 */
   concurrency?: number;
   /** An API key, sent as `authorization: Bearer <key>`. */
@@ -86,7 +86,7 @@ interface Connection {
 export class RemoteWorker {
   readonly workerId: string;
   private readonly client: pb.WorkerServiceClient;
-  private readonly byKey = new Map<string, ProcessorDefinition<any, any>>();
+  private readonly byKey = new Map<string, AnyProcessorDefinition>();
   private readonly queues: string[];
   private readonly names: string[];
   private readonly concurrency: number;

@@ -1,35 +1,13 @@
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import type Redis from 'ioredis';
-import { type DeepPartial, defineProcessor, UnrecoverableError } from '@jobmesh/sdk';
+import { DeadLetterClient, defineProcessor, UnrecoverableError } from '@jobmesh/sdk';
 import { silentLogger } from '@jobmesh/telemetry';
 import { type PoolHarness, startPoolHarness } from '../../worker-pool/test/harness';
 import { loadDeadLetterEnv, type RunningDeadLetter, startDeadLetter } from '../src';
 
 export { uniqueQueue, waitFor } from '../../scheduler/test/harness';
 
-type Unary<Req, Res> = (req: Req, md: Metadata, opts: object, cb: (err: ServiceError | null, res: Res) => void) => unknown;
-
-/** A promise-returning DeadLetterService client. */
-export class DeadLetterClient {
-  private readonly raw: pb.DeadLetterServiceClient;
-  constructor(address: string) {
-    this.raw = new pb.DeadLetterServiceClient(address, credentials.createInsecure());
-  }
-  private call<Req, Res>(m: Unary<Req, Res>, req: Req): Promise<Res> {
-    return new Promise((resolve, reject) => {
-      m.call(this.raw, req, new Metadata(), { deadline: new Date(Date.now() + 10_000) }, (err, res) => (err ? reject(err) : resolve(res)));
-    });
-  }
-  list = (req: DeepPartial<pb.ListDeadLettersRequest>) => this.call(this.raw.listDeadLetters, pb.ListDeadLettersRequest.fromPartial(req as never));
-  get = (id: string) => this.call(this.raw.getDeadLetter, { id }).then((r) => r.deadLetter!);
-  stats = (queue: string) => this.call(this.raw.getDeadLetterStats, { queue });
-  purge = (req: DeepPartial<pb.PurgeDeadLettersRequest>) => this.call(this.raw.purgeDeadLetters, pb.PurgeDeadLettersRequest.fromPartial(req as never));
-  quarantine = (req: DeepPartial<pb.QuarantineDeadLettersRequest>) => this.call(this.raw.quarantineDeadLetters, pb.QuarantineDeadLettersRequest.fromPartial(req as never));
-  replay = (req: DeepPartial<pb.ReplayDeadLettersRequest>) => this.call(this.raw.replayDeadLetters, pb.ReplayDeadLettersRequest.fromPartial(req as never));
-  watch = (req: DeepPartial<pb.WatchDeadLettersRequest>) => this.raw.watchDeadLetters(pb.WatchDeadLettersRequest.fromPartial(req as never));
-  close = () => this.raw.close();
-}
+export { DeadLetterClient };
 
 export interface DeadLetterHarness extends PoolHarness {
   /**
@@ -77,7 +55,7 @@ export async function startDeadLetterHarness(): Promise<DeadLetterHarness> {
         }),
         { logger: silentLogger() },
       );
-      const client = new DeadLetterClient(`127.0.0.1:${service.grpcPort}`);
+      const client = DeadLetterClient.connect(`127.0.0.1:${service.grpcPort}`);
       // Idempotent, so a test may stop an instance and stop() still call it.
       let stopping: Promise<void> | undefined;
       const stopOnce = service.stop;

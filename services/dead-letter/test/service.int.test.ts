@@ -119,10 +119,11 @@ it('replays through the scheduler with a data patch onto a target queue, and rec
 it('streams new dead letters matching the filter', async () => {
   const queue = uniqueQueue('dlq-watch');
   await h.client.createQueue({ queue: { name: queue } });
-  const stream = dl.watch({ filter: { queue, category: 'UNRECOVERABLE' } });
+  const stop = new AbortController();
   const got: pb.DeadLetter[] = [];
-  stream.on('data', (r: pb.WatchDeadLettersResponse) => got.push(r.deadLetter!));
-  stream.on('error', () => undefined);
+  const watching = (async () => {
+    for await (const d of dl.watch({ queue, category: 'UNRECOVERABLE' }, { signal: stop.signal })) got.push(d);
+  })().catch(() => undefined); // ends with CANCELLED when stopped
   // The stream is live once it reports something; until then, each round adds failures of both
   // kinds (the watch only ever sees the UNRECOVERABLE ones).
   let rounds = 0;
@@ -138,5 +139,6 @@ it('streams new dead letters matching the filter', async () => {
   await waitFor('2 more watched dead letters', () => got.length >= seen + 2, 30_000);
   await waitFor('all dead letters', async () => (await dl.stats(queue)).total === 2 * rounds + 3, 30_000);
   expect(got.every((d) => d.category === 'UNRECOVERABLE' && d.job?.queue === queue)).toBe(true);
-  stream.cancel();
+  stop.abort();
+  await watching;
 });

@@ -1,13 +1,13 @@
 import { extname } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { type BackoffDefinition, type BackoffFn, type ProcessorDefinition, isBackoffDefinition, isProcessorDefinition } from '@jobmesh/sdk';
+import { type AnyProcessorDefinition, type BackoffDefinition, type BackoffFn, isBackoffDefinition, isProcessorDefinition } from '@jobmesh/sdk';
 
 /** Routes each job to its processor by (queue, job name); '*' processors serve every queue. */
 export class ProcessorRegistry {
-  private readonly byQueue = new Map<string, Map<string, ProcessorDefinition>>();
+  private readonly byQueue = new Map<string, Map<string, AnyProcessorDefinition>>();
   readonly backoffs = new Map<string, BackoffFn>();
 
-  add(def: ProcessorDefinition): void {
+  add(def: AnyProcessorDefinition): void {
     let names = this.byQueue.get(def.queue);
     if (!names) this.byQueue.set(def.queue, (names = new Map()));
     if (names.has(def.name)) throw new Error(`two processors for job "${def.name}" on queue "${def.queue}"; each (queue, name) needs exactly one`);
@@ -20,7 +20,7 @@ export class ProcessorRegistry {
   }
 
   /** The processor for a job, or undefined: a queue's own processor wins over a '*' one. */
-  resolve(queue: string, name: string): ProcessorDefinition | undefined {
+  resolve(queue: string, name: string): AnyProcessorDefinition | undefined {
     return this.byQueue.get(queue)?.get(name) ?? this.byQueue.get('*')?.get(name);
   }
 

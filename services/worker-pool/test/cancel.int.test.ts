@@ -1,5 +1,5 @@
 import * as pb from '@jobmesh/contracts';
-import { defineProcessor, type ProcessorDefinition } from '@jobmesh/sdk';
+import { defineProcessor, type AnyProcessorDefinition } from '@jobmesh/sdk';
 import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
 
 const S = pb.JobState;
@@ -10,7 +10,7 @@ let h: PoolHarness;
 const runs: { pool: string; job: string; aborted?: unknown }[] = [];
 
 /** A replica's processors: 'long' runs until its signal aborts; 'quick' returns at once. */
-function processors(pool: string): ProcessorDefinition[] {
+function processors(pool: string): AnyProcessorDefinition[] {
   return [
     defineProcessor({
       queue: '*',

@@ -1,5 +1,5 @@
 import { silentLogger } from '@jobmesh/telemetry';
-import type { ProcessorDefinition } from '@jobmesh/sdk';
+import type { AnyProcessorDefinition } from '@jobmesh/sdk';
 import { type SchedulerHarness, startSchedulerHarness } from '../../scheduler/test/harness';
 import { loadWorkerPoolEnv, ProcessorRegistry, type RunningWorkerPool, startWorkerPool } from '../src';
 
@@ -7,7 +7,7 @@ export { uniqueQueue } from '../../scheduler/test/harness';
 
 export interface PoolHarness extends SchedulerHarness {
   /** Starts a worker-pool replica on the same Redis and prefix. */
-  startPool(processors: ProcessorDefinition[], env?: Record<string, string>): Promise<RunningWorkerPool>;
+  startPool(processors: AnyProcessorDefinition[], env?: Record<string, string>): Promise<RunningWorkerPool>;
 }
 
 /** A scheduler (own Redis, port 0) plus worker-pool replicas started on demand; stop() stops all. */

@@ -1,5 +1,5 @@
 import * as pb from '@jobmesh/contracts';
-import { defineProcessor, type ProcessorDefinition } from '@jobmesh/sdk';
+import { defineProcessor, type AnyProcessorDefinition } from '@jobmesh/sdk';
 import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
 
 const S = pb.JobState;
@@ -11,7 +11,7 @@ let release!: () => void;
 let released = new Promise<void>((r) => (release = r));
 
 /** 'held' runs until the test releases it and ignores its signal; 'quick' and 'broken' end at once. */
-function processors(pool: string): ProcessorDefinition[] {
+function processors(pool: string): AnyProcessorDefinition[] {
   return [
     defineProcessor({
       queue: '*',

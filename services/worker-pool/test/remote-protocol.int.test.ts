@@ -51,7 +51,7 @@ describe('Hello', () => {
   it('must come first: anything else ends the stream with INVALID_ARGUMENT', async () => {
     const s = stream();
     s.stream.write({ credit: { n: 1 } });
-    const ended = await eventually(() => s.ended !== undefined && s.ended, 5000, 'the stream to end');
+    const ended = await eventually(() => s.ended || undefined, 5000, 'the stream to end');
     expect(ended.code).toBe(status.INVALID_ARGUMENT);
     expect(s.got).toHaveLength(0);
   });
@@ -59,7 +59,7 @@ describe('Hello', () => {
   it('naming an unknown queue ends the stream with NOT_FOUND', async () => {
     const s = stream();
     s.stream.write({ hello: { workerId: 'w-nf', queues: [uniqueQueue('nope')], maxInFlight: 1, labels: {}, sdk: 'test', jobNames: [] } });
-    const ended = await eventually(() => s.ended !== undefined && s.ended, 5000, 'the stream to end');
+    const ended = await eventually(() => s.ended || undefined, 5000, 'the stream to end');
     expect(ended.code).toBe(status.NOT_FOUND);
     expect(s.got.some((m) => m.welcome)).toBe(false);
   });
