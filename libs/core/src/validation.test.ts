@@ -250,6 +250,11 @@ describe('validateQueueSpec', () => {
     expect(err.field).toBe('queue.dead_letter.rules[0].category');
   });
 
+  it('rejects a negative dead-letter retention age', () => {
+    const err = rejection(() => validateQueueSpec(queue({ deadLetter: { retention: { ageMs: -1 } } })));
+    expect(err.field).toBe('queue.dead_letter.retention.age');
+  });
+
   it('accepts dead-letter rules with valid patterns', () => {
     const deadLetter = { rules: [{ errorName: 'TimeoutError', messagePattern: 'ETIMEDOUT|ECONNRESET', category: 'network', severity: 'warning' as const }] };
     expect(() => validateQueueSpec(queue({ deadLetter }))).not.toThrow();

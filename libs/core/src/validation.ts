@@ -103,6 +103,7 @@ export function validateQueueSpec(q: QueueSpec, field = 'queue'): void {
       throw new InvalidArgumentError(`${field}.default_job_options.${name}`, 'cannot be a queue default: it belongs to one job');
     }
   }
+  if (q.deadLetter.retention) validateRetention(q.deadLetter.retention, `${field}.dead_letter.retention`);
   for (const [i, rule] of (q.deadLetter.rules ?? []).entries()) {
     const rf = `${field}.dead_letter.rules[${i}]`;
     if (!rule.category) throw new InvalidArgumentError(`${rf}.category`, 'is required');

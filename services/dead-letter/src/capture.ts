@@ -148,7 +148,11 @@ export class Capturer {
    * entries. `seen` holds the ids already handled at the current lowest score, read again.
    */
   private async sweepQueue(spec: QueueSpec): Promise<void> {
-    if (spec.deadLetter.disabled) return;
+    if (spec.deadLetter.disabled) {
+      // Jobs enqueued while capture was on are still held: apply keep_failed to them uncaptured.
+      await this.trimFailed(spec.name, resolveJobOptions({}, spec.defaultJobOptions).keepFailed, { capturedOnly: false });
+      return;
+    }
     const failedKey = this.registry.bullQueue(spec.name).keys.failed!;
     const from = this.watermarks.get(spec.name);
     let min = from === undefined ? '-inf' : String(from - SWEEP_OVERLAP_MS);
@@ -175,9 +179,9 @@ export class Capturer {
   /**
    * Removes BullMQ's copies of captured jobs from `queue`'s failed set beyond `keep` (BullMQ's
    * removeOnFail semantics: at most `count` newest, none older than `ageMs`). A job not captured
-   * yet is never removed.
+   * yet is never removed, unless `capturedOnly` is off (the queue's capture was turned off).
    */
-  private async trimFailed(queue: string, keep: RetentionSpec, now = Date.now()): Promise<void> {
+  private async trimFailed(queue: string, keep: RetentionSpec, { capturedOnly = true, now = Date.now() } = {}): Promise<void> {
     const bull = this.registry.bullQueue(queue);
     const failedKey = bull.keys.failed!;
     const over = new Set<string>();
@@ -188,8 +192,8 @@ export class Capturer {
       for (const id of await this.redis.zrangebyscore(failedKey, '-inf', `(${now - keep.ageMs}`, 'LIMIT', 0, TRIM_BATCH)) over.add(id);
     }
     if (!over.size) return;
-    const captured = await deadLetterIdsOf(this.redis, this.keys, queue, [...over]);
-    await Promise.all([...captured.keys()].map((id) => bull.remove(id).catch(() => 0)));
+    const removable = capturedOnly ? [...(await deadLetterIdsOf(this.redis, this.keys, queue, [...over])).keys()] : [...over];
+    await Promise.all(removable.map((id) => bull.remove(id).catch(() => 0)));
   }
 
   /** Purges `spec`'s dead letters older than, or beyond the count of, its dead-letter retention. */

@@ -17,6 +17,17 @@ afterAll(async () => {
   await h.stop();
 });
 
+// Each test runs its own dead-letter service, stopped after it: some tests need none running.
+const running: Array<() => Promise<void>> = [];
+async function startService(): ReturnType<DeadLetterHarness['startDeadLetter']> {
+  const started = await h.startDeadLetter();
+  running.push(started.service.stop);
+  return started;
+}
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((stop) => stop()));
+});
+
 const codeOf = (p: Promise<unknown>): Promise<number | undefined> => p.then(() => undefined, (e: ServiceError) => e.code);
 const S = pb.JobState;
 
@@ -25,7 +36,7 @@ async function captured(client: DeadLetterClient, queue: string, total: number):
 }
 
 it('reads DEAD_LETTERED through GetJob and ListJobs, and refuses RetryJob', async () => {
-  const { client } = await h.startDeadLetter();
+  const { client } = await startService();
   const queue = uniqueQueue('dlq-state');
   await h.client.createQueue({ queue: { name: queue } });
   await enqueueFailures(h, queue, { fatal: 2 });
@@ -57,7 +68,7 @@ it('holds failed jobs for capture, then applies keep_failed; GetJob still answer
   await enqueueFailures(h, queue, { fatal: 5, ghost: 5 });
   await waitFor('10 failed jobs held for capture', async () => (await failedCount(redis, h.prefix, queue)) === 10, 30_000);
 
-  const { client } = await h.startDeadLetter();
+  const { client } = await startService();
   await captured(client, queue, 10);
   await waitFor('BullMQ copies trimmed', async () => (await failedCount(redis, h.prefix, queue)) === 0);
   const [d] = (await client.list({ filter: { queue, category: 'UNRECOVERABLE' } })).deadLetters;
@@ -73,7 +84,7 @@ it('holds failed jobs for capture, then applies keep_failed; GetJob still answer
 });
 
 it('keeps dead letters by count and by age', async () => {
-  const { client } = await h.startDeadLetter();
+  const { client } = await startService();
   const byCount = uniqueQueue('dlq-ret-count');
   await h.client.createQueue({ queue: { name: byCount, deadLetter: { retention: { count: 4 } } } });
   const events = `${h.prefix}:${byCount}:events`;
@@ -98,7 +109,7 @@ it('keeps dead letters by count and by age', async () => {
 });
 
 it('replays with a patch: the new job completes and links back to its dead letter', async () => {
-  const { client } = await h.startDeadLetter();
+  const { client } = await startService();
   const queue = uniqueQueue('dlq-fix');
   await h.client.createQueue({ queue: { name: queue } });
   await enqueueFailures(h, queue, { fatal: 1 });
@@ -122,7 +133,7 @@ it('replays with a patch: the new job completes and links back to its dead lette
 });
 
 it('purges a dead letter for good: BullMQ\'s copy goes with it, so no sweep captures it again', async () => {
-  const { client, service } = await h.startDeadLetter();
+  const { client, service } = await startService();
   const queue = uniqueQueue('dlq-purge-bull');
   await h.client.createQueue({ queue: { name: queue } });
   await enqueueFailures(h, queue, { fatal: 3 });
@@ -135,4 +146,28 @@ it('purges a dead letter for good: BullMQ\'s copy goes with it, so no sweep capt
   expect((await client.stats(queue)).total).toBe(2);
   expect(await codeOf(client.get(d!.id))).toBe(status.NOT_FOUND);
   expect(await codeOf(h.client.getJob(queue, d!.job!.id))).toBe(status.NOT_FOUND);
+});
+
+it('leaves a queue without dead-lettering to BullMQ, and trims what capture held before it was turned off', async () => {
+  await startService();
+  const queue = uniqueQueue('dlq-off');
+  await h.client.createQueue({ queue: { name: queue, defaultJobOptions: { keepFailed: { count: 2 } }, deadLetter: { disabled: true } } });
+  await enqueueFailures(h, queue, { fatal: 4 });
+  const failedEvents = async (): Promise<number> => (await redis.xrange(`${h.prefix}:${queue}:events`, '-', '+')).filter(([, f]) => f[1] === 'failed').length;
+  await waitFor('4 jobs failed', async () => (await failedEvents()) === 4, 30_000);
+  // BullMQ's own removeOnFail kept 2; nothing was captured; the jobs read FAILED.
+  const left = (await h.client.listJobs({ queue, states: [S.JOB_STATE_FAILED] })).jobs;
+  expect(left.map((j) => j.state)).toEqual([S.JOB_STATE_FAILED, S.JOB_STATE_FAILED]);
+  expect(await redis.exists(`${h.prefix}:_dlq:q:${queue}`)).toBe(0);
+
+  // Jobs held while capture was on, then capture turned off: the sweep applies keep_failed.
+  const held = uniqueQueue('dlq-turned-off');
+  await h.client.createQueue({ queue: { name: held, defaultJobOptions: { keepFailed: { count: 1 } } } });
+  await running.splice(0)[0]!(); // no service: the failed jobs stay held
+  await enqueueFailures(h, held, { fatal: 3 });
+  await waitFor('3 failed jobs held', async () => (await failedCount(redis, h.prefix, held)) === 3, 30_000);
+  await h.client.updateQueue({ queue: { name: held, deadLetter: { disabled: true } }, updateMask: ['dead_letter'] });
+  await startService();
+  await waitFor('trimmed to keep_failed', async () => (await failedCount(redis, h.prefix, held)) === 1);
+  expect(await redis.exists(`${h.prefix}:_dlq:q:${held}`)).toBe(0);
 });
