@@ -2,10 +2,28 @@ import * as pb from '@jobmesh/contracts';
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys';
 
-/** What the dead-letter store knows about one job: its latest dead letter. */
-export interface DeadLetteredJob {
+/**
+ * A job's link to its latest dead letter, kept in `keys.deadLetterJobs` as "<at>:<dead letter id>".
+ * `at` is the job's final failure time (BullMQ's finishedOn, also its score in the failed set), so
+ * a failed job is the one its dead letter was made from exactly when the two times agree: a job
+ * id used again later fails at another time.
+ */
+export interface DeadLetterLink {
   /** The dead letter id, "<queue>:<job id>:<attempt>". */
   id: string;
+  /** When the job failed for good, ms. */
+  at: number;
+}
+
+export const encodeDeadLetterLink = (l: DeadLetterLink): string => `${l.at}:${l.id}`;
+
+export function decodeDeadLetterLink(v: string | null | undefined): DeadLetterLink | undefined {
+  const sep = v ? v.indexOf(':') : -1;
+  return sep > 0 ? { at: Number(v!.slice(0, sep)), id: v!.slice(sep + 1) } : undefined;
+}
+
+/** What the dead-letter store knows about one job: its latest dead letter. */
+export interface DeadLetteredJob extends DeadLetterLink {
   /** The job as it was when it failed for good, in state DEAD_LETTERED. */
   job: pb.Job;
 }
@@ -15,19 +33,22 @@ export interface DeadLetteredJob {
  * reads it so that GetJob answers DEAD_LETTERED, also after BullMQ's copy was removed.
  */
 export async function readDeadLettered(redis: Redis, keys: Keys, queue: string, jobId: string): Promise<DeadLetteredJob | undefined> {
-  const id = await redis.hget(keys.deadLetterJobs, `${queue}:${jobId}`);
-  if (!id) return undefined;
-  const json = await redis.hget(keys.deadLetter(id), 'job');
+  const link = decodeDeadLetterLink(await redis.hget(keys.deadLetterJobs, `${queue}:${jobId}`));
+  if (!link) return undefined;
+  const json = await redis.hget(keys.deadLetter(link.id), 'job');
   if (!json) return undefined; // purged between the two reads
   const job = pb.Job.fromJSON(JSON.parse(json));
-  return { id, job: { ...job, state: pb.JobState.JOB_STATE_DEAD_LETTERED } };
+  return { ...link, job: { ...job, state: pb.JobState.JOB_STATE_DEAD_LETTERED } };
 }
 
-/** Which of `jobIds` of `queue` have a dead letter: job id → dead letter id. */
-export async function deadLetterIdsOf(redis: Redis, keys: Keys, queue: string, jobIds: string[]): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
+/** The dead-letter links of `jobIds` of `queue` that have one: job id → link. */
+export async function deadLetterLinks(redis: Redis, keys: Keys, queue: string, jobIds: string[]): Promise<Map<string, DeadLetterLink>> {
+  const out = new Map<string, DeadLetterLink>();
   if (!jobIds.length) return out;
-  const ids = await redis.hmget(keys.deadLetterJobs, ...jobIds.map((j) => `${queue}:${j}`));
-  ids.forEach((id, i) => id && out.set(jobIds[i]!, id));
+  const values = await redis.hmget(keys.deadLetterJobs, ...jobIds.map((j) => `${queue}:${j}`));
+  values.forEach((v, i) => {
+    const link = decodeDeadLetterLink(v);
+    if (link) out.set(jobIds[i]!, link);
+  });
   return out;
 }

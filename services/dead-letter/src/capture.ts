@@ -1,6 +1,6 @@
 import * as pb from '@jobmesh/contracts';
 import { DEFAULT_DEAD_LETTER_RETENTION, type QueueSpec, type RetentionSpec, resolveJobOptions } from '@jobmesh/core';
-import { type Keys, type QueueRegistry, deadLetterIdsOf, jobmeshOpts, toProtoJob } from '@jobmesh/queue';
+import { type Keys, type QueueRegistry, deadLetterLinks, jobmeshOpts, toProtoJob } from '@jobmesh/queue';
 import type { Logger } from '@jobmesh/telemetry';
 import { type ConnectionOptions, Job as BullJob, QueueEvents } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
@@ -72,6 +72,7 @@ export class Capturer {
   private closed = false;
   private readonly listeners = new Set<(d: pb.DeadLetter) => void>();
   private subscriber: Promise<Redis> | undefined;
+  private unwatchRegistry: (() => void) | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -86,9 +87,15 @@ export class Capturer {
     return this.registry.keys;
   }
 
-  /** Starts sweeping and listening. Resolves after the first sweep. */
+  /**
+   * Starts listening and sweeping. Resolves once every queue's 'failed' events are listened to
+   * (a queue created later is listened to as soon as the registry hears of it); the first sweep,
+   * which after an outage may take a while, runs on in the background, then one every interval.
+   */
   async start(): Promise<void> {
-    await this.sweep();
+    this.unwatchRegistry = this.registry.onChange(() => this.syncTaps(this.registry.cached()));
+    this.syncTaps(await this.registry.list());
+    await Promise.all([...this.taps.values()].map((t) => t.waitUntilReady().catch(() => undefined)));
     const tick = (): void => {
       this.timer = setTimeout(() => {
         void this.sweep().finally(() => {
@@ -96,7 +103,9 @@ export class Capturer {
         });
       }, this.opts.sweepIntervalMs);
     };
-    if (!this.closed) tick();
+    void this.sweep().finally(() => {
+      if (!this.closed) tick();
+    });
   }
 
   /**
@@ -164,7 +173,10 @@ export class Capturer {
       const fresh: Array<[id: string, score: string]> = [];
       for (let i = 0; i < flat.length; i += 2) if (!(flat[i + 1] === min && seen.has(flat[i]!))) fresh.push([flat[i]!, flat[i + 1]!]);
       if (!fresh.length) break;
-      await Promise.all(fresh.map(([id]) => this.captureJob(spec, id)));
+      // Most of a page is captured already (the events got there first, or an earlier sweep's
+      // overlap): one read of the job links skips those, whose failure time matches their link.
+      const links = await deadLetterLinks(this.redis, this.keys, spec.name, fresh.map(([id]) => id));
+      await Promise.all(fresh.filter(([id, score]) => links.get(id)?.at !== Number(score)).map(([id]) => this.captureJob(spec, id)));
       const top = fresh[fresh.length - 1]![1];
       if (top !== min) (min = top), (seen = new Set());
       for (const [id, score] of fresh) if (score === top) seen.add(id);
@@ -184,15 +196,18 @@ export class Capturer {
   private async trimFailed(queue: string, keep: RetentionSpec, { capturedOnly = true, now = Date.now() } = {}): Promise<void> {
     const bull = this.registry.bullQueue(queue);
     const failedKey = bull.keys.failed!;
-    const over = new Set<string>();
-    if (keep.count !== undefined) {
-      for (const id of await this.redis.zrevrange(failedKey, keep.count, keep.count + TRIM_BATCH - 1)) over.add(id);
-    }
-    if (keep.ageMs !== undefined) {
-      for (const id of await this.redis.zrangebyscore(failedKey, '-inf', `(${now - keep.ageMs}`, 'LIMIT', 0, TRIM_BATCH)) over.add(id);
-    }
+    const over = new Map<string, number>(); // job id → failure time
+    const add = (flat: string[]): void => {
+      for (let i = 0; i < flat.length; i += 2) over.set(flat[i]!, Number(flat[i + 1]));
+    };
+    if (keep.count !== undefined) add(await this.redis.zrevrange(failedKey, keep.count, keep.count + TRIM_BATCH - 1, 'WITHSCORES'));
+    if (keep.ageMs !== undefined) add(await this.redis.zrangebyscore(failedKey, '-inf', `(${now - keep.ageMs}`, 'WITHSCORES', 'LIMIT', 0, TRIM_BATCH));
     if (!over.size) return;
-    const removable = capturedOnly ? [...(await deadLetterIdsOf(this.redis, this.keys, queue, [...over])).keys()] : [...over];
+    let removable = [...over.keys()];
+    if (capturedOnly) {
+      const links = await deadLetterLinks(this.redis, this.keys, queue, removable);
+      removable = removable.filter((id) => links.get(id)?.at === over.get(id));
+    }
     await Promise.all(removable.map((id) => bull.remove(id).catch(() => 0)));
   }
 
@@ -221,7 +236,7 @@ export class Capturer {
       spec.deadLetter.rules,
     );
     const snapshot = toProtoJob(job, spec.name, 'dead-lettered');
-    const { id, created } = await this.store.capture({
+    const { id, created, deadLetter } = await this.store.capture({
       queue: spec.name,
       job: snapshot,
       errors: attemptErrors(job),
@@ -231,15 +246,16 @@ export class Capturer {
       traceId: snapshot.traceId,
     });
     if (!created) return;
-    // This job's own keep_failed, now that losing BullMQ's copy loses nothing.
+    // The job's own keep_failed, now that losing BullMQ's copy loses nothing; the queue's is
+    // applied by every sweep anyway.
     const kf = jobmeshOpts(job).kf;
-    if (kf) await this.trimFailed(spec.name, kf);
-    await this.followUp(id);
+    if (kf && JSON.stringify(kf) !== JSON.stringify(resolveJobOptions({}, spec.defaultJobOptions).keepFailed)) await this.trimFailed(spec.name, kf);
+    await this.followUp(id, deadLetter);
   }
 
-  /** Runs onCaptured for a stored dead letter, then takes it out of the outbox. */
-  private async followUp(id: string): Promise<void> {
-    const d = await this.store.get(id).catch(() => undefined); // purged already: nothing to report
+  /** Runs onCaptured for a stored dead letter (read back unless given), then takes it out of the outbox. */
+  private async followUp(id: string, stored?: pb.DeadLetter): Promise<void> {
+    const d = stored ?? (await this.store.get(id).catch(() => undefined)); // purged already: nothing to report
     if (d) await this.opts.onCaptured?.(d);
     await this.store.settle(id);
   }
@@ -277,6 +293,7 @@ export class Capturer {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.unwatchRegistry?.();
     clearTimeout(this.timer);
     await this.sweeping;
     const sub = await this.subscriber?.catch(() => undefined);

@@ -34,7 +34,7 @@ export interface DeadLetterDeps {
 export interface Registered {
   /** The capture loop; started by start(). */
   capturer: Capturer;
-  /** Runs the first sweep, then sweeps every interval and listens to failed events; starts alert delivery. */
+  /** Starts alert delivery and capture; resolves once failed events are listened to (see Capturer.start). */
   start(): Promise<void>;
   /** Ends open streams, stops capture and alerting and closes the scheduler client. */
   close(): Promise<void>;

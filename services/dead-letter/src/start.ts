@@ -37,13 +37,13 @@ export async function startDeadLetter(env: DeadLetterEnv, opts: { logger?: Logge
   const http = splitHostPort(env.JOBMESH_HTTP_ADDRESS);
   const ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ping });
   const grpcPort = await server.listen(env.JOBMESH_GRPC_ADDRESS);
+  // Serving first, then capture: the first sweep may take a while after an outage (every failed
+  // job since), and the service answers, is ready, and stops on SIGTERM meanwhile.
+  await deadLetter.start();
   logger.info(
     { grpc: `${splitHostPort(env.JOBMESH_GRPC_ADDRESS).host}:${grpcPort}`, http: ops.address, scheduler: env.JOBMESH_SCHEDULER_ADDRESS, webhooks: Object.keys(webhooks.urls) },
     'dead-letter listening',
   );
-  // Serving first: the first sweep may take a while after an outage (every failed job since), and
-  // the service answers, is ready, and stops on SIGTERM meanwhile.
-  void deadLetter.start().then(() => logger.info('dead-letter first sweep done'));
   return {
     grpcPort,
     httpPort: ops.port,

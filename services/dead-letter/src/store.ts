@@ -4,8 +4,18 @@ import type { Keys, QueueRegistry } from '@jobmesh/queue';
 import type { Redis } from 'ioredis';
 import { DeadLetterNotFoundError } from './errors';
 
-/** A dead letter's id: "<queue>:<job id>:<attempt>". Capture is idempotent on it. */
-export const deadLetterId = (queue: string, jobId: string, attempt: number): string => `${queue}:${jobId}:${attempt}`;
+/**
+ * A dead letter's id: "<queue>:<job id>:<attempt>". Capture is idempotent on it. A job id used
+ * again, by a later job that fails at the same attempt, gets "~<failure time>" added, so that it
+ * is a dead letter of its own rather than taken for the first.
+ */
+export const deadLetterId = (queue: string, jobId: string, attempt: number, at?: number): string => `${queue}:${jobId}:${attempt}${at === undefined ? '' : `~${at}`}`;
+
+/** The job id and attempt of a dead letter id of `queue`. */
+export function parseDeadLetterId(queue: string, id: string): { jobId: string; attempt: number } {
+  const cut = id.lastIndexOf(':');
+  return { jobId: id.slice(queue.length + 1, cut), attempt: Number(id.slice(cut + 1).split('~')[0]) };
+}
 
 /** A dead letter about to be stored. */
 export interface NewDeadLetter {
@@ -37,18 +47,22 @@ const SEVERITY: Record<SeverityName, pb.Severity> = {
 
 // Writes the record, its three index entries, its counter, the job → dead letter link, its outbox
 // entry, the job's 'dead-lettered' event and the announcement to watchers, all or nothing and
-// once: a second capture of the same id (another replica, the sweep after the event) changes
-// nothing, and a capture is never stored without being announced.
-// ARGV: score, id, counter field, job field ("<queue>:<job id>"), now, channel, job id, reason,
-// then the record's fields.
+// once: a second capture of the same failure (another replica, the sweep after the event)
+// changes nothing (0), and a capture is never stored without being announced. An id taken by
+// another failure (a job id used again) changes nothing either (-1).
+// ARGV: score (the failure time), id, counter field, job field ("<queue>:<job id>"), now,
+// channel, job id, reason, then the record's fields.
 const CAPTURE = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HGET', KEYS[1], 'at') == ARGV[1] then return 0 end
+  return -1
+end
 redis.call('HSET', KEYS[1], unpack(ARGV, 9))
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[4], ARGV[1], ARGV[2])
 redis.call('HINCRBY', KEYS[5], ARGV[3], 1)
-redis.call('HSET', KEYS[6], ARGV[4], ARGV[2])
+redis.call('HSET', KEYS[6], ARGV[4], ARGV[1] .. ':' .. ARGV[2])
 redis.call('ZADD', KEYS[7], ARGV[5], ARGV[2])
 redis.call('XADD', KEYS[8], 'MAXLEN', '~', 10000, '*', 'event', 'dead-lettered', 'jobId', ARGV[7], 'reason', ARGV[8])
 redis.call('PUBLISH', ARGV[6], ARGV[2])
@@ -66,7 +80,8 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 if redis.call('HINCRBY', KEYS[5], counter, -1) <= 0 then redis.call('HDEL', KEYS[5], counter) end
 local job = string.match(ARGV[1], '^(.*):[^:]*$')
-if job and redis.call('HGET', KEYS[6], job) == ARGV[1] then redis.call('HDEL', KEYS[6], job) end
+local link = job and redis.call('HGET', KEYS[6], job)
+if link and string.sub(link, string.find(link, ':', 1, true) + 1) == ARGV[1] then redis.call('HDEL', KEYS[6], job) end
 return 1`;
 
 const QUARANTINE = `
@@ -83,23 +98,60 @@ table.insert(list, cjson.decode(ARGV[1]))
 redis.call('HSET', KEYS[1], 'replays', cjson.encode(list))
 return 1`;
 
+type Script = (numKeys: number, ...args: string[]) => Promise<unknown>;
+
+/**
+ * A Lua script run by EVALSHA (ioredis sends the text once, on the first NOSCRIPT): capture runs
+ * for every dead letter, and sending its text each time was the largest cost of a capture.
+ */
+function script(redis: Redis, name: string, lua: string): Script {
+  const commands = redis as unknown as Record<string, Script>;
+  if (typeof commands[name] !== 'function') redis.defineCommand(name, { lua });
+  return (numKeys, ...args) => commands[name]!.call(redis, numKeys, ...args);
+}
+
 /**
  * Dead letters in Redis: a hash per dead letter, sorted-set indexes by dead-lettered time (all,
  * per queue, per category) and a counter per (queue, category), all under `<prefix>:_dlq…`.
  */
 export class DeadLetterStore {
   private readonly keys: Keys;
+  private readonly scripts: Record<'capture' | 'purge' | 'quarantine' | 'addReplay', Script>;
 
   constructor(
     private readonly redis: Redis,
     private readonly registry: QueueRegistry,
   ) {
     this.keys = registry.keys;
+    this.scripts = {
+      capture: script(redis, 'jobmeshDlqCapture', CAPTURE),
+      purge: script(redis, 'jobmeshDlqPurge', PURGE),
+      quarantine: script(redis, 'jobmeshDlqQuarantine', QUARANTINE),
+      addReplay: script(redis, 'jobmeshDlqAddReplay', ADD_REPLAY),
+    };
   }
 
-  /** Stores a dead letter unless its id is stored already. True when this call stored it. */
-  async capture(d: NewDeadLetter): Promise<{ id: string; created: boolean }> {
-    const id = deadLetterId(d.queue, d.job.id, d.job.attemptsMade);
+  /**
+   * Stores a dead letter unless this failure is stored already. `created` when this call stored
+   * it, with `deadLetter` as stored (so the caller need not read it back).
+   */
+  async capture(d: NewDeadLetter): Promise<{ id: string; created: boolean; deadLetter: pb.DeadLetter }> {
+    let res = await this.captureAs(deadLetterId(d.queue, d.job.id, d.job.attemptsMade), d);
+    if (res.created === undefined) res = await this.captureAs(deadLetterId(d.queue, d.job.id, d.job.attemptsMade, d.at.getTime()), d);
+    const deadLetter = pb.DeadLetter.fromPartial({
+      id: res.id,
+      job: d.job,
+      errors: d.errors,
+      category: d.category,
+      severity: SEVERITY[d.severity],
+      deadLetteredAt: d.at,
+      traceId: d.traceId,
+    });
+    return { id: res.id, created: res.created === true, deadLetter };
+  }
+
+  /** `created` is undefined when `id` belongs to another failure. */
+  private async captureAs(id: string, d: NewDeadLetter): Promise<{ id: string; created: boolean | undefined }> {
     const fields: Record<string, string> = {
       id,
       queue: d.queue,
@@ -114,8 +166,7 @@ export class DeadLetterStore {
       quarantined: '0',
       replays: '[]',
     };
-    const created = await this.redis.eval(
-      CAPTURE,
+    const created = await this.scripts.capture(
       8,
       this.keys.deadLetter(id),
       this.keys.deadLetterIndex,
@@ -135,7 +186,7 @@ export class DeadLetterStore {
       d.job.failureReason,
       ...Object.entries(fields).flat(),
     );
-    return { id, created: created === 1 };
+    return { id, created: created === -1 ? undefined : created === 1 };
   }
 
   async get(id: string): Promise<pb.DeadLetter> {
@@ -221,11 +272,10 @@ export class DeadLetterStore {
   async purge(ids: string[]): Promise<number> {
     let n = 0;
     for (const id of ids) {
-      const h = await this.redis.hmget(this.keys.deadLetter(id), 'queue', 'category');
+      const h = await this.redis.hmget(this.keys.deadLetter(id), 'queue', 'category', 'at');
       if (!h[0] || !h[1]) continue;
-      await this.removeBullCopy(h[0], id);
-      const deleted = await this.redis.eval(
-        PURGE,
+      await this.removeBullCopy(h[0], id, h[2] ?? '');
+      const deleted = await this.scripts.purge(
         6,
         this.keys.deadLetter(id),
         this.keys.deadLetterIndex,
@@ -240,19 +290,18 @@ export class DeadLetterStore {
     return n;
   }
 
-  private async removeBullCopy(queue: string, id: string): Promise<void> {
-    const cut = id.lastIndexOf(':');
-    const jobId = id.slice(queue.length + 1, cut);
+  private async removeBullCopy(queue: string, id: string, at: string): Promise<void> {
+    const { jobId } = parseDeadLetterId(queue, id);
     const bull = this.registry.bullQueue(queue);
-    const [failedAt, attemptsMade] = await Promise.all([this.redis.zscore(bull.keys.failed!, jobId), this.redis.hget(bull.toKey(jobId), 'atm')]);
-    if (failedAt !== null && attemptsMade === id.slice(cut + 1)) await bull.remove(jobId);
+    // The failed set's score is the failure time: equal, it is the failure this dead letter holds.
+    if ((await this.redis.zscore(bull.keys.failed!, jobId)) === at) await bull.remove(jobId);
   }
 
   /** Marks or unmarks dead letters; unknown ids → NOT_FOUND. Returns how many changed. */
   async quarantine(ids: string[], quarantined: boolean, reason: string): Promise<number> {
     let n = 0;
     for (const id of ids) {
-      const r = await this.redis.eval(QUARANTINE, 1, this.keys.deadLetter(id), quarantined ? '1' : '0', reason);
+      const r = await this.scripts.quarantine(1, this.keys.deadLetter(id), quarantined ? '1' : '0', reason);
       if (r === -1) throw new DeadLetterNotFoundError(id);
       n += r === 1 ? 1 : 0;
     }
@@ -261,7 +310,7 @@ export class DeadLetterStore {
 
   /** Records a replay on the dead letter. */
   async addReplay(id: string, replay: pb.Replay): Promise<void> {
-    await this.redis.eval(ADD_REPLAY, 1, this.keys.deadLetter(id), JSON.stringify(pb.Replay.toJSON(replay)));
+    await this.scripts.addReplay(1, this.keys.deadLetter(id), JSON.stringify(pb.Replay.toJSON(replay)));
   }
 
   /** Counts by queue and category (only `queue` when given). */

@@ -171,3 +171,22 @@ it('leaves a queue without dead-lettering to BullMQ, and trims what capture held
   await waitFor('trimmed to keep_failed', async () => (await failedCount(redis, h.prefix, held)) === 1);
   expect(await redis.exists(`${h.prefix}:_dlq:q:${held}`)).toBe(0);
 });
+
+it('captures a job id used again as a dead letter of its own', async () => {
+  const { client } = await startService();
+  const queue = uniqueQueue('dlq-reuse');
+  // keep_failed 0: once captured, BullMQ's copy goes, and the id can be enqueued again.
+  await h.client.createQueue({ queue: { name: queue, defaultJobOptions: { keepFailed: { count: 0 } } } });
+  const enqueue = (n: number) => h.client.enqueueJob({ queue, job: { name: 'fatal', data: { n }, options: { jobId: 'order-1' } } });
+  await enqueue(1);
+  await captured(client, queue, 1);
+  await waitFor('BullMQ copy trimmed', async () => (await failedCount(redis, h.prefix, queue)) === 0);
+  expect((await enqueue(2)).deduplicated).toBe(false);
+  await captured(client, queue, 2);
+
+  const [second, first] = (await client.list({ filter: { queue } })).deadLetters;
+  expect(first!.id).toBe(`${queue}:order-1:1`);
+  expect(second!.id).toBe(`${queue}:order-1:1~${second!.deadLetteredAt!.getTime()}`);
+  expect([first!.job!.data, second!.job!.data]).toEqual([{ n: 1 }, { n: 2 }]);
+  expect(await h.client.getJob(queue, 'order-1')).toMatchObject({ state: S.JOB_STATE_DEAD_LETTERED, data: { n: 2 } });
+});

@@ -7,7 +7,7 @@ import {
   type JobStateName,
   validateQueueName,
 } from '@jobmesh/core';
-import { type QueueRegistry, deadLetterIdsOf, readCancelled, readDeadLettered, recordCancelled, stateFromProto, toProtoJob } from '@jobmesh/queue';
+import { type QueueRegistry, deadLetterLinks, readCancelled, readDeadLettered, recordCancelled, stateFromProto, toProtoJob } from '@jobmesh/queue';
 import type { Job as BullJob, JobType } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { stateOf } from './enqueue';
@@ -92,7 +92,7 @@ export class Jobs {
     // A failed job the dead-letter service captured reads DEAD_LETTERED, also once BullMQ's copy
     // is gone (trimmed by keep_failed); the dead letter keeps its snapshot.
     const dead = await readDeadLettered(this.redis, this.registry.keys, queue, id);
-    if (job) return toProtoJob(job, queue, dead && dead.job.attemptsMade === job.attemptsMade ? 'dead-lettered' : state);
+    if (job) return toProtoJob(job, queue, dead && dead.at === job.finishedOn ? 'dead-lettered' : state);
     if (dead) return dead.job;
     throw new JobNotFoundError(queue, id);
   }
@@ -137,10 +137,10 @@ export class Jobs {
   private async listBull(bull: ReturnType<QueueRegistry['bullQueue']>, state: JobStateName, offset: number, count: number): Promise<pb.Job[]> {
     // A job can finish between reading ids and reading it; skip the gaps.
     const found = ((await bull.getJobs(BULL_TYPE[state]!, offset, offset + count - 1, false)) as BullJob[]).filter(Boolean);
-    const dead = state === 'failed' ? await deadLetterIdsOf(this.redis, this.registry.keys, bull.name, found.map((j) => j.id ?? '')) : undefined;
+    const dead = state === 'failed' ? await deadLetterLinks(this.redis, this.registry.keys, bull.name, found.map((j) => j.id ?? '')) : undefined;
     return found.map((j) => {
-      const captured = dead?.get(j.id ?? '')?.endsWith(`:${j.attemptsMade}`);
-      return toProtoJob(j, bull.name, captured ? 'dead-lettered' : state);
+      const link = dead?.get(j.id ?? '');
+      return toProtoJob(j, bull.name, link && link.at === j.finishedOn ? 'dead-lettered' : state);
     });
   }
 
@@ -205,7 +205,7 @@ export class Jobs {
     // Run again, it would fail into the same dead letter id, which capture then skips; a replay
     // makes a new job and keeps the history.
     const dead = await readDeadLettered(this.redis, this.registry.keys, queue, id);
-    if (dead && dead.job.attemptsMade === job.attemptsMade) {
+    if (dead && dead.at === job.finishedOn) {
       throw new FailedPreconditionError(`job "${id}" is dead-lettered as "${dead.id}"; replay it with DeadLetterService.ReplayDeadLetters`);
     }
     await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
