@@ -23,6 +23,7 @@ interface SchedulerProcess {
 }
 
 const WORKER_POOL_MAIN = resolve(__dirname, '../../services/worker-pool/dist/main.js');
+const DEAD_LETTER_MAIN = resolve(__dirname, '../../services/dead-letter/dist/main.js');
 
 /**
  * Spawns a Jobmesh service (`node services/<svc>/dist/main.js`) on free ports; resolves once its
@@ -87,6 +88,8 @@ export interface BenchEnvironment {
   dropJobmeshQueue(name: string): Promise<void>;
   /** Starts a worker-pool process with these extra settings; stop it when done. */
   spawnWorkerPool(env: Record<string, string>): Promise<{ port: number; stop(): Promise<void> }>;
+  /** Starts a dead-letter process (replays through the bench's scheduler); stop it when done. */
+  spawnDeadLetter(): Promise<{ port: number; stop(): Promise<void> }>;
   /** The key prefix of Jobmesh's queues, for BullMQ readers of them. */
   jobmeshPrefix: string;
   /** Closes the client, stops the scheduler, then Redis; tries every step even if one fails. */
@@ -128,6 +131,7 @@ export async function startEnvironment(): Promise<BenchEnvironment> {
     rawQueue,
     jobmeshPrefix: JOBMESH_PREFIX,
     spawnWorkerPool: (extra) => spawnService(WORKER_POOL_MAIN, 'worker-pool running', redis.url, extra),
+    spawnDeadLetter: () => spawnService(DEAD_LETTER_MAIN, 'dead-letter listening', redis.url, { JOBMESH_SCHEDULER_ADDRESS: `127.0.0.1:${running.port}` }),
     async jobmeshQueue(label) {
       const name = uniqueName(label);
       await client.createQueue({ queue: { name } });

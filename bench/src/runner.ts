@@ -70,8 +70,9 @@ async function runJobmesh(scenario: Scenario, env: BenchEnvironment, jobs: numbe
 
 async function measure(what: string, jobs: number, env: BenchEnvironment, body: (ctx: RunContext) => Promise<number>): Promise<Measurement> {
   let started = performance.now();
-  const done = await body({ jobs, env, startClock: () => (started = performance.now()) });
-  const ms = performance.now() - started;
+  let stopped: number | undefined;
+  const done = await body({ jobs, env, startClock: () => (started = performance.now()), stopClock: () => (stopped ??= performance.now()) });
+  const ms = (stopped ?? performance.now()) - started;
   // A run that quietly did less would report a rate for work it never did.
   if (done !== jobs) throw new Error(`${what} got ${done} of ${jobs} jobs done`);
   return { jobs: done, ms, jobsPerSec: done / (ms / 1000) };

@@ -5,7 +5,7 @@ import type { BenchEnvironment } from './environment';
 /**
  * One benchmark: the same work done against raw BullMQ and through Jobmesh. Each side runs on a
  * fresh queue and returns how many jobs it got done; jobs/s is that count over the wall time
- * from the call (or from `startClock()`) to its return.
+ * from the call (or from `startClock()`) to its return (or to `stopClock()`).
  */
 export interface Scenario {
   /** Stable id: the JSON line's key and the `--scenario` value. */
@@ -25,6 +25,8 @@ export interface RunContext {
   env: BenchEnvironment;
   /** Restarts the clock: call it after set-up that should not be timed. */
   startClock(): void;
+  /** Stops the clock: call it before clean-up that should not be timed (else: at the return). */
+  stopClock(): void;
 }
 
 export interface RawContext extends RunContext {

@@ -9,11 +9,11 @@ export function connection(redisUrl: string): ConnectionOptions {
   return { host: hostname, port: Number(port), maxRetriesPerRequest: null };
 }
 
-/** Resolves once `events` has reported `jobs` completions. */
-export function completions(events: QueueEvents, jobs: number): Promise<void> {
+/** Resolves once `events` has reported `jobs` events of `kind`. */
+export function finishes(events: QueueEvents, jobs: number, kind: 'completed' | 'failed' = 'completed'): Promise<void> {
   let done = 0;
   return new Promise((resolveDone) =>
-    events.on('completed', () => {
+    events.on(kind, () => {
       if (++done === jobs) resolveDone();
     }),
   );
@@ -26,21 +26,27 @@ export function batchOf(start: number, jobs: number): { name: string; data: Reco
 
 /**
  * The raw side of the processing scenarios: jobs queued on a paused queue, then a BullMQ Worker in
- * this process at `concurrency` on no-op jobs, timed from resume to the last completion.
+ * this process at `concurrency` running `process` (no-op by default), timed from resume to the
+ * last `until` event (completed, or failed for failing jobs).
  */
-export async function rawProcessing({ queue, jobs, startClock, env }: RawContext, concurrency: number): Promise<number> {
+export async function rawProcessing(
+  { queue, jobs, startClock, stopClock, env }: RawContext,
+  concurrency: number,
+  { process = async (): Promise<unknown> => null, until = 'completed' }: { process?: () => Promise<unknown>; until?: 'completed' | 'failed' } = {},
+): Promise<number> {
   await queue.pause();
   for (let start = 0; start < jobs; start += BATCH) await queue.addBulk(batchOf(start, jobs));
   const conn = connection(env.redisUrl);
   const events = new QueueEvents(queue.name, { connection: conn, prefix: (queue as Queue).opts.prefix });
   await events.waitUntilReady();
-  const worker = new Worker(queue.name, async () => null, { connection: conn, prefix: queue.opts.prefix, concurrency });
+  const worker = new Worker(queue.name, process, { connection: conn, prefix: queue.opts.prefix, concurrency });
   await worker.waitUntilReady();
-  const finished = completions(events, jobs);
+  const finished = finishes(events, jobs, until);
   try {
     startClock();
     await queue.resume();
     await finished;
+    stopClock(); // stopping the worker is clean-up
     return jobs;
   } finally {
     await worker.close();
@@ -50,23 +56,24 @@ export async function rawProcessing({ queue, jobs, startClock, env }: RawContext
 
 /**
  * The Jobmesh side of the processing scenarios: jobs queued through EnqueueJobs on a paused queue,
- * then `startWorkers()` (worker-pool processes, remote workers), timed from ResumeQueue to the
- * last completion; the workers are stopped afterwards.
+ * then `startWorkers()` (worker-pool processes, remote workers), timed from ResumeQueue until
+ * `done` (default: the last completion); the workers are stopped afterwards.
  */
 export async function jobmeshProcessing(
-  { client, queue, jobs, startClock, env }: JobmeshContext,
-  startWorkers: () => Promise<{ stop(): Promise<void> }>,
+  { client, queue, jobs, startClock, stopClock, env }: JobmeshContext,
+  startWorkers: () => Promise<{ stop(): Promise<void>; done?: () => Promise<void> }>,
 ): Promise<number> {
   await client.pauseQueue(queue);
   for (let start = 0; start < jobs; start += BATCH) await client.enqueueJobs({ queue, jobs: batchOf(start, jobs) });
   const events = new QueueEvents(queue, { connection: connection(env.redisUrl), prefix: env.jobmeshPrefix });
   await events.waitUntilReady();
   const workers = await startWorkers();
-  const finished = completions(events, jobs);
+  const completed = finishes(events, jobs);
   try {
     startClock();
     await client.resumeQueue(queue);
-    await finished;
+    await (workers.done ? workers.done() : completed);
+    stopClock(); // stopping the workers is clean-up
     return jobs;
   } finally {
     await workers.stop();
