@@ -74,8 +74,8 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
     const grpcAddress = `${splitHostPort(env.JOBMESH_GRPC_ADDRESS).host}:${grpcPort}`;
     selfAddress = dialAddress(splitHostPort(env.JOBMESH_GRPC_ADDRESS).host, grpcPort);
     const loopback = /^(127\.|localhost|\[?::1\]?)/.test(grpcAddress);
-    // In the background: a first sweep after an outage may take a while; up answers meanwhile.
-    void deadLetter.start();
+    // Listens at once; the first sweep, which after an outage may take a while, runs on meanwhile.
+    await deadLetter.start();
 
     out('Jobmesh is up.');
     out(`  gRPC   ${grpcAddress}   jobmesh.v1.SchedulerService, WorkerService and DeadLetterService, grpc.health.v1, reflection`);
