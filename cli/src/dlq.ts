@@ -114,7 +114,18 @@ export const dlq: Handler = async (args, ctx) => {
       // `updated` leaves out those already in that state.
       return print(ctx, pb.QuarantineDeadLettersResponse.toJSON(res), () => `${quarantined ? 'quarantined' : 'released'} ${res.updated} of ${list.length}`);
     }
+    case 'watch': {
+      // Until Ctrl-C: one line (or JSON value) per new dead letter matching the filter.
+      if (v.since !== undefined || v.until !== undefined) throw new UsageError('dlq watch takes --queue, --name and --category; it shows dead letters from now on');
+      for await (const dead of d.watch(filterOf(v) ?? {})) {
+        print(ctx, pb.DeadLetter.toJSON(dead), () => {
+          const r = deadLetterRow(dead);
+          return `${r['dead-lettered']}  ${r.id}  ${r.category} (${r.severity})  ${r.error}`.trimEnd();
+        });
+      }
+      return;
+    }
     default:
-      throw new UsageError(`unknown command "dlq ${sub}"; use list, show, replay, purge, stats, quarantine or release`);
+      throw new UsageError(`unknown command "dlq ${sub}"; use list, show, replay, purge, stats, quarantine, release or watch`);
   }
 };

@@ -26,6 +26,7 @@ Usage:
   jobmesh dlq stats [--queue Q]
   jobmesh dlq quarantine <id>… [--reason TEXT]
   jobmesh dlq release <id>…
+  jobmesh dlq watch [--queue Q] [--name N] [--category C]
                   dead letters; filter: [--queue Q] [--name JOB] [--category C] [--since T] [--until T],
                   T an ISO time or how long ago (30m, 2h, 7d). Without ids or a filter, replay and purge
                   need --all

@@ -1,6 +1,7 @@
 // `jobmesh dlq …` as an operator runs it: the built CLI (npx tsc -b cli) as its own process, against
 // a scheduler, a worker-pool with failing processors and a dead-letter service in this process.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import {
@@ -251,4 +252,39 @@ it('finds DeadLetterService at --dlq-address or JOBMESH_DLQ_ADDRESS, else at the
   expect(JSON.parse((await stats('--dlq-address', dlqAddress)).stdout)).toMatchObject({ total });
   // This harness's scheduler serves no DeadLetterService (`jobmesh up` serves both on one address).
   await expect(stats()).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('UNIMPLEMENTED') });
+});
+
+it('watches new dead letters matching a filter, one JSON value a line, until interrupted', async () => {
+  const queue = uniqueQueue('dlq-cli-watch');
+  await h.client.createQueue({ queue: { name: queue } });
+  const child = spawn(process.execPath, [CLI, '--json', 'dlq', 'watch', '--queue', queue, '--category', 'UNRECOVERABLE'], { env });
+  const lines: string[] = [];
+  let partial = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    const parts = (partial + chunk).split('\n');
+    partial = parts.pop()!;
+    lines.push(...parts);
+  });
+  try {
+    // The stream is live once it printed something; until then, each round adds failures of both
+    // kinds (the watch only ever shows the UNRECOVERABLE ones).
+    let rounds = 0;
+    const deadline = Date.now() + 30_000;
+    while (lines.length === 0 && Date.now() < deadline) {
+      rounds++;
+      await enqueueFailures(h, queue, { fatal: 1, ghost: 1 });
+      await waitFor('this round to be dead-lettered', async () => (await dl.stats(queue)).total === 2 * rounds, 30_000);
+    }
+    expect(lines.length).toBeGreaterThan(0);
+    const seen = lines.length;
+    await enqueueFailures(h, queue, { fatal: 2, ghost: 1 });
+    await waitFor('2 more watched dead letters', () => lines.length >= seen + 2, 30_000);
+    const watched = lines.map((l) => JSON.parse(l) as { id: string; category: string; job: { queue: string; name: string } });
+    expect(watched.every((d) => d.category === 'UNRECOVERABLE' && d.job.queue === queue && d.job.name === 'fatal')).toBe(true);
+    expect(new Set(watched.map((d) => d.id)).size).toBe(watched.length);
+  } finally {
+    child.kill('SIGINT');
+    await once(child, 'exit');
+  }
+  await expect(jobmesh('dlq', 'watch', '--since', '1h')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('dlq watch takes') });
 });
