@@ -1,10 +1,9 @@
-import { loadConfigFile, parseEnv, splitHostPort } from '@jobmesh/config';
-import { GrpcServer, RpcKit, onShutdownSignal } from '@jobmesh/grpc-kit';
-import { openBackboneFromEnv } from '@jobmesh/queue';
+import { parseEnv } from '@jobmesh/config';
+import { onShutdownSignal, openServiceHost } from '@jobmesh/grpc-kit';
 import { deadLetterOwnEnvShape, register as registerDeadLetter, webhookSettings } from '@jobmesh/dead-letter';
 import { register as registerScheduler } from '@jobmesh/scheduler';
 import { register as registerWorkerPool, workerPoolEnvSchema } from '@jobmesh/worker-pool';
-import { createLogger, createRegistry, startOpsServer } from '@jobmesh/telemetry';
+import { createLogger } from '@jobmesh/telemetry';
 import { type LocalRedis, NO_REDIS_HELP, hasRedisServer, startLocalRedis } from './local-redis';
 
 /**
@@ -26,7 +25,6 @@ export interface UpHandle {
  */
 export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<UpHandle> {
   const env = parseEnv(upEnvSchema, envSource);
-  const logger = createLogger({ name: 'jobmesh', level: env.LOG_LEVEL });
   let local: LocalRedis | undefined;
   let redisUrl = env.REDIS_URL;
   if (!redisUrl && !env.REDIS_SENTINELS) {
@@ -34,30 +32,30 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
     local = await startLocalRedis();
     redisUrl = local.url;
   }
-  // What is open so far, closed in reverse if start-up fails part-way: a leaked Redis connection
-  // would keep reconnecting to the stopped local Redis and the process would never exit.
-  const opened: (() => Promise<void>)[] = [];
+  // Closed last, and also if start-up fails part-way: a Redis connection left open would keep
+  // reconnecting to the stopped local Redis and the process would never exit.
+  const host = await openServiceHost(env, { name: 'jobmesh', redisUrl }).catch(async (err: unknown) => {
+    await local?.stop();
+    throw err;
+  });
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> => (stopped ??= host.stop().finally(() => local?.stop()));
   try {
-    const config = loadConfigFile(env.JOBMESH_CONFIG);
-    const backbone = await openBackboneFromEnv(env, logger, config.queues, redisUrl);
-    opened.push(() => backbone.close());
-    const metrics = createRegistry();
-    const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES });
-    const kit = new RpcKit({ logger, registry: metrics });
-    const scheduler = registerScheduler(server, {
+    const { backbone, kit, logger, metrics, config } = host;
+    // The host stops services in reverse order: worker-pool first (it lets active jobs finish
+    // while the scheduler still answers), then dead-letter (its replays need the scheduler).
+    const scheduler = registerScheduler(host.server, {
       backbone,
       kit,
       logger,
       maxPayloadBytes: env.JOBMESH_MAX_PAYLOAD_BYTES,
       idempotencyTtlMs: env.JOBMESH_IDEMPOTENCY_TTL,
     });
-    opened.push(() => scheduler.close());
-    const workerPool = await registerWorkerPool(server, { backbone, kit, logger, metrics, env, config });
-    opened.push(() => workerPool.close());
+    host.onStop(() => scheduler.close());
     // Replays go through this process's own SchedulerService, whose port is known after listen.
     let selfAddress = '';
     const webhooks = webhookSettings(env);
-    const deadLetter = registerDeadLetter(server, {
+    const deadLetter = registerDeadLetter(host.server, {
       backbone,
       kit,
       logger,
@@ -66,13 +64,12 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
       schedulerAddress: () => selfAddress,
       webhooks,
     });
-    opened.push(() => deadLetter.close());
-    const http = splitHostPort(env.JOBMESH_HTTP_ADDRESS);
-    const ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ping });
-    opened.push(() => ops.close());
-    const grpcPort = await server.listen(env.JOBMESH_GRPC_ADDRESS);
-    const grpcAddress = `${splitHostPort(env.JOBMESH_GRPC_ADDRESS).host}:${grpcPort}`;
-    selfAddress = dialAddress(splitHostPort(env.JOBMESH_GRPC_ADDRESS).host, grpcPort);
+    host.onStop(() => deadLetter.close());
+    const workerPool = await registerWorkerPool(host.server, { backbone, kit, logger, metrics, env, config });
+    host.onStop(() => workerPool.close());
+    const { grpcPort, grpcHost, ops } = await host.listen();
+    const grpcAddress = `${grpcHost}:${grpcPort}`;
+    selfAddress = dialAddress(grpcHost, grpcPort);
     const loopback = /^(127\.|localhost|\[?::1\]?)/.test(grpcAddress);
     // Listens at once; the first sweep, which after an outage may take a while, runs on meanwhile.
     await deadLetter.start();
@@ -89,25 +86,9 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
     out(`  Auth   none: anyone who can reach ${loopback ? 'this loopback port' : grpcAddress} can call every RPC`);
     out('Try:   npx jobmesh queues create hooks && npx jobmesh enqueue hooks http.request --data \'{"url":"https://example.com"}\'');
     out('Stop:  Ctrl-C');
-
-    let stopped: Promise<void> | undefined;
-    const stop = (): Promise<void> =>
-      (stopped ??= (async () => {
-        server.setStatus('NOT_SERVING');
-        // Worker-pool first: it lets active jobs finish while the scheduler still answers.
-        await workerPool.close();
-        // Then dead-letter (its replays need the scheduler), then the scheduler.
-        await deadLetter.close();
-        await scheduler.close();
-        await server.shutdown(env.JOBMESH_SHUTDOWN_GRACE);
-        await ops.close();
-        await backbone.close();
-        await local?.stop();
-      })());
     return { grpcAddress, httpAddress: ops.address, redisUrl: redisUrl ?? '', stop };
   } catch (err) {
-    for (const close of opened.reverse()) await close().catch(() => undefined);
-    await local?.stop();
+    await stop();
     throw err;
   }
 }

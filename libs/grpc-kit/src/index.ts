@@ -2,3 +2,4 @@ export * from './status';
 export * from './rpc';
 export * from './server';
 export * from './process';
+export * from './host';

@@ -27,6 +27,7 @@ export class GrpcServer {
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
   private readonly services: string[] = [];
   private boundPort = 0;
+  private status: ServingStatus = 'NOT_SERVING';
 
   constructor(private readonly opts: GrpcServerOptions) {
     const max = opts.maxMessageBytes ?? 8 * 1024 * 1024;
@@ -46,10 +47,13 @@ export class GrpcServer {
   add(name: string, definition: ServiceDefinition, impl: UntypedServiceImplementation): void {
     this.server.addService(definition, impl);
     this.services.push(name);
-    this.health.setStatus(name, 'NOT_SERVING');
+    this.health.setStatus(name, this.status);
   }
 
+  /** Sets every service's health; a status it already has is not sent to watchers again. */
   setStatus(status: ServingStatus): void {
+    if (status === this.status) return;
+    this.status = status;
     for (const s of ['', ...this.services]) this.health.setStatus(s, status);
   }
 

@@ -1,7 +1,5 @@
-import { loadConfigFile, splitHostPort } from '@jobmesh/config';
-import { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
-import { openBackboneFromEnv } from '@jobmesh/queue';
-import { type Logger, createLogger, createRegistry, startOpsServer } from '@jobmesh/telemetry';
+import { openServiceHost } from '@jobmesh/grpc-kit';
+import type { Logger } from '@jobmesh/telemetry';
 import { type DeadLetterEnv, webhookSettings } from './config';
 import { register } from './register';
 
@@ -18,42 +16,31 @@ export interface RunningDeadLetter {
 
 /** Starts the dead-letter service as its own process would: Redis, capture, alerts, gRPC, ops HTTP. */
 export async function startDeadLetter(env: DeadLetterEnv, opts: { logger?: Logger } = {}): Promise<RunningDeadLetter> {
-  const logger = opts.logger ?? createLogger({ name: 'dead-letter', level: env.LOG_LEVEL });
-  const metrics = createRegistry();
-  const config = loadConfigFile(env.JOBMESH_CONFIG);
-  const backbone = await openBackboneFromEnv(env, logger, config.queues);
-  const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES });
-  const kit = new RpcKit({ logger, registry: metrics });
-  const webhooks = webhookSettings(env);
-  const deadLetter = register(server, {
-    backbone,
-    kit,
-    logger,
-    metrics,
-    sweepIntervalMs: env.JOBMESH_DLQ_SWEEP_INTERVAL,
-    schedulerAddress: env.JOBMESH_SCHEDULER_ADDRESS,
-    webhooks,
-  });
-  const http = splitHostPort(env.JOBMESH_HTTP_ADDRESS);
-  const ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ping });
-  const grpcPort = await server.listen(env.JOBMESH_GRPC_ADDRESS);
-  // Serving first, then capture: the first sweep may take a while after an outage (every failed
-  // job since), and the service answers, is ready, and stops on SIGTERM meanwhile.
-  await deadLetter.start();
-  logger.info(
-    { grpc: `${splitHostPort(env.JOBMESH_GRPC_ADDRESS).host}:${grpcPort}`, http: ops.address, scheduler: env.JOBMESH_SCHEDULER_ADDRESS, webhooks: Object.keys(webhooks.urls) },
-    'dead-letter listening',
-  );
-  return {
-    grpcPort,
-    httpPort: ops.port,
-    logger,
-    sweep: () => deadLetter.capturer.sweep(),
-    stop: async () => {
-      await deadLetter.close();
-      await server.shutdown(env.JOBMESH_SHUTDOWN_GRACE);
-      await ops.close();
-      await backbone.close();
-    },
-  };
+  const host = await openServiceHost(env, { name: 'dead-letter', logger: opts.logger });
+  try {
+    const { backbone, kit, logger, metrics } = host;
+    const webhooks = webhookSettings(env);
+    const deadLetter = register(host.server, {
+      backbone,
+      kit,
+      logger,
+      metrics,
+      sweepIntervalMs: env.JOBMESH_DLQ_SWEEP_INTERVAL,
+      schedulerAddress: env.JOBMESH_SCHEDULER_ADDRESS,
+      webhooks,
+    });
+    host.onStop(() => deadLetter.close());
+    const { grpcPort, grpcHost, ops } = await host.listen();
+    // Serving first, then capture: the first sweep may take a while after an outage (every failed
+    // job since), and the service answers, is ready, and stops on SIGTERM meanwhile.
+    await deadLetter.start();
+    logger.info(
+      { grpc: `${grpcHost}:${grpcPort}`, http: ops.address, scheduler: env.JOBMESH_SCHEDULER_ADDRESS, webhooks: Object.keys(webhooks.urls) },
+      'dead-letter listening',
+    );
+    return { grpcPort, httpPort: ops.port, logger, sweep: () => deadLetter.capturer.sweep(), stop: host.stop };
+  } catch (err) {
+    await host.stop();
+    throw err;
+  }
 }

@@ -1,7 +1,5 @@
-import { loadConfigFile, splitHostPort } from '@jobmesh/config';
-import { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
-import { openBackboneFromEnv } from '@jobmesh/queue';
-import { type Logger, type OpsServer, createLogger, createRegistry, startOpsServer } from '@jobmesh/telemetry';
+import { openServiceHost } from '@jobmesh/grpc-kit';
+import type { Logger } from '@jobmesh/telemetry';
 import type { WorkerPoolEnv } from './config';
 import type { ProcessorRegistry } from './processors';
 import { type RegisteredWorkerPool, register } from './register';
@@ -16,42 +14,17 @@ export interface RunningWorkerPool {
 
 /** Starts worker-pool as its own process would. */
 export async function startWorkerPool(env: WorkerPoolEnv, opts: { logger?: Logger; processors?: ProcessorRegistry } = {}): Promise<RunningWorkerPool> {
-  const logger = opts.logger ?? createLogger({ name: 'worker-pool', level: env.LOG_LEVEL });
-  const metrics = createRegistry();
-  const config = loadConfigFile(env.JOBMESH_CONFIG);
-  const backbone = await openBackboneFromEnv(env, logger, config.queues);
-  const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES });
-  const kit = new RpcKit({ logger, registry: metrics });
-  let worker: RegisteredWorkerPool | undefined;
-  let ops: OpsServer | undefined;
-  let grpcPort: number;
+  const host = await openServiceHost(env, { name: 'worker-pool', logger: opts.logger });
   try {
-    worker = await register(server, { backbone, kit, logger, metrics, env, config, processors: opts.processors });
-    const http = splitHostPort(env.JOBMESH_HTTP_ADDRESS);
-    ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ping });
-    grpcPort = await server.listen(env.JOBMESH_GRPC_ADDRESS);
+    const { backbone, kit, logger, metrics, config } = host;
+    const worker = await register(host.server, { backbone, kit, logger, metrics, env, config, processors: opts.processors });
+    host.onStop(() => worker.close());
+    const { grpcPort, ops } = await host.listen();
+    logger.info({ grpc: grpcPort, http: ops.address, queues: worker.pool.status().map((s) => s.queue) }, 'worker-pool running');
+    return { grpcPort, httpPort: ops.port, worker, stop: host.stop };
   } catch (err) {
     // Whatever opened before the failure is closed, so an embedding process is not kept alive.
-    await worker?.close().catch(() => undefined);
-    await ops?.close().catch(() => undefined);
-    server.server.forceShutdown();
-    await backbone.close().catch(() => undefined);
+    await host.stop();
     throw err;
   }
-  const running = { worker, ops };
-  logger.info({ grpc: grpcPort, http: running.ops.address, queues: running.worker.pool.status().map((s) => s.queue) }, 'worker-pool running');
-  let stopping: Promise<void> | undefined;
-  return {
-    grpcPort,
-    httpPort: running.ops.port,
-    worker: running.worker,
-    stop: () =>
-      (stopping ??= (async () => {
-        server.setStatus('NOT_SERVING');
-        await running.worker.close();
-        await server.shutdown(env.JOBMESH_SHUTDOWN_GRACE);
-        await running.ops.close();
-        await backbone.close();
-      })()),
-  };
 }

@@ -1,0 +1,67 @@
+import { type CommonEnv, type LoadedConfigFile, loadConfigFile, splitHostPort } from '@jobmesh/config';
+import { type Backbone, openBackboneFromEnv } from '@jobmesh/queue';
+import { type Logger, type OpsServer, type Registry, createLogger, createRegistry, startOpsServer } from '@jobmesh/telemetry';
+import { RpcKit } from './rpc';
+import { GrpcServer } from './server';
+
+/**
+ * What every Jobmesh process is built on: logger, metrics, config file, Redis backbone, one gRPC
+ * server with its RpcKit, and the ops HTTP server. Services mount themselves on it (their
+ * `register`), add their close to `onStop`, then the host listens.
+ */
+export interface ServiceHost {
+  readonly logger: Logger;
+  readonly metrics: Registry;
+  readonly config: LoadedConfigFile;
+  readonly backbone: Backbone;
+  readonly server: GrpcServer;
+  readonly kit: RpcKit;
+  /** Runs `close` when the host stops, after NOT_SERVING and before gRPC calls drain; the last added runs first. */
+  onStop(close: () => Promise<void>): void;
+  /** Starts the ops HTTP server (/metrics, /livez, /readyz), then binds gRPC. */
+  listen(): Promise<{ grpcPort: number; grpcHost: string; ops: OpsServer }>;
+  /**
+   * NOT_SERVING, the onStop closes, gRPC calls drained within JOBMESH_SHUTDOWN_GRACE, the ops
+   * server, Redis. Idempotent, and safe after a start that failed part-way: whatever opened closes.
+   */
+  stop(): Promise<void>;
+}
+
+/** Opens a host. `redisUrl` overrides REDIS_URL (`jobmesh up`'s own redis-server). */
+export async function openServiceHost(env: CommonEnv, opts: { name: string; logger?: Logger; redisUrl?: string }): Promise<ServiceHost> {
+  const logger = opts.logger ?? createLogger({ name: opts.name, level: env.LOG_LEVEL });
+  const metrics = createRegistry();
+  const config = loadConfigFile(env.JOBMESH_CONFIG);
+  const backbone = await openBackboneFromEnv(env, logger, config.queues, opts.redisUrl ?? env.REDIS_URL);
+  const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES });
+  const kit = new RpcKit({ logger, registry: metrics });
+  const closes: (() => Promise<void>)[] = [];
+  let ops: OpsServer | undefined;
+  let listening = false;
+  let stopping: Promise<void> | undefined;
+  return {
+    logger,
+    metrics,
+    config,
+    backbone,
+    server,
+    kit,
+    onStop: (close) => void closes.push(close),
+    async listen() {
+      const http = splitHostPort(env.JOBMESH_HTTP_ADDRESS);
+      ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ping });
+      const grpcPort = await server.listen(env.JOBMESH_GRPC_ADDRESS);
+      listening = true;
+      return { grpcPort, grpcHost: splitHostPort(env.JOBMESH_GRPC_ADDRESS).host, ops };
+    },
+    stop: () =>
+      (stopping ??= (async () => {
+        server.setStatus('NOT_SERVING');
+        for (const close of closes.reverse()) await close().catch((err: Error) => logger.warn({ err: err.message }, 'close failed during stop'));
+        if (listening) await server.shutdown(env.JOBMESH_SHUTDOWN_GRACE);
+        else server.server.forceShutdown();
+        await ops?.close();
+        await backbone.close();
+      })()),
+  };
+}
