@@ -2,16 +2,12 @@
 // RemoteWorker plus the example Python worker on the Connect stream of replica B. 3,000 jobs, each
 // completed exactly once, each kind of worker doing some of them.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor, RemoteWorker } from '@jobmesh/sdk';
 import { type PoolHarness, eventually, startPoolHarness, uniqueQueue } from '../../services/worker-pool/test/harness';
+import { PYTHON, ROOT, cleanupPythonStubs, pythonStubs } from './python';
 
-const ROOT = resolve(__dirname, '../..');
-const PYTHON = '/usr/bin/python3';
 const N = 3_000;
 
 let h: PoolHarness;
@@ -21,14 +17,7 @@ let remote: RemoteWorker | undefined;
 const pythonLog: string[] = [];
 
 beforeAll(async () => {
-  const missing = ['/usr/bin/protoc', '/usr/bin/grpc_python_plugin', '/usr/include/google/protobuf/struct.proto'].filter((f) => !existsSync(f));
-  if (missing.length) throw new Error(`missing ${missing.join(', ')}: apt-get install protobuf-compiler protobuf-compiler-grpc libprotobuf-dev python3-grpcio`);
-  stubDir = await mkdtemp(join(tmpdir(), 'jobmesh-mixed-stubs-'));
-  await new Promise<void>((done, fail) =>
-    spawn('sh', [join(ROOT, 'examples/python-worker/gen_stubs.sh'), stubDir], { stdio: 'ignore' }).on('close', (code) =>
-      code === 0 ? done() : fail(new Error(`gen_stubs.sh exited with ${code}`)),
-    ),
-  );
+  stubDir = await pythonStubs();
   h = await startPoolHarness({ ownRedis: true });
 }, 60_000);
 
@@ -36,7 +25,7 @@ afterAll(async () => {
   python?.kill('SIGKILL');
   await remote?.stop({ graceMs: 1000 });
   await h?.stop();
-  await rm(stubDir, { recursive: true, force: true });
+  await cleanupPythonStubs();
 }, 60_000);
 
 it('completes 3,000 jobs exactly once across an in-process pool, a TS remote worker and a Python worker', async () => {

@@ -3,71 +3,29 @@
 // (a) 1,000 echo jobs through the Connect stream; (b) `jobmesh conformance` against the worker.
 // Missing tools fail the test (never skip it): `.ci/run` installs them on a fresh machine.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Metadata, credentials } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { type PoolHarness, eventually, startPoolHarness, uniqueQueue } from '../../services/worker-pool/test/harness';
+import { PYTHON, ROOT, cleanupPythonStubs, killGroup, pythonStubs, run } from './python';
 
-const ROOT = resolve(__dirname, '../..');
 const WORKER = join(ROOT, 'examples/python-worker/worker.py');
-const GEN = join(ROOT, 'examples/python-worker/gen_stubs.sh');
 const CLI = join(ROOT, 'cli/bin/jobmesh.js');
-const PYTHON = '/usr/bin/python3';
 const RULES = ['complete', 'retry', 'retryable-failure', 'unrecoverable', 'progress', 'cancel', 'lease', 'stale-lease', 'reconnect'];
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 const children: ChildProcess[] = [];
-
-/** Runs a command in its own process group, without blocking the event loop (the servers answer from this process). */
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 60_000): Promise<Run> {
-  return new Promise((done, fail) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env, detached: true });
-    children.push(child);
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => killGroup(child, 'SIGKILL'), timeoutMs);
-    child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
-    child.on('error', fail);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
-}
-
-function killGroup(child: ChildProcess, sig: NodeJS.Signals = 'SIGTERM'): void {
-  if (!child.pid || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    process.kill(-child.pid, sig);
-  } catch {
-    // already gone
-  }
-}
 
 let h: PoolHarness | undefined;
 let stubDir: string | undefined;
 
 beforeAll(async () => {
-  const missing = ['/usr/bin/protoc', '/usr/bin/grpc_python_plugin', '/usr/include/google/protobuf/struct.proto'].filter((f) => !existsSync(f));
-  if (missing.length) throw new Error(`missing ${missing.join(', ')}: apt-get install protobuf-compiler protobuf-compiler-grpc libprotobuf-dev python3-grpcio`);
-  stubDir = await mkdtemp(join(tmpdir(), 'jobmesh-pyworker-stubs-'));
-  const gen = await run('sh', [GEN, stubDir]);
-  if (gen.code !== 0) throw new Error(`gen_stubs.sh failed (exit ${gen.code}):\n${gen.stderr}`);
+  stubDir = await pythonStubs();
 }, 60_000);
 
 afterAll(async () => {
   for (const c of children) killGroup(c, 'SIGKILL');
   await h?.stop();
-  if (stubDir) await rm(stubDir, { recursive: true, force: true });
+  await cleanupPythonStubs();
 }, 60_000);
 
 describe('the example Python worker', () => {
@@ -138,7 +96,7 @@ describe('the example Python worker', () => {
   }, 150_000);
 
   it('passes `jobmesh conformance`', async () => {
-    const res = await run(process.execPath, [CLI, 'conformance', '--worker', `${PYTHON} ${WORKER}`], { ...process.env, PYTHONPATH: stubDir }, 150_000);
+    const res = await run(process.execPath, [CLI, 'conformance', '--worker', `${PYTHON} ${WORKER}`], { env: { ...process.env, PYTHONPATH: stubDir }, timeoutMs: 150_000, onSpawn: (c) => children.push(c) });
     const lines = res.stdout.split('\n');
     const report = `exit ${res.code}\nstdout:\n${res.stdout}\nstderr:\n${res.stderr.slice(-3000)}`;
     for (const rule of RULES) expect({ rule, line: lines.find((l) => l === `PASS ${rule}`) ?? report }).toEqual({ rule, line: `PASS ${rule}` });
