@@ -49,7 +49,8 @@ const DATA = /validat|invalid|parse|malformed|unexpected token|schema/i;
 
 /**
  * The category of a dead letter: the queue's rules first (first match wins), then the built-ins.
- * Built-ins, in order: PROCESSOR_NOT_FOUND, UNRECOVERABLE, TIMEOUT, STALLED_LIMIT, EXHAUSTED_RETRIES;
+ * Built-ins, in order: PROCESSOR_NOT_FOUND, STALLED_LIMIT (BullMQ fails such a job with an
+ * UnrecoverableError of its own, so this comes first), UNRECOVERABLE, TIMEOUT, EXHAUSTED_RETRIES;
  * a job that failed for good otherwise (e.g. a remote worker's unrecoverable FailJob) is guessed
  * from its message (CONFIGURATION, EXTERNAL_SERVICE, DATA), else UNRECOVERABLE.
  * PROCESSOR_NOT_FOUND and CONFIGURATION are critical (nothing succeeds until someone acts).
@@ -61,9 +62,9 @@ export function categorize(f: FailureFacts, rules: readonly DeadLetterRuleSpec[]
   }
   const reason = f.reason;
   if (reason.startsWith(PROCESSOR_NOT_FOUND)) return { category: 'PROCESSOR_NOT_FOUND', severity: 'critical' };
+  if (STALLED.test(reason)) return { category: 'STALLED_LIMIT', severity: 'warning' };
   if (errorName === 'UnrecoverableError') return { category: 'UNRECOVERABLE', severity: 'warning' };
   if (errorName === 'TimeoutError' || /timed out/i.test(reason)) return { category: 'TIMEOUT', severity: 'warning' };
-  if (STALLED.test(reason)) return { category: 'STALLED_LIMIT', severity: 'warning' };
   if (f.attemptsMade >= f.attempts) return { category: 'EXHAUSTED_RETRIES', severity: 'warning' };
   // Failed for good before its attempts ran out, for no reason named above: guess from the message.
   if (CONFIGURATION.test(reason)) return { category: 'CONFIGURATION', severity: 'critical' };

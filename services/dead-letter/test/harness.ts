@@ -22,11 +22,13 @@ export interface DeadLetterHarness extends PoolHarness {
  * dead-letter services started on demand; stop() stops them all.
  * - `fail`: always throws Error('boom').
  * - `fatal`: throws UnrecoverableError('bad input'), unless its data has `fixed: true`.
+ * - `hang`: runs until its attempt is aborted (a timeout).
  * - jobs of any other name have no processor.
+ * `poolEnv` is added to the worker-pool's settings (e.g. a short JOBMESH_STALLED_INTERVAL).
  */
-export async function startDeadLetterHarness(): Promise<DeadLetterHarness> {
+export async function startDeadLetterHarness(poolEnv: Record<string, string> = {}): Promise<DeadLetterHarness> {
   const h = await startPoolHarness();
-  await h.startPool([
+  const pool = [
     defineProcessor({ queue: '*', name: 'fail', process: async () => Promise.reject(new Error('boom')) }),
     defineProcessor({
       queue: '*',
@@ -36,7 +38,13 @@ export async function startDeadLetterHarness(): Promise<DeadLetterHarness> {
         return { fixed: true };
       },
     }),
-  ]);
+    defineProcessor({
+      queue: '*',
+      name: 'hang',
+      process: (_job, ctx) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason as Error), { once: true })),
+    }),
+  ];
+  await h.startPool(pool, poolEnv);
   const running: Array<{ service: RunningDeadLetter; client: DeadLetterClient }> = [];
   return {
     ...h,
