@@ -26,6 +26,29 @@ describe('parseConfigFile', () => {
     expect(q!.setsPaused).toBe(false);
   });
 
+  it('reads a queue\'s dead-letter rules and retention', () => {
+    const [q] = parseConfigFile(
+      `queues:
+  - name: payments
+    dead_letter:
+      rules:
+        - { error_name: CardDeclinedError, category: DECLINED, severity: info }
+        - { message_pattern: "ECONNREFUSED", job_name: payments.settle, category: EXTERNAL_SERVICE }
+        - { error_name: SchemaError, category: DATA, quarantine: true }
+      retention: { count: 500, age: 14d }
+`,
+      'jobmesh.config.yaml',
+    );
+    expect(q!.spec.deadLetter).toEqual({
+      rules: [
+        { errorName: 'CardDeclinedError', category: 'DECLINED', severity: 'info' },
+        { messagePattern: 'ECONNREFUSED', jobName: 'payments.settle', category: 'EXTERNAL_SERVICE' },
+        { errorName: 'SchemaError', category: 'DATA', quarantine: true },
+      ],
+      retention: { count: 500, ageMs: 14 * 86_400_000 },
+    });
+  });
+
   it('reads JSON when the file name ends in .json', () => {
     const [q] = parseConfigFile('{"queues":[{"name":"a","paused":true}]}', 'x.json');
     expect(q).toMatchObject({ spec: { name: 'a', paused: true }, setsPaused: true });

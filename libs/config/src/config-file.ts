@@ -31,6 +31,7 @@ const deadLetterRule = z.strictObject({
   job_name: z.string().optional(),
   category: z.string().min(1),
   severity: z.enum(['info', 'warning', 'critical']).optional(),
+  quarantine: z.boolean().optional(),
 });
 
 const queue = z.strictObject({
@@ -149,6 +150,7 @@ function toQueues(data: ConfigFile, source: string): DeclaredQueue[] {
           jobName: r.job_name,
           category: r.category,
           severity: r.severity,
+          quarantine: r.quarantine,
         })),
         retention: q.dead_letter?.retention && { count: q.dead_letter.retention.count, ageMs: q.dead_letter.retention.age },
       },

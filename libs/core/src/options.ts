@@ -53,6 +53,8 @@ export interface DeadLetterRuleSpec {
   jobName?: string;
   category: string;
   severity?: SeverityName;
+  /** Quarantine the dead letter at capture. */
+  quarantine?: boolean;
 }
 
 export interface DeadLetterPolicySpec {

@@ -122,6 +122,7 @@ function deadLetterFromProto(d: pb.DeadLetterPolicy | undefined): DeadLetterPoli
       jobName: r.jobName || undefined,
       category: r.category,
       severity: SEVERITY_FROM_PB[r.severity],
+      quarantine: r.quarantine || undefined,
     })),
     retention: retentionFromProto(d.retention),
   };
@@ -136,6 +137,7 @@ function deadLetterToProto(d: DeadLetterPolicySpec): pb.DeadLetterPolicy {
       jobName: r.jobName ?? '',
       category: r.category,
       severity: r.severity ? SEVERITY_TO_PB[r.severity] : pb.Severity.SEVERITY_UNSPECIFIED,
+      quarantine: r.quarantine ?? false,
     })),
     retention: retentionToProto(d.retention),
   };

@@ -231,7 +231,7 @@ export class Capturer {
     const job = await BullJob.fromId(queue, jobId);
     if (!job || !job.finishedOn || !(await job.isFailed())) return;
     const stacks = job.stacktrace ?? [];
-    const { category, severity } = categorize(
+    const { category, severity, quarantine } = categorize(
       { jobName: job.name, reason: job.failedReason ?? '', stack: stacks[stacks.length - 1], attemptsMade: job.attemptsMade, attempts: job.opts.attempts ?? 1 },
       spec.deadLetter.rules,
     );
@@ -242,6 +242,7 @@ export class Capturer {
       errors: attemptErrors(job),
       category,
       severity,
+      quarantine,
       at: new Date(job.finishedOn),
       traceId: snapshot.traceId,
     });

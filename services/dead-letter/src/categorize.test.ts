@@ -1,4 +1,4 @@
-import { categorize, errorNameOf, type FailureFacts } from './categorize';
+import { categorize, DATA_QUARANTINE, errorNameOf, type FailureFacts } from './categorize';
 
 const facts = (over: Partial<FailureFacts> = {}): FailureFacts => ({ jobName: 'send', reason: 'boom', attemptsMade: 3, attempts: 3, ...over });
 
@@ -66,5 +66,12 @@ describe('categorize', () => {
     expect(early('validation failed: email is invalid')).toBe('DATA');
     expect(early('could not parse row 3')).toBe('DATA');
     expect(early('something odd')).toBe('UNRECOVERABLE');
+  });
+
+  it('quarantines DATA dead letters, and those of a rule that says so', () => {
+    expect(categorize(facts({ reason: 'malformed row', attemptsMade: 1 }))).toEqual({ category: 'DATA', severity: 'warning', quarantine: DATA_QUARANTINE });
+    expect(categorize(facts({ reason: 'connect ECONNREFUSED', attemptsMade: 1 })).quarantine).toBeUndefined();
+    const rules = [{ jobName: 'send', category: 'POISON', severity: 'critical' as const, quarantine: true }];
+    expect(categorize(facts(), rules)).toEqual({ category: 'POISON', severity: 'critical', quarantine: "the queue's rule for POISON quarantines it" });
   });
 });

@@ -15,6 +15,8 @@ export interface FailureFacts {
 export interface Category {
   category: string;
   severity: SeverityName;
+  /** Why it is quarantined at capture, when it is. */
+  quarantine?: string;
 }
 
 /**
@@ -48,17 +50,26 @@ const CONFIGURATION = /config|missing (env|environment|setting|credential)|not c
 const DATA = /validat|invalid|parse|malformed|unexpected token|schema/i;
 
 /**
+ * Why a DATA dead letter is quarantined at capture: replayed as it is, bad data fails the same way
+ * (the pattern document quarantines data corruption). A fix replays it by id once released.
+ */
+export const DATA_QUARANTINE = 'bad data fails the same way again: fix it, release, then replay with a patch';
+
+/**
  * The category of a dead letter: the queue's rules first (first match wins), then the built-ins.
  * Built-ins, in order: PROCESSOR_NOT_FOUND, STALLED_LIMIT (BullMQ fails such a job with an
  * UnrecoverableError of its own, so this comes first), UNRECOVERABLE, TIMEOUT, EXHAUSTED_RETRIES;
  * a job that failed for good otherwise (e.g. a remote worker's unrecoverable FailJob) is guessed
  * from its message (CONFIGURATION, EXTERNAL_SERVICE, DATA), else UNRECOVERABLE.
- * PROCESSOR_NOT_FOUND and CONFIGURATION are critical (nothing succeeds until someone acts).
+ * PROCESSOR_NOT_FOUND and CONFIGURATION are critical (nothing succeeds until someone acts); DATA
+ * dead letters, and those of a rule with `quarantine`, are quarantined at capture.
  */
 export function categorize(f: FailureFacts, rules: readonly DeadLetterRuleSpec[] = []): Category {
   const errorName = errorNameOf(f.stack);
   for (const rule of rules) {
-    if (ruleMatches(rule, f, errorName)) return { category: rule.category, severity: rule.severity ?? 'warning' };
+    if (ruleMatches(rule, f, errorName)) {
+      return { category: rule.category, severity: rule.severity ?? 'warning', ...(rule.quarantine && { quarantine: `the queue's rule for ${rule.category} quarantines it` }) };
+    }
   }
   const reason = f.reason;
   if (reason.startsWith(PROCESSOR_NOT_FOUND)) return { category: 'PROCESSOR_NOT_FOUND', severity: 'critical' };
@@ -69,6 +80,6 @@ export function categorize(f: FailureFacts, rules: readonly DeadLetterRuleSpec[]
   // Failed for good before its attempts ran out, for no reason named above: guess from the message.
   if (CONFIGURATION.test(reason)) return { category: 'CONFIGURATION', severity: 'critical' };
   if (EXTERNAL.test(reason)) return { category: 'EXTERNAL_SERVICE', severity: 'warning' };
-  if (DATA.test(reason)) return { category: 'DATA', severity: 'warning' };
+  if (DATA.test(reason)) return { category: 'DATA', severity: 'warning', quarantine: DATA_QUARANTINE };
   return { category: 'UNRECOVERABLE', severity: 'warning' };
 }

@@ -27,6 +27,8 @@ export interface NewDeadLetter {
   /** When the job failed for good. */
   at: Date;
   traceId: string;
+  /** Quarantined from the start, for this reason. */
+  quarantine?: string;
 }
 
 export interface Filter {
@@ -146,6 +148,8 @@ export class DeadLetterStore {
       severity: SEVERITY[d.severity],
       deadLetteredAt: d.at,
       traceId: d.traceId,
+      quarantined: !!d.quarantine,
+      quarantineReason: d.quarantine ?? '',
     });
     return { id: res.id, created: res.created === true, deadLetter };
   }
@@ -163,7 +167,8 @@ export class DeadLetterStore {
       trace_id: d.traceId,
       job: JSON.stringify(pb.Job.toJSON(d.job)),
       errors: JSON.stringify(d.errors.map((e) => pb.AttemptError.toJSON(e))),
-      quarantined: '0',
+      quarantined: d.quarantine ? '1' : '0',
+      quarantine_reason: d.quarantine ?? '',
       replays: '[]',
     };
     const created = await this.scripts.capture(

@@ -190,3 +190,21 @@ it('captures a job id used again as a dead letter of its own', async () => {
   expect([first!.job!.data, second!.job!.data]).toEqual([{ n: 1 }, { n: 2 }]);
   expect(await h.client.getJob(queue, 'order-1')).toMatchObject({ state: S.JOB_STATE_DEAD_LETTERED, data: { n: 2 } });
 });
+
+it("quarantines at capture what a queue's rule says to, and a filter replay skips it", async () => {
+  const { client } = await startService();
+  const queue = uniqueQueue('dlq-poison');
+  await h.client.createQueue({ queue: { name: queue, deadLetter: { rules: [{ jobName: 'fatal', category: 'POISON', quarantine: true }] } } });
+  await enqueueFailures(h, queue, { fatal: 2, fail: 1 });
+  await captured(client, queue, 3);
+  const poison = (await client.list({ filter: { queue, category: 'POISON' } })).deadLetters;
+  expect(poison.map((d) => [d.quarantined, d.quarantineReason])).toEqual([
+    [true, "the queue's rule for POISON quarantines it"],
+    [true, "the queue's rule for POISON quarantines it"],
+  ]);
+  const target = uniqueQueue('dlq-poison-target');
+  await h.client.createQueue({ queue: { name: target, paused: true } });
+  const res = await client.replay({ filter: { queue }, targetQueue: target });
+  expect(res.skippedQuarantined).toBe(2);
+  expect(res.replayed.map((r) => r.deadLetterId)).toEqual([(await client.list({ filter: { queue, category: 'EXHAUSTED_RETRIES' } })).deadLetters[0]!.id]);
+});
