@@ -182,6 +182,18 @@ async function expectExactlyTheDeadLetters(dl: DeadLetterClient, queue: string, 
   // Whatever BullMQ's failed set still holds (the queue's retention may trim it) has a dead letter.
   const failed = await rc.zrange(failedKey(queue), 0, -1);
   expect(failed.filter((id) => !perJob.has(id))).toEqual([]);
+
+  // Through the scheduler process, every one of them reads DEAD_LETTERED.
+  const states = new Map<string, pb.JobState>();
+  let pageToken = '';
+  do {
+    const page = await client.listJobs({ queue, states: [pb.JobState.JOB_STATE_DEAD_LETTERED], pageSize: 1000, pageToken });
+    for (const j of page.jobs) states.set(j.id, j.state);
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  expect([...states.keys()].sort()).toEqual([...names.keys()].sort());
+  expect((await client.getJob(queue, fail.job!.id)).state).toBe(pb.JobState.JOB_STATE_DEAD_LETTERED);
+  expect((await client.listJobs({ queue, states: [pb.JobState.JOB_STATE_FAILED], pageSize: 50 })).jobs.every((j) => j.state === pb.JobState.JOB_STATE_DEAD_LETTERED)).toBe(true);
 }
 
 describe('dead-letter capture with scheduler, worker-pool and dead-letter as separate processes', () => {
