@@ -229,7 +229,8 @@ export class Capturer {
   async captureJob(spec: QueueSpec, jobId: string): Promise<void> {
     const queue = this.registry.bullQueue(spec.name);
     const job = await BullJob.fromId(queue, jobId);
-    if (!job || !job.finishedOn || !(await job.isFailed())) return;
+    // Whether it is still this failure in the failed set is checked by the capture script itself.
+    if (!job || !job.finishedOn) return;
     const stacks = job.stacktrace ?? [];
     const { category, severity, quarantine } = categorize(
       { jobName: job.name, reason: job.failedReason ?? '', stack: stacks[stacks.length - 1], attemptsMade: job.attemptsMade, attempts: job.opts.attempts ?? 1 },

@@ -51,10 +51,12 @@ const SEVERITY: Record<SeverityName, pb.Severity> = {
 // entry, the job's 'dead-lettered' event and the announcement to watchers, all or nothing and
 // once: a second capture of the same failure (another replica, the sweep after the event)
 // changes nothing (0), and a capture is never stored without being announced. An id taken by
-// another failure (a job id used again) changes nothing either (-1).
+// another failure (a job id used again) changes nothing either (-1), nor does a job that is no
+// longer that failure in the queue's failed set (KEYS[9]; retried, removed) (-2).
 // ARGV: score (the failure time), id, counter field, job field ("<queue>:<job id>"), now,
 // channel, job id, reason, then the record's fields.
 const CAPTURE = `
+if redis.call('ZSCORE', KEYS[9], ARGV[7]) ~= ARGV[1] then return -2 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if redis.call('HGET', KEYS[1], 'at') == ARGV[1] then return 0 end
   return -1
@@ -139,7 +141,7 @@ export class DeadLetterStore {
    */
   async capture(d: NewDeadLetter): Promise<{ id: string; created: boolean; deadLetter: pb.DeadLetter }> {
     let res = await this.captureAs(deadLetterId(d.queue, d.job.id, d.job.attemptsMade), d);
-    if (res.created === undefined) res = await this.captureAs(deadLetterId(d.queue, d.job.id, d.job.attemptsMade, d.at.getTime()), d);
+    if (res.outcome === 'taken') res = await this.captureAs(deadLetterId(d.queue, d.job.id, d.job.attemptsMade, d.at.getTime()), d);
     const deadLetter = pb.DeadLetter.fromPartial({
       id: res.id,
       job: d.job,
@@ -151,11 +153,11 @@ export class DeadLetterStore {
       quarantined: !!d.quarantine,
       quarantineReason: d.quarantine ?? '',
     });
-    return { id: res.id, created: res.created === true, deadLetter };
+    return { id: res.id, created: res.outcome === 'created', deadLetter };
   }
 
-  /** `created` is undefined when `id` belongs to another failure. */
-  private async captureAs(id: string, d: NewDeadLetter): Promise<{ id: string; created: boolean | undefined }> {
+  /** `taken`: `id` belongs to another failure; `gone`: the job is not this failure in the failed set any more. */
+  private async captureAs(id: string, d: NewDeadLetter): Promise<{ id: string; outcome: 'created' | 'exists' | 'taken' | 'gone' }> {
     const fields: Record<string, string> = {
       id,
       queue: d.queue,
@@ -172,7 +174,7 @@ export class DeadLetterStore {
       replays: '[]',
     };
     const created = await this.scripts.capture(
-      8,
+      9,
       this.keys.deadLetter(id),
       this.keys.deadLetterIndex,
       this.keys.deadLetterQueueIndex(d.queue),
@@ -181,6 +183,7 @@ export class DeadLetterStore {
       this.keys.deadLetterJobs,
       this.keys.deadLetterOutbox,
       this.keys.events(d.queue),
+      this.registry.bullQueue(d.queue).keys.failed!,
       String(d.at.getTime()),
       id,
       fields.counter!,
@@ -191,7 +194,8 @@ export class DeadLetterStore {
       d.job.failureReason,
       ...Object.entries(fields).flat(),
     );
-    return { id, created: created === -1 ? undefined : created === 1 };
+    const outcome = ({ 1: 'created', 0: 'exists', [-1]: 'taken', [-2]: 'gone' } as const)[created as 1 | 0 | -1 | -2];
+    return { id, outcome };
   }
 
   async get(id: string): Promise<pb.DeadLetter> {
