@@ -101,16 +101,18 @@ export function jobOptionsToProto(o: JobOptionsSpec): pb.JobOptions {
   };
 }
 
-const SEVERITY_FROM_PB: Record<number, SeverityName | undefined> = {
-  [pb.Severity.SEVERITY_INFO]: 'info',
-  [pb.Severity.SEVERITY_WARNING]: 'warning',
-  [pb.Severity.SEVERITY_CRITICAL]: 'critical',
-};
 const SEVERITY_TO_PB: Record<SeverityName, pb.Severity> = {
   info: pb.Severity.SEVERITY_INFO,
   warning: pb.Severity.SEVERITY_WARNING,
   critical: pb.Severity.SEVERITY_CRITICAL,
 };
+
+/** A severity's proto value; UNSPECIFIED for none (or a stored name this version does not know). */
+export const severityToProto = (s: SeverityName | undefined): pb.Severity => (s && SEVERITY_TO_PB[s]) ?? pb.Severity.SEVERITY_UNSPECIFIED;
+
+/** A proto severity's name; undefined for UNSPECIFIED or an unknown value. */
+export const severityFromProto = (s: pb.Severity): SeverityName | undefined =>
+  (Object.keys(SEVERITY_TO_PB) as SeverityName[]).find((name) => SEVERITY_TO_PB[name] === s);
 
 function deadLetterFromProto(d: pb.DeadLetterPolicy | undefined): DeadLetterPolicySpec {
   if (!d) return {};
@@ -121,7 +123,7 @@ function deadLetterFromProto(d: pb.DeadLetterPolicy | undefined): DeadLetterPoli
       messagePattern: r.messagePattern || undefined,
       jobName: r.jobName || undefined,
       category: r.category,
-      severity: SEVERITY_FROM_PB[r.severity],
+      severity: severityFromProto(r.severity),
       quarantine: r.quarantine || undefined,
     })),
     retention: retentionFromProto(d.retention),
@@ -136,7 +138,7 @@ function deadLetterToProto(d: DeadLetterPolicySpec): pb.DeadLetterPolicy {
       messagePattern: r.messagePattern ?? '',
       jobName: r.jobName ?? '',
       category: r.category,
-      severity: r.severity ? SEVERITY_TO_PB[r.severity] : pb.Severity.SEVERITY_UNSPECIFIED,
+      severity: severityToProto(r.severity),
       quarantine: r.quarantine ?? false,
     })),
     retention: retentionToProto(d.retention),

@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto';
 import * as pb from '@jobmesh/contracts';
 import type { SeverityName } from '@jobmesh/core';
+import { severityFromProto } from '@jobmesh/queue';
 import type { Logger } from '@jobmesh/telemetry';
 import { type ConnectionOptions, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis, RedisOptions } from 'ioredis';
@@ -28,12 +29,6 @@ interface AlertData {
   severity: SeverityName;
   body: AlertBody;
 }
-
-const SEVERITY: Partial<Record<pb.Severity, SeverityName>> = {
-  [pb.Severity.SEVERITY_INFO]: 'info',
-  [pb.Severity.SEVERITY_WARNING]: 'warning',
-  [pb.Severity.SEVERITY_CRITICAL]: 'critical',
-};
 
 /**
  * The BullMQ job id of a dead letter's alert: the dead letter id with ':' escaped (BullMQ takes a
@@ -98,7 +93,7 @@ export class Alerts {
 
   /** Queues the alert of a newly captured dead letter, if its severity has a webhook. */
   async alert(d: pb.DeadLetter): Promise<void> {
-    const severity = SEVERITY[d.severity];
+    const severity = severityFromProto(d.severity);
     if (!severity || !this.opts.settings.urls[severity]) return;
     const body: AlertBody = { dead_letter: pb.DeadLetter.toJSON(d), severity, queue: d.job?.queue ?? '', category: d.category, id: d.id };
     const { attempts, backoffMs } = this.opts.settings;

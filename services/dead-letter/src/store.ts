@@ -1,6 +1,6 @@
 import * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError, type SeverityName } from '@jobmesh/core';
-import type { Keys, QueueRegistry } from '@jobmesh/queue';
+import { type Keys, type QueueRegistry, severityToProto } from '@jobmesh/queue';
 import type { Redis } from 'ioredis';
 import { DeadLetterNotFoundError } from './errors';
 
@@ -40,12 +40,6 @@ export interface Filter {
   /** ms, exclusive. */
   until?: number;
 }
-
-const SEVERITY: Record<SeverityName, pb.Severity> = {
-  info: pb.Severity.SEVERITY_INFO,
-  warning: pb.Severity.SEVERITY_WARNING,
-  critical: pb.Severity.SEVERITY_CRITICAL,
-};
 
 // Writes the record, its three index entries, its counter, the job → dead letter link, its outbox
 // entry, the job's 'dead-lettered' event and the announcement to watchers, all or nothing and
@@ -147,7 +141,7 @@ export class DeadLetterStore {
       job: d.job,
       errors: d.errors,
       category: d.category,
-      severity: SEVERITY[d.severity],
+      severity: severityToProto(d.severity),
       deadLetteredAt: d.at,
       traceId: d.traceId,
       quarantined: !!d.quarantine,
@@ -353,7 +347,7 @@ function decode(h: Record<string, string>): pb.DeadLetter {
     job: pb.Job.fromJSON(JSON.parse(h.job ?? '{}')),
     errors: (JSON.parse(h.errors ?? '[]') as unknown[]).map((e) => pb.AttemptError.fromJSON(e)),
     category: h.category,
-    severity: SEVERITY[h.severity as SeverityName] ?? pb.Severity.SEVERITY_UNSPECIFIED,
+    severity: severityToProto(h.severity as SeverityName | undefined),
     deadLetteredAt: new Date(Number(h.at)),
     traceId: h.trace_id ?? '',
     quarantined: h.quarantined === '1',
