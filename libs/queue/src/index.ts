@@ -6,3 +6,4 @@ export * from './proto-mapping';
 export * from './job-mapping';
 export * from './cancellation';
 export * from './dead-letters';
+export * from './children';

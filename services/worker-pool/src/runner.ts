@@ -8,6 +8,7 @@ import {
   UnrecoverableError,
 } from '@jobmesh/core';
 import { type Keys, type QueueRegistry, jobmeshOpts, parentRef, recordCancelled, toProtoJob, traceIdOf } from '@jobmesh/queue';
+import { FailOutcome } from '@jobmesh/contracts';
 import type { JobInfo } from '@jobmesh/sdk';
 import type { Logger } from '@jobmesh/telemetry';
 import { type ConnectionOptions, DelayedError, type Job as BullJob, type MinimalJob, WaitingError, Worker } from 'bullmq';
@@ -86,6 +87,8 @@ export class QueueRunner {
       settings: { backoffStrategy: (attemptsMade, _type, err, job) => this.backoff(attemptsMade, err, job) },
     });
     this.worker.on('error', (err) => deps.logger.warn({ err: err.message, queue }, 'worker error'));
+    // After moveToFailed: tells a remote worker's Fail what became of the job (retry or final).
+    this.worker.on('failed', (job) => job && deps.remote.dispatcher.afterFailed(job));
   }
 
   /** Jobs held at once: the queue's concurrency, plus what remote workers connected here can take. */
@@ -194,7 +197,7 @@ export class QueueRunner {
       traceId: traceIdOf(jobmeshOpts(job).tp) || undefined,
     };
     try {
-      const work = remote ? dispatcher.delegate(this.queue, job, token!, attempt) : Promise.resolve().then(() => def!.process(info, ctx));
+      const work = remote ? dispatcher.delegate(this.queue, job, token!, attempt, ctx) : Promise.resolve().then(() => def!.process(info, ctx));
       const result = await Promise.race([work, run.aborted]);
       await ctx.clear();
       metrics.completed.inc({ queue: this.queue, name: job.name });
@@ -212,6 +215,7 @@ export class QueueRunner {
       }
       if (err instanceof JobCancelledError) {
         await recordCancelled(this.deps.redis, this.deps.keys, toProtoJob(job, this.queue, 'active'), err.reason);
+        if (remote) dispatcher.reportOutcome(job, { outcome: FailOutcome.FAIL_OUTCOME_CANCELLED });
         // The CANCELLED record replaces the job: BullMQ removes it in the same step that ends the
         // attempt, so it is never seen as FAILED, retried, or swept up as a dead letter.
         job.opts.removeOnFail = true;
@@ -219,7 +223,9 @@ export class QueueRunner {
       }
       if (err.name === 'RateLimitError') {
         // Backs off the whole queue (every replica) and puts the job back without using an attempt.
-        await this.worker.rateLimit(Math.min(MAX_RATE_LIMIT_MS, Math.max(1, (err as RateLimitError).retryAfterMs ?? 1000)));
+        const backOffMs = Math.min(MAX_RATE_LIMIT_MS, Math.max(1, (err as RateLimitError).retryAfterMs ?? 1000));
+        await this.worker.rateLimit(backOffMs);
+        if (remote) dispatcher.reportOutcome(job, { outcome: FailOutcome.FAIL_OUTCOME_RATE_LIMITED, retryAt: new Date(Date.now() + backOffMs) });
         throw Worker.RateLimitError();
       }
       const final = err.name === 'UnrecoverableError' || attempt >= (job.opts.attempts ?? 1);

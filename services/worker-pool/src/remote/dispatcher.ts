@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import * as pb from '@jobmesh/contracts';
-import { RateLimitError, StaleLeaseError, UnrecoverableError } from '@jobmesh/core';
+import { InvalidArgumentError, RateLimitError, StaleLeaseError, UnrecoverableError } from '@jobmesh/core';
 import { durationToMs, toProtoJob, jobmeshOpts } from '@jobmesh/queue';
 import type { Logger } from '@jobmesh/telemetry';
 import type { Job as BullJob } from 'bullmq';
+import type { BullJobContext } from '../context';
 
 /** A connected remote worker: a Connect stream, or the leases of a unary (LeaseJobs) worker. */
 export interface Session {
@@ -32,6 +33,8 @@ export interface Lease {
   token: string;
   queue: string;
   job: BullJob;
+  /** The attempt's context, made by the runner: it carries out SaveStep and AddChildren. */
+  ctx: BullJobContext;
   session: Session;
   expiresAt: number;
   timer: NodeJS.Timeout;
@@ -44,6 +47,7 @@ interface Pending {
   job: BullJob;
   token: string;
   attempt: number;
+  ctx: BullJobContext;
   resolve(result: unknown): void;
   reject(err: Error): void;
 }
@@ -51,6 +55,30 @@ interface Pending {
 /** The lease was lost without a verdict (stream closed, heartbeats stopped): the job goes back to waiting. */
 export class LeaseLostError extends Error {
   override readonly name = 'LeaseLostError';
+}
+
+/**
+ * The attempt ended because the job now waits for its children (a remote AddChildren). Named as
+ * BullMQ's WaitingChildrenError, which the runner and BullMQ recognise by name: the job was
+ * already moved, so nothing else happens to it.
+ */
+class ChildrenPendingError extends Error {
+  override readonly name = 'WaitingChildrenError';
+}
+
+/** What became of a job after a remote Fail (FailJobResponse, and the Ack of a Fail). */
+export interface FailResult {
+  outcome: pb.FailOutcome;
+  /** With RETRY_SCHEDULED and RATE_LIMITED: the earliest time the job runs again. */
+  retryAt?: Date;
+}
+
+/** What a remote AddChildren did. */
+export interface ChildrenResult {
+  waiting: boolean;
+  children: pb.JobRef[];
+  /** When not waiting: the children's results. */
+  childrenResults: Record<string, unknown>;
 }
 
 export interface DispatcherOptions {
@@ -71,6 +99,8 @@ export class RemoteDispatcher {
   readonly sessions = new Map<string, Session>();
   private readonly leases = new Map<string, Lease>();
   private readonly pending = new Map<string, Pending[]>();
+  /** Jobs a remote Fail settled whose outcome the runner has not reported yet. */
+  private readonly outcomes = new Map<BullJob, (r: FailResult) => void>();
   private draining = false;
   /** "queue\nname" (name '*' for all) → until when a worker that left is expected back. */
   private readonly recent = new Map<string, number>();
@@ -164,9 +194,9 @@ export class RemoteDispatcher {
    * Runs a job on a remote worker: resolves with its result, rejects with its failure, or with
    * LeaseLostError when the lease ends without a verdict.
    */
-  delegate(queue: string, job: BullJob, token: string, attempt: number): Promise<unknown> {
+  delegate(queue: string, job: BullJob, token: string, attempt: number, ctx: BullJobContext): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const p: Pending = { queue, job, token, attempt, resolve, reject };
+      const p: Pending = { queue, job, token, attempt, ctx, resolve, reject };
       const list = this.pending.get(queue) ?? [];
       list.push(p);
       this.pending.set(queue, list);
@@ -232,6 +262,7 @@ export class RemoteDispatcher {
       token: p.token,
       queue: p.queue,
       job: p.job,
+      ctx: p.ctx,
       session,
       expiresAt: 0,
       timer: undefined as unknown as NodeJS.Timeout,
@@ -241,15 +272,30 @@ export class RemoteDispatcher {
     this.arm(lease);
     session.leases.set(p.token, lease);
     this.leases.set(p.token, lease);
-    const assignment: pb.Assignment = {
-      job: toProtoJob(p.job, p.queue, 'active'),
-      leaseToken: p.token,
-      leaseExpiresAt: new Date(lease.expiresAt),
-      traceparent: jobmeshOpts(p.job).tp ?? '',
-      attempt: p.attempt,
-    };
-    if (session.send) session.send({ assignment });
-    else session.collect?.(assignment);
+    // What earlier runs saved (steps, children); a job's first run reads nothing (see resumeState).
+    p.ctx.resumeState().then(
+      (state) => {
+        // Withdrawn or lost while the state was read: the worker must not get it.
+        if (this.leases.get(p.token) !== lease) return;
+        const assignment: pb.Assignment = {
+          job: toProtoJob(p.job, p.queue, 'active'),
+          leaseToken: p.token,
+          leaseExpiresAt: new Date(lease.expiresAt),
+          traceparent: jobmeshOpts(p.job).tp ?? '',
+          attempt: p.attempt,
+          steps: state.steps,
+          childrenAdded: state.childrenAdded,
+          childrenResults: state.childrenResults ?? {},
+          childrenResultsLoaded: state.childrenResults !== undefined,
+        };
+        if (session.send) session.send({ assignment });
+        else session.collect?.(assignment);
+      },
+      (err: Error) => {
+        this.opts.logger.warn({ queue: p.queue, jobId: p.job.id, err: err.message }, 'could not read the saved steps of a job for its worker; it goes back to waiting');
+        if (this.leases.get(p.token) === lease) this.settle(lease, (l) => l.reject(new LeaseLostError(`could not read the job's saved steps: ${err.message}`)));
+      },
+    );
   }
 
   private arm(lease: Lease): void {
@@ -322,10 +368,81 @@ export class RemoteDispatcher {
     this.settle(lease, (l) => l.resolve(c.result ?? null));
   }
 
-  /** Settles a failed attempt; returns whether the job will run again. */
-  fail(f: pb.Fail, session?: Session): void {
+  /**
+   * Settles a failed attempt (throws StaleLeaseError at once when the lease is not current), and
+   * resolves with what became of the job once the runner knows, or with FAIL_OUTCOME_UNSPECIFIED
+   * after `waitMs` (Redis slow, or the move failed).
+   */
+  fail(f: pb.Fail, session: Session | undefined, waitMs: number): Promise<FailResult> {
     const lease = this.lease(f.queue, f.jobId, f.leaseToken, session);
+    const job = lease.job;
+    const result = new Promise<FailResult>((resolve) => {
+      const timer = setTimeout(() => this.reportOutcome(job, { outcome: pb.FailOutcome.FAIL_OUTCOME_UNSPECIFIED }), waitMs);
+      this.outcomes.set(job, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+    });
+    // BullMQ sets job.delay to the retry delay only when it schedules one with a delay: from 0,
+    // afterFailed can tell "retry at once" from "retry after the job's original delay".
+    job.delay = 0;
     this.settle(lease, (l) => l.reject(failureOf(f)));
+    return result;
+  }
+
+  /** The runner tells what became of a job a remote Fail settled; the first report counts. */
+  reportOutcome(job: BullJob, r: FailResult): void {
+    const done = this.outcomes.get(job);
+    if (!done) return;
+    this.outcomes.delete(job);
+    done(r);
+  }
+
+  /**
+   * BullMQ's 'failed' event, after moveToFailed: `finishedOn` is set when the job failed for good,
+   * else it was scheduled again after `job.delay`. A Map lookup for jobs no remote Fail settled.
+   */
+  afterFailed(job: BullJob): void {
+    if (!this.outcomes.has(job)) return;
+    if (job.finishedOn) this.reportOutcome(job, { outcome: pb.FailOutcome.FAIL_OUTCOME_FAILED });
+    else this.reportOutcome(job, { outcome: pb.FailOutcome.FAIL_OUTCOME_RETRY_SCHEDULED, retryAt: new Date(Date.now() + (job.delay || 0)) });
+  }
+
+  /** Stores a step's result for a leased job (SaveStep). It also extends the lease. */
+  async saveStep(m: pb.SaveStep, session?: Session): Promise<void> {
+    if (!m.name) throw new InvalidArgumentError('save_step.name', 'is required: the step name, unique within the job');
+    const lease = this.lease(m.queue, m.jobId, m.leaseToken, session);
+    this.arm(lease);
+    await lease.ctx.saveStep(m.name, m.value ?? null);
+  }
+
+  /**
+   * Adds a leased job's children (AddChildren). When the job now waits for them, its lease ends
+   * here: the attempt is over without failing, and the job is assigned again once they completed.
+   */
+  async addChildren(m: pb.AddChildren, session?: Session): Promise<ChildrenResult> {
+    if (!m.name) throw new InvalidArgumentError('add_children.name', 'is required: a name for this call site, unique within the job');
+    const lease = this.lease(m.queue, m.jobId, m.leaseToken, session);
+    this.arm(lease);
+    const specs = m.children.map((c) => ({
+      queue: c.queue || undefined,
+      name: c.name,
+      data: c.data ?? {},
+      jobId: c.jobId || undefined,
+      attempts: c.attempts || undefined,
+    }));
+    const added = await lease.ctx.addChildren(m.name, specs, 'add_children.children');
+    if (added.waiting) {
+      if (this.leases.get(lease.token) === lease) this.settle(lease, (l) => l.reject(new ChildrenPendingError('the job waits for its children')));
+      return { waiting: true, children: added.children, childrenResults: {} };
+    }
+    return { waiting: false, children: added.children, childrenResults: await lease.ctx.childrenResults() };
+  }
+
+  /** The results of a leased job's completed children (GetChildrenResults). */
+  async childrenResults(m: pb.GetChildrenResults, session?: Session): Promise<Record<string, unknown>> {
+    const lease = this.lease(m.queue, m.jobId, m.leaseToken, session);
+    return lease.ctx.childrenResults();
   }
 
   async progress(p: pb.Progress, session?: Session): Promise<void> {

@@ -1,13 +1,24 @@
-import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { ServerDuplexStream, ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError, validateQueueName } from '@jobmesh/core';
 import { type RpcKit, toStatus } from '@jobmesh/grpc-kit';
 import { type QueueRegistry, durationToMs, msToDuration } from '@jobmesh/queue';
 import type { WorkerPool } from '../worker-pool';
-import type { RemoteDispatcher, Session } from './dispatcher';
+import type { FailResult, RemoteDispatcher, Session } from './dispatcher';
 
 const M = (name: string): string => `/jobmesh.v1.WorkerService/${name}`;
 const MAX_LEASE_WAIT_MS = 30_000;
+/** The Ack of a streamed Fail waits this long at most for the job's outcome. */
+const STREAM_OUTCOME_WAIT_MS = 5_000;
+/** FailJob waits at most this long for the outcome, and answers before the call's deadline. */
+const UNARY_OUTCOME_WAIT_MS = 5_000;
+/**
+ * Backpressure: when this many of a stream's messages are read but not yet applied, or applied
+ * but their Redis writes are unfinished, the server stops reading the stream (HTTP/2 flow control
+ * then holds the worker back) until the backlog is down to LOW_WATER.
+ */
+const HIGH_WATER = 256;
+const LOW_WATER = 64;
 
 export interface WorkerServiceParts {
   dispatcher: RemoteDispatcher;
@@ -23,88 +34,221 @@ async function validQueues(registry: QueueRegistry, queues: string[], field: str
   return new Set(queues);
 }
 
+const ack = (jobId: string, leaseToken: string, extra: Partial<pb.Ack> = {}): pb.ConnectResponse => ({ ack: pb.Ack.fromPartial({ jobId, leaseToken, ...extra }) });
+
+/** The Ack fields that tell a Fail's outcome. */
+function failFields(r: FailResult): Pick<pb.Ack, 'failOutcome' | 'willRetry' | 'retryAt'> {
+  const willRetry = r.outcome === pb.FailOutcome.FAIL_OUTCOME_RETRY_SCHEDULED || r.outcome === pb.FailOutcome.FAIL_OUTCOME_RATE_LIMITED;
+  return { failOutcome: r.outcome, willRetry, retryAt: willRetry ? r.retryAt : undefined };
+}
+
 /** The WorkerService handlers: the Connect stream, its unary twins, and ListWorkers. */
 export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerServiceServer {
   const { dispatcher } = p;
 
-  const connect = async (call: ServerDuplexStream<pb.ConnectRequest, pb.ConnectResponse>): Promise<void> => {
-    let session: Session | undefined;
-    const send = (msg: pb.ConnectResponse): void => {
-      if (!call.writableEnded && !call.destroyed) call.write(msg);
-    };
-    const nack = (jobId: string, token: string, err: unknown): void => {
-      const mapped = toStatus(err);
-      send({ nack: { jobId, leaseToken: token, code: mapped.code, message: mapped.details } });
-    };
-    await new Promise<void>((resolve, reject) => {
-      const end = (why: string): void => {
-        if (session) dispatcher.close(session, why);
-        resolve();
+  /**
+   * One Connect stream. A single reader takes the messages in the order sent: Hello is applied
+   * before anything after it is looked at; Credit and Heartbeat take effect at once; the messages
+   * about one lease run one after another (a Progress or Log is stored before the Complete that
+   * followed it is applied), while messages about different leases do not wait for each other.
+   * A Fail's Ack goes out once its outcome is known, without holding up later messages.
+   */
+  const connect = (call: ServerDuplexStream<pb.ConnectRequest, pb.ConnectResponse>): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      let session: Session | undefined;
+      let over = false;
+      /** Set once the client is done (half-closed, cancelled, failed): finish after the backlog. */
+      let ending: string | undefined;
+      const inbox: pb.ConnectRequest[] = [];
+      let reading = false;
+      /** Lease work started and not finished yet. */
+      let busy = 0;
+      let unblock: (() => void) | undefined;
+      /** Lease token → the last piece of work queued for it. */
+      const chains = new Map<string, Promise<void>>();
+
+      const send = (msg: pb.ConnectResponse): void => {
+        if (!call.writableEnded && !call.destroyed) call.write(msg);
       };
-      call.on('data', (msg: pb.ConnectRequest) => {
-        void (async () => {
-          if (!session) {
-            if (!msg.hello) throw new InvalidArgumentError('hello', 'the first message on a Connect stream must be Hello');
-            const h = msg.hello;
-            if (!h.workerId) throw new InvalidArgumentError('hello.worker_id', 'is required');
-            const queues = await validQueues(p.registry, h.queues, 'hello.queues');
-            session = dispatcher.open({
-              workerId: h.workerId,
-              kind: 'stream',
-              queues,
-              names: new Set(h.jobNames),
-              maxInFlight: Math.max(1, h.maxInFlight),
-              credit: 0,
-              labels: { ...h.labels },
-              sdk: h.sdk,
-              send,
-              end: () => {
-                if (!call.writableEnded && !call.destroyed) call.end();
-              },
-            });
-            send({
-              welcome: {
-                sessionId: session.id,
-                leaseTtl: msToDuration(dispatcher.leaseTtlMs),
-                heartbeatInterval: msToDuration(p.heartbeatIntervalMs),
-              },
-            });
-            return;
-          }
-          const s = session;
-          if (msg.hello) throw new InvalidArgumentError('hello', 'Hello may be sent only once per stream');
-          if (msg.credit) dispatcher.addCredit(s, msg.credit.n);
-          else if (msg.heartbeat) dispatcher.heartbeat(s, msg.heartbeat.leaseTokens);
-          else if (msg.progress) await dispatcher.progress(msg.progress, s).catch((err) => nack(msg.progress!.jobId, msg.progress!.leaseToken, err));
-          else if (msg.log) await dispatcher.log(msg.log, s).catch((err) => nack(msg.log!.jobId, msg.log!.leaseToken, err));
-          else if (msg.complete) {
-            const c = msg.complete;
-            try {
-              dispatcher.complete(c, s);
-              send({ ack: { jobId: c.jobId, leaseToken: c.leaseToken } });
-            } catch (err) {
-              nack(c.jobId, c.leaseToken, err);
+      const nack = (jobId: string, leaseToken: string, err: unknown, requestId = ''): void => {
+        const mapped = toStatus(err);
+        send({ nack: pb.Nack.fromPartial({ jobId, leaseToken, code: mapped.code, message: mapped.details, requestId }) });
+      };
+      const finish = (why: string, err?: unknown): void => {
+        if (over) return;
+        over = true;
+        inbox.length = 0;
+        if (session) dispatcher.close(session, why);
+        if (err) reject(err);
+        else resolve();
+      };
+
+      /** Runs `work` after the earlier messages about the same lease; its errors become a Nack. */
+      const inOrder = (token: string, work: () => Promise<void> | void, refuse: (err: unknown) => void): void => {
+        busy++;
+        const next = (chains.get(token) ?? Promise.resolve())
+          .then(work)
+          .catch(refuse)
+          .finally(() => {
+            busy--;
+            if (chains.get(token) === next) chains.delete(token);
+            if (busy <= LOW_WATER && unblock) {
+              const go = unblock;
+              unblock = undefined;
+              go();
             }
-          } else if (msg.fail) {
-            const f = msg.fail;
-            try {
-              dispatcher.fail(f, s);
-              send({ ack: { jobId: f.jobId, leaseToken: f.leaseToken } });
-            } catch (err) {
-              nack(f.jobId, f.leaseToken, err);
-            }
-          }
-        })().catch((err: unknown) => {
-          // A protocol error ends the stream with its status.
-          if (session) dispatcher.close(session, 'protocol error');
-          reject(err);
+            if (ending && !reading && chains.size === 0) finish(ending);
+          });
+        chains.set(token, next);
+      };
+
+      const hello = async (h: pb.Hello): Promise<void> => {
+        if (!h.workerId) throw new InvalidArgumentError('hello.worker_id', 'is required');
+        const queues = await validQueues(p.registry, h.queues, 'hello.queues');
+        if (over) return;
+        session = dispatcher.open({
+          workerId: h.workerId,
+          kind: 'stream',
+          queues,
+          names: new Set(h.jobNames),
+          maxInFlight: Math.max(1, h.maxInFlight),
+          credit: 0,
+          labels: { ...h.labels },
+          sdk: h.sdk,
+          send,
+          end: () => {
+            if (!call.writableEnded && !call.destroyed) call.end();
+          },
         });
+        send({
+          welcome: {
+            sessionId: session.id,
+            leaseTtl: msToDuration(dispatcher.leaseTtlMs),
+            heartbeatInterval: msToDuration(p.heartbeatIntervalMs),
+          },
+        });
+      };
+
+      /** Applies one message; returns a promise only when the reader must wait for it (Hello). */
+      const apply = (msg: pb.ConnectRequest): Promise<void> | undefined => {
+        if (!session) {
+          if (!msg.hello) throw new InvalidArgumentError('hello', 'the first message on a Connect stream must be Hello');
+          return hello(msg.hello);
+        }
+        const s = session;
+        if (msg.hello) throw new InvalidArgumentError('hello', 'Hello may be sent only once per stream');
+        if (msg.credit) dispatcher.addCredit(s, msg.credit.n);
+        else if (msg.heartbeat) dispatcher.heartbeat(s, msg.heartbeat.leaseTokens);
+        else if (msg.progress) {
+          const m = msg.progress;
+          inOrder(m.leaseToken, () => dispatcher.progress(m, s), (err) => nack(m.jobId, m.leaseToken, err));
+        } else if (msg.log) {
+          const m = msg.log;
+          inOrder(m.leaseToken, () => dispatcher.log(m, s), (err) => nack(m.jobId, m.leaseToken, err));
+        } else if (msg.complete) {
+          const m = msg.complete;
+          inOrder(
+            m.leaseToken,
+            () => {
+              dispatcher.complete(m, s);
+              send(ack(m.jobId, m.leaseToken));
+            },
+            (err) => nack(m.jobId, m.leaseToken, err),
+          );
+        } else if (msg.fail) {
+          const m = msg.fail;
+          inOrder(
+            m.leaseToken,
+            () => {
+              // The lease is settled now; the Ack follows once the outcome is known, and later
+              // messages need not wait for it.
+              void dispatcher.fail(m, s, STREAM_OUTCOME_WAIT_MS).then((r) => send(ack(m.jobId, m.leaseToken, failFields(r))));
+            },
+            (err) => nack(m.jobId, m.leaseToken, err),
+          );
+        } else if (msg.saveStep) {
+          const m = msg.saveStep;
+          inOrder(
+            m.leaseToken,
+            async () => {
+              await dispatcher.saveStep(m, s);
+              send(ack(m.jobId, m.leaseToken, { requestId: m.requestId }));
+            },
+            (err) => nack(m.jobId, m.leaseToken, err, m.requestId),
+          );
+        } else if (msg.addChildren) {
+          const m = msg.addChildren;
+          inOrder(
+            m.leaseToken,
+            async () => {
+              const r = await dispatcher.addChildren(m, s);
+              send(ack(m.jobId, m.leaseToken, { requestId: m.requestId, waitingChildren: r.waiting, children: r.children, childrenResults: r.childrenResults }));
+            },
+            (err) => nack(m.jobId, m.leaseToken, err, m.requestId),
+          );
+        } else if (msg.getChildrenResults) {
+          const m = msg.getChildrenResults;
+          inOrder(
+            m.leaseToken,
+            async () => {
+              const childrenResults = await dispatcher.childrenResults(m, s);
+              send(ack(m.jobId, m.leaseToken, { requestId: m.requestId, childrenResults }));
+            },
+            (err) => nack(m.jobId, m.leaseToken, err, m.requestId),
+          );
+        }
+        // A message of a newer protocol this server does not know is ignored.
+        return undefined;
+      };
+
+      const read = async (): Promise<void> => {
+        if (reading) return;
+        reading = true;
+        try {
+          while (inbox.length && !over) {
+            const waiting = apply(inbox.shift()!);
+            if (waiting) await waiting;
+            if (busy > HIGH_WATER) await new Promise<void>((r) => (unblock = r));
+          }
+        } catch (err) {
+          // A protocol error ends the stream with its status.
+          finish('protocol error', err);
+        } finally {
+          reading = false;
+        }
+        if (over) return;
+        if (call.isPaused()) call.resume();
+        if (ending && chains.size === 0) finish(ending);
+      };
+
+      call.on('data', (msg: pb.ConnectRequest) => {
+        if (over) return;
+        inbox.push(msg);
+        if (inbox.length >= HIGH_WATER) call.pause();
+        void read();
       });
+      // What was read is applied first; then the session closes and its leases are released.
+      const end = (why: string): void => {
+        ending ??= why;
+        if (!reading && chains.size === 0) finish(ending);
+      };
       call.on('end', () => end('stream ended'));
       call.on('cancelled', () => end('stream cancelled'));
       call.on('error', () => end('stream failed'));
     });
-  };
+
+  /** When FailJob must answer at the latest: shortly before the call's deadline, if it has one. */
+  const deadlines = new WeakMap<object, number>();
+  const failJob = kit.unary(M('FailJob'), async (req: pb.FailJobRequest): Promise<pb.FailJobResponse> => {
+    if (!req.fail) throw new InvalidArgumentError('fail', 'is required');
+    const deadline = deadlines.get(req);
+    const left = deadline === undefined ? Infinity : deadline - Date.now();
+    // Answer a little before the deadline (200 ms, or a tenth of what is left): a late answer
+    // would be lost, and the worker would send the Fail again only to be refused as stale.
+    const waitMs = Number.isFinite(left) ? Math.max(0, Math.min(UNARY_OUTCOME_WAIT_MS, left - Math.max(200, left * 0.1))) : UNARY_OUTCOME_WAIT_MS;
+    const r = failFields(await dispatcher.fail(req.fail, undefined, waitMs));
+    return { willRetry: r.willRetry, retryAt: r.retryAt, outcome: r.failOutcome };
+  });
 
   return {
     connect: kit.bidi(M('Connect'), (call) => connect(call)),
@@ -154,15 +298,30 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
       dispatcher.complete(req.complete);
       return {};
     }),
-    failJob: kit.unary(M('FailJob'), async (req: pb.FailJobRequest) => {
-      if (!req.fail) throw new InvalidArgumentError('fail', 'is required');
-      dispatcher.fail(req.fail);
-      return { willRetry: false, retryAt: undefined };
-    }),
+    failJob: (call: ServerUnaryCall<pb.FailJobRequest, pb.FailJobResponse>, callback: sendUnaryData<pb.FailJobResponse>) => {
+      const deadline = call.getDeadline();
+      const at = deadline instanceof Date ? deadline.getTime() : deadline;
+      if (Number.isFinite(at)) deadlines.set(call.request, at);
+      failJob(call, callback);
+    },
     reportProgress: kit.unary(M('ReportProgress'), async (req: pb.ReportProgressRequest) => {
       if (!req.progress) throw new InvalidArgumentError('progress', 'is required');
       await dispatcher.progress(req.progress);
       return {};
+    }),
+    saveStep: kit.unary(M('SaveStep'), async (req: pb.SaveStepRequest) => {
+      if (!req.saveStep) throw new InvalidArgumentError('save_step', 'is required');
+      await dispatcher.saveStep(req.saveStep);
+      return {};
+    }),
+    addChildren: kit.unary(M('AddChildren'), async (req: pb.AddChildrenRequest) => {
+      if (!req.addChildren) throw new InvalidArgumentError('add_children', 'is required');
+      const r = await dispatcher.addChildren(req.addChildren);
+      return { waitingChildren: r.waiting, childrenResults: r.childrenResults, children: r.children };
+    }),
+    getChildrenResults: kit.unary(M('GetChildrenResults'), async (req: pb.GetChildrenResultsRequest) => {
+      if (!req.getChildrenResults) throw new InvalidArgumentError('get_children_results', 'is required');
+      return { childrenResults: await dispatcher.childrenResults(req.getChildrenResults) };
     }),
     listWorkers: kit.unary(M('ListWorkers'), async (req: pb.ListWorkersRequest) => {
       const workers: pb.WorkerInfo[] = [];
@@ -198,4 +357,3 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
     }),
   };
 }
-
