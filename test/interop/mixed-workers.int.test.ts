@@ -65,7 +65,7 @@ it('completes 3,000 jobs exactly once across an in-process pool, a TS remote wor
       }),
     ],
   });
-  remote.start();
+  await remote.start();
   python = spawn(PYTHON, [join(ROOT, 'examples/python-worker/worker.py'), '--concurrency', '8', '--worker-id', 'py-mixed', '--names', 'echo'], {
     env: { ...process.env, PYTHONPATH: stubDir, JOBMESH_ADDRESS: address, JOBMESH_QUEUES: queue },
     stdio: ['ignore', 'pipe', 'pipe'],

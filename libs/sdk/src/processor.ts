@@ -1,6 +1,6 @@
 /**
  * The processor API: what a job handler written in TypeScript sees. The same definitions run
- * in-process in the worker-pool and (later) in a RemoteWorker.
+ * in-process in the worker-pool and, over the worker protocol, in a RemoteWorker.
  */
 
 /** A job as its processor sees it. */

@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
-import { type ChannelCredentials, type ClientDuplexStream, credentials as grpcCredentials, Metadata } from '@grpc/grpc-js';
+import { type ChannelCredentials, type ClientDuplexStream, credentials as grpcCredentials, Metadata, type StatusObject, status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { JobCancelledError, RateLimitError, UnrecoverableError } from '@jobmesh/core';
-import type { AnyProcessorDefinition, JobContext, JobInfo } from './processor';
+import type { AnyProcessorDefinition, ChildJobSpec, JobContext, JobInfo } from './processor';
 
 /** The logger a RemoteWorker writes to; pino-compatible. */
 export interface RemoteWorkerLogger {
@@ -29,9 +29,17 @@ export interface RemoteWorkerOptions {
   logger?: RemoteWorkerLogger;
 }
 
-const SDK = 'jobmesh-node/0.1.0';
+const SDK = 'jobmesh-node/0.2.0';
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 10_000;
+
+/**
+ * Statuses that end a Connect stream for good: reconnecting would be refused the same way (bad or
+ * missing API key, a key without the right, an unknown queue, a Hello the server refused, a server
+ * that has no WorkerService). Any other status (UNAVAILABLE, a reset stream, INTERNAL, …) and an
+ * OK end (after a Drain) are transient: the worker reconnects with backoff.
+ */
+const FATAL: ReadonlySet<number> = new Set([status.UNAUTHENTICATED, status.PERMISSION_DENIED, status.NOT_FOUND, status.INVALID_ARGUMENT, status.UNIMPLEMENTED]);
 
 const silent: RemoteWorkerLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
@@ -45,14 +53,48 @@ function msDuration(ms: number): { seconds: number; nanos: number } {
   return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
 }
 
-/** Thrown by ctx.step() and ctx.runChildren() in a RemoteWorker. */
-export class NotSupportedRemotelyError extends Error {
-  override readonly name = 'NotSupportedRemotelyError';
+/** A value as JSON would store it, as ctx.step results are in-process. */
+function asJson(value: unknown): unknown {
+  return value === undefined ? null : (JSON.parse(JSON.stringify(value)) as unknown);
+}
+
+/**
+ * The server refused the worker for good, so it stopped instead of reconnecting: `code` is the
+ * gRPC status (UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND for an unknown queue,
+ * INVALID_ARGUMENT for a refused Hello, UNIMPLEMENTED). `start()` and `run()` reject with it.
+ */
+export class WorkerRejectedError extends Error {
+  override readonly name = 'WorkerRejectedError';
+  constructor(
+    readonly code: number,
+    readonly details: string,
+  ) {
+    super(`the server refused the worker (${status[code] ?? code}): ${details}`);
+  }
+}
+
+/**
+ * A SaveStep, AddChildren or GetChildrenResults the server refused (Nack): `code` is the gRPC
+ * status, e.g. NOT_FOUND for a child on an unknown queue, FAILED_PRECONDITION for a lost lease.
+ */
+export class WorkerRequestError extends Error {
+  override readonly name = 'WorkerRequestError';
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** An abort reason: the replica drained and the grace ran out, or the worker stopped. */
 class WorkerShutdownError extends Error {
   override readonly name = 'WorkerShutdownError';
+}
+
+/** The attempt ended because the job now waits for its children; no verdict is sent. */
+class WaitingChildrenError extends Error {
+  override readonly name = 'WaitingChildrenError';
 }
 
 interface Running {
@@ -63,6 +105,14 @@ interface Running {
   /** The stream the job was assigned on; results go only there. */
   conn: Connection;
   done: Promise<void>;
+  /** The server ended the lease without a verdict (the job waits for its children). */
+  ended: boolean;
+}
+
+interface Request {
+  token: string;
+  resolve(ack: pb.Ack): void;
+  reject(err: Error): void;
 }
 
 interface Connection {
@@ -71,17 +121,49 @@ interface Connection {
   draining: boolean;
   heartbeat?: NodeJS.Timeout;
   drainTimer?: NodeJS.Timeout;
+  /** SaveStep / AddChildren / GetChildrenResults waiting for their Ack, by request id. */
+  requests: Map<string, Request>;
+}
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve(): void;
+  reject(err: Error): void;
+  settled: boolean;
+}
+
+function deferred(): Deferred {
+  const d = { settled: false } as Deferred;
+  d.promise = new Promise<void>((resolve, reject) => {
+    d.resolve = () => {
+      d.settled = true;
+      resolve();
+    };
+    d.reject = (err) => {
+      d.settled = true;
+      reject(err);
+    };
+  });
+  // Whoever awaits start() or run() sees the rejection; an unawaited one must not crash the process.
+  d.promise.catch(() => undefined);
+  return d;
 }
 
 /**
  * Runs processors defined with {@link defineProcessor} outside the worker-pool, on a
- * WorkerService `Connect` stream (see docs/worker-protocol.md). It keeps `concurrency` credits
- * outstanding, heartbeats its leases, and reconnects with exponential backoff (250 ms → 10 s,
- * jittered) when the stream drops; jobs in flight then are abandoned (the server has already put
- * them back to waiting, so their results would be stale).
+ * WorkerService `Connect` stream (see docs/worker-protocol.md), with the same `ctx` as
+ * in-process: progress, log, signal, attempt, `step()` (results saved on the server, so a retry
+ * resumes at the step that failed), `runChildren()` and `childrenResults()`. It keeps
+ * `concurrency` credits outstanding, heartbeats its leases, and reconnects with exponential
+ * backoff (250 ms → 10 s, jittered) when the stream drops for a transient reason; jobs in flight
+ * then are abandoned (the server has already put them back to waiting, so their results would be
+ * stale). A fatal refusal (see {@link WorkerRejectedError}) stops it instead.
  *
- * Not supported remotely yet: `ctx.step()` and `ctx.runChildren()` throw
- * {@link NotSupportedRemotelyError}; `ctx.childrenResults()` returns `{}`.
+ * ```ts
+ * const worker = new RemoteWorker({ address, processors: [resize] });
+ * await worker.start();   // welcomed by the server
+ * await worker.run();     // until stop(); rejects on a fatal error
+ * ```
  */
 export class RemoteWorker {
   readonly workerId: string;
@@ -99,6 +181,9 @@ export class RemoteWorker {
   private reconnectTimer?: NodeJS.Timeout;
   /** Credits granted on the current stream and not yet used by an Assignment. */
   private outstanding = 0;
+  private requestSeq = 0;
+  private readonly welcomed = deferred();
+  private readonly finished = deferred();
 
   constructor(private readonly opts: RemoteWorkerOptions) {
     if (!opts.address) throw new TypeError('RemoteWorker needs an address');
@@ -124,11 +209,27 @@ export class RemoteWorker {
     return this.running.size;
   }
 
-  /** Connects and starts taking jobs. Returns once the stream is opened (not necessarily welcomed). */
-  start(): void {
-    if (this.started) return;
-    this.started = true;
-    this.connect();
+  /**
+   * Connects and starts taking jobs. Resolves once the server has welcomed the worker (it keeps
+   * retrying a server it cannot reach meanwhile); rejects with {@link WorkerRejectedError} when
+   * the server refuses it for good, or when stop() is called first.
+   */
+  start(): Promise<void> {
+    if (!this.started) {
+      this.started = true;
+      this.connect();
+    }
+    return this.welcomed.promise;
+  }
+
+  /**
+   * Starts the worker if needed and runs it: resolves once stop() has finished, rejects with
+   * {@link WorkerRejectedError} when the server refuses the worker for good (bad credentials,
+   * unknown queue, refused Hello) instead of reconnecting forever.
+   */
+  run(): Promise<void> {
+    void this.start();
+    return this.finished.promise;
   }
 
   /**
@@ -136,7 +237,7 @@ export class RemoteWorker {
    * aborts the rest (their leases are released when the stream ends) and closes the stream.
    */
   async stop(opts: { graceMs?: number } = {}): Promise<void> {
-    if (this.stopping) return;
+    if (this.stopping) return this.finished.promise.catch(() => undefined);
     this.stopping = true;
     clearTimeout(this.reconnectTimer);
     const graceMs = opts.graceMs ?? 30_000;
@@ -151,6 +252,8 @@ export class RemoteWorker {
     this.conn = undefined;
     if (c) this.closeConnection(c, 'stopped');
     this.client.close();
+    if (!this.welcomed.settled) this.welcomed.reject(new Error('the worker was stopped before the server welcomed it'));
+    this.finished.resolve();
   }
 
   private metadata(): Metadata {
@@ -162,15 +265,15 @@ export class RemoteWorker {
   private connect(): void {
     if (this.stopping) return;
     const stream = this.client.connect(this.metadata());
-    const c: Connection = { stream, open: true, draining: false };
+    const c: Connection = { stream, open: true, draining: false, requests: new Map() };
     this.conn = c;
     this.outstanding = 0;
     stream.on('data', (msg: pb.ConnectResponse) => this.onMessage(c, msg));
+    // The status (always emitted, after 'error' for a failure) decides: reconnect, or stop.
+    stream.on('status', (s: StatusObject) => this.onClosed(c, s));
     stream.on('error', (err: Error) => {
       if (!this.stopping) this.log.warn({ err: err.message, worker: this.workerId }, 'worker stream failed');
-      this.onClosed(c);
     });
-    stream.on('end', () => this.onClosed(c));
     stream.on('close', () => this.onClosed(c));
     this.send(c, {
       hello: { workerId: this.workerId, queues: this.queues, maxInFlight: this.concurrency, labels: { ...this.opts.labels }, sdk: SDK, jobNames: this.names },
@@ -194,7 +297,7 @@ export class RemoteWorker {
     try {
       c.stream.end();
     } catch {
-      /* already closed */
+      // already closed: nothing left to end
     }
     c.stream.cancel();
     this.abandon(c, why);
@@ -202,22 +305,39 @@ export class RemoteWorker {
 
   /** Jobs assigned on a stream that is gone: aborted, and their verdicts never sent. */
   private abandon(c: Connection, why: string): void {
-    for (const r of this.running.values()) if (r.conn === c) r.abort.abort(new WorkerShutdownError(`the worker stream ended (${why}); the job was given back`));
+    const reason = new WorkerShutdownError(`the worker stream ended (${why}); the job was given back`);
+    for (const r of this.running.values()) if (r.conn === c) r.abort.abort(reason);
+    for (const req of c.requests.values()) req.reject(reason);
+    c.requests.clear();
   }
 
-  private onClosed(c: Connection): void {
+  private onClosed(c: Connection, s?: StatusObject): void {
     if (!c.open) return;
     c.open = false;
     clearInterval(c.heartbeat);
     clearTimeout(c.drainTimer);
-    this.abandon(c, 'stream closed');
+    this.abandon(c, s ? `${status[s.code] ?? s.code}: ${s.details}` : 'stream closed');
     if (this.conn === c) this.conn = undefined;
     if (this.stopping) return;
+    if (s && FATAL.has(s.code)) {
+      this.fatal(new WorkerRejectedError(s.code, s.details));
+      return;
+    }
     const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt);
     const delay = Math.round(base / 2 + Math.random() * (base / 2));
     this.attempt++;
-    this.log.info({ worker: this.workerId, delayMs: delay }, 'worker stream closed; reconnecting');
+    this.log.info({ worker: this.workerId, delayMs: delay, code: s?.code }, 'worker stream closed; reconnecting');
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  /** A refusal for good: no reconnect; start() (if still waiting) and run() reject. */
+  private fatal(err: WorkerRejectedError): void {
+    this.stopping = true;
+    clearTimeout(this.reconnectTimer);
+    this.log.error({ worker: this.workerId, code: err.code, err: err.details }, 'the server refused the worker; it stops');
+    this.client.close();
+    if (!this.welcomed.settled) this.welcomed.reject(err);
+    this.finished.reject(err);
   }
 
   /** Tops credit up to `concurrency` minus jobs held. */
@@ -238,21 +358,34 @@ export class RemoteWorker {
       const hb = Math.max(50, durationMs(msg.welcome.heartbeatInterval, 10_000));
       clearInterval(c.heartbeat);
       c.heartbeat = setInterval(() => {
-        const tokens = [...this.running.values()].filter((r) => r.conn === c).map((r) => r.token);
+        const tokens = [...this.running.values()].filter((r) => r.conn === c && !r.ended).map((r) => r.token);
         if (tokens.length) this.send(c, { heartbeat: { leaseTokens: tokens } });
       }, hb);
       this.refill(c);
+      if (!this.welcomed.settled) this.welcomed.resolve();
     } else if (msg.assignment) {
       this.outstanding = Math.max(0, this.outstanding - 1);
-      this.run(c, msg.assignment);
+      this.runJob(c, msg.assignment);
     } else if (msg.cancel) {
       const r = [...this.running.values()].find((x) => x.conn === c && x.queue === msg.cancel!.queue && x.jobId === msg.cancel!.jobId);
       r?.abort.abort(new JobCancelledError(msg.cancel.reason || 'cancelled'));
+    } else if (msg.ack) {
+      const req = msg.ack.requestId ? c.requests.get(msg.ack.requestId) : undefined;
+      if (req) {
+        c.requests.delete(msg.ack.requestId);
+        req.resolve(msg.ack);
+      }
     } else if (msg.nack) {
-      this.log.warn({ jobId: msg.nack.jobId, code: msg.nack.code, err: msg.nack.message }, 'the server refused a job message');
+      const n = msg.nack;
+      this.log.warn({ jobId: n.jobId, code: n.code, err: n.message }, 'the server refused a job message');
+      const req = n.requestId ? c.requests.get(n.requestId) : undefined;
+      if (req) {
+        c.requests.delete(n.requestId);
+        req.reject(new WorkerRequestError(n.code, n.message));
+      }
       // 9 = FAILED_PRECONDITION: the lease is stale; the job is no longer ours, drop its result.
-      const r = this.running.get(msg.nack.leaseToken);
-      if (msg.nack.code === 9 && r?.conn === c) r.abort.abort(new WorkerShutdownError(`lease lost: ${msg.nack.message}`));
+      const r = this.running.get(n.leaseToken);
+      if (n.code === status.FAILED_PRECONDITION && r?.conn === c) r.abort.abort(new WorkerShutdownError(`lease lost: ${n.message}`));
     } else if (msg.drain) {
       c.draining = true;
       const grace = durationMs(msg.drain.grace, 0);
@@ -282,13 +415,24 @@ export class RemoteWorker {
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
 
-  private run(c: Connection, a: pb.Assignment): void {
+  /** Sends a SaveStep / AddChildren / GetChildrenResults and waits for its Ack. */
+  private request(c: Connection, r: Running, build: (requestId: string) => pb.ConnectRequest): Promise<pb.Ack> {
+    r.abort.signal.throwIfAborted();
+    if (!c.open) throw new WorkerShutdownError('the worker stream ended; the job was given back');
+    const requestId = String(++this.requestSeq);
+    return new Promise<pb.Ack>((resolve, reject) => {
+      c.requests.set(requestId, { token: r.token, resolve, reject });
+      this.send(c, build(requestId));
+    });
+  }
+
+  private runJob(c: Connection, a: pb.Assignment): void {
     const job = a.job!;
     const queue = job.queue;
     const token = a.leaseToken;
     const def = this.byKey.get(`${queue}\n${job.name}`);
     const abort = new AbortController();
-    const r: Running = { queue, jobId: job.id, token, abort, conn: c, done: Promise.resolve() };
+    const r: Running = { queue, jobId: job.id, token, abort, conn: c, done: Promise.resolve(), ended: false };
     this.running.set(token, r);
     const info: JobInfo = {
       id: job.id,
@@ -303,6 +447,10 @@ export class RemoteWorker {
     };
     const base = { queue, jobId: job.id, leaseToken: token };
     const live = (): boolean => c.open && !abort.signal.aborted;
+    // What earlier runs of the job left, from the Assignment.
+    const steps = new Map<string, unknown>(Object.entries(a.steps ?? {}));
+    const childrenAdded = new Set(a.childrenAdded ?? []);
+    let childrenResults: Record<string, unknown> | undefined = a.childrenResultsLoaded ? (a.childrenResults ?? {}) : undefined;
     const ctx: JobContext = {
       signal: abort.signal,
       attempt: info.attempt,
@@ -312,13 +460,41 @@ export class RemoteWorker {
       log: async (message) => {
         if (live()) this.send(c, { log: { ...base, message } });
       },
-      step: async () => {
-        throw new NotSupportedRemotelyError('ctx.step() is not supported remotely yet');
+      step: async <T>(name: string, fn: () => T | Promise<T>): Promise<T> => {
+        if (!name) throw new TypeError('ctx.step needs a name');
+        if (steps.has(name)) return steps.get(name) as T;
+        abort.signal.throwIfAborted();
+        const value = await fn();
+        await this.request(c, r, (requestId) => ({ saveStep: { ...base, requestId, name, value: asJson(value) } }));
+        steps.set(name, value);
+        return value;
       },
-      runChildren: async () => {
-        throw new NotSupportedRemotelyError('ctx.runChildren() is not supported remotely yet');
+      runChildren: async (name: string, children: ChildJobSpec[]) => {
+        if (!name) throw new TypeError('ctx.runChildren needs a name');
+        if (childrenAdded.has(name)) return ctx.childrenResults();
+        const ack = await this.request(c, r, (requestId) => ({
+          addChildren: {
+            ...base,
+            requestId,
+            name,
+            children: children.map((ch) => ({ queue: ch.queue ?? '', name: ch.name, data: ch.data ?? {}, jobId: ch.jobId ?? '', attempts: ch.attempts ?? 0 })),
+          },
+        }));
+        childrenAdded.add(name);
+        if (ack.waitingChildren) {
+          // The lease has ended: the job runs again once its children completed.
+          r.ended = true;
+          throw new WaitingChildrenError('the job waits for its children; it runs again once they completed');
+        }
+        childrenResults = ack.childrenResults ?? {};
+        return childrenResults;
       },
-      childrenResults: async () => ({}),
+      childrenResults: async () => {
+        if (childrenResults) return childrenResults;
+        const ack = await this.request(c, r, (requestId) => ({ getChildrenResults: { ...base, requestId } }));
+        childrenResults = ack.childrenResults ?? {};
+        return childrenResults;
+      },
     };
     r.done = (async () => {
       try {
@@ -327,13 +503,20 @@ export class RemoteWorker {
           Promise.resolve().then(() => def.process(info, ctx)),
           new Promise<never>((_, reject) => abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true })),
         ]);
+        if (r.ended) return;
         if (c.open && !abort.signal.aborted) this.send(c, { complete: { ...base, result: result === undefined ? null : result } });
       } catch (err) {
+        if (r.ended) return; // waiting for children: the lease is over, no verdict
         const reason = abort.signal.aborted ? abort.signal.reason : err;
         if (reason instanceof WorkerShutdownError) return; // abandoned: the lease is released when the stream ends
         if (c.open) this.send(c, { fail: failOf(base, reason) });
       } finally {
         this.running.delete(token);
+        for (const [id, req] of c.requests) {
+          if (req.token !== token) continue;
+          c.requests.delete(id);
+          req.reject(new WorkerShutdownError('the job ended'));
+        }
         this.refill(c);
       }
     })();

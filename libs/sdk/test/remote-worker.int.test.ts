@@ -24,7 +24,8 @@ afterAll(async () => {
 function worker(opts: Omit<ConstructorParameters<typeof RemoteWorker>[0], 'address'> & { address?: string }): RemoteWorker {
   const w = new RemoteWorker({ address, ...opts });
   workers.push(w);
-  w.start();
+  // Not awaited: tests that need the worker connected wait for it, or for its jobs.
+  void w.start();
   return w;
 }
 
@@ -250,7 +251,7 @@ it('stop() is graceful: running jobs finish and complete before the stream ends'
       }),
     ],
   });
-  w.start();
+  await w.start();
   const a = await h.client.enqueueJob({ queue, job: { name: 's' } });
   const b = await h.client.enqueueJob({ queue, job: { name: 's' } });
   await eventually(() => started === 2, 10_000, 'both jobs to start');
