@@ -10,6 +10,8 @@ const log: { what: string; at: number }[] = [];
 /** Children of 'fan-out' wait for this before they finish. */
 let releaseSquares!: () => void;
 let squaresReleased = new Promise<void>((r) => (releaseSquares = r));
+let releaseCubes!: () => void;
+const cubesReleased = new Promise<void>((r) => (releaseCubes = r));
 
 beforeAll(async () => {
   h = await startPoolHarness();
@@ -52,6 +54,22 @@ beforeAll(async () => {
         ]);
       },
     }),
+    defineProcessor({
+      queue: '*',
+      name: 'fan-out-again',
+      async process(job, ctx) {
+        log.push({ what: `fan-out-again ${job.queue}/${job.id} start`, at: Date.now() });
+        return { cubes: await ctx.runChildren('cubes', [{ name: 'cube', data: { n: 2 } }, { name: 'cube', data: { n: 3 } }]) };
+      },
+    }),
+    defineProcessor<{ n: number }>({
+      queue: '*',
+      name: 'cube',
+      async process(job) {
+        await cubesReleased;
+        return job.data.n ** 3;
+      },
+    }),
     defineProcessor<{ n: number }>({
       queue: '*',
       name: 'square',
@@ -65,6 +83,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   releaseSquares();
+  releaseCubes();
   await h.stop();
 });
 
@@ -155,6 +174,24 @@ describe('ctx.runChildren', () => {
     const redis = h.redisClient();
     expect(await redis.exists(`${h.prefix}:_steps:${a}:${id}`)).toBe(0);
     squaresReleased = new Promise<void>((r) => (releaseSquares = r));
+  });
+
+  it('adds every child in one step, under ids derived from the parent: adding them again (the record of it lost) adds none', async () => {
+    const a = await newQueue('fan-again');
+    const { job } = await h.client.enqueueJob({ queue: a, job: { name: 'fan-out-again' } });
+    const id = job!.id;
+    await reaches(a, id, S.JOB_STATE_WAITING_CHILDREN);
+    const cubes = () => h.client.listJobs({ queue: a }).then((r) => r.jobs.filter((j) => j.name === 'cube'));
+    const first = await cubes();
+    expect(first).toHaveLength(2);
+    // As if the worker had died between adding the children and recording that it did.
+    await h.redisClient().del(`${h.prefix}:_steps:${a}:${id}`);
+    releaseCubes();
+    const done = await reaches(a, id, S.JOB_STATE_COMPLETED);
+    expect(log.filter((e) => e.what === `fan-out-again ${a}/${id} start`)).toHaveLength(2);
+    // The second run added the same two children again: nothing new, and both results are there.
+    expect((await cubes()).map((j) => j.id).sort()).toEqual(first.map((j) => j.id).sort());
+    expect(Object.values((done.result as { cubes: Record<string, number> }).cubes).sort((x, y) => x - y)).toEqual([8, 27]);
   });
 
   it('adds no child at all when one of them names a queue that does not exist', async () => {
