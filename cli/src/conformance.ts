@@ -15,7 +15,8 @@ import { type LocalRedis, NO_REDIS_HELP, hasRedisServer, startLocalRedis } from 
  * WorkerService Connect protocol. It starts its own Jobmesh (scheduler + worker-pool on a free
  * port, Redis from REDIS_URL or a redis-server of its own), creates the queue `conformance`,
  * launches the command with JOBMESH_ADDRESS and JOBMESH_QUEUES=conformance, and runs jobs named by
- * the example handlers of examples/python-worker: echo, sum, fail, fail-once, unrecoverable, slow.
+ * the example handlers of examples/python-worker: echo, sum, fail, fail-once, unrecoverable, slow,
+ * steps, fan-out, square and collect.
  */
 
 export const QUEUE = 'conformance';
@@ -127,6 +128,58 @@ export const RULES: Rule[] = [
       } finally {
         abort.abort();
       }
+    },
+  },
+  {
+    name: 'steps',
+    checks:
+      'a steps job (step "first" saves {attempt}, step "second" fails on attempt 1) completes on attempt 2 with ' +
+      '{first: {attempt: 1}, second: {attempt: 2}}: the worker saved step results (SaveStep) and resumed at the failed step from Assignment.steps',
+    async run(c) {
+      const id = await c.enqueue('steps', {}, fast);
+      const j = await c.waitFor(id, (x) => x.state === S.JOB_STATE_COMPLETED || x.state === S.JOB_STATE_FAILED, 'the steps job to finish');
+      check(j.state === S.JOB_STATE_COMPLETED, `steps ended ${stateName(j)}: ${j.failureReason}`);
+      check(j.attemptsMade === 2, `completed after ${j.attemptsMade} attempts, expected 2 (step "second" fails on attempt 1)`);
+      const want = { first: { attempt: 1 }, second: { attempt: 2 } };
+      check(
+        same(j.result, want),
+        `result ${JSON.stringify(j.result)}, expected ${JSON.stringify(want)}` +
+          (same((j.result as { first?: unknown } | undefined)?.first, { attempt: 2 }) ? ': step "first" ran again on attempt 2 instead of being resumed' : ''),
+      );
+    },
+  },
+  {
+    name: 'children',
+    checks:
+      'a fan-out job adds three square children (AddChildren), waits for them without using an attempt and completes on attempt 1 ' +
+      'with their results keyed "queue:id"; a collect parent enqueued with EnqueueFlow gets its children\'s results (GetChildrenResults)',
+    async run(c) {
+      const numbers = [2, 3, 4];
+      const id = await c.enqueue('fan-out', { numbers }, fast);
+      const j = await c.waitFor(id, (x) => x.state === S.JOB_STATE_COMPLETED || x.state === S.JOB_STATE_FAILED, 'the fan-out job to finish');
+      check(j.state === S.JOB_STATE_COMPLETED, `fan-out ended ${stateName(j)}: ${j.failureReason}`);
+      check(j.attemptsMade === 1, `completed after ${j.attemptsMade} attempts: waiting for children must not use an attempt`);
+      const squares = (j.result as { squares?: Record<string, unknown> } | undefined)?.squares ?? {};
+      const keys = Object.keys(squares);
+      check(keys.length === numbers.length, `expected ${numbers.length} children's results, got ${JSON.stringify(j.result)}`);
+      const got: number[] = [];
+      for (const key of keys) {
+        const [queue, childId] = key.split(':');
+        const child = await c.client.getJob(queue!, childId!);
+        check(child.parent?.id === id && child.parent.queue === QUEUE, `child ${key} has parent ${JSON.stringify(child.parent)}, expected ${QUEUE}/${id}`);
+        check(child.state === S.JOB_STATE_COMPLETED && same(child.result, squares[key]), `child ${key} is ${stateName(child)} with ${JSON.stringify(child.result)}`);
+        got.push(Number(squares[key]));
+      }
+      check(same(got.sort((a, b) => a - b), [4, 9, 16]), `children's results ${JSON.stringify(got)}, expected [4, 9, 16]`);
+
+      const { flow } = await c.client.enqueueFlow({
+        root: { queue: QUEUE, job: { name: 'collect' }, children: [5, 6].map((n) => ({ queue: QUEUE, job: { name: 'square', data: { n } }, children: [] })) },
+      });
+      const parentId = flow!.job!.id;
+      const p = await c.waitFor(parentId, (x) => x.state === S.JOB_STATE_COMPLETED || x.state === S.JOB_STATE_FAILED, 'the collect parent to finish');
+      check(p.state === S.JOB_STATE_COMPLETED, `collect ended ${stateName(p)}: ${p.failureReason}`);
+      const want = Object.fromEntries(flow!.children.map((ch, i) => [`${QUEUE}:${ch.job!.id}`, [25, 36][i]]));
+      check(same((p.result as { collected?: unknown } | undefined)?.collected, want), `collect result ${JSON.stringify(p.result)}, expected {"collected":${JSON.stringify(want)}}`);
     },
   },
   {

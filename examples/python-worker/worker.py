@@ -12,13 +12,18 @@ The stubs come from gen_stubs.sh (default folder: ./gen next to this file, or PY
 Protocol (proto/jobmesh/v1/worker_service.proto): Hello first, the server answers Welcome with the
 lease TTL and heartbeat interval; the worker keeps `concurrency` credits outstanding, runs each
 Assignment on a thread pool, heartbeats the leases it holds, and answers Complete or Fail with the
-lease token. Cancel sets the job's `cancelled` event. Drain stops asking for work; once the jobs in
-hand are done the worker closes the stream and reconnects (to another replica), or exits with
---exit-on-drain. A dropped stream is reconnected with exponential backoff; jobs that were in hand
-went back to waiting on the server, so their late results are dropped.
+lease token. ctx.step() saves a step's result on the server (SaveStep), so a retry resumes at the
+step that failed; ctx.run_children() adds child jobs (AddChildren) and the job runs again once they
+completed; ctx.children_results() reads their results. Cancel sets the job's `cancelled` event.
+Drain stops asking for work; once the jobs in hand are done the worker closes the stream and
+reconnects (to another replica), or exits with --exit-on-drain. A dropped stream is reconnected
+with exponential backoff; jobs that were in hand went back to waiting on the server, so their late
+results are dropped. A refusal for good (bad credentials, unknown queue, refused Hello) ends the
+process with exit code 2 instead.
 """
 
 import argparse
+import itertools
 import os
 import queue
 import signal
@@ -52,6 +57,19 @@ class Cancelled(Exception):
     """Raised by JobContext.check_cancelled() once the server sent Cancel."""
 
 
+class WaitingForChildren(Exception):
+    """Raised by JobContext.run_children() when the job now waits for its children: this run is
+    over without a verdict, and the handler runs again (same attempt) once they all completed."""
+
+
+class Refused(Exception):
+    """The server refused a step, children or results request (Nack): `code` is the gRPC status."""
+
+    def __init__(self, code, message):
+        super().__init__("refused (code %d): %s" % (code, message))
+        self.code = code
+
+
 # ---------------------------------------------------------------- handler registry
 
 HANDLERS = {}
@@ -68,7 +86,8 @@ def handler(name):
 
 
 class JobContext:
-    """What a handler sees: the job's data, attempt, and ways to report progress and see Cancel."""
+    """What a handler sees: the job's data, attempt, ways to report progress and see Cancel, and
+    steps and child jobs kept on the server."""
 
     def __init__(self, worker, stream, assignment, data):
         self._worker = worker
@@ -83,6 +102,69 @@ class JobContext:
         self.lease_token = assignment.lease_token
         self.traceparent = assignment.traceparent
         self.cancelled = threading.Event()
+        # What earlier runs of the job left on the server.
+        to_py = worker.json_format.MessageToDict
+        self._steps = {k: to_py(v) for k, v in assignment.steps.items()}
+        self._children_added = set(assignment.children_added)
+        self._children_results = (
+            {k: to_py(v) for k, v in assignment.children_results.items()} if assignment.children_results_loaded else None)
+
+    def _ids(self):
+        return dict(queue=self.queue, job_id=self.id, lease_token=self.lease_token)
+
+    def _request(self, **message):
+        """Sends a SaveStep / AddChildren / GetChildrenResults and waits for its Ack."""
+        self.check_cancelled()
+        kind, body = next(iter(message.items()))
+        ack = self._stream.request(lambda request_id: self._worker.pb.ConnectRequest(**{kind: body(request_id)}), self.cancelled)
+        if ack is None:
+            raise Cancelled("job %s: the stream ended or the job was cancelled" % self.id)
+        return ack
+
+    def step(self, name, fn):
+        """Runs fn() once per job: its result (any JSON value) is saved on the server, and a later
+        attempt that reaches this step gets the saved result back without running fn again. So a
+        retry resumes at the step that failed. Step names must be unique within the job."""
+        if not name:
+            raise ValueError("a step needs a name")
+        if name in self._steps:
+            return self._steps[name]
+        self.check_cancelled()
+        value = fn()
+        pb = self._worker.pb
+        self._request(save_step=lambda rid: pb.SaveStep(request_id=rid, name=name, value=self._worker.to_value(value), **self._ids()))
+        self._steps[name] = value
+        return value
+
+    def run_children(self, name, children):
+        """Adds child jobs (dicts: name, and optionally data, queue, job_id, attempts) once per
+        `name` and waits for them: the first time this raises WaitingForChildren (let it
+        propagate), and once every child completed the handler runs again and the same call
+        returns their results, keyed "queue:id"."""
+        if name in self._children_added:
+            return self.children_results()
+        pb = self._worker.pb
+
+        def child(c):
+            msg = pb.ChildJob(name=c["name"], queue=c.get("queue", ""), job_id=c.get("job_id", ""), attempts=c.get("attempts", 0))
+            self._worker.json_format.ParseDict(c.get("data", {}), msg.data)
+            return msg
+
+        ack = self._request(add_children=lambda rid: pb.AddChildren(request_id=rid, name=name, children=[child(c) for c in children], **self._ids()))
+        self._children_added.add(name)
+        if ack.waiting_children:
+            raise WaitingForChildren("job %s waits for its children" % self.id)
+        self._children_results = {k: self._worker.json_format.MessageToDict(v) for k, v in ack.children_results.items()}
+        return self._children_results
+
+    def children_results(self):
+        """The results of this job's completed children, keyed "queue:id" (e.g. for a parent
+        enqueued with EnqueueFlow); empty for a job without children."""
+        if self._children_results is None:
+            pb = self._worker.pb
+            ack = self._request(get_children_results=lambda rid: pb.GetChildrenResults(request_id=rid, **self._ids()))
+            self._children_results = {k: self._worker.json_format.MessageToDict(v) for k, v in ack.children_results.items()}
+        return self._children_results
 
     def progress(self, value):
         """Reports progress: a number 0..100 or any JSON value. Also extends the lease."""
@@ -141,6 +223,38 @@ def unrecoverable(ctx):
     raise Unrecoverable(ctx.data.get("message", "this job cannot succeed"))
 
 
+@handler("steps")
+def steps(ctx):
+    # Step "first" runs once; "second" fails on attempt 1, so attempt 2 resumes there and gets
+    # the saved result of "first" (which says attempt 1).
+    first = ctx.step("first", lambda: {"attempt": ctx.attempt})
+
+    def second():
+        if ctx.attempt <= 1:
+            raise RuntimeError("step second fails on attempt 1 on purpose")
+        return {"attempt": ctx.attempt}
+
+    return {"first": first, "second": ctx.step("second", second)}
+
+
+@handler("fan-out")
+def fan_out(ctx):
+    numbers = ctx.data.get("numbers", [])
+    results = ctx.run_children("squares", [{"name": "square", "data": {"n": n}} for n in numbers])
+    return {"squares": results}
+
+
+@handler("square")
+def square(ctx):
+    n = ctx.data.get("n", 0)
+    return n * n
+
+
+@handler("collect")
+def collect(ctx):
+    return {"collected": ctx.children_results()}
+
+
 @handler("slow")
 def slow(ctx):
     ms = ctx.data.get("ms", 60_000)
@@ -164,10 +278,44 @@ class Stream:
         self.closed = threading.Event()
         self.leases = {}  # lease token -> JobContext
         self.lock = threading.Lock()
+        self.ids = itertools.count(1)
+        self.pending = {}  # request id -> [threading.Event, Ack or Nack or None]
 
     def send(self, msg):
         if not self.closed.is_set():
             self.out.put(msg)
+
+    def request(self, build, cancelled):
+        """Sends build(request_id) and waits for the Ack with that request_id. Returns the Ack, or
+        None when the stream closed or `cancelled` was set first; raises Refused on a Nack."""
+        rid = str(next(self.ids))
+        slot = [threading.Event(), None]
+        with self.lock:
+            self.pending[rid] = slot
+        self.send(build(rid))
+        try:
+            while not slot[0].wait(0.05):
+                if self.closed.is_set() or cancelled.is_set():
+                    return None
+        finally:
+            with self.lock:
+                self.pending.pop(rid, None)
+        reply = slot[1]
+        if reply is None:
+            return None
+        if reply.DESCRIPTOR.name == "Nack":
+            raise Refused(reply.code, reply.message)
+        return reply
+
+    def answer(self, request_id, reply):
+        """Hands an Ack or Nack to the request waiting for it, if any."""
+        with self.lock:
+            slot = self.pending.get(request_id)
+        if slot is None:
+            return False
+        slot[1] = reply
+        slot[0].set()
+        return True
 
     def close(self):
         if not self.closed.is_set():
@@ -180,6 +328,10 @@ class Stream:
             if msg is self._END:
                 return
             yield msg
+
+
+# Statuses that end the stream for good: reconnecting would be refused the same way.
+FATAL = ("UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND", "INVALID_ARGUMENT", "UNIMPLEMENTED")
 
 
 class Worker:
@@ -209,11 +361,18 @@ class Worker:
         return value
 
     def run(self):
+        """Runs streams until stopped or drained with --exit-on-drain (returns 0), or refused for
+        good (returns 2)."""
         backoff = 0.2
+        code = 0
         while not self.stopping.is_set():
             started = time.monotonic()
             outcome = self.session()
             if outcome == "exit":
+                break
+            if outcome.split(":")[0] in FATAL:
+                self.log("the server refused this worker (%s); stopping" % outcome)
+                code = 2
                 break
             if time.monotonic() - started > 5:
                 backoff = 0.2
@@ -227,6 +386,7 @@ class Worker:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and any(t.is_alive() for t in list(getattr(self.executor, "_threads", ()))):
             time.sleep(0.05)
+        return code
 
     def session(self):
         """Runs one Connect stream to its end. Returns "exit", or why it ended."""
@@ -259,8 +419,13 @@ class Worker:
                     for c in ctxs:
                         self.log("cancel %s/%s: %s" % (c.queue, c.id, msg.cancel.reason))
                         c.cancelled.set()
+                elif kind == "ack":
+                    if msg.ack.request_id:
+                        stream.answer(msg.ack.request_id, msg.ack)
                 elif kind == "nack":
-                    self.log("nack job %s: code %d %s" % (msg.nack.job_id, msg.nack.code, msg.nack.message))
+                    # A refused request is the handler's to report; any other Nack is logged.
+                    if not (msg.nack.request_id and stream.answer(msg.nack.request_id, msg.nack)):
+                        self.log("nack job %s: code %d %s" % (msg.nack.job_id, msg.nack.code, msg.nack.message))
                 elif kind == "drain":
                     self.log("drain: finishing the jobs in hand, asking for no more")
                     draining.set()
@@ -314,6 +479,9 @@ class Worker:
             result = fn(ctx)
             reply = pb.ConnectRequest(complete=pb.Complete(
                 queue=ctx.queue, job_id=ctx.id, lease_token=ctx.lease_token, result=self.to_value(result)))
+        except WaitingForChildren:
+            # The lease ended on the server: no verdict; the job comes back once its children completed.
+            reply = None
         except BaseException as err:  # every failure is reported, never lost
             f = pb.Fail(queue=ctx.queue, job_id=ctx.id, lease_token=ctx.lease_token, message=str(err) or type(err).__name__,
                         error_name=type(err).__name__, stacktrace=traceback.format_exception(type(err), err, err.__traceback__))
@@ -328,7 +496,8 @@ class Worker:
         with stream.lock:
             stream.leases.pop(ctx.lease_token, None)
         # On a stream that ended, the server already took the job back: the result is dropped.
-        stream.send(reply)
+        if reply is not None:
+            stream.send(reply)
         if not draining.is_set() and not self.stopping.is_set():
             stream.send(pb.ConnectRequest(credit=pb.Credit(n=1)))
 
@@ -363,10 +532,10 @@ def main(argv=None):
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: w.stop())
     w.log("serving %s on %s, jobs: %s, concurrency %d" % (",".join(queues), args.address, ",".join(names), w.concurrency))
-    w.run()
+    code = w.run()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)  # pool threads of handlers that ignored cancellation must not keep the process alive
+    os._exit(code)  # pool threads of handlers that ignored cancellation must not keep the process alive
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import { PYTHON, ROOT, cleanupPythonStubs, killGroup, pythonStubs, run } from '.
 
 const WORKER = join(ROOT, 'examples/python-worker/worker.py');
 const CLI = join(ROOT, 'cli/bin/jobmesh.js');
-const RULES = ['complete', 'retry', 'retryable-failure', 'unrecoverable', 'progress', 'cancel', 'lease', 'stale-lease', 'reconnect'];
+const RULES = ['complete', 'retry', 'retryable-failure', 'unrecoverable', 'progress', 'steps', 'children', 'cancel', 'lease', 'stale-lease', 'reconnect'];
 
 const children: ChildProcess[] = [];
 
