@@ -6,4 +6,5 @@ export * from './proto-mapping';
 export * from './job-mapping';
 export * from './cancellation';
 export * from './dead-letters';
+export * from './atomic-enqueue';
 export * from './children';

@@ -16,9 +16,19 @@ export class Keys {
   get registryChanged(): string {
     return `${this.prefix}:_registry:changed`;
   }
-  /** String: idempotency key → job id, with a TTL. */
+  /**
+   * String: idempotency key → job id, with a TTL, as schedulers before issue 9 wrote it. Read
+   * (copied onto `deduplication`) until the last of them expires; no longer written.
+   */
   idempotency(queue: string, key: string): string {
     return `${this.prefix}:_idem:${queue}:${key}`;
+  }
+  /**
+   * String: idempotency key → job id, with a TTL. BullMQ's deduplication key, written by its add
+   * script in the same step as the job (see addJobsAtomically).
+   */
+  deduplication(queue: string, key: string): string {
+    return `${this.prefix}:${queue}:de:${key}`;
   }
   /** Hash: the snapshot of a cancelled job, with a TTL. */
   cancelled(queue: string, jobId: string): string {
@@ -37,12 +47,13 @@ export class Keys {
     return `${this.prefix}:_steps:${queue}:${jobId}`;
   }
   /**
-   * SCAN patterns and names of every Jobmesh key that belongs to `queue` (not BullMQ's). Queue
-   * names hold no ':' or glob characters, so a pattern never reaches into another queue.
+   * SCAN patterns and names of every Jobmesh key that belongs to `queue` (not BullMQ's, except
+   * the deduplication keys, which BullMQ's obliterate leaves). Queue names hold no ':' or glob
+   * characters, so a pattern never reaches into another queue.
    */
   ofQueue(queue: string): { patterns: string[]; keys: string[] } {
     return {
-      patterns: [this.idempotency(queue, '*'), this.cancelled(queue, '*'), this.cancelRequest(queue, '*')],
+      patterns: [this.idempotency(queue, '*'), this.deduplication(queue, '*'), this.cancelled(queue, '*'), this.cancelRequest(queue, '*')],
       keys: [this.cancelledIndex(queue)],
     };
   }

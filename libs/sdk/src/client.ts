@@ -12,6 +12,22 @@ export interface JobmeshClientOptions {
   timeoutMs?: number;
   /** "host:port" of DeadLetterService, when it runs apart (`jobmesh up` serves it at `address`). @default address */
   deadLetterAddress?: string;
+  /** How calls that may be repeated are retried (see Caller); a call's own `retry` overrides it. */
+  retry?: RetryPolicy;
+}
+
+/** How a call that may be repeated is retried (see Caller). */
+export interface RetryPolicy {
+  /** Tries in all, the first one included. @default 4 */
+  maxTries?: number;
+  /**
+   * Each try's own deadline, ms, inside the call's `timeoutMs`. A try that runs out of it is
+   * given up and retried as one that failed with UNAVAILABLE, so one answer that never comes
+   * (a stalled server, a paused Redis) does not use up the whole deadline; the next try finds out
+   * what the first one did. Only for calls that may be repeated; leave it unset for calls that
+   * legitimately take long (a paced replay). Unset: a try may use all the time that is left.
+   */
+  attemptTimeoutMs?: number;
 }
 
 export interface CallSettings {
@@ -20,9 +36,11 @@ export interface CallSettings {
   /** Extra metadata, e.g. a W3C `traceparent`. */
   metadata?: Record<string, string>;
   signal?: AbortSignal;
+  /** Overrides the client's retry policy for this call, field by field. */
+  retry?: RetryPolicy;
 }
 
-/** At most this many tries of an idempotent call that fails with UNAVAILABLE. */
+/** At most this many tries of an idempotent call that fails with UNAVAILABLE, unless `retry.maxTries` says otherwise. */
 export const RETRY_MAX_TRIES = 4;
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 2000;
@@ -44,17 +62,21 @@ export type DeepPartial<T> = T extends Date | Buffer | string | number | boolean
  * **Retries.** A call that fails with `UNAVAILABLE` (the server could not be reached, or went
  * away before answering) is retried only when it is marked idempotent: repeating it cannot do
  * anything twice. Retries back off exponentially from 100 ms to 2 s with full jitter, make at most
- * 4 tries in all, and stay within the call's deadline (`timeoutMs`): the deadline covers all
- * tries, and no retry starts after it. Any other status code is never retried. An aborted
- * `signal` stops retrying.
+ * 4 tries in all (`retry.maxTries`), and stay within the call's deadline (`timeoutMs`): the
+ * deadline covers all tries, and no retry starts after it. With `retry.attemptTimeoutMs`, each
+ * try also has a deadline of its own, and a try that runs out of it (DEADLINE_EXCEEDED before the
+ * call's deadline) is retried too. Any other status code is never retried. An aborted `signal`
+ * stops retrying.
  */
 export class Caller {
   readonly timeoutMs: number;
   private readonly apiKey?: string;
+  private readonly retry: RetryPolicy;
 
-  constructor(opts: Pick<JobmeshClientOptions, 'apiKey' | 'timeoutMs'>) {
+  constructor(opts: Pick<JobmeshClientOptions, 'apiKey' | 'timeoutMs' | 'retry'>) {
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.apiKey = opts.apiKey;
+    this.retry = opts.retry ?? {};
   }
 
   metadata(s?: CallSettings): Metadata {
@@ -67,10 +89,10 @@ export class Caller {
   /** Calls `method` of `client`; with `idempotent`, retries UNAVAILABLE as the class comment says. */
   unary<C, Req, Res>(client: C, method: Unary<Req, Res>, req: Req, s?: CallSettings, idempotent = false): Promise<Res> {
     const deadline = Date.now() + (s?.timeoutMs ?? this.timeoutMs);
-    const once = (): Promise<Res> =>
+    const once = (tryDeadline = deadline): Promise<Res> =>
       new Promise<Res>((resolve, reject) => {
         const cancel = (): void => call.cancel();
-        const call = method.call(client, req, this.metadata(s), { deadline }, (err, res) => {
+        const call = method.call(client, req, this.metadata(s), { deadline: tryDeadline }, (err, res) => {
           s?.signal?.removeEventListener('abort', cancel);
           if (err) reject(err);
           else resolve(res);
@@ -78,13 +100,17 @@ export class Caller {
         s?.signal?.addEventListener('abort', cancel, { once: true });
       });
     if (!idempotent) return once();
+    const { maxTries = RETRY_MAX_TRIES, attemptTimeoutMs } = { ...this.retry, ...s?.retry };
     return (async () => {
       for (let tries = 1; ; tries++) {
+        const tryDeadline = attemptTimeoutMs ? Math.min(deadline, Date.now() + attemptTimeoutMs) : deadline;
         try {
-          return await once();
+          return await once(tryDeadline);
         } catch (err) {
           const code = (err as ServiceError).code;
-          if (code !== status.UNAVAILABLE || tries >= RETRY_MAX_TRIES || s?.signal?.aborted) throw err;
+          // A try's own deadline that fired before the call's is an answer that did not come in time.
+          const retryable = code === status.UNAVAILABLE || (code === status.DEADLINE_EXCEEDED && tryDeadline < deadline);
+          if (!retryable || tries >= maxTries || s?.signal?.aborted) throw err;
           const cap = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (tries - 1));
           const wait = Math.round(cap / 2 + Math.random() * (cap / 2));
           if (Date.now() + wait >= deadline) throw err;
@@ -113,10 +139,11 @@ export class Caller {
  * Retried on `UNAVAILABLE` (see Caller), as repeating them cannot do anything twice:
  * - reads: `getQueue`, `listQueues`, `getJob`, `listJobs`, `getSchedule`, `listSchedules`;
  * - `enqueueJob` / `enqueueJobs`, only when every job carries `options.idempotency_key` or
- *   `options.job_id` (the server then returns the same job instead of adding a second one).
+ *   `options.job_id` (the server then returns the same job instead of adding a second one);
+ * - `enqueueFlow`, only when the root carries `options.job_id` (a repeat adds nothing).
  *
- * Every other call (creates, updates, deletes, cancel, retry, promote, flows, enqueues without a
- * key) fails at once, since the first try may have been applied.
+ * Every other call (creates, updates, deletes, cancel, retry, promote, flows and enqueues without
+ * a key) fails at once, since the first try may have been applied.
  */
 export class JobmeshClient {
   readonly scheduler: pb.SchedulerServiceClient;
@@ -161,7 +188,11 @@ export class JobmeshClient {
     const msg = pb.EnqueueJobsRequest.fromPartial(req as never);
     return this.call(this.scheduler.enqueueJobs, msg, s, msg.jobs.length > 0 && msg.jobs.every(keyed));
   };
-  enqueueFlow = (req: DeepPartial<pb.EnqueueFlowRequest>, s?: CallSettings) => this.call(this.scheduler.enqueueFlow, pb.EnqueueFlowRequest.fromPartial(req as never), s);
+  /** Retried on UNAVAILABLE only when the root has `options.job_id`. */
+  enqueueFlow = (req: DeepPartial<pb.EnqueueFlowRequest>, s?: CallSettings) => {
+    const msg = pb.EnqueueFlowRequest.fromPartial(req as never);
+    return this.call(this.scheduler.enqueueFlow, msg, s, !!msg.root?.job?.options?.jobId);
+  };
 
   getJob = (queue: string, id: string, s?: CallSettings) => this.read(this.scheduler.getJob, { queue, id }, s).then((r) => r.job!);
   listJobs = (req: Partial<pb.ListJobsRequest> & { queue: string }, s?: CallSettings) => this.read(this.scheduler.listJobs, pb.ListJobsRequest.fromPartial(req as never), s);

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import * as pb from '@jobmesh/contracts';
 import {
   InvalidArgumentError,
@@ -11,8 +10,8 @@ import {
   validatePayload,
   validateQueueName,
 } from '@jobmesh/core';
-import { type QueueRegistry, jobOptionsFromProto, stateFromBull, toBullOptions, toProtoJob } from '@jobmesh/queue';
-import { FlowProducer, type FlowJob, type Job as BullJob, type JobNode, type JobsOptions, type Queue } from 'bullmq';
+import { type QueueRegistry, FlowAdder, addJobsAtomically, jobOptionsFromProto, stateFromBull, toBullOptions, toProtoJob } from '@jobmesh/queue';
+import type { FlowJob, Job as BullJob, JobNode, JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 export interface EnqueueSettings {
@@ -26,21 +25,30 @@ export const MAX_BULK = 10_000;
 interface PreparedJob {
   name: string;
   data: Record<string, unknown>;
+  /** BullMQ options; `jobId` only when the caller chose one. */
   opts: JobsOptions;
   idempotencyKey?: string;
   state: JobStateName;
 }
 
-/** Enqueues jobs, with idempotency keys, custom ids, bulk and flows. */
+/** The job has something a repeat can be recognised by: an idempotency key or its own id. */
+const keyed = (j: PreparedJob): boolean => !!j.idempotencyKey || !!j.opts.jobId;
+
+/**
+ * Enqueues jobs, with idempotency keys, custom ids, bulk and flows. A key or caller-chosen id is
+ * written in the same atomic step as its job (see addJobsAtomically and FlowAdder in
+ * libs/queue), so a repeat of any call, whatever happened to the first, either finds the job the
+ * first one wrote or writes it now.
+ */
 export class Enqueuer {
-  private readonly flows: FlowProducer;
+  private readonly flows: FlowAdder;
 
   constructor(
-    private readonly redis: Redis,
+    redis: Redis,
     private readonly registry: QueueRegistry,
     private readonly settings: EnqueueSettings,
   ) {
-    this.flows = new FlowProducer({ connection: redis, prefix: registry.keys.prefix, skipWaitingForReady: true });
+    this.flows = new FlowAdder(redis, registry.keys.prefix);
   }
 
   /** Validates one spec against its queue; nothing is written. `field` prefixes error paths. */
@@ -52,9 +60,7 @@ export class Enqueuer {
     const own: JobOptionsSpec = jobOptionsFromProto(spec.options);
     validateJobOptions(own, `${field}.options`);
     const resolved = resolveJobOptions(own, queue.defaultJobOptions);
-    // An idempotent job gets its id now, so the key can point at it before it exists.
-    const jobId = own.jobId ?? (own.idempotencyKey ? randomUUID() : undefined);
-    const opts = toBullOptions(resolved, { jobId, traceparent, holdFailed: !queue.deadLetter.disabled });
+    const opts = toBullOptions(resolved, { traceparent, holdFailed: !queue.deadLetter.disabled });
     const state: JobStateName = opts.delay ? 'delayed' : opts.priority ? 'prioritized' : 'waiting';
     return { name, data, opts, idempotencyKey: own.idempotencyKey, state };
   }
@@ -64,36 +70,16 @@ export class Enqueuer {
     const queue = await this.registry.get(queueName);
     const job = this.prepare(queue, req.job, 'job', traceparent);
     const bull = this.registry.bullQueue(queueName);
-
-    if (job.idempotencyKey) {
-      const key = this.registry.keys.idempotency(queueName, job.idempotencyKey);
-      const existing = await this.claim(key, job.opts.jobId!);
-      if (existing) return { job: await this.snapshot(queueName, existing, job), deduplicated: true };
-      try {
-        const added = await bull.add(job.name, job.data, job.opts);
-        return { job: enqueued(added, queueName, job.state), deduplicated: false };
-      } catch (err) {
-        await this.redis.del(key).catch(() => undefined);
-        throw err;
-      }
+    if (!keyed(job)) {
+      const added = await bull.add(job.name, job.data, job.opts);
+      return { job: enqueued(added, queueName, job.state), deduplicated: false };
     }
-
-    if (job.opts.jobId) {
-      // BullMQ ignores an add with an id that exists; tell the caller it was a duplicate.
-      const found = await bull.getJob(job.opts.jobId);
-      if (found) return { job: toProtoJob(found, queueName, await stateOf(found)), deduplicated: true };
-    }
-    const added = await bull.add(job.name, job.data, job.opts);
-    return { job: enqueued(added, queueName, job.state), deduplicated: false };
+    const [outcome] = await addJobsAtomically(bull, this.registry.keys, [job], this.settings.idempotencyTtlMs);
+    if (outcome!.job) return { job: enqueued(outcome!.job, queueName, job.state), deduplicated: false };
+    return { job: await this.snapshot(queueName, outcome!.id, job), deduplicated: true };
   }
 
-  /** SET NX of the idempotency key; returns the job id already holding it, if any. */
-  private async claim(key: string, jobId: string): Promise<string | undefined> {
-    const reply = await this.redis.set(key, jobId, 'PX', this.settings.idempotencyTtlMs, 'NX', 'GET');
-    return reply ?? undefined;
-  }
-
-  /** The job an idempotency key points at; if it was removed, what is known of it. */
+  /** The job a key or id matched; if it was removed since, what is known of it. */
   private async snapshot(queue: string, jobId: string, job: PreparedJob): Promise<pb.Job> {
     const found = await this.registry.bullQueue(queue).getJob(jobId);
     if (found) return toProtoJob(found, queue, await stateOf(found));
@@ -106,60 +92,15 @@ export class Enqueuer {
     if (req.jobs.length > MAX_BULK) throw new InvalidArgumentError('jobs', `holds ${req.jobs.length} jobs; at most ${MAX_BULK} per call`);
     const queue = await this.registry.get(queueName);
     const jobs = req.jobs.map((spec, i) => this.prepare(queue, spec, `jobs[${i}]`, traceparent));
+    refuseRepeats(jobs, (j) => j.idempotencyKey, 'idempotency_key', 'key');
+    refuseRepeats(jobs, (j) => j.opts.jobId, 'job_id', 'id');
     const bull = this.registry.bullQueue(queueName);
-
-    // Claim every idempotency key in one round trip; jobs whose key is taken are not added.
-    const out: pb.EnqueuedJob[] = new Array(jobs.length);
-    const claimed: string[] = [];
-    const keyed = jobs.map((j, i) => ({ j, i })).filter(({ j }) => j.idempotencyKey);
-    if (keyed.length) {
-      const seen = new Map<string, number>();
-      for (const { j, i } of keyed) {
-        const prev = seen.get(j.idempotencyKey!);
-        if (prev !== undefined) throw new InvalidArgumentError(`jobs[${i}].options.idempotency_key`, `repeats the key of jobs[${prev}]`);
-        seen.set(j.idempotencyKey!, i);
-      }
-      const pipe = this.redis.multi();
-      for (const { j } of keyed) pipe.set(this.registry.keys.idempotency(queueName, j.idempotencyKey!), j.opts.jobId!, 'PX', this.settings.idempotencyTtlMs, 'NX', 'GET');
-      const replies = (await pipe.exec()) ?? [];
-      keyed.forEach(({ j, i }, n) => {
-        const [err, existing] = replies[n] ?? [];
-        if (err) throw err;
-        if (existing) out[i] = { id: existing as string, deduplicated: true };
-        else claimed.push(this.registry.keys.idempotency(queueName, j.idempotencyKey!));
-      });
+    if (!jobs.some(keyed)) {
+      const added = await bull.addBulk(jobs.map((j) => ({ name: j.name, data: j.data, opts: j.opts })));
+      return { jobs: added.map((a: BullJob) => ({ id: a.id ?? '', deduplicated: false })) };
     }
-    try {
-      await this.markExistingIds(bull, jobs, out);
-      const toAdd = jobs.map((j, i) => ({ j, i })).filter(({ i }) => !out[i]);
-      const added = toAdd.length ? await bull.addBulk(toAdd.map(({ j }) => ({ name: j.name, data: j.data, opts: j.opts }))) : [];
-      added.forEach((a: BullJob, n) => (out[toAdd[n]!.i] = { id: a.id ?? '', deduplicated: false }));
-    } catch (err) {
-      if (claimed.length) await this.redis.del(...claimed).catch(() => undefined);
-      throw err;
-    }
-    return { jobs: out };
-  }
-
-  /**
-   * A caller-chosen id that exists is a duplicate, as in EnqueueJob (BullMQ would silently skip
-   * the add). One round trip for the whole batch; an id repeated within the batch is an error.
-   */
-  private async markExistingIds(bull: Queue, jobs: PreparedJob[], out: pb.EnqueuedJob[]): Promise<void> {
-    const custom = jobs.map((j, i) => ({ id: j.opts.jobId, i })).filter(({ id, i }) => id && !jobs[i]!.idempotencyKey && !out[i]);
-    if (!custom.length) return;
-    const seen = new Map<string, number>();
-    for (const { id, i } of custom) {
-      const prev = seen.get(id!);
-      if (prev !== undefined) throw new InvalidArgumentError(`jobs[${i}].options.job_id`, `repeats the id of jobs[${prev}]`);
-      seen.set(id!, i);
-    }
-    const replies = (await this.redis.pipeline(custom.map(({ id }) => ['exists', bull.toKey(id!)])).exec()) ?? [];
-    custom.forEach(({ id, i }, n) => {
-      const [err, exists] = replies[n] ?? [];
-      if (err) throw err;
-      if (exists) out[i] = { id: id!, deduplicated: true };
-    });
+    const outcomes = await addJobsAtomically(bull, this.registry.keys, jobs, this.settings.idempotencyTtlMs);
+    return { jobs: outcomes.map(({ id, deduplicated }) => ({ id, deduplicated })) };
   }
 
   async enqueueFlow(req: pb.EnqueueFlowRequest, traceparent?: string): Promise<pb.EnqueueFlowResponse> {
@@ -176,18 +117,45 @@ export class Enqueuer {
       return { name: job.name, queueName, data: job.data, opts: job.opts, ...(children.length && { children }) };
     };
     const tree = await build(req.root, 'root', 0);
-    const node = await this.flows.add(tree);
-    const toProto = (n: JobNode): pb.EnqueuedFlow => {
-      const hasChildren = (n.children?.length ?? 0) > 0;
-      const state: JobStateName = hasChildren ? 'waiting-children' : n.job.opts.delay ? 'delayed' : n.job.opts.priority ? 'prioritized' : 'waiting';
-      return { job: toProtoJob(n.job as BullJob, n.job.queueName, state), children: (n.children ?? []).map(toProto) };
-    };
-    return { flow: toProto(node) };
+    const rootId = tree.opts?.jobId;
+    if (!rootId) return { flow: addedFlow(await this.flows.add(tree)), deduplicated: false };
+    const { node, existing } = await this.flows.addUnlessRootExists({ ...tree, opts: { ...tree.opts, jobId: rootId } });
+    if (!existing) return { flow: addedFlow(node!), deduplicated: false };
+    const stored = await this.flows.getFlow(tree.queueName, rootId);
+    const flow = stored
+      ? await storedFlow(stored)
+      : { job: pb.Job.fromPartial({ id: rootId, queue: tree.queueName, name: tree.name, state: pb.JobState.JOB_STATE_UNSPECIFIED }), children: [] };
+    return { flow, deduplicated: true };
   }
 
   async close(): Promise<void> {
     await this.flows.close();
   }
+}
+
+/** An idempotency key or job id given twice in one batch is a mistake: refused before anything is written. */
+function refuseRepeats(jobs: PreparedJob[], of: (j: PreparedJob) => string | undefined, field: string, what: string): void {
+  const seen = new Map<string, number>();
+  jobs.forEach((j, i) => {
+    const v = of(j);
+    if (!v) return;
+    const prev = seen.get(v);
+    if (prev !== undefined) throw new InvalidArgumentError(`jobs[${i}].options.${field}`, `repeats the ${what} of jobs[${prev}]`);
+    seen.set(v, i);
+  });
+}
+
+/** A flow just added, as EnqueueFlow returns it. */
+function addedFlow(n: JobNode): pb.EnqueuedFlow {
+  const hasChildren = (n.children?.length ?? 0) > 0;
+  const state: JobStateName = hasChildren ? 'waiting-children' : n.job.opts.delay ? 'delayed' : n.job.opts.priority ? 'prioritized' : 'waiting';
+  return { job: toProtoJob(n.job as BullJob, n.job.queueName, state), children: (n.children ?? []).map(addedFlow) };
+}
+
+/** A flow as stored now, each job in its current state. */
+async function storedFlow(n: JobNode): Promise<pb.EnqueuedFlow> {
+  const job = toProtoJob(n.job as BullJob, n.job.queueName, await stateOf(n.job as BullJob));
+  return { job, children: await Promise.all((n.children ?? []).filter((c) => c?.job).map(storedFlow)) };
 }
 
 /** A fresh job as EnqueueJob returns it: without `data`, which the caller just sent. */

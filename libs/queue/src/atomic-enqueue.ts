@@ -1,0 +1,196 @@
+// Enqueues whose idempotency key or caller-chosen job id is written in the same atomic step as
+// the job itself, so no timeout, dropped connection, Redis restart or crash can separate them.
+import { randomUUID } from 'node:crypto';
+import { UnavailableError } from '@jobmesh/core';
+import { FlowProducer, Job, type FlowJob, type JobNode, type JobsOptions, type Queue } from 'bullmq';
+import type { ChainableCommander, Redis } from 'ioredis';
+import type { Keys } from './keys';
+
+/** One job for {@link addJobsAtomically}. */
+export interface AtomicJob {
+  name: string;
+  data: Record<string, unknown>;
+  /** BullMQ options. A `jobId` here is the caller's: a job with that id that exists is a duplicate. */
+  opts: JobsOptions;
+  /** Remembered for `ttlMs` per queue: a later job with the same key is a duplicate of this one. */
+  idempotencyKey?: string;
+}
+
+/** What became of one {@link AtomicJob}. */
+export interface AtomicOutcome {
+  /** The new job's id, or the id of the existing job the key or id matched. */
+  id: string;
+  /** True when nothing was added because the key or id matched an existing job. */
+  deduplicated: boolean;
+  /** The job as added; only when it was added. */
+  job?: Job;
+}
+
+/**
+ * Adds `jobs` to `queue` in ONE Redis transaction (MULTI/EXEC, one round trip), all of them or
+ * none. Per job, inside the transaction:
+ * - an idempotency key is BullMQ's deduplication key (`<prefix>:<queue>:de:<key>`, `SET NX PX`
+ *   inside BullMQ's add script, so the key exists exactly when its job was created). The job
+ *   gets a fresh UUID; the script answers the existing job's id when the key is taken.
+ * - the key's record of the pre-issue-9 scheduler (`keys.idempotency`, a separate string) is
+ *   COPYed onto the deduplication key first (a no-op unless one exists and the deduplication key
+ *   does not), so keys given before an upgrade keep deduplicating until they expire. COPY keeps
+ *   the TTL; it needs Redis 6.2 (the old `SET NX GET` needed 7.0).
+ * - BullMQ deletes a deduplication key when the job it points at is removed (cancel, dead-letter
+ *   trimming, `clean`), though not when the job completes or retention trims it. Jobmesh keys
+ *   must outlive the job for their whole TTL, so the job's `deid` field, which that removal
+ *   reads, is deleted right after the add, in the same transaction.
+ * - a caller-chosen id: BullMQ's add of an existing id changes nothing and answers the same id
+ *   as a creation would, so `EXISTS` of the job's key just before the add, in the transaction,
+ *   tells the two apart.
+ *
+ * A repeat of a call whose answer was lost therefore finds what the first one wrote and is
+ * answered `deduplicated`; a call that failed wrote nothing. Throws when Redis refused part of
+ * the transaction (the error of the first refused command).
+ */
+export async function addJobsAtomically(queue: Queue, keys: Keys, jobs: AtomicJob[], ttlMs: number): Promise<AtomicOutcome[]> {
+  const client = await queue.getBackend().client;
+  const multi = client.multi() as unknown as ChainableCommander & Parameters<Job['addJob']>[0];
+  let n = 0;
+  const plan: { job: Job; existsAt?: number; addAt: number }[] = [];
+  for (const spec of jobs) {
+    const key = spec.idempotencyKey;
+    const jobId = spec.opts.jobId ?? (key ? randomUUID() : undefined);
+    // A TTL of 0 would make BullMQ forget the key when the job finishes; 1 ms is "at once".
+    const opts: JobsOptions = key ? { ...spec.opts, jobId, deduplication: { id: key, ttl: Math.max(1, ttlMs) } } : { ...spec.opts, jobId };
+    const job = new Job(queue, spec.name, spec.data, opts, jobId);
+    let existsAt: number | undefined;
+    if (key) {
+      multi.copy(keys.idempotency(queue.name, key), keys.deduplication(queue.name, key));
+      n += 1;
+    }
+    if (spec.opts.jobId) {
+      multi.exists(queue.toKey(spec.opts.jobId));
+      existsAt = n++;
+    }
+    // Queues the add script on the transaction; throws BullMQ's option errors before anything is sent.
+    await job.addJob(multi);
+    const addAt = n++;
+    if (key && jobId) {
+      multi.hdel(queue.toKey(jobId), 'deid');
+      n += 1;
+    }
+    plan.push({ job, existsAt, addAt });
+  }
+  const replies = await multi.exec();
+  if (!replies) throw new UnavailableError('Redis discarded the enqueue transaction; nothing was written');
+  const failed = replies.find(([err]) => err);
+  if (failed) throw failed[0];
+  return plan.map(({ job, existsAt, addAt }) => {
+    const answer = replies[addAt]![1] as string | number;
+    if (typeof answer === 'number' && answer < 0) throw new Error(`BullMQ refused to add job "${job.name}" (code ${answer})`);
+    const id = String(answer);
+    const existed = existsAt !== undefined && replies[existsAt]![1] === 1;
+    // Without a key or id the job got the queue's next number, which BullMQ answers.
+    const deduplicated = existed || (job.id !== undefined && id !== job.id);
+    if (deduplicated) return { id, deduplicated };
+    job.id = id;
+    return { id, deduplicated, job };
+  });
+}
+
+/**
+ * Adds flows through BullMQ's FlowProducer (the whole tree in one MULTI). A flow whose root has
+ * a caller-chosen id is added only if no job has that id, all or nothing: BullMQ alone would
+ * attach the new children to an existing root. BullMQ's deduplication cannot help here (it
+ * refuses nodes with children), so the root's key is WATCHed: WATCH, EXISTS, then the flow's
+ * MULTI/EXEC, which Redis discards if the root appeared in between. WATCH lives on a connection,
+ * so these flows use a connection of their own, one at a time, that never reconnects: a WATCH
+ * lost with a dropped connection can never be followed by an EXEC on a new one. A new
+ * connection is opened for the next flow instead.
+ */
+export class FlowAdder {
+  private readonly flows: FlowProducer;
+  private guarded?: Promise<{ redis: Redis; flows: FlowProducer }>;
+  private lane: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+  ) {
+    this.flows = new FlowProducer({ connection: redis, prefix, skipWaitingForReady: true });
+  }
+
+  /** Adds a flow whose root has no caller-chosen id. */
+  add(tree: FlowJob): Promise<JobNode> {
+    return this.flows.add(tree);
+  }
+
+  /**
+   * Adds a flow whose root has the caller's `opts.jobId`, unless a job with that id exists on
+   * the root's queue; then nothing is added and `existing` is true. Throws UnavailableError
+   * when Redis could not be asked; the flow may then have been added, which a repeat tells.
+   */
+  addUnlessRootExists(tree: FlowJob & { opts: { jobId: string } }): Promise<{ node?: JobNode; existing: boolean }> {
+    const run = this.lane.then(() => this.guardedAdd(tree));
+    this.lane = run.catch(() => undefined); // each flow's own caller gets its error
+    return run;
+  }
+
+  private async guardedAdd(tree: FlowJob & { opts: { jobId: string } }): Promise<{ node?: JobNode; existing: boolean }> {
+    const rootKey = `${this.prefix}:${tree.queueName}:${tree.opts.jobId}`;
+    for (let attempt = 1; ; attempt++) {
+      const { redis, flows } = await this.connection();
+      await redis.watch(rootKey);
+      if (await redis.exists(rootKey)) {
+        await redis.unwatch();
+        return { existing: true };
+      }
+      try {
+        return { node: await flows.add(tree), existing: false };
+      } catch (err) {
+        // The EXEC did not apply: BullMQ refused the tree before sending it, or Redis discarded
+        // the transaction because the root appeared (BullMQ then fails reading the empty
+        // reply). Unless the connection is gone (then the EXEC may have applied, and only a
+        // repeat on a new connection can tell), look again.
+        if (redis.status !== 'ready' || attempt >= 3) throw err;
+        await redis.unwatch();
+      }
+    }
+  }
+
+  /** The guarded flows' own connection, opened again after it closed. */
+  private async connection(): Promise<{ redis: Redis; flows: FlowProducer }> {
+    const current = await this.guarded?.catch(() => undefined);
+    if (current && current.redis.status === 'ready') return current;
+    if (current) void this.dispose(current);
+    this.guarded = (async () => {
+      const redis = this.redis.duplicate({ retryStrategy: () => null, autoResendUnfulfilledCommands: false, enableOfflineQueue: false, lazyConnect: true });
+      // Failures reach the caller as rejected commands; the event would only repeat them.
+      redis.on('error', () => undefined);
+      try {
+        await redis.connect();
+      } catch (err) {
+        redis.disconnect();
+        throw new UnavailableError(`Redis is unavailable: ${(err as Error).message}`);
+      }
+      const flows = new FlowProducer({ connection: redis, prefix: this.prefix });
+      flows.on('error', () => undefined);
+      await flows.waitUntilReady();
+      return { redis, flows };
+    })();
+    return this.guarded;
+  }
+
+  private async dispose(c: { redis: Redis; flows: FlowProducer }): Promise<void> {
+    await c.flows.close().catch(() => undefined); // closing a dead connection; nothing to lose
+    c.redis.disconnect();
+  }
+
+  /** The flow rooted at `id` on `queueName`, as stored (children to 32 levels, 1000 per state). */
+  getFlow(queueName: string, id: string): Promise<JobNode | undefined> {
+    return this.flows.getFlow({ id, queueName, prefix: this.prefix, depth: 32, maxChildren: 1000 });
+  }
+
+  async close(): Promise<void> {
+    await this.lane;
+    const current = await this.guarded?.catch(() => undefined);
+    if (current) await this.dispose(current);
+    await this.flows.close();
+  }
+}
