@@ -10,7 +10,7 @@ import {
   validatePayload,
   validateQueueName,
 } from '@jobmesh/core';
-import { type QueueRegistry, FlowAdder, addJobsAtomically, jobOptionsFromProto, stateFromBull, toBullOptions, toProtoJob } from '@jobmesh/queue';
+import { type QueueRegistry, FlowAdder, addJobsAtomically, jobOptionsFromProto, readCancelled, stateFromBull, toBullOptions, toProtoJob } from '@jobmesh/queue';
 import type { FlowJob, Job as BullJob, JobNode, JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 
@@ -44,7 +44,7 @@ export class Enqueuer {
   private readonly flows: FlowAdder;
 
   constructor(
-    redis: Redis,
+    private readonly redis: Redis,
     private readonly registry: QueueRegistry,
     private readonly settings: EnqueueSettings,
   ) {
@@ -79,10 +79,15 @@ export class Enqueuer {
     return { job: await this.snapshot(queueName, outcome!.id, job), deduplicated: true };
   }
 
-  /** The job a key or id matched; if it was removed since, what is known of it. */
+  /**
+   * The job a key or id matched; if BullMQ no longer has it, its CANCELLED record, or else what
+   * is known of it. Only deduplicated answers read this.
+   */
   private async snapshot(queue: string, jobId: string, job: PreparedJob): Promise<pb.Job> {
     const found = await this.registry.bullQueue(queue).getJob(jobId);
     if (found) return toProtoJob(found, queue, await stateOf(found));
+    const cancelled = await readCancelled(this.redis, this.registry.keys, queue, jobId);
+    if (cancelled) return cancelled;
     return pb.Job.fromPartial({ id: jobId, queue, name: job.name, idempotencyKey: job.idempotencyKey, state: pb.JobState.JOB_STATE_UNSPECIFIED });
   }
 

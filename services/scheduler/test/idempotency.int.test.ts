@@ -81,7 +81,7 @@ describe('round trips', () => {
 });
 
 describe('keys outlive their job', () => {
-  it('keeps the key of a cancelled job: a repeat is deduplicated to it and adds nothing', async () => {
+  it('keeps the key of a cancelled job: a repeat is deduplicated to its CANCELLED record and adds nothing', async () => {
     const queue = await newQueue();
     const options = { idempotencyKey: 'cancel-me', delay: { seconds: 3600, nanos: 0 } };
     const first = await h.client.enqueueJob({ queue, job: { name: 'later', options } });
@@ -90,7 +90,7 @@ describe('keys outlive their job', () => {
     expect(await direct.pttl(dedupKey(queue, 'cancel-me'))).toBeGreaterThan(23 * 3_600_000);
 
     const again = await h.client.enqueueJob({ queue, job: { name: 'later', options } });
-    expect(again).toMatchObject({ deduplicated: true, job: { id: first.job!.id, state: S.JOB_STATE_UNSPECIFIED } });
+    expect(again).toMatchObject({ deduplicated: true, job: { id: first.job!.id, state: S.JOB_STATE_CANCELLED, idempotencyKey: 'cancel-me' } });
     expect(await allJobs(queue)).toHaveLength(0);
   });
 
