@@ -277,7 +277,7 @@ describe('unary twins', () => {
     const queue = await newQueue('unary');
     const c = unaryClient(address);
     try {
-      // With JOBMESH_REMOTE_GRACE 0 a job nobody can run fails at once, so the call waits first.
+      // The call waits first, so the jobs find a worker for their name as they are enqueued.
       const leasing = call<pb.LeaseJobsRequest, pb.LeaseJobsResponse>(c, 'leaseJobs', { queue, max: 2, wait: ms(2000), workerId: 'u1', jobNames: [] });
       const ids: string[] = [];
       for (let i = 0; i < 3; i++) ids.push((await h.client.enqueueJob({ queue, job: { name: 'x', data: { i } } })).job!.id);
