@@ -289,7 +289,9 @@ export class RemoteDispatcher {
           childrenResultsLoaded: state.childrenResults !== undefined,
         };
         if (session.send) session.send({ assignment });
-        else session.collect?.(assignment);
+        else if (session.collect) session.collect(assignment);
+        // A LeaseJobs call that stopped waiting while the state was read: back to waiting.
+        else this.settle(lease, (l) => l.reject(new LeaseLostError(`unary worker ${session.workerId} stopped waiting`)));
       },
       (err: Error) => {
         this.opts.logger.warn({ queue: p.queue, jobId: p.job.id, err: err.message }, 'could not read the saved steps of a job for its worker; it goes back to waiting');
@@ -383,9 +385,10 @@ export class RemoteDispatcher {
         resolve(r);
       });
     });
-    // BullMQ sets job.delay to the retry delay only when it schedules one with a delay: from 0,
-    // afterFailed can tell "retry at once" from "retry after the job's original delay".
+    // moveToFailed sets job.delay to the retry delay only when it schedules one with a delay, and
+    // finishedOn only when the job failed for good: from these blanks afterFailed tells which.
     job.delay = 0;
+    job.finishedOn = undefined;
     this.settle(lease, (l) => l.reject(failureOf(f)));
     return result;
   }
