@@ -49,7 +49,7 @@ export async function openServiceHost(env: CommonEnv, opts: { name: string; logg
     onStop: (close) => void closes.push(close),
     async listen() {
       const http = splitHostPort(env.JOBMESH_HTTP_ADDRESS);
-      ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ping });
+      ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ready });
       const grpcPort = await server.listen(env.JOBMESH_GRPC_ADDRESS);
       listening = true;
       return { grpcPort, grpcHost: splitHostPort(env.JOBMESH_GRPC_ADDRESS).host, ops };

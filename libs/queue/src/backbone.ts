@@ -14,6 +14,8 @@ export interface Backbone {
   workerConnection: RedisOptions;
   /** True when Redis answers PING. */
   ping(): Promise<boolean>;
+  /** Readiness: Redis answers and the queue registry is up to date; else why not. */
+  ready(): Promise<{ ok: boolean; reason?: string }>;
   close(): Promise<void>;
 }
 
@@ -61,7 +63,13 @@ export async function openBackbone(opts: BackboneOptions): Promise<Backbone> {
     redis,
     registry,
     workerConnection: redisOptions(settings, 'worker', 'jobmesh:worker'),
+    // A failed PING is the answer (false), not an error to report.
     ping: async () => (await redis.ping().catch(() => '')) === 'PONG',
+    ready: async () => {
+      if ((await redis.ping().catch(() => '')) !== 'PONG') return { ok: false, reason: 'Redis is not reachable' };
+      if (!registry.upToDate) return { ok: false, reason: 'the queue registry is being reloaded after a Redis reconnect' };
+      return { ok: true };
+    },
     close: async () => {
       await registry.close();
       await Promise.all([redis.quit().catch(() => redis.disconnect()), subscriber.quit().catch(() => subscriber.disconnect())]);

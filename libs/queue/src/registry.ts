@@ -15,6 +15,10 @@ export interface QueueRegistryOptions {
 
 export type RegistryListener = (name: string, spec: QueueSpec | undefined) => void;
 
+/** The first retry of a failed reload after a reconnect, doubling up to the ceiling. */
+const RELOAD_RETRY_MS = 200;
+const RELOAD_RETRY_MAX_MS = 10_000;
+
 /**
  * The queue registry: QueueSpecs stored in one Redis hash, cached in memory and kept fresh by
  * pub/sub, so the enqueue path costs no extra round trip. Also owns one BullMQ `Queue` per name,
@@ -25,6 +29,10 @@ export class QueueRegistry {
   private readonly cache = new Map<string, QueueSpec>();
   private readonly queues = new Map<string, Queue>();
   private readonly listeners = new Set<RegistryListener>();
+  /** False from a subscriber reconnect until the reload after it succeeded: the cache may be stale. */
+  private current = true;
+  private reloadTimer?: NodeJS.Timeout;
+  private closed = false;
 
   constructor(private readonly opts: QueueRegistryOptions) {
     this.keys = new Keys(opts.prefix);
@@ -35,12 +43,39 @@ export class QueueRegistry {
     this.opts.subscriber.on('message', (channel: string, name: string) => {
       if (channel === this.keys.registryChanged) void this.refresh(name);
     });
-    // Subscribing on every (re)connect keeps the cache fresh after a Redis restart.
+    // Changes announced while the subscriber was away were missed: on every reconnect, subscribe
+    // again and reload everything, retrying until it works (see resync).
     this.opts.subscriber.on('ready', () => {
-      void this.opts.subscriber.subscribe(this.keys.registryChanged).then(() => this.reload()).catch(() => undefined);
+      this.current = false;
+      this.resync(RELOAD_RETRY_MS);
     });
     if (this.opts.subscriber.status === 'ready') await this.opts.subscriber.subscribe(this.keys.registryChanged);
     await this.reload();
+  }
+
+  /**
+   * Whether the cache is known to be up to date: false after a Redis reconnect until the reload
+   * that follows it succeeded. Readiness (/readyz) reports it.
+   */
+  get upToDate(): boolean {
+    return this.current;
+  }
+
+  private resync(delayMs: number): void {
+    clearTimeout(this.reloadTimer);
+    void this.opts.subscriber
+      .subscribe(this.keys.registryChanged)
+      .then(() => this.reload())
+      .then(() => {
+        if (!this.current) this.opts.logger.info('queue registry reloaded after a Redis reconnect');
+        this.current = true;
+      })
+      .catch((err: Error) => {
+        if (this.closed) return;
+        this.opts.logger.warn({ err: err.message, retryInMs: delayMs }, 'could not reload the queue registry after a Redis reconnect; retrying');
+        this.reloadTimer = setTimeout(() => this.resync(Math.min(delayMs * 2, RELOAD_RETRY_MAX_MS)), delayMs);
+        this.reloadTimer.unref();
+      });
   }
 
   private async reload(): Promise<void> {
@@ -180,6 +215,8 @@ export class QueueRegistry {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.reloadTimer);
     await Promise.all([...this.queues.values()].map((q) => q.close()));
     this.queues.clear();
     this.listeners.clear();

@@ -7,8 +7,11 @@ export interface OpsServerOptions {
   /** 0 picks a free port. */
   port: number;
   registry: Registry;
-  /** Readiness: resolves true when the backend (Redis) answers. /livez never calls it. */
-  ready?: () => Promise<boolean>;
+  /**
+   * Readiness: true (or `{ ok: true }`) when the backend (Redis) answers; `{ ok: false, reason }`
+   * says why not. /livez never calls it.
+   */
+  ready?: () => Promise<boolean | { ok: boolean; reason?: string }>;
   /** Extra routes, e.g. the monitor's dashboard. Return false to fall through to 404. */
   routes?: (path: string, res: ServerResponse) => boolean | Promise<boolean>;
 }
@@ -46,9 +49,10 @@ export async function startOpsServer(opts: OpsServerOptions): Promise<OpsServer>
     if (path === '/readyz') {
       // A ready() that throws, at once or later, means not ready: a probe gets 503, never 500.
       const ready = opts.ready;
-      const ok = ready ? await Promise.resolve().then(ready).catch(() => false) : true;
+      const answer = ready ? await Promise.resolve().then(ready).catch(() => false) : true;
+      const { ok, reason = 'Redis is not reachable' } = typeof answer === 'boolean' ? { ok: answer } : answer;
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
-      res.end(ok ? 'ready\n' : 'not ready: Redis is not reachable\n');
+      res.end(ok ? 'ready\n' : `not ready: ${reason}\n`);
       return;
     }
     if (opts.routes && (await opts.routes(path, res))) return;
