@@ -74,16 +74,16 @@ export function print(ctx: CommandContext, value: unknown, human: () => string):
 
 const queues: Handler = async (args, ctx) => {
   const [sub = 'list', ...rest] = args;
-  const { values, positionals } = flags(rest, { concurrency: { type: 'string' }, 'rate-limit': { type: 'string' }, force: { type: 'boolean' }, attempts: { type: 'string' } });
+  const { values, positionals } = flags(rest, { concurrency: { type: 'string' }, 'rate-limit': { type: 'string' }, force: { type: 'boolean' }, attempts: { type: 'string' }, 'processor-wait': { type: 'string' } });
   const c = ctx.client;
   switch (sub) {
     case 'list': {
       const res = await c.listQueues({ pageSize: 1000 });
-      return print(ctx, res.queues.map((q) => pb.QueueConfig.toJSON(q)), () => table(res.queues.map(queueRow), ['name', 'concurrency', 'rate limit', 'paused']));
+      return print(ctx, res.queues.map((q) => pb.QueueConfig.toJSON(q)), () => table(res.queues.map(queueRow), ['name', 'concurrency', 'rate limit', 'paused', 'processor wait']));
     }
     case 'create':
     case 'update': {
-      const [name] = positional(positionals, 1, `queues ${sub} <name> [--concurrency N] [--rate-limit MAX/DURATION] [--attempts N]`);
+      const [name] = positional(positionals, 1, `queues ${sub} <name> [--concurrency N] [--rate-limit MAX/DURATION] [--attempts N] [--processor-wait DURATION]`);
       let rateLimit: pb.RateLimit | undefined;
       if (values['rate-limit']) {
         const m = /^(\d+)\/(.+)$/.exec(values['rate-limit']);
@@ -95,8 +95,14 @@ const queues: Handler = async (args, ctx) => {
         concurrency: int(values.concurrency, '--concurrency') ?? 0,
         rateLimit,
         defaultJobOptions: { attempts: int(values.attempts, '--attempts') },
+        processorWait: values['processor-wait'] === undefined ? undefined : msDuration(values['processor-wait'], '--processor-wait'),
       };
-      const mask = [values.concurrency && 'concurrency', values['rate-limit'] && 'rate_limit', values.attempts && 'default_job_options'].filter(Boolean) as string[];
+      const mask = [
+        values.concurrency && 'concurrency',
+        values['rate-limit'] && 'rate_limit',
+        values.attempts && 'default_job_options',
+        values['processor-wait'] && 'processor_wait',
+      ].filter(Boolean) as string[];
       const q = sub === 'create' ? await c.createQueue({ queue }) : await c.updateQueue({ queue, updateMask: mask });
       return print(ctx, pb.QueueConfig.toJSON(q), () => `${sub === 'create' ? 'created' : 'updated'} queue ${q.name} (concurrency ${q.concurrency})`);
     }
@@ -180,7 +186,7 @@ const list: Handler = async (args, ctx) => {
     });
   const res = await ctx.client.listJobs({ queue: queue!, states, pageSize: int(values.limit, '--limit') ?? 50, pageToken: values['page-token'] ?? '' });
   print(ctx, pb.ListJobsResponse.toJSON(res), () => {
-    const rows = res.jobs.map((j) => ({ id: j.id, name: j.name, state: stateName(j.state), attempts: String(j.attemptsMade), created: time(j.createdAt) }));
+    const rows = res.jobs.map((j) => ({ id: j.id, name: j.name, state: j.processorWaitUntil ? `${stateName(j.state)} (no processor)` : stateName(j.state), attempts: String(j.attemptsMade), created: time(j.createdAt) }));
     const more = res.nextPageToken ? `\nmore: --page-token ${res.nextPageToken}` : '';
     return table(rows, ['id', 'name', 'state', 'attempts', 'created']) + more;
   });

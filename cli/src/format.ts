@@ -23,6 +23,8 @@ export function time(d: Date | undefined): string {
 export function ms(d: pb.Duration | undefined): string {
   if (!d) return '';
   const v = d.seconds * 1000 + d.nanos / 1e6;
+  if (v > 0 && v % 3_600_000 === 0) return `${v / 3_600_000}h`;
+  if (v > 0 && v % 60_000 === 0) return `${v / 60_000}m`;
   return v % 1000 === 0 ? `${v / 1000}s` : `${v}ms`;
 }
 
@@ -31,7 +33,7 @@ export function describeJob(j: pb.Job): string {
     ['id', j.id],
     ['queue', j.queue],
     ['name', j.name],
-    ['state', stateName(j.state)],
+    ['state', j.processorWaitUntil ? `${stateName(j.state)} for a processor of "${j.name}" (until ${time(j.processorWaitUntil)})` : stateName(j.state)],
     ['attempts', `${j.attemptsMade} of ${j.options?.attempts ?? '?'}`],
     ['data', JSON.stringify(j.data ?? {})],
     ['created', time(j.createdAt)],
@@ -65,6 +67,7 @@ export function queueRow(q: pb.QueueConfig): Record<string, string> {
     concurrency: String(q.concurrency),
     'rate limit': q.rateLimit?.max ? `${q.rateLimit.max}/${ms(q.rateLimit.duration)}` : '',
     paused: q.paused ? 'yes' : '',
+    'processor wait': ms(q.processorWait),
   };
 }
 

@@ -44,6 +44,8 @@ const queue = z.strictObject({
     .strictObject({ disabled: z.boolean().optional(), rules: z.array(deadLetterRule).optional(), retention: retention.optional() })
     .optional(),
   labels: z.record(z.string(), z.string()).optional(),
+  /** How long a job whose name nothing serves waits for a processor; 0 fails it at once. Default 1h. */
+  processor_wait: durationMs.optional(),
 });
 
 const processors = z.strictObject({
@@ -155,6 +157,7 @@ function toQueues(data: ConfigFile, source: string): DeclaredQueue[] {
         retention: q.dead_letter?.retention && { count: q.dead_letter.retention.count, ageMs: q.dead_letter.retention.age },
       },
       labels: q.labels ?? {},
+      ...(q.processor_wait !== undefined && { processorWaitMs: q.processor_wait }),
     };
     validateQueueSpec(spec, `${source}: queues[${i}]`);
     return { spec, setsPaused: q.paused !== undefined };

@@ -73,6 +73,12 @@ export interface QueueSpec {
   paused: boolean;
   deadLetter: DeadLetterPolicySpec;
   labels: Record<string, string>;
+  /**
+   * How long a job whose name nothing serves (no in-process processor, no remote worker) waits
+   * for one, counted from when it could first have run; then it fails as PROCESSOR_NOT_FOUND.
+   * 0 fails it at once. @default 1 h ({@link DEFAULT_PROCESSOR_WAIT_MS})
+   */
+  processorWaitMs?: number;
 }
 
 export const DEFAULT_ATTEMPTS = 3;
@@ -82,6 +88,10 @@ export const DEFAULT_KEEP_FAILED: Readonly<RetentionSpec> = Object.freeze({ coun
 /** How long a queue's dead letters are kept, unless its dead-letter policy says otherwise. */
 export const DEFAULT_DEAD_LETTER_RETENTION: Readonly<RetentionSpec> = Object.freeze({ count: 100_000, ageMs: 30 * 24 * 3_600_000 });
 export const DEFAULT_CONCURRENCY = 10;
+/** How long a job waits for a processor for its name, unless its queue's `processor_wait` says otherwise. */
+export const DEFAULT_PROCESSOR_WAIT_MS = 3_600_000;
+/** The longest `processor_wait` a queue may set. */
+export const MAX_PROCESSOR_WAIT_MS = 30 * 24 * 3_600_000;
 /** Highest numeric priority value BullMQ accepts (lowest priority). */
 export const MAX_PRIORITY = 2_097_152;
 

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, PayloadTooLargeError } from './errors';
-import { MAX_PRIORITY, type BackoffSpec, type JobOptionsSpec, type QueueSpec, type RetentionSpec } from './options';
+import { MAX_PRIORITY, MAX_PROCESSOR_WAIT_MS, type BackoffSpec, type JobOptionsSpec, type QueueSpec, type RetentionSpec } from './options';
 
 const QUEUE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 const JOB_NAME = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$/;
@@ -101,6 +101,12 @@ export function validateQueueSpec(q: QueueSpec, field = 'queue'): void {
   for (const [key, name] of [['jobId', 'job_id'], ['idempotencyKey', 'idempotency_key'], ['replayOf', 'replay_of']] as const) {
     if (q.defaultJobOptions[key] !== undefined) {
       throw new InvalidArgumentError(`${field}.default_job_options.${name}`, 'cannot be a queue default: it belongs to one job');
+    }
+  }
+  if (q.processorWaitMs !== undefined) {
+    nonNegative(q.processorWaitMs, `${field}.processor_wait`);
+    if (q.processorWaitMs > MAX_PROCESSOR_WAIT_MS) {
+      throw new InvalidArgumentError(`${field}.processor_wait`, `must be at most 30 days, got ${q.processorWaitMs}ms`);
     }
   }
   if (q.deadLetter.retention) validateRetention(q.deadLetter.retention, `${field}.dead_letter.retention`);

@@ -8,3 +8,6 @@ export * from './cancellation';
 export * from './dead-letters';
 export * from './atomic-enqueue';
 export * from './children';
+export * from './scripts';
+export * from './served-directory';
+export * from './processor-wait';

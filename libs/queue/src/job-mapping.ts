@@ -133,10 +133,13 @@ export function stateFromBull(state: string): JobStateName | undefined {
   }
 }
 
-/** A Job message for a BullMQ job in `state`. */
-export function toProtoJob(job: BullJob, queue: string, state: JobStateName | undefined): pb.Job {
+/**
+ * A Job message for a BullMQ job in `state`. `processorWaitUntil`: the job waits for a processor
+ * (BullMQ holds it as delayed until then; it reads WAITING, with its own delay, if any).
+ */
+export function toProtoJob(job: BullJob, queue: string, state: JobStateName | undefined, processorWaitUntil?: Date): pb.Job {
   const jm = jobmeshOpts(job);
-  const delay = job.delay || job.opts.delay || 0;
+  const delay = processorWaitUntil ? job.opts.delay || 0 : job.delay || job.opts.delay || 0;
   return {
     id: job.id ?? '',
     queue,
@@ -156,5 +159,6 @@ export function toProtoJob(job: BullJob, queue: string, state: JobStateName | un
     parent: parentRef(job),
     traceId: traceIdOf(jm.tp),
     idempotencyKey: jm.ik ?? '',
+    processorWaitUntil,
   };
 }

@@ -53,13 +53,27 @@ export class Keys {
    */
   ofQueue(queue: string): { patterns: string[]; keys: string[] } {
     return {
-      patterns: [this.idempotency(queue, '*'), this.deduplication(queue, '*'), this.cancelled(queue, '*'), this.cancelRequest(queue, '*')],
-      keys: [this.cancelledIndex(queue)],
+      patterns: [this.idempotency(queue, '*'), this.deduplication(queue, '*'), this.cancelled(queue, '*'), this.cancelRequest(queue, '*'), this.parked(queue, '*')],
+      keys: [this.cancelledIndex(queue), this.parkedNames(queue), this.served(queue)],
     };
   }
-  /** Hash: "<replica>|<job name or *>" → until when (ms) a remote worker on that replica serves the queue. */
-  remoteWorkers(queue: string): string {
-    return `${this.prefix}:_remote:${queue}`;
+  /**
+   * Hash: "<replica>|<job name or *>" → until when (ms) that worker-pool replica serves the job
+   * name on the queue, with an in-process processor or a remote worker connected to it.
+   */
+  served(queue: string): string {
+    return `${this.prefix}:_served:${queue}`;
+  }
+  /** Set: the job names of `queue` that have jobs waiting for a processor. */
+  parkedNames(queue: string): string {
+    return `${this.prefix}:_parked:${queue}`;
+  }
+  /**
+   * Sorted set: ids of `queue`'s jobs named `name` that wait for a processor, scored by when
+   * they fail as PROCESSOR_NOT_FOUND if none appears (ms). BullMQ holds them as delayed until then.
+   */
+  parked(queue: string, name: string): string {
+    return `${this.prefix}:_parked:${queue}:${name}`;
   }
   /** Hash: one dead letter ("<queue>:<job id>:<attempt>"), written once (services/dead-letter). */
   deadLetter(id: string): string {

@@ -10,7 +10,7 @@ import type {
   RetentionSpec,
   SeverityName,
 } from '@jobmesh/core';
-import { DEFAULT_CONCURRENCY } from '@jobmesh/core';
+import { DEFAULT_CONCURRENCY, DEFAULT_PROCESSOR_WAIT_MS } from '@jobmesh/core';
 
 export function durationToMs(d: pb.Duration | undefined): number | undefined {
   if (!d) return undefined;
@@ -156,6 +156,7 @@ export function queueSpecFromProto(q: pb.QueueConfig): QueueSpec {
     paused: q.paused,
     deadLetter: deadLetterFromProto(q.deadLetter),
     labels: { ...q.labels },
+    ...(q.processorWait && { processorWaitMs: durationToMs(q.processorWait) }),
   };
 }
 
@@ -168,6 +169,7 @@ export function queueSpecToProto(q: QueueSpec): pb.QueueConfig {
     paused: q.paused,
     deadLetter: deadLetterToProto(q.deadLetter),
     labels: { ...q.labels },
+    processorWait: msToDuration(q.processorWaitMs ?? DEFAULT_PROCESSOR_WAIT_MS),
   };
 }
 

@@ -7,7 +7,16 @@ import {
   type JobStateName,
   validateQueueName,
 } from '@jobmesh/core';
-import { type QueueRegistry, deadLetterLinks, readCancelled, readDeadLettered, recordCancelled, stateFromProto, toProtoJob } from '@jobmesh/queue';
+import {
+  ProcessorWait,
+  type QueueRegistry,
+  deadLetterLinks,
+  readCancelled,
+  readDeadLettered,
+  recordCancelled,
+  stateFromProto,
+  toProtoJob,
+} from '@jobmesh/queue';
 import type { Job as BullJob, JobType } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { stateOf } from './enqueue';
@@ -52,12 +61,22 @@ function decodeToken(token: string): PageToken {
 
 const encodeToken = (t: PageToken): string => Buffer.from(JSON.stringify(t)).toString('base64url');
 
+/** One page of one state: its jobs, and the offset to go on from if the state has more. */
+interface StatePage {
+  jobs: pb.Job[];
+  next?: number;
+}
+
 /** Reading and steering single jobs: get, list, cancel, retry, promote. */
 export class Jobs {
+  private readonly processorWait: ProcessorWait;
+
   constructor(
     private readonly redis: Redis,
     private readonly registry: QueueRegistry,
-  ) {}
+  ) {
+    this.processorWait = new ProcessorWait(redis, registry);
+  }
 
   /** A job CancelJob, RetryJob or PromoteJob may act on. */
   private async find(queue: string, id: string): Promise<BullJob> {
@@ -85,6 +104,9 @@ export class Jobs {
     const state = job && (await stateOf(job));
     // The job may have finished between the two reads: read it again so data and state agree.
     if (job && (state === 'completed' || state === 'failed') && !job.finishedOn) job = (await bull.getJob(id)) ?? job;
+    // BullMQ holds a job that waits for a processor as delayed; it is WAITING to its users.
+    const waitUntil = state === 'delayed' && job ? await this.processorWait.until(queue, job.name, id) : undefined;
+    if (waitUntil) return toProtoJob(job!, queue, 'waiting', waitUntil);
     if (job && state !== 'failed') return toProtoJob(job, queue, state);
     // A job cancelled while active fails in BullMQ just after it is recorded as cancelled.
     const cancelled = await this.cancelled(queue, id);
@@ -114,24 +136,46 @@ export class Jobs {
     const bull = this.registry.bullQueue(queue);
     let { s, o } = token;
     while (s < states.length && jobs.length < pageSize) {
-      const state = states[s]!;
-      const want = pageSize - jobs.length;
-      // One more than wanted tells whether this state has more.
-      const found =
-        state === 'cancelled'
-          ? await this.listCancelled(queue, o, want + 1)
-          : state === 'dead-lettered'
-            ? await this.listDeadLettered(queue, o, want + 1)
-            : await this.listBull(bull, state, o, want + 1);
-      jobs.push(...found.slice(0, want));
-      if (found.length > want) {
-        o += want;
-        return { jobs, nextPageToken: encodeToken({ s, o }) };
-      }
+      const page = await this.listState(bull, states[s]!, o, pageSize - jobs.length);
+      jobs.push(...page.jobs);
+      if (page.next !== undefined) return { jobs, nextPageToken: encodeToken({ s, o: page.next }) };
       s += 1;
       o = 0;
     }
     return { jobs, nextPageToken: s < states.length ? encodeToken({ s, o }) : '' };
+  }
+
+  /** Up to `want` jobs of one state from `offset`; one more is read to tell whether it has more. */
+  private async listState(bull: ReturnType<QueueRegistry['bullQueue']>, state: JobStateName, offset: number, want: number): Promise<StatePage> {
+    const page = (found: pb.Job[]): StatePage => ({ jobs: found.slice(0, want), next: found.length > want ? offset + want : undefined });
+    switch (state) {
+      case 'cancelled':
+        return page(await this.listCancelled(bull.name, offset, want + 1));
+      case 'dead-lettered':
+        return page(await this.listDeadLettered(bull.name, offset, want + 1));
+      case 'waiting':
+        return this.listWaiting(bull, offset, want);
+      case 'delayed': {
+        // Without the jobs that wait for a processor (listed as waiting): a page may come out short.
+        const found = await this.listBull(bull, state, offset, want + 1);
+        const waiting = await this.processorWait.untilOf(bull.name, found.slice(0, want));
+        return { jobs: found.slice(0, want).filter((j) => !waiting.has(j.id)), next: found.length > want ? offset + want : undefined };
+      }
+      default:
+        return page(await this.listBull(bull, state, offset, want + 1));
+    }
+  }
+
+  /** Waiting jobs: BullMQ's wait list, then the jobs waiting for a processor, as one list. */
+  private async listWaiting(bull: ReturnType<QueueRegistry['bullQueue']>, offset: number, want: number): Promise<StatePage> {
+    const ready = await this.listBull(bull, 'waiting', offset, want + 1);
+    if (ready.length > want) return { jobs: ready.slice(0, want), next: offset + want };
+    const readyCount = await bull.getWaitingCount();
+    const need = want - ready.length;
+    const parked = await this.processorWait.list(bull.name, Math.max(0, offset - readyCount), need + 1);
+    const found = await Promise.all(parked.slice(0, need).map(async (p) => ({ p, job: await bull.getJob(p.id) })));
+    const jobs = [...ready, ...found.flatMap(({ p, job }) => (job ? [toProtoJob(job, bull.name, 'waiting', p.until)] : []))];
+    return { jobs, next: parked.length > need ? offset + want : undefined };
   }
 
   private async listBull(bull: ReturnType<QueueRegistry['bullQueue']>, state: JobStateName, offset: number, count: number): Promise<pb.Job[]> {
@@ -215,6 +259,9 @@ export class Jobs {
   async promote(queue: string, id: string): Promise<pb.Job> {
     const job = await this.find(queue, id);
     const state = await stateOf(job);
+    if (state === 'delayed' && (await this.processorWait.until(queue, job.name, id))) {
+      throw new FailedPreconditionError(`job "${id}" is waiting for a processor of "${job.name}"; it runs as soon as one serves that name`);
+    }
     if (state !== 'delayed') throw new FailedPreconditionError(`job "${id}" is ${state ?? 'gone'}; only delayed jobs can be promoted`);
     await job.promote();
     return this.get(queue, id);

@@ -10,8 +10,9 @@ const MUTABLE: Record<string, keyof QueueSpec> = {
   paused: 'paused',
   dead_letter: 'deadLetter',
   labels: 'labels',
+  processor_wait: 'processorWaitMs',
 };
-const CAMEL: Record<string, string> = { rateLimit: 'rate_limit', defaultJobOptions: 'default_job_options', deadLetter: 'dead_letter' };
+const CAMEL: Record<string, string> = { rateLimit: 'rate_limit', defaultJobOptions: 'default_job_options', deadLetter: 'dead_letter', processorWait: 'processor_wait' };
 
 /** The queue registry operations, with their validation. */
 export class Queues {

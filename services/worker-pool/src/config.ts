@@ -25,11 +25,11 @@ export const workerPoolEnvSchema = commonEnvSchema.extend({
   /** A remote worker's lease lapses this long after its last heartbeat; the job goes back to waiting. @default 30s */
   JOBMESH_LEASE_TTL: durationMs.default(30_000),
   /**
-   * How long a job that nothing here can run waits for a remote worker to connect before it fails
-   * as PROCESSOR_NOT_FOUND. @default 0 (at once, unless a worker on another replica serves it)
+   * Replaced by the queue option `processor_wait`; only read to warn that it is no longer used.
+   * @deprecated
    */
-  JOBMESH_REMOTE_GRACE: durationMs.default(0),
-  /** This replica's name in logs and ListWorkers. @default hostname-pid */
+  JOBMESH_REMOTE_GRACE: z.string().optional(),
+  /** This replica's name in logs and ListWorkers; unique among replicas. @default hostname-pid-random */
   JOBMESH_REPLICA_ID: z.string().optional(),
 });
 

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { WorkerServiceService } from '@jobmesh/contracts';
 import type { LoadedConfigFile } from '@jobmesh/config';
@@ -32,7 +33,9 @@ export interface RegisteredWorkerPool {
 export async function register(server: GrpcServer, deps: WorkerPoolDeps): Promise<RegisteredWorkerPool> {
   const { env, config, logger } = deps;
   const processors = deps.processors ?? new ProcessorRegistry();
-  const replica = env.JOBMESH_REPLICA_ID ?? `${hostname()}-${process.pid}`;
+  // Unique even for two pools in one process (tests, embedding): replicas tell each other apart
+  // by it in the served-names directory.
+  const replica = env.JOBMESH_REPLICA_ID ?? `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
   for (const def of builtinProcessors({ config, smtpUrl: env.JOBMESH_SMTP_URL, smtpFrom: env.JOBMESH_SMTP_FROM })) processors.add(def);
   await processors.load([...config.processors.modules, ...env.JOBMESH_PROCESSORS]);
   const pool = new WorkerPool({
@@ -47,8 +50,14 @@ export async function register(server: GrpcServer, deps: WorkerPoolDeps): Promis
       maxStalledCount: env.JOBMESH_MAX_STALLED_COUNT,
     },
     replica,
-    remote: { leaseTtlMs: env.JOBMESH_LEASE_TTL, graceMs: env.JOBMESH_REMOTE_GRACE },
+    remote: { leaseTtlMs: env.JOBMESH_LEASE_TTL },
   });
+  if (env.JOBMESH_REMOTE_GRACE !== undefined) {
+    logger.warn(
+      { JOBMESH_REMOTE_GRACE: env.JOBMESH_REMOTE_GRACE },
+      'JOBMESH_REMOTE_GRACE is no longer read: a job whose name nothing serves waits for a processor for its queue\'s processor_wait (default 1h); set that instead',
+    );
+  }
   await pool.start();
   server.add(
     'jobmesh.v1.WorkerService',

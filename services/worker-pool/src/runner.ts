@@ -1,5 +1,6 @@
 import {
   computeBackoff,
+  DEFAULT_PROCESSOR_WAIT_MS,
   JobCancelledError,
   JobTimeoutError,
   PROCESSOR_NOT_FOUND,
@@ -7,7 +8,17 @@ import {
   RateLimitError,
   UnrecoverableError,
 } from '@jobmesh/core';
-import { type Keys, type QueueRegistry, jobmeshOpts, parentRef, recordCancelled, toProtoJob, traceIdOf } from '@jobmesh/queue';
+import {
+  type Keys,
+  type ProcessorWait,
+  type QueueRegistry,
+  type ServedDirectory,
+  jobmeshOpts,
+  parentRef,
+  recordCancelled,
+  toProtoJob,
+  traceIdOf,
+} from '@jobmesh/queue';
 import { FailOutcome } from '@jobmesh/contracts';
 import type { JobInfo } from '@jobmesh/sdk';
 import type { Logger } from '@jobmesh/telemetry';
@@ -16,7 +27,6 @@ import type { Redis, RedisOptions } from 'ioredis';
 import { BullJobContext } from './context';
 import type { WorkerMetrics } from './metrics';
 import type { ProcessorRegistry } from './processors';
-import type { RemoteDirectory } from './remote/directory';
 import { LeaseLostError, type RemoteDispatcher } from './remote/dispatcher';
 
 export interface RunnerSettings {
@@ -34,8 +44,8 @@ export interface RunnerDeps {
   metrics: WorkerMetrics;
   logger: Logger;
   settings: RunnerSettings;
-  /** Remote workers: this replica's connections, and who serves what on other replicas. */
-  remote: { dispatcher: RemoteDispatcher; directory: RemoteDirectory; graceMs: number };
+  /** This replica's remote workers, who serves what on other replicas, and jobs waiting for a processor. */
+  remote: { dispatcher: RemoteDispatcher; directory: ServedDirectory; processorWait: ProcessorWait };
 }
 
 /** The abort reason of jobs still running when a replica's shutdown grace period ran out. */
@@ -67,6 +77,8 @@ export class QueueRunner {
   readonly worker: Worker;
   private readonly active = new Map<string, Attempt>();
   private readonly earlyCancels = new Map<string, { reason: string; at: number }>();
+  /** Job names found without a processor and logged as such, until something serves them. */
+  private readonly unserved = new Set<string>();
   private spec: QueueSpec;
 
   constructor(
@@ -104,6 +116,8 @@ export class QueueRunner {
     const wake = spec !== undefined;
     if (spec) this.spec = spec;
     else spec = this.spec;
+    // Who serves what may have changed: a name still without a processor is logged again.
+    this.unserved.clear();
     this.worker.opts.limiter = limiterOf(spec);
     const before = this.worker.concurrency;
     const after = this.slots(spec);
@@ -128,6 +142,11 @@ export class QueueRunner {
       for (const [id, c] of this.earlyCancels) if (now - c.at > EARLY_CANCEL_MS) this.earlyCancels.delete(id);
       this.earlyCancels.set(jobId, { reason, at: now });
     }
+  }
+
+  /** The queue's processor_wait, as this runner applies it now. */
+  get processorWaitMs(): number {
+    return this.spec.processorWaitMs ?? DEFAULT_PROCESSOR_WAIT_MS;
   }
 
   get activeCount(): number {
@@ -240,22 +259,39 @@ export class QueueRunner {
   }
 
   /**
-   * A job no processor here can run: if a remote worker on another replica serves it, one that
-   * served it here left less than a lease TTL ago, or the grace period for remote workers to
-   * connect has not passed, it goes back to the queue shortly
-   * (no attempt used) for another replica or a worker that connects; else it fails for good.
+   * A job nothing here can run, without using an attempt: if another replica serves its name, it
+   * goes back to the queue shortly, for that replica. Else it waits for a processor (ProcessorWait:
+   * delayed until its deadline, promoted as soon as something serves the name) for the queue's
+   * processor_wait, counted from the first time it came up with nothing to serve it; past that,
+   * or with processor_wait 0, it fails for good as PROCESSOR_NOT_FOUND.
    */
   private async noProcessor(job: BullJob, token: string | undefined): Promise<never> {
-    const { directory, dispatcher, graceMs } = this.deps.remote;
-    const readyAt = job.timestamp + (job.opts.delay ?? 0);
-    const expected =
-      dispatcher.recentlyServed(this.queue, job.name) || Date.now() - readyAt < graceMs || (await directory.servedElsewhere(this.queue, job.name));
-    if (token && expected) {
+    const { directory, processorWait } = this.deps.remote;
+    const waitMs = this.processorWaitMs;
+    if (token && (await directory.servedElsewhere(this.queue, job.name))) {
       await job.moveToDelayed(Date.now() + 100 + Math.floor(Math.random() * 200), token);
       throw new DelayedError();
     }
+    if (token && waitMs > 0) {
+      const now = Date.now();
+      const deadline = await processorWait.deadline(this.queue, job, waitMs, now);
+      if (deadline > now) {
+        if (await processorWait.park(this.queue, job, token, deadline)) this.logUnserved(job.name, waitMs);
+        // Another replica serves the name after all; the job is back in the queue for it.
+        else directory.forget(this.queue);
+        throw new DelayedError();
+      }
+    }
     this.deps.metrics.failed.inc({ queue: this.queue, name: job.name, final: 'true' });
-    throw new UnrecoverableError(`${PROCESSOR_NOT_FOUND}: no processor for job "${job.name}" on queue "${this.queue}"`);
+    const waited = waitMs > 0 ? ` within the queue's processor_wait (${waitMs} ms)` : '';
+    throw new UnrecoverableError(`${PROCESSOR_NOT_FOUND}: no processor for job "${job.name}" on queue "${this.queue}"${waited}`);
+  }
+
+  /** Once per job name (until who serves what changes), not per job: a backlog logs one line. */
+  private logUnserved(name: string, waitMs: number): void {
+    if (this.unserved.has(name)) return;
+    this.unserved.add(name);
+    this.deps.logger.info({ queue: this.queue, name, waitMs }, 'no processor or worker serves this job name; its jobs wait for one');
   }
 
   /**

@@ -1,11 +1,10 @@
 import type { QueueSpec } from '@jobmesh/core';
-import { type Backbone, type CancelRequest, createRedis } from '@jobmesh/queue';
+import { type Backbone, type CancelRequest, ProcessorWait, ServedDirectory, type ServedPair, createRedis } from '@jobmesh/queue';
 import type { Logger, Registry } from '@jobmesh/telemetry';
 import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { workerMetrics } from './metrics';
 import type { ProcessorRegistry } from './processors';
-import { RemoteDirectory } from './remote/directory';
 import { RemoteDispatcher } from './remote/dispatcher';
 import { QueueRunner, type RunnerSettings } from './runner';
 
@@ -19,14 +18,16 @@ export interface WorkerPoolOptions {
   queues: string[];
   /** This replica's name, in ListWorkers and the remote-worker directory. */
   replica: string;
-  /** Remote workers: lease TTL, and how long a job no one can run waits for a worker to connect. */
-  remote: { leaseTtlMs: number; graceMs: number };
+  /** Remote workers: a lease lapses this long after the last heartbeat. */
+  remote: { leaseTtlMs: number };
 }
 
 /**
  * Runs in-process processors for the registry's queues: a QueueRunner per queue, started,
  * updated and stopped as queues are created, changed and deleted; cancel requests for active
- * jobs reach the runner holding them.
+ * jobs reach the runner holding them. Publishes which job names this replica serves (in-process
+ * and through its remote workers), and when it starts serving a name, sends that name's jobs
+ * that were waiting for a processor back to run.
  */
 export class WorkerPool {
   private readonly runners = new Map<string, QueueRunner>();
@@ -34,13 +35,20 @@ export class WorkerPool {
   private unsubscribe?: () => void;
   private closing = false;
   readonly dispatcher: RemoteDispatcher;
-  private readonly directory: RemoteDirectory;
+  private readonly directory: ServedDirectory;
+  private readonly processorWait: ProcessorWait;
   private publishTimer?: NodeJS.Timeout;
+  /** The publish-and-promote round in progress, and whether another was asked for meanwhile. */
+  private publishing?: Promise<void>;
+  private publishAgain = false;
+  /** Newly served pairs whose waiting jobs are still to be promoted (kept until that succeeds). */
+  private readonly toPromote = new Map<string, ServedPair>();
 
   constructor(private readonly opts: WorkerPoolOptions) {
     this.subscriber = createRedis(opts.backbone.settings, 'worker', 'jobmesh:cancel-sub');
     this.subscriber.on('error', () => undefined);
-    this.directory = new RemoteDirectory(opts.backbone.redis, opts.backbone.registry.keys, opts.replica, opts.remote.leaseTtlMs);
+    this.directory = new ServedDirectory(opts.backbone.redis, opts.backbone.registry.keys, opts.replica, opts.remote.leaseTtlMs);
+    this.processorWait = new ProcessorWait(opts.backbone.redis, opts.backbone.registry, opts.replica);
     this.dispatcher = new RemoteDispatcher({
       leaseTtlMs: opts.remote.leaseTtlMs,
       logger: opts.logger,
@@ -58,8 +66,53 @@ export class WorkerPool {
     return Math.max(100, Math.floor(this.opts.remote.leaseTtlMs / 3));
   }
 
+  /**
+   * What this replica serves: each queue it runs, with its in-process processors' names and its
+   * remote workers' (only queues it runs: it never fetches the others' jobs).
+   */
+  private servedPairs(): ServedPair[] {
+    const pairs: ServedPair[] = [];
+    for (const queue of this.runners.keys()) for (const name of this.opts.processors.names(queue)) pairs.push({ queue, name });
+    for (const p of this.dispatcher.served()) if (this.runners.has(p.queue)) pairs.push(p);
+    return pairs;
+  }
+
+  /**
+   * Publishes the served pairs, then promotes the waiting jobs of pairs served for the first time
+   * — in that order, which park-job-3.lua relies on. One round at a time; asks made during a
+   * round run one more. A round that fails is repeated by the next (heartbeat interval at most).
+   */
   private publishServed(): void {
-    void this.directory.publish(this.dispatcher.served()).catch((err: Error) => this.opts.logger.warn({ err: err.message }, 'could not publish remote workers'));
+    if (this.publishing) {
+      this.publishAgain = true;
+      return;
+    }
+    this.publishing = (async () => {
+      do {
+        this.publishAgain = false;
+        await this.publishRound();
+      } while (this.publishAgain && !this.closing);
+    })().finally(() => (this.publishing = undefined));
+  }
+
+  private async publishRound(): Promise<void> {
+    const { logger } = this.opts;
+    try {
+      for (const p of await this.directory.publish(this.closing ? [] : this.servedPairs())) this.toPromote.set(`${p.queue}\n${p.name}`, p);
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'could not publish the job names this replica serves; retrying');
+      return;
+    }
+    for (const [key, p] of this.toPromote) {
+      if (this.closing) return;
+      try {
+        const jobs = await this.processorWait.promote(p.queue, p.name);
+        this.toPromote.delete(key);
+        if (jobs) logger.info({ queue: p.queue, name: p.name, jobs }, 'jobs that waited for a processor run now');
+      } catch (err) {
+        logger.warn({ err: (err as Error).message, queue: p.queue, name: p.name }, 'could not promote jobs waiting for a processor; retrying');
+      }
+    }
   }
 
   private wanted(name: string): boolean {
@@ -108,8 +161,16 @@ export class WorkerPool {
   private sync(name: string, spec: QueueSpec | undefined): void {
     if (this.closing || !this.wanted(name)) return;
     const runner = this.runners.get(name);
-    if (spec && runner) runner.update(spec);
-    else if (spec) {
+    if (spec && runner) {
+      const waitBefore = runner.processorWaitMs;
+      runner.update(spec);
+      // Jobs already waiting for a processor are looked at again under the new processor_wait.
+      if (runner.processorWaitMs !== waitBefore) {
+        void this.processorWait
+          .promote(name, '*')
+          .catch((err: Error) => this.opts.logger.warn({ err: err.message, queue: name }, 'could not apply the new processor_wait to jobs waiting for a processor'));
+      }
+    } else if (spec) {
       const { backbone, processors, logger, settings } = this.opts;
       this.runners.set(
         name,
@@ -122,13 +183,15 @@ export class WorkerPool {
           metrics: workerMetrics(this.opts.metrics),
           logger,
           settings,
-          remote: { dispatcher: this.dispatcher, directory: this.directory, graceMs: this.opts.remote.graceMs },
+          remote: { dispatcher: this.dispatcher, directory: this.directory, processorWait: this.processorWait },
         }),
       );
       logger.info({ queue: name, concurrency: spec.concurrency, processors: processors.names(name) }, 'serving queue');
+      this.publishServed();
     } else if (runner) {
       this.runners.delete(name);
       void runner.close(0);
+      this.publishServed();
     }
   }
 
@@ -151,7 +214,10 @@ export class WorkerPool {
     this.dispatcher.drain(graceMs);
     // Runners stop fetching at once (no await before this), then wait for their active jobs.
     const closing = Promise.all([...this.runners.values()].map((r) => r.close(graceMs)));
-    await this.directory.clear().catch(() => undefined);
+    // Other replicas stop handing jobs here. If Redis is unreachable the entries lapse by
+    // themselves after a lease TTL, so the error is only logged.
+    await this.publishing;
+    await this.directory.clear().catch((err: Error) => this.opts.logger.warn({ err: err.message }, 'could not withdraw the served job names; they lapse after the lease TTL'));
     await closing;
     this.runners.clear();
     // Nothing is in flight any more: end the streams, so the server's shutdown need not wait for them.

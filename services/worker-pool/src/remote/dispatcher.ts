@@ -102,8 +102,6 @@ export class RemoteDispatcher {
   /** Jobs a remote Fail settled whose outcome the runner has not reported yet. */
   private readonly outcomes = new Map<BullJob, (r: FailResult) => void>();
   private draining = false;
-  /** "queue\nname" (name '*' for all) → until when a worker that left is expected back. */
-  private readonly recent = new Map<string, number>();
 
   constructor(private readonly opts: DispatcherOptions) {}
 
@@ -137,11 +135,14 @@ export class RemoteDispatcher {
     return n;
   }
 
-  /** (queue, name) pairs served here, '*' for every name: published for other replicas. */
+  /**
+   * (queue, name) pairs served here, '*' for every name: published for other replicas. Exactly
+   * the sessions canServe counts, or other replicas would hand jobs here that this one refuses.
+   */
   served(): { queue: string; name: string }[] {
     const out: { queue: string; name: string }[] = [];
     for (const s of this.sessions.values()) {
-      if (s.draining) continue;
+      if (this.draining || !this.takesMore(s)) continue;
       for (const q of s.queues) for (const n of s.names.size ? s.names : ['*']) out.push({ queue: q, name: n });
     }
     return out;
@@ -155,20 +156,9 @@ export class RemoteDispatcher {
     return s;
   }
 
-  /**
-   * Whether a worker that served this job name here left less than a lease TTL ago: it may be
-   * reconnecting, so its jobs wait for it rather than fail as PROCESSOR_NOT_FOUND.
-   */
-  recentlyServed(queue: string, name: string): boolean {
-    const now = Date.now();
-    return (this.recent.get(`${queue}\n${name}`) ?? 0) > now || (this.recent.get(`${queue}\n*`) ?? 0) > now;
-  }
-
   /** Ends a session: its leased jobs go back to waiting at once. */
   close(session: Session, why: string): void {
     if (!this.sessions.delete(session.id)) return;
-    const until = Date.now() + this.opts.leaseTtlMs;
-    for (const q of session.queues) for (const n of session.names.size ? session.names : ['*']) this.recent.set(`${q}\n${n}`, until);
     for (const lease of [...session.leases.values()]) this.settle(lease, (l) => l.reject(new LeaseLostError(`worker ${session.workerId}: ${why}`)));
     this.releaseOrphans(session.queues, `worker ${session.workerId}: ${why}`);
     for (const q of session.queues) this.opts.onCapacity(q);

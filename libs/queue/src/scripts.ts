@@ -1,0 +1,48 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ChainableCommander, Redis } from 'ioredis';
+
+/** Where the scripts live: libs/queue/lua, beside src/ and dist/ alike. */
+const LUA_DIR = join(__dirname, '..', 'lua');
+
+type Runner = (...keysThenArgs: (string | number)[]) => Promise<unknown>;
+
+/**
+ * A Redis script kept in `lua/<name>-<number of keys>.lua` (BullMQ's habit), read once, defined on
+ * each connection with ioredis `defineCommand` (EVALSHA, the text sent again only after a NOSCRIPT),
+ * and called through a typed wrapper.
+ */
+export class LuaScript<Keys extends string[], Args extends (string | number)[]> {
+  private readonly command: string;
+  private readonly numberOfKeys: number;
+  private lua?: string;
+
+  /** `file` is the base name without `.lua`, e.g. "park-job-3". */
+  constructor(private readonly file: string) {
+    const m = /^(.+)-(\d+)$/.exec(file);
+    if (!m) throw new Error(`script file name "${file}" must end in -<number of keys>`);
+    this.numberOfKeys = Number(m[2]);
+    this.command = `jobmesh_${m[1]!.replace(/-/g, '_')}`;
+  }
+
+  private define(redis: Redis): Runner {
+    const commands = redis as unknown as Record<string, Runner>;
+    if (typeof commands[this.command] !== 'function') {
+      this.lua ??= readFileSync(join(LUA_DIR, `${this.file}.lua`), 'utf8');
+      redis.defineCommand(this.command, { numberOfKeys: this.numberOfKeys, lua: this.lua });
+    }
+    return commands[this.command]!.bind(redis);
+  }
+
+  /** Runs the script on `redis`. */
+  run(redis: Redis, keys: Keys, args: Args): Promise<unknown> {
+    if (keys.length !== this.numberOfKeys) throw new Error(`${this.file} takes ${this.numberOfKeys} keys, got ${keys.length}`);
+    return this.define(redis)(...keys, ...args);
+  }
+
+  /** Queues the script on a pipeline or transaction of `redis` (defined on `redis` first). */
+  queue(redis: Redis, pipeline: ChainableCommander, keys: Keys, args: Args): void {
+    this.define(redis);
+    (pipeline as unknown as Record<string, (...a: (string | number)[]) => unknown>)[this.command]!(...keys, ...args);
+  }
+}
