@@ -86,7 +86,8 @@ async function startDeadLetter(): Promise<{ svc: ServiceProcess; dl: DeadLetterC
 /** Creates a queue and resolves once the worker-pool process serves it. */
 async function createQueue(tag: string): Promise<string> {
   const queue = `${tag}-${randomUUID().slice(0, 8)}`;
-  await client.createQueue({ queue: { name: queue, concurrency: 50 } });
+  // processor_wait 0: the ghosts below are dead-lettered at once rather than wait for a processor.
+  await client.createQueue({ queue: { name: queue, concurrency: 50, processorWait: { seconds: 0, nanos: 0 } } });
   await eventually(() => pool.logs().some((l) => l.msg === 'serving queue' && l.queue === queue), 10_000, `the worker-pool to serve ${queue}`);
   return queue;
 }

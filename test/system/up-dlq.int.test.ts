@@ -91,7 +91,8 @@ it('serves DeadLetterService: captures, alerts and replays through its own sched
   const dlq = new pb.DeadLetterServiceClient(address, credentials.createInsecure());
   try {
     const queue = `ghosts-${randomUUID().slice(0, 6)}`;
-    await client.createQueue({ queue: { name: queue } });
+    // processor_wait 0: a job nothing serves fails at once instead of waiting for a processor.
+    await client.createQueue({ queue: { name: queue, processorWait: { seconds: 0, nanos: 0 } } });
     // No processor for 'ghost': the in-process worker-pool fails it as PROCESSOR_NOT_FOUND (critical).
     const { job } = await client.enqueueJob({ queue, job: { name: 'ghost', data: { n: 1 } } });
     const list = () => unary<pb.ListDeadLettersRequest, pb.ListDeadLettersResponse>(dlq, 'listDeadLetters', pb.ListDeadLettersRequest.fromPartial({ filter: { queue } }));

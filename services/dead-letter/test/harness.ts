@@ -81,8 +81,13 @@ export async function startDeadLetterHarness(poolEnv: Record<string, string> = {
 
 const tinyBackoff = { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: { seconds: 0, nanos: 10_000_000 } };
 
-/** Enqueues `fail` (attempts 2, 10 ms backoff), `fatal` and no-processor (`ghost`) jobs. */
+/**
+ * Enqueues `fail` (attempts 2, 10 ms backoff), `fatal` and no-processor (`ghost`) jobs. Ghosts are
+ * to be dead-lettered at once rather than wait for a processor: their queue gets processor_wait 0
+ * (a change the worker-pool also applies to ghosts it already holds waiting).
+ */
 export async function enqueueFailures(h: PoolHarness, queue: string, n: { fail?: number; fatal?: number; ghost?: number }): Promise<void> {
+  if (n.ghost) await h.client.updateQueue({ queue: { name: queue, processorWait: { seconds: 0, nanos: 0 } }, updateMask: ['processor_wait'] });
   const jobs = [
     ...Array.from({ length: n.fail ?? 0 }, (_, i) => ({ name: 'fail', data: { i }, options: { attempts: 2, backoff: tinyBackoff } })),
     ...Array.from({ length: n.fatal ?? 0 }, (_, i) => ({ name: 'fatal', data: { i }, options: { attempts: 3 } })),

@@ -44,7 +44,9 @@ it('streams progress and log events to WatchJob', async () => {
   expect(types.indexOf('JOB_EVENT_TYPE_PROGRESS')).toBeLessThan(types.indexOf('JOB_EVENT_TYPE_COMPLETED'));
 });
 
-it('fails a job with no processor at once, without retries, as PROCESSOR_NOT_FOUND', async () => {
+it('with processor_wait 0, fails a job with no processor at once, without retries, as PROCESSOR_NOT_FOUND', async () => {
+  const queue = uniqueQueue('basics-pnf');
+  await h.client.createQueue({ queue: { name: queue, processorWait: { seconds: 0, nanos: 0 } } });
   const { job } = await h.client.enqueueJob({ queue, job: { name: 'nobody-handles-this', options: { attempts: 5 } } });
   const failed = await eventually(async () => {
     const j = await h.client.getJob(queue, job!.id);

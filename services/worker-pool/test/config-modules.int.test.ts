@@ -65,7 +65,8 @@ describe('a worker-pool configured by jobmesh.config.yaml', () => {
   let pool: RunningWorkerPool;
 
   beforeAll(async () => {
-    await h.client.createQueue({ queue: { name: queue } });
+    // processor_wait 0: a job whose processor is turned off fails at once instead of waiting for one.
+    await h.client.createQueue({ queue: { name: queue, processorWait: { seconds: 0, nanos: 0 } } });
     const config = writeConfig(
       'valid',
       ['processors:', '  modules:', '    - ./processors/greet.js', '  builtins:', '    http.request: false', ''].join('\n'),

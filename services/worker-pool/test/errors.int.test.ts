@@ -77,9 +77,9 @@ afterAll(async () => {
   await h.stop();
 });
 
-async function newQueue(concurrency = 10): Promise<string> {
+async function newQueue(concurrency = 10, extra: Partial<pb.QueueConfig> = {}): Promise<string> {
   const name = uniqueQueue('errors');
-  await h.client.createQueue({ queue: { name, concurrency } });
+  await h.client.createQueue({ queue: { name, concurrency, ...extra } });
   return name;
 }
 
@@ -169,8 +169,8 @@ describe('per-attempt timeout', () => {
   });
 });
 
-it('fails a job whose name has no processor at once, as PROCESSOR_NOT_FOUND, without retries', async () => {
-  const queue = await newQueue();
+it('with processor_wait 0, fails a job whose name has no processor at once, as PROCESSOR_NOT_FOUND, without retries', async () => {
+  const queue = await newQueue(10, { processorWait: { seconds: 0, nanos: 0 } });
   const { job } = await h.client.enqueueJob({ queue, job: { name: 'nobody-handles-this', options: { attempts: 5, backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: ms(10) } } } });
   const done = await finished(queue, job!.id);
   expect(done.state).toBe(S.JOB_STATE_FAILED);

@@ -48,9 +48,9 @@ afterAll(async () => {
 });
 
 // Each test stops the replicas it started, so the next test's jobs run where it expects.
-async function newQueue(concurrency = 10): Promise<string> {
+async function newQueue(concurrency = 10, extra: Partial<pb.QueueConfig> = {}): Promise<string> {
   const name = uniqueQueue('life');
-  await h.client.createQueue({ queue: { name, concurrency } });
+  await h.client.createQueue({ queue: { name, concurrency, ...extra } });
   return name;
 }
 
@@ -118,7 +118,8 @@ it('when the grace period ends first, aborts the job and hands it back without u
 });
 
 it('serves /metrics with completed, failed, processing and wait figures and the active gauge, by queue', async () => {
-  const queue = await newQueue();
+  // processor_wait 0: the job nothing serves fails at once rather than waiting for a processor.
+  const queue = await newQueue(10, { processorWait: { seconds: 0, nanos: 0 } });
   const pool = await h.startPool(processors('metrics'));
   const { jobs } = await h.client.enqueueJobs({
     queue,

@@ -10,7 +10,7 @@ const open: RawStream[] = [];
 
 beforeAll(async () => {
   h = await startPoolHarness();
-  const pool = await h.startPool([], { JOBMESH_LEASE_TTL: '1s', JOBMESH_REMOTE_GRACE: '1s' });
+  const pool = await h.startPool([], { JOBMESH_LEASE_TTL: '1s' });
   address = `127.0.0.1:${pool.grpcPort}`;
 });
 afterAll(async () => {
@@ -83,9 +83,10 @@ describe('heartbeats (JOBMESH_LEASE_TTL=1s)', () => {
   });
 });
 
-describe('JOBMESH_REMOTE_GRACE=1s', () => {
-  it('a job no worker takes fails PROCESSOR_NOT_FOUND after the grace period', async () => {
-    const queue = await newQueue('grace-none');
+describe('processor_wait 1s', () => {
+  it('a job no worker takes fails PROCESSOR_NOT_FOUND after processor_wait', async () => {
+    const queue = uniqueQueue('grace-none');
+    await h.client.createQueue({ queue: { name: queue, processorWait: { seconds: 1, nanos: 0 } } });
     const t0 = Date.now();
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'orphan', options: { attempts: 3 } } });
     const failed = await eventually(async () => {
@@ -97,8 +98,9 @@ describe('JOBMESH_REMOTE_GRACE=1s', () => {
     expect(failed.attemptsMade).toBe(1);
   });
 
-  it('a worker that connects within the grace period gets the job', async () => {
-    const queue = await newQueue('grace-late');
+  it('a worker that connects within processor_wait gets the job', async () => {
+    const queue = uniqueQueue('grace-late');
+    await h.client.createQueue({ queue: { name: queue, processorWait: { seconds: 1, nanos: 0 } } });
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'late' } });
     const s = stream();
     await s.hello({ workerId: 'w-late', queues: [queue] });
