@@ -106,7 +106,7 @@ it('serves DeadLetterService: captures, alerts and replays through its own sched
 
     // The replay goes through SchedulerService on this process's own port.
     const replayed = await unary<pb.ReplayDeadLettersRequest, pb.ReplayDeadLettersResponse>(dlq, 'replayDeadLetters', pb.ReplayDeadLettersRequest.fromPartial({ ids: [d!.id] }));
-    expect(replayed.replayed).toEqual([{ deadLetterId: d!.id, job: { queue, id: expect.any(String) } }]);
+    expect(replayed.replayed).toEqual([{ deadLetterId: d!.id, job: { queue, id: expect.any(String) }, deduplicated: false }]);
     expect(replayed.replayed[0]!.job!.id).not.toBe(job!.id);
     await expect(client.getJob(queue, replayed.replayed[0]!.job!.id)).resolves.toMatchObject({ name: 'ghost', data: { n: 1 } });
   } finally {

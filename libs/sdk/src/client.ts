@@ -219,8 +219,10 @@ export class JobmeshClient {
 }
 
 /**
- * DeadLetterService (get one from `JobmeshClient.deadLetters`). Reads and quarantine are retried
- * on UNAVAILABLE; replay and purge are not (a replay repeated after it was applied replays twice).
+ * DeadLetterService (get one from `JobmeshClient.deadLetters`). Reads, quarantine and replay are
+ * retried on UNAVAILABLE: a replay run again replays nothing twice (each dead letter's replay has
+ * an idempotency key of its own, and a filter skips dead letters already replayed). Purge is not
+ * retried: by ids, a purge repeated after it was applied fails with NOT_FOUND.
  */
 export class DeadLetterClient {
   constructor(
@@ -238,9 +240,24 @@ export class DeadLetterClient {
     this.caller.unary(this.raw, this.raw.listDeadLetters, pb.ListDeadLettersRequest.fromPartial(req as never), s, true);
   get = (id: string, s?: CallSettings) => this.caller.unary(this.raw, this.raw.getDeadLetter, { id }, s, true).then((r) => r.deadLetter!);
   stats = (queue = '', s?: CallSettings) => this.caller.unary(this.raw, this.raw.getDeadLetterStats, { queue }, s, true);
-  /** Paced by the server at `max_per_second`: give a bulk replay a deadline to match (or `Infinity`). */
+  /**
+   * Paced by the server at `max_per_second`: give a bulk replay a deadline to match (or
+   * `Infinity`), or use `streamReplay` to see it progress. A failure part-way rejects with the
+   * failing call's status code, and a message saying how many were replayed before it.
+   */
   replay = (req: DeepPartial<pb.ReplayDeadLettersRequest>, s?: CallSettings) =>
-    this.caller.unary(this.raw, this.raw.replayDeadLetters, pb.ReplayDeadLettersRequest.fromPartial(req as never), s);
+    this.caller.unary(this.raw, this.raw.replayDeadLetters, pb.ReplayDeadLettersRequest.fromPartial(req as never), s, true);
+
+  /**
+   * Runs a replay as `replay` does, yielding its progress (StreamReplayDeadLetters): a message at
+   * the start with `progress.total`, then as it goes, each with the jobs enqueued since the one
+   * before. A failure part-way throws the failing call's status after the last message. Leaving
+   * the loop or aborting `signal` stops the replay; the same request later goes on from there.
+   */
+  async *streamReplay(req: DeepPartial<pb.ReplayDeadLettersRequest>, s?: Omit<CallSettings, 'timeoutMs'>): AsyncGenerator<pb.StreamReplayDeadLettersResponse> {
+    const msg = pb.StreamReplayDeadLettersRequest.fromPartial({ replay: req } as never);
+    yield* this.caller.stream((md) => this.raw.streamReplayDeadLetters(msg, md), s);
+  }
   purge = (req: DeepPartial<pb.PurgeDeadLettersRequest>, s?: CallSettings) =>
     this.caller.unary(this.raw, this.raw.purgeDeadLetters, pb.PurgeDeadLettersRequest.fromPartial(req as never), s);
   quarantine = (req: DeepPartial<pb.QuarantineDeadLettersRequest>, s?: CallSettings) =>

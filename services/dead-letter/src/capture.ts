@@ -217,11 +217,11 @@ export class Capturer {
     const index = this.keys.deadLetterQueueIndex(spec.name);
     if (keep.ageMs !== undefined) {
       const old = await this.redis.zrangebyscore(index, '-inf', `(${now - keep.ageMs}`, 'LIMIT', 0, TRIM_BATCH);
-      if (old.length) await this.store.purge(old);
+      if (old.length) await this.store.purge(old, { unknown: 'skip' });
     }
     if (keep.count !== undefined) {
       const excess = Math.min(TRIM_BATCH, (await this.redis.zcard(index)) - keep.count);
-      if (excess > 0) await this.store.purge(await this.redis.zrange(index, 0, excess - 1));
+      if (excess > 0) await this.store.purge(await this.redis.zrange(index, 0, excess - 1), { unknown: 'skip' });
     }
   }
 

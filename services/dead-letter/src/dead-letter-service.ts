@@ -2,8 +2,8 @@ import * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError } from '@jobmesh/core';
 import type { CallContext, RpcKit } from '@jobmesh/grpc-kit';
 import type { Capturer } from './capture';
-import { type EnqueueFn, replay } from './replay';
-import type { DeadLetterStore, Filter } from './store';
+import { type EnqueueFn, replay, streamReplay } from './replay';
+import { type Cursor, type DeadLetterStore, type Filter, matchesFilter } from './store';
 
 export interface DeadLetterParts {
   store: DeadLetterStore;
@@ -30,10 +30,6 @@ export function filterOf(f: pb.DeadLetterFilter | undefined): Filter | undefined
   };
 }
 
-function matches(f: Filter, d: pb.DeadLetter): boolean {
-  return (!f.queue || d.job?.queue === f.queue) && (!f.jobName || d.job?.name === f.jobName) && (!f.category || d.category === f.category);
-}
-
 const durationMs = (d: { seconds: number; nanos: number }): number => d.seconds * 1000 + Math.floor(d.nanos / 1e6);
 
 /** Thin handlers: decode, call the domain module, encode. Errors map to statuses in grpc-kit. */
@@ -49,7 +45,14 @@ export function deadLetterHandlers(kit: RpcKit, p: DeadLetterParts): pb.DeadLett
       return { deadLetter: await p.store.get(req.id) };
     }),
     replayDeadLetters: kit.unary(M('ReplayDeadLetters'), (req: pb.ReplayDeadLettersRequest, ctx: CallContext) =>
-      replay(p.store, p.enqueue, req, filterOf(req.filter), ctx.signal),
+      replay(p.store, p.enqueue, req, filterOf(req.filter), { signal: ctx.signal, shutdown: p.shutdown }),
+    ),
+    streamReplayDeadLetters: kit.serverStream(
+      M('StreamReplayDeadLetters'),
+      (req: pb.StreamReplayDeadLettersRequest, ctx, send: (r: pb.StreamReplayDeadLettersResponse) => void) => {
+        if (!req.replay) throw new InvalidArgumentError('replay', 'is required: the replay to run, as ReplayDeadLetters takes it');
+        return streamReplay(p.store, p.enqueue, req.replay, filterOf(req.replay.filter), { signal: ctx.signal, shutdown: p.shutdown }, send);
+      },
     ),
     purgeDeadLetters: kit.unary(M('PurgeDeadLetters'), async (req: pb.PurgeDeadLettersRequest) => ({ purged: await purge(p, req) })),
     quarantineDeadLetters: kit.unary(M('QuarantineDeadLetters'), async (req: pb.QuarantineDeadLettersRequest) => {
@@ -63,22 +66,31 @@ export function deadLetterHandlers(kit: RpcKit, p: DeadLetterParts): pb.DeadLett
   };
 }
 
-/** By ids, by filter, by age, or by a filter and an age together; at least one is required. */
+/** Dead letters a purge by filter deletes at once: a fixed number of round trips per page. */
+const PURGE_PAGE = 500;
+
+/**
+ * By ids (all or nothing: an unknown id is NOT_FOUND and deletes nothing), by filter, by age, or
+ * by a filter and an age together; at least one is required. A filter is read and purged a page
+ * at a time, oldest first, up to the newest dead letter stored when the purge started.
+ */
 async function purge(p: DeadLetterParts, req: pb.PurgeDeadLettersRequest): Promise<number> {
   const filter = filterOf(req.filter);
   if (req.ids.length && filter) throw new InvalidArgumentError('ids', 'give ids or a filter, not both');
   if (!req.ids.length && !filter && !req.olderThan) throw new InvalidArgumentError('filter', 'give ids, a filter or older_than');
   const cutoff = req.olderThan ? Date.now() - durationMs(req.olderThan) : undefined;
-  if (req.ids.length) {
-    if (cutoff === undefined) return p.store.purge(req.ids);
-    const old = (await p.store.getMany(req.ids)).filter((d) => d.deadLetteredAt!.getTime() < cutoff);
-    return p.store.purge(old.map((d) => d.id));
-  }
+  if (req.ids.length) return p.store.purge(req.ids, { unknown: 'not-found', before: cutoff });
   const f: Filter = { ...filter };
   if (cutoff !== undefined) f.until = f.until === undefined ? cutoff : Math.min(f.until, cutoff);
-  const ids: string[] = [];
-  for await (const d of p.store.scan(f)) ids.push(d.id);
-  return p.store.purge(ids);
+  const span = await p.store.span(f);
+  let purged = 0;
+  let cursor: Cursor | undefined;
+  do {
+    const page = await p.store.page(span, f, PURGE_PAGE, cursor);
+    if (page.matches.size) purged += await p.store.purge([...page.matches.keys()], { unknown: 'skip' });
+    cursor = page.next;
+  } while (cursor);
+  return purged;
 }
 
 /**
@@ -88,7 +100,7 @@ async function purge(p: DeadLetterParts, req: pb.PurgeDeadLettersRequest): Promi
 async function watch(p: DeadLetterParts, req: pb.WatchDeadLettersRequest, ctx: CallContext, send: (r: pb.WatchDeadLettersResponse) => void): Promise<void> {
   const f = { ...filterOf(req.filter), since: undefined, until: undefined };
   const stop = await p.capturer.onCapture((d) => {
-    if (matches(f, d)) send({ deadLetter: d });
+    if (matchesFilter(f, d)) send({ deadLetter: d });
   });
   try {
     await new Promise<void>((resolve) => {

@@ -1,6 +1,6 @@
 import * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError, type SeverityName } from '@jobmesh/core';
-import { type Keys, type QueueRegistry, severityToProto } from '@jobmesh/queue';
+import { type Keys, LuaScript, type QueueRegistry, severityToProto } from '@jobmesh/queue';
 import type { Redis } from 'ioredis';
 import { DeadLetterNotFoundError } from './errors';
 
@@ -41,71 +41,51 @@ export interface Filter {
   until?: number;
 }
 
-// Writes the record, its three index entries, its counter, the job → dead letter link, its outbox
-// entry, the job's 'dead-lettered' event and the announcement to watchers, all or nothing and
-// once: a second capture of the same failure (another replica, the sweep after the event)
-// changes nothing (0), and a capture is never stored without being announced. An id taken by
-// another failure (a job id used again) changes nothing either (-1), nor does a job that is no
-// longer that failure in the queue's failed set (KEYS[9]; retried, removed) (-2).
-// ARGV: score (the failure time), id, counter field, job field ("<queue>:<job id>"), now,
-// channel, job id, reason, then the record's fields.
-const CAPTURE = `
-if redis.call('ZSCORE', KEYS[9], ARGV[7]) ~= ARGV[1] then return -2 end
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  if redis.call('HGET', KEYS[1], 'at') == ARGV[1] then return 0 end
-  return -1
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 9))
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[4], ARGV[1], ARGV[2])
-redis.call('HINCRBY', KEYS[5], ARGV[3], 1)
-redis.call('HSET', KEYS[6], ARGV[4], ARGV[1] .. ':' .. ARGV[2])
-redis.call('ZADD', KEYS[7], ARGV[5], ARGV[2])
-redis.call('XADD', KEYS[8], 'MAXLEN', '~', 10000, '*', 'event', 'dead-lettered', 'jobId', ARGV[7], 'reason', ARGV[8])
-redis.call('PUBLISH', ARGV[6], ARGV[2])
-return 1`;
+// The store's scripts (libs/queue/lua/dlq-*.lua). Batch operations cost one call of each script
+// they use whatever the batch size, and their keys are built in the script from the prefixes of
+// Keys (with a Cluster hash-tag prefix, all in one slot).
+const CAPTURE = new LuaScript<string[], string[]>('dlq-capture-9');
+const INSPECT = new LuaScript<[], string[]>('dlq-inspect-0');
+const PURGE = new LuaScript<[index: string, counts: string, jobs: string], string[]>('dlq-purge-3');
+const QUARANTINE = new LuaScript<[], string[]>('dlq-quarantine-0');
+const ADD_REPLAY = new LuaScript<[record: string], [replay: string, queue: string, jobId: string]>('dlq-add-replay-1');
+const PAGE = new LuaScript<[index: string], [min: string, max: string, limit: number, score: string, id: string]>('dlq-page-1');
 
-// Deletes the record and, only if this call deleted it, its index entries, counter and job link
-// (if the link still points at it: the job's id is the dead letter id without ":<attempt>").
-const PURGE = `
-local queue = redis.call('HGET', KEYS[1], 'queue')
-if not queue then return 0 end
-local counter = redis.call('HGET', KEYS[1], 'counter')
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[4], ARGV[1])
-if redis.call('HINCRBY', KEYS[5], counter, -1) <= 0 then redis.call('HDEL', KEYS[5], counter) end
-local job = string.match(ARGV[1], '^(.*):[^:]*$')
-local link = job and redis.call('HGET', KEYS[6], job)
-if link and string.sub(link, string.find(link, ':', 1, true) + 1) == ARGV[1] then redis.call('HDEL', KEYS[6], job) end
-return 1`;
+/** What a batch operation needs to know of one stored dead letter (see dlq-inspect-0.lua). */
+export interface DeadLetterFacts {
+  queue: string;
+  category: string;
+  /** The failure time, ms. */
+  at: number;
+  quarantined: boolean;
+  /** BullMQ's failed set still holds the job as this very failure (asked for with `copies`). */
+  held: boolean;
+}
 
-const QUARANTINE = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if redis.call('HGET', KEYS[1], 'quarantined') == ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'quarantined', ARGV[1], 'quarantine_reason', ARGV[2])
-return 1`;
+/** The part of an index a filter reads, fixed when a bulk operation starts (see span()). */
+export interface Span {
+  index: string;
+  /** Inclusive bounds of the score (failure time, ms). */
+  min: string;
+  max: string;
+  /** The index entries between the bounds when the span was taken. */
+  total: number;
+}
 
-const ADD_REPLAY = `
-local replays = redis.call('HGET', KEYS[1], 'replays')
-if not replays then return 0 end
-local list = cjson.decode(replays)
-table.insert(list, cjson.decode(ARGV[1]))
-redis.call('HSET', KEYS[1], 'replays', cjson.encode(list))
-return 1`;
+/** A position in an index: after the entry (score, id). */
+export interface Cursor {
+  score: string;
+  id: string;
+}
 
-type Script = (numKeys: number, ...args: string[]) => Promise<unknown>;
-
-/**
- * A Lua script run by EVALSHA (ioredis sends the text once, on the first NOSCRIPT): capture runs
- * for every dead letter, and sending its text each time was the largest cost of a capture.
- */
-function script(redis: Redis, name: string, lua: string): Script {
-  const commands = redis as unknown as Record<string, Script>;
-  if (typeof commands[name] !== 'function') redis.defineCommand(name, { lua });
-  return (numKeys, ...args) => commands[name]!.call(redis, numKeys, ...args);
+/** One page of a span: the index entries read, and the records among them that match the filter. */
+export interface Page {
+  /** Index entries read, in order (a record may have been purged since). */
+  entries: Cursor[];
+  /** The stored records of `entries` that match the filter, by id. */
+  matches: Map<string, pb.DeadLetter>;
+  /** Where the next page starts; undefined after the last page. */
+  next?: Cursor;
 }
 
 /**
@@ -114,19 +94,12 @@ function script(redis: Redis, name: string, lua: string): Script {
  */
 export class DeadLetterStore {
   private readonly keys: Keys;
-  private readonly scripts: Record<'capture' | 'purge' | 'quarantine' | 'addReplay', Script>;
 
   constructor(
     private readonly redis: Redis,
     private readonly registry: QueueRegistry,
   ) {
     this.keys = registry.keys;
-    this.scripts = {
-      capture: script(redis, 'jobmeshDlqCapture', CAPTURE),
-      purge: script(redis, 'jobmeshDlqPurge', PURGE),
-      quarantine: script(redis, 'jobmeshDlqQuarantine', QUARANTINE),
-      addReplay: script(redis, 'jobmeshDlqAddReplay', ADD_REPLAY),
-    };
   }
 
   /**
@@ -167,26 +140,30 @@ export class DeadLetterStore {
       quarantine_reason: d.quarantine ?? '',
       replays: '[]',
     };
-    const created = await this.scripts.capture(
-      9,
-      this.keys.deadLetter(id),
-      this.keys.deadLetterIndex,
-      this.keys.deadLetterQueueIndex(d.queue),
-      this.keys.deadLetterCategoryIndex(d.category),
-      this.keys.deadLetterCounts,
-      this.keys.deadLetterJobs,
-      this.keys.deadLetterOutbox,
-      this.keys.events(d.queue),
-      this.registry.bullQueue(d.queue).keys.failed!,
-      String(d.at.getTime()),
-      id,
-      fields.counter!,
-      `${d.queue}:${d.job.id}`,
-      String(Date.now()),
-      this.keys.deadLetterChannel,
-      d.job.id,
-      d.job.failureReason,
-      ...Object.entries(fields).flat(),
+    const created = await CAPTURE.run(
+      this.redis,
+      [
+        this.keys.deadLetter(id),
+        this.keys.deadLetterIndex,
+        this.keys.deadLetterQueueIndex(d.queue),
+        this.keys.deadLetterCategoryIndex(d.category),
+        this.keys.deadLetterCounts,
+        this.keys.deadLetterJobs,
+        this.keys.deadLetterOutbox,
+        this.keys.events(d.queue),
+        this.registry.bullQueue(d.queue).keys.failed!,
+      ],
+      [
+        String(d.at.getTime()),
+        id,
+        fields.counter!,
+        `${d.queue}:${d.job.id}`,
+        String(Date.now()),
+        this.keys.deadLetterChannel,
+        d.job.id,
+        d.job.failureReason,
+        ...Object.entries(fields).flat(),
+      ],
     );
     const outcome = ({ 1: 'created', 0: 'exists', [-1]: 'taken', [-2]: 'gone' } as const)[created as 1 | 0 | -1 | -2];
     return { id, outcome };
@@ -198,7 +175,7 @@ export class DeadLetterStore {
     return decode(h);
   }
 
-  /** The stored dead letters among `ids`, in order; missing ones are left out. */
+  /** The stored dead letters among `ids`, in order; missing ones are left out. One round trip. */
   async getMany(ids: string[]): Promise<pb.DeadLetter[]> {
     if (!ids.length) return [];
     const pipe = this.redis.pipeline();
@@ -211,6 +188,24 @@ export class DeadLetterStore {
       if (rec.id) out.push(decode(rec));
     }
     return out;
+  }
+
+  /**
+   * What a batch operation needs to know of each of `ids` (undefined: not stored), in one call.
+   * With `copies`, also whether BullMQ still holds each job as the failure its dead letter holds.
+   */
+  async inspect(ids: string[], { copies = false } = {}): Promise<Array<DeadLetterFacts | undefined>> {
+    if (!ids.length) return [];
+    const args = [this.keys.deadLetter('')];
+    for (const id of ids) args.push(id, copies ? this.failedKeyOf(id) : '');
+    const res = (await INSPECT.run(this.redis, [], args)) as Array<0 | [string, string, string, string, number]>;
+    return res.map((r) => (r === 0 ? undefined : { queue: r[0], category: r[1], at: Number(r[2]), quarantined: r[3] === '1', held: r[4] === 1 }));
+  }
+
+  /** The BullMQ failed set of the queue a dead letter id names (queue names have no ':'). */
+  private failedKeyOf(id: string): string {
+    const queue = id.slice(0, id.indexOf(':'));
+    return queue ? this.registry.bullQueue(queue).keys.failed! : '';
   }
 
   /** One page of dead letters matching `f`, newest first. */
@@ -228,12 +223,13 @@ export class DeadLetterStore {
   }
 
   /**
-   * Every dead letter matching `f`, newest first, read in batches from the most selective index.
-   * With `after`, starts after that position (a page token): entries with one score come in
-   * descending member order, so those ≥ the token's id at the token's score were already seen.
+   * Dead letters matching `f`, newest first, read in batches from the most selective index (for
+   * ListDeadLetters). With `after`, starts after that position (a page token): entries with one
+   * score come in descending member order, so those ≥ the token's id at the token's score were
+   * already seen.
    */
-  async *scan(f: Filter, after?: { at: number; id: string }): AsyncGenerator<pb.DeadLetter> {
-    const key = f.queue ? this.keys.deadLetterQueueIndex(f.queue) : f.category ? this.keys.deadLetterCategoryIndex(f.category) : this.keys.deadLetterIndex;
+  private async *scan(f: Filter, after?: { at: number; id: string }): AsyncGenerator<pb.DeadLetter> {
+    const key = indexOf(this.keys, f);
     let max = f.until !== undefined ? `(${f.until}` : '+inf';
     if (after && (f.until === undefined || after.at < f.until)) max = String(after.at);
     const min = f.since !== undefined ? String(f.since) : '-inf';
@@ -247,14 +243,38 @@ export class DeadLetterStore {
         if (after && Number(flat[i + 1]) === after.at && id >= after.id) continue;
         ids.push(id);
       }
-      for (const d of await this.getMany(ids)) {
-        if (f.queue && d.job?.queue !== f.queue) continue;
-        if (f.category && d.category !== f.category) continue;
-        if (f.jobName && d.job?.name !== f.jobName) continue;
-        yield d;
-      }
+      for (const d of await this.getMany(ids)) if (matchesFilter(f, d)) yield d;
       if (flat.length < batch * 2) return;
     }
+  }
+
+  /**
+   * The part of the most selective index that `f` reads, fixed now: up to the newest entry stored
+   * at this moment, so that a bulk operation does not chase dead letters made while it runs (a
+   * replay's own jobs failing again). Scores are whole ms, so the filter's exclusive `until`
+   * is `until - 1` inclusive.
+   */
+  async span(f: Filter): Promise<Span> {
+    const index = indexOf(this.keys, f);
+    const min = f.since !== undefined ? String(f.since) : '-inf';
+    const newest = await this.redis.zrevrange(index, 0, 0, 'WITHSCORES');
+    let max = newest.length ? Number(newest[1]) : -Infinity;
+    if (f.until !== undefined) max = Math.min(max, f.until - 1);
+    if (max === -Infinity || (f.since !== undefined && max < f.since)) return { index, min, max: min, total: 0 };
+    return { index, min, max: String(max), total: await this.redis.zcount(index, min, String(max)) };
+  }
+
+  /**
+   * The page of `span` after `cursor` (from its start without one), oldest first: at most `limit`
+   * index entries, in two round trips (the entries, then their records).
+   */
+  async page(span: Span, f: Filter, limit: number, cursor?: Cursor): Promise<Page> {
+    const flat = (await PAGE.run(this.redis, [span.index], [span.min, span.max, limit, cursor?.score ?? '', cursor?.id ?? ''])) as string[];
+    const entries: Cursor[] = [];
+    for (let i = 0; i < flat.length; i += 2) entries.push({ id: flat[i]!, score: flat[i + 1]! });
+    const matches = new Map<string, pb.DeadLetter>();
+    for (const d of await this.getMany(entries.map((e) => e.id))) if (matchesFilter(f, d)) matches.set(d.id, d);
+    return { entries, matches, next: entries.length < limit ? undefined : entries[entries.length - 1] };
   }
 
   /** Marks a dead letter's follow-ups (metrics, webhook) as done. */
@@ -268,52 +288,59 @@ export class DeadLetterStore {
   }
 
   /**
-   * Deletes dead letters by id; returns how many existed. BullMQ's copy of the job goes first, if
-   * it is still the failed job the dead letter was made from: left in the failed set, the next
-   * sweep would capture it again.
+   * Deletes dead letters by id; returns how many it deleted. `unknown: 'not-found'` checks every
+   * id first and throws NOT_FOUND, deleting nothing, if one is not stored; `'skip'` passes over
+   * those. With `before` (ms), only those that failed earlier are deleted.
+   *
+   * A fixed number of round trips whatever the batch size: one read of the batch, BullMQ's own
+   * removal of the jobs it still holds as the failures the dead letters hold (sent together), one
+   * delete of the batch. BullMQ's copies go first: left in the failed set, they would be captured
+   * again by the next sweep; and if this stops half-way, what is left is consistent (dead letters
+   * whose BullMQ copy is gone, as after keep_failed).
    */
-  async purge(ids: string[]): Promise<number> {
-    let n = 0;
-    for (const id of ids) {
-      const h = await this.redis.hmget(this.keys.deadLetter(id), 'queue', 'category', 'at');
-      if (!h[0] || !h[1]) continue;
-      await this.removeBullCopy(h[0], id, h[2] ?? '');
-      const deleted = await this.scripts.purge(
-        6,
-        this.keys.deadLetter(id),
-        this.keys.deadLetterIndex,
-        this.keys.deadLetterQueueIndex(h[0]),
-        this.keys.deadLetterCategoryIndex(h[1]),
-        this.keys.deadLetterCounts,
-        this.keys.deadLetterJobs,
-        id,
-      );
-      n += deleted === 1 ? 1 : 0;
+  async purge(ids: string[], opts: { unknown: 'not-found' | 'skip'; before?: number }): Promise<number> {
+    const unique = [...new Set(ids)];
+    const facts = await this.inspect(unique, { copies: true });
+    if (opts.unknown === 'not-found') {
+      const missing = unique.find((_, i) => !facts[i]);
+      if (missing !== undefined) throw new DeadLetterNotFoundError(missing);
     }
-    return n;
+    const doomed: string[] = [];
+    const held: string[] = [];
+    unique.forEach((id, i) => {
+      const f = facts[i];
+      if (!f || (opts.before !== undefined && f.at >= opts.before)) return;
+      doomed.push(id);
+      if (f.held) held.push(id);
+    });
+    if (!doomed.length) return 0;
+    await Promise.all(
+      held.map((id) => {
+        const { queue, jobId } = splitDeadLetterId(id);
+        return this.registry.bullQueue(queue).remove(jobId);
+      }),
+    );
+    const k = this.keys;
+    return (await PURGE.run(this.redis, [k.deadLetterIndex, k.deadLetterCounts, k.deadLetterJobs], [k.deadLetter(''), k.deadLetterQueueIndex(''), k.deadLetterCategoryIndex(''), ...doomed])) as number;
   }
 
-  private async removeBullCopy(queue: string, id: string, at: string): Promise<void> {
-    const { jobId } = parseDeadLetterId(queue, id);
-    const bull = this.registry.bullQueue(queue);
-    // The failed set's score is the failure time: equal, it is the failure this dead letter holds.
-    if ((await this.redis.zscore(bull.keys.failed!, jobId)) === at) await bull.remove(jobId);
-  }
-
-  /** Marks or unmarks dead letters; unknown ids → NOT_FOUND. Returns how many changed. */
+  /**
+   * Marks or unmarks dead letters, all or nothing, in one call: an unknown id → NOT_FOUND and
+   * nothing changes. Returns how many changed.
+   */
   async quarantine(ids: string[], quarantined: boolean, reason: string): Promise<number> {
-    let n = 0;
-    for (const id of ids) {
-      const r = await this.scripts.quarantine(1, this.keys.deadLetter(id), quarantined ? '1' : '0', reason);
-      if (r === -1) throw new DeadLetterNotFoundError(id);
-      n += r === 1 ? 1 : 0;
-    }
-    return n;
+    const r = (await QUARANTINE.run(this.redis, [], [this.keys.deadLetter(''), quarantined ? '1' : '0', reason, ...new Set(ids)])) as number | [string, string];
+    if (Array.isArray(r)) throw new DeadLetterNotFoundError(r[1]);
+    return r;
   }
 
-  /** Records a replay on the dead letter. */
-  async addReplay(id: string, replay: pb.Replay): Promise<void> {
-    await this.scripts.addReplay(1, this.keys.deadLetter(id), JSON.stringify(pb.Replay.toJSON(replay)));
+  /**
+   * Records a replay on the dead letter: `recorded`; `exists` when that job is recorded already
+   * (the scheduler deduplicated the enqueue); `gone` when the dead letter was purged meanwhile.
+   */
+  async addReplay(id: string, replay: pb.Replay): Promise<'recorded' | 'exists' | 'gone'> {
+    const r = await ADD_REPLAY.run(this.redis, [this.keys.deadLetter(id)], [JSON.stringify(pb.Replay.toJSON(replay)), replay.job?.queue ?? '', replay.job?.id ?? '']);
+    return r === 1 ? 'recorded' : r === 2 ? 'exists' : 'gone';
   }
 
   /** Counts by queue and category (only `queue` when given). */
@@ -332,6 +359,22 @@ export class DeadLetterStore {
     counts.sort((a, b) => a.queue.localeCompare(b.queue) || a.category.localeCompare(b.category));
     return { counts, total };
   }
+}
+
+/** The queue and job id a dead letter id names ("<queue>:<job id>:<attempt>[~<time>]"; queue names have no ':'). */
+function splitDeadLetterId(id: string): { queue: string; jobId: string } {
+  const queue = id.slice(0, id.indexOf(':'));
+  return { queue, jobId: parseDeadLetterId(queue, id).jobId };
+}
+
+/** The most selective index for `f`: its queue's, else its category's, else the one of every dead letter. */
+function indexOf(keys: Keys, f: Filter): string {
+  return f.queue ? keys.deadLetterQueueIndex(f.queue) : f.category ? keys.deadLetterCategoryIndex(f.category) : keys.deadLetterIndex;
+}
+
+/** Whether `d` matches `f` apart from its time range (the index read already applies that). */
+export function matchesFilter(f: Filter, d: pb.DeadLetter): boolean {
+  return (!f.queue || d.job?.queue === f.queue) && (!f.category || d.category === f.category) && (!f.jobName || d.job?.name === f.jobName);
 }
 
 function parseToken(token: string): { at: number; id: string } {

@@ -77,7 +77,10 @@ it('purges by id and by age, and keeps the counts right', async () => {
   expect((await dl.purge({ filter: { queue }, olderThan: { seconds: Math.floor(ageMs / 1000), nanos: (ageMs % 1000) * 1e6 } })).purged).toBe(2);
   expect((await dl.stats(queue)).total).toBe(3);
   const [one] = (await dl.list({ filter: { queue } })).deadLetters;
-  expect((await dl.purge({ ids: [one!.id, `${queue}:nope:1`] })).purged).toBe(1);
+  // All or nothing: an unknown id among the ids purges none of them.
+  expect(await codeOf(dl.purge({ ids: [one!.id, `${queue}:nope:1`] }))).toBe(status.NOT_FOUND);
+  expect((await dl.stats(queue)).total).toBe(3);
+  expect((await dl.purge({ ids: [one!.id] })).purged).toBe(1);
   expect((await dl.stats(queue)).counts).toEqual([{ queue, category: 'UNRECOVERABLE', count: 2 }]);
   expect(await codeOf(dl.purge({}))).toBe(status.INVALID_ARGUMENT);
 });
