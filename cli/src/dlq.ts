@@ -1,5 +1,6 @@
 import * as pb from '@jobmesh/contracts';
-import { type Handler, UsageError, durationMs, flags, int, jsonObject, msDuration, print } from './commands';
+import { status } from '@grpc/grpc-js';
+import { type CommandContext, type Handler, UsageError, durationMs, flags, int, jsonObject, msDuration, print } from './commands';
 import { DEAD_LETTER_COLUMNS, deadLetterRow, describeDeadLetter, table } from './format';
 
 const OPTIONS = {
@@ -16,6 +17,7 @@ const OPTIONS = {
   'older-than': { type: 'string' },
   reason: { type: 'string' },
   all: { type: 'boolean' },
+  'include-replayed': { type: 'boolean' },
 } as const;
 
 type Values = ReturnType<typeof flags<typeof OPTIONS>>['values'];
@@ -60,6 +62,86 @@ function selection(sub: string, ids: string[], v: Values, bounded = false): { id
   return { ids, filter: pb.DeadLetterFilter.fromPartial({}) }; // an empty filter matches everything
 }
 
+/**
+ * `dlq replay` over StreamReplayDeadLetters. No deadline: the server paces a bulk replay at
+ * --rate, so it may rightly take longer than --timeout. Each replay is printed as it happens
+ * (with --json, one line at the end, also when it stops part-way); on a terminal, a progress bar
+ * on stderr. Ctrl-C cancels
+ * the stream, which stops the replay between two dead letters: what was replayed stays recorded,
+ * and the same command again goes on from there. A second Ctrl-C exits at once.
+ */
+async function replay(ctx: CommandContext, req: pb.ReplayDeadLettersRequest): Promise<void> {
+  const interrupt = new AbortController();
+  const onSigint = (): void => interrupt.abort();
+  process.once('SIGINT', onSigint);
+  const bar = !ctx.json && process.stderr.isTTY ? new ProgressBar(process.stderr) : undefined;
+  const replayed: pb.ReplayedJob[] = [];
+  let progress: pb.ReplayProgress | undefined;
+  const result = (): pb.ReplayDeadLettersResponse => ({ replayed, skippedQuarantined: progress?.skippedQuarantined ?? 0, skippedReplayed: progress?.skippedReplayed ?? 0 });
+  try {
+    for await (const msg of ctx.deadLetters.streamReplay(req, { signal: interrupt.signal })) {
+      const p = (progress = msg.progress ?? progress ?? pb.ReplayProgress.fromPartial({}));
+      replayed.push(...msg.replayed);
+      if (!ctx.json) {
+        bar?.clear();
+        for (const r of msg.replayed) ctx.out(`${r.deadLetterId} → ${r.job?.queue}/${r.job?.id}${r.deduplicated ? ' (enqueued by an earlier replay)' : ''}`);
+      }
+      bar?.draw(p);
+    }
+  } catch (err) {
+    bar?.clear();
+    // What was replayed before it stopped, once it started (the lines were printed as it went).
+    if (ctx.json && progress) print(ctx, pb.ReplayDeadLettersResponse.toJSON(result()), () => '');
+    // Printed by main as "jobmesh: <status>: …", exit code 1.
+    if (!interrupt.signal.aborted) throw err;
+    throw Object.assign(new Error('interrupted'), {
+      code: status.CANCELLED,
+      details: `interrupted after ${progress?.replayed ?? 0} replayed; they are recorded, and the same command again goes on from there without replaying them twice`,
+    });
+  } finally {
+    process.off('SIGINT', onSigint);
+    bar?.clear();
+  }
+  print(ctx, pb.ReplayDeadLettersResponse.toJSON(result()), () => replaySummary(progress ?? pb.ReplayProgress.fromPartial({})));
+}
+
+function replaySummary(p: pb.ReplayProgress): string {
+  const hint = p.skippedReplayed ? ' (--include-replayed replays those too)' : '';
+  return `replayed ${p.replayed}, skipped ${p.skippedQuarantined} quarantined, ${p.skippedReplayed} already replayed${hint}`;
+}
+
+/** One line on a terminal, redrawn in place at most 10 times a second. */
+class ProgressBar {
+  private drawn = false;
+  private last = 0;
+  private readonly started = Date.now();
+
+  constructor(private readonly tty: NodeJS.WriteStream) {}
+
+  draw(p: pb.ReplayProgress): void {
+    const now = Date.now();
+    const done = p.total > 0 && p.examined >= p.total;
+    if (this.drawn && !done && now - this.last < 100) return;
+    this.last = now;
+    const width = 30;
+    const ratio = p.total ? Math.min(1, p.examined / p.total) : 1;
+    const filled = Math.round(ratio * width);
+    const perSecond = p.replayed / Math.max(0.001, (now - this.started) / 1000);
+    const skipped = p.skippedQuarantined + p.skippedReplayed;
+    const line =
+      `replaying [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.examined}/${p.total} ${Math.floor(ratio * 100)}%` +
+      `  replayed ${p.replayed}${skipped ? `, skipped ${skipped}` : ''}  ${perSecond.toFixed(0)}/s`;
+    this.tty.write(`\r\x1b[K${line.slice(0, Math.max(20, (this.tty.columns || 100) - 1))}`);
+    this.drawn = true;
+  }
+
+  /** Takes the bar off the screen, so that a line can be printed where it was. */
+  clear(): void {
+    if (this.drawn) this.tty.write('\r\x1b[K');
+    this.drawn = false;
+  }
+}
+
 function ids(positionals: string[], usage: string): string[] {
   if (!positionals.length) throw new UsageError(`usage: jobmesh ${usage}`);
   return positionals;
@@ -84,15 +166,13 @@ export const dlq: Handler = async (args, ctx) => {
     }
     case 'replay': {
       const dataPatch = v.patch === undefined ? undefined : jsonObject(v.patch, '--patch');
-      // No deadline: the server paces a bulk replay at --rate, so it may rightly take longer than
-      // --timeout, and cut short it would stop half-way. Ctrl-C cancels the call, which stops it.
-      const res = await d.replay(
-        { ...selection('replay', positionals, v), targetQueue: v.to ?? '', dataPatch, maxPerSecond: int(v.rate, '--rate') ?? 0 },
-        { timeoutMs: Infinity },
-      );
-      return print(ctx, pb.ReplayDeadLettersResponse.toJSON(res), () =>
-        [...res.replayed.map((r) => `${r.deadLetterId} → ${r.job?.queue}/${r.job?.id}`), `replayed ${res.replayed.length}, skipped ${res.skippedQuarantined} quarantined`].join('\n'),
-      );
+      return replay(ctx, {
+        ...selection('replay', positionals, v),
+        targetQueue: v.to ?? '',
+        dataPatch,
+        maxPerSecond: int(v.rate, '--rate') ?? 0,
+        includeReplayed: v['include-replayed'] ?? false,
+      });
     }
     case 'purge': {
       const olderThan = v['older-than'] === undefined ? undefined : msDuration(v['older-than'], '--older-than');

@@ -21,7 +21,7 @@ Usage:
   jobmesh schedules list|upsert|get|delete <queue> [id] [--cron EXPR --tz ZONE | --every 30s] [--name JOB] [--data JSON]
   jobmesh dlq list [filter] [--limit N] [--page-token T]
   jobmesh dlq show <id>
-  jobmesh dlq replay (<id>… | filter | --all) [--to QUEUE] [--patch JSON] [--rate N]
+  jobmesh dlq replay (<id>… | filter | --all) [--to QUEUE] [--patch JSON] [--rate N] [--include-replayed]
   jobmesh dlq purge (<id>… | filter | --all) [--older-than 7d]
   jobmesh dlq stats [--queue Q]
   jobmesh dlq quarantine <id>… [--reason TEXT]

@@ -57,10 +57,10 @@ async function pausedQueue(): Promise<string> {
 }
 
 const idsOf = async (queue: string, name?: string): Promise<string[]> =>
-  (await dl.list({ filter: { queue, jobName: name } })).deadLetters.map((d) => d.id);
+  (await dl.list({ filter: { queue, jobName: name }, pageSize: 1000 })).deadLetters.map((d) => d.id);
 
 type ListJson = { deadLetters?: { id: string; category: string; severity: string; quarantined?: boolean; job: { queue: string; name: string } }[]; nextPageToken?: string };
-type ReplayJson = { replayed?: { deadLetterId: string; job: { queue: string; id: string } }[]; skippedQuarantined?: number };
+type ReplayJson = { replayed?: { deadLetterId: string; job: { queue: string; id: string }; deduplicated?: boolean }[]; skippedQuarantined?: number; skippedReplayed?: number };
 
 it('lists dead letters as a table and as JSON, filtered by queue, name, category and time, a page at a time', async () => {
   const queue = await deadLetters({ fail: 2, fatal: 1 });
@@ -133,15 +133,17 @@ it('replays by id onto another queue with a data patch; the new job exists and t
   const target = await pausedQueue();
 
   const text = (await jobmesh('dlq', 'replay', id!, '--to', target, '--patch', '{"fixed":true}')).stdout;
-  const m = new RegExp(`^${id} → ${target}/(\\S+)\nreplayed 1, skipped 0 quarantined\n$`).exec(text);
+  const m = new RegExp(`^${id} → ${target}/(\\S+)\nreplayed 1, skipped 0 quarantined, 0 already replayed\n$`).exec(text);
   expect(m).not.toBeNull();
   const job = await h.client.getJob(target, m![1]!);
   expect(job).toMatchObject({ name: 'fatal', queue: target, data: { i: 0, fixed: true } });
   expect((await jobmesh('dlq', 'show', id!)).stdout).toMatch(new RegExp(`^replays\\n {2}\\S+ {2}→ ${target}/${m![1]}$`, 'm'));
 
+  // Replayed again onto the same queue: the dead letter's idempotency key gives the same job back.
   const again = await jobmeshJson<ReplayJson>('dlq', 'replay', id!, '--to', target, '--rate', '50');
-  expect(again.replayed).toEqual([{ deadLetterId: id, job: { queue: target, id: expect.any(String) } }]);
-  await expect(h.client.getJob(target, again.replayed![0]!.job.id)).resolves.toMatchObject({ data: { i: 0 } });
+  expect(again.replayed).toEqual([{ deadLetterId: id, job: { queue: target, id: m![1] }, deduplicated: true }]);
+  expect((await jobmesh('dlq', 'replay', id!, '--to', target)).stdout).toBe(`${id} → ${target}/${m![1]} (enqueued by an earlier replay)\nreplayed 1, skipped 0 quarantined, 0 already replayed\n`);
+  expect((await h.client.listJobs({ queue: target })).jobs).toHaveLength(1);
 });
 
 it('refuses to replay a quarantined dead letter by id, skips it by filter, and replays it once released', async () => {
@@ -161,7 +163,12 @@ it('refuses to replay a quarantined dead letter by id, skips it by filter, and r
   const byFilter = await jobmeshJson<ReplayJson>('dlq', 'replay', '--queue', queue, '--to', target);
   expect(byFilter.skippedQuarantined).toBe(1);
   expect(byFilter.replayed?.map((r) => r.deadLetterId).sort()).toEqual([...others].sort());
-  expect((await jobmesh('dlq', 'replay', '--queue', queue, '--name', 'fatal', '--to', target)).stdout).toMatch(/^replayed 2, skipped 1 quarantined$/m);
+  // Run again, the two replayed are skipped; --include-replayed asks for them (the same jobs come back).
+  expect((await jobmesh('dlq', 'replay', '--queue', queue, '--name', 'fatal', '--to', target)).stdout).toBe(
+    'replayed 0, skipped 1 quarantined, 2 already replayed (--include-replayed replays those too)\n',
+  );
+  const included = await jobmeshJson<ReplayJson>('dlq', 'replay', '--queue', queue, '--to', target, '--include-replayed');
+  expect(included.replayed?.map((r) => [r.deadLetterId, r.deduplicated]).sort()).toEqual([...others].sort().map((o) => [o, true]));
 
   await expect(jobmeshJson('dlq', 'release', id!)).resolves.toEqual({ updated: 1 });
   await expect(jobmesh('dlq', 'release', id!)).resolves.toMatchObject({ stdout: 'released 0 of 1\n' }); // already released
@@ -182,7 +189,8 @@ it('purges by id, by age and by filter, and prints how many', async () => {
   const [one, ...rest] = await idsOf(queue);
 
   await expect(jobmesh('dlq', 'purge', one!)).resolves.toMatchObject({ stdout: 'purged 1 dead letter\n' });
-  await expect(jobmesh('dlq', 'purge', one!)).resolves.toMatchObject({ stdout: 'purged 0 dead letters\n' });
+  // All or nothing: a purged (unknown) id among the ids purges none of them.
+  await expect(jobmesh('dlq', 'purge', rest[0]!, one!)).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining(`NOT_FOUND: dead letter "${one}" not found`) });
   // All of them failed moments ago: none is an hour old, all are older than a millisecond.
   await expect(jobmesh('dlq', 'purge', '--queue', queue, '--older-than', '1h')).resolves.toMatchObject({ stdout: 'purged 0 dead letters\n' });
   await expect(jobmesh('dlq', 'purge', '--queue', queue, '--until', '1h')).resolves.toMatchObject({ stdout: 'purged 0 dead letters\n' });
@@ -218,12 +226,107 @@ it('counts dead letters per queue and category, with the total', async () => {
 it('replays every dead letter only with --all', async () => {
   await deadLetters({ fatal: 1 });
   const target = await pausedQueue();
-  // Every dead letter of this file's earlier tests too, except the quarantined ones (none left).
-  const everything = (await dl.list({ pageSize: 1000 })).deadLetters.filter((d) => !d.quarantined).map((d) => d.id);
+  // Every dead letter of this file's earlier tests too, except the quarantined ones (none left)
+  // and those replayed already.
+  const all = (await dl.list({ pageSize: 1000 })).deadLetters.filter((d) => !d.quarantined);
+  const fresh = all.filter((d) => !d.replays.length).map((d) => d.id);
   const res = await jobmeshJson<ReplayJson>('dlq', 'replay', '--all', '--to', target, '--rate', '1000');
-  expect(res.replayed?.map((r) => r.deadLetterId).sort()).toEqual(everything.sort());
+  expect(res.replayed?.map((r) => r.deadLetterId).sort()).toEqual(fresh.sort());
+  expect(res.skippedReplayed).toBe(all.length - fresh.length);
+  expect(res.skippedReplayed).toBeGreaterThan(0);
   expect(res.replayed!.every((r) => r.job.queue === target)).toBe(true);
 });
+
+/** How many jobs on `queue` replay each dead letter (by `options.replay_of`). */
+async function jobsPerDeadLetter(queue: string): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  let pageToken = '';
+  do {
+    const page = await h.client.listJobs({ queue, pageSize: 1000, pageToken });
+    for (const j of page.jobs) counts.set(j.options!.replayOf!, (counts.get(j.options!.replayOf!) ?? 0) + 1);
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  return counts;
+}
+
+/** Spawns the CLI, collecting stdout lines with when each arrived. */
+function spawnCli(args: string[]) {
+  const child = spawn(process.execPath, [CLI, ...args], { env });
+  const lines: Array<{ at: number; text: string }> = [];
+  let partial = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    const parts = (partial + chunk).split('\n');
+    partial = parts.pop()!;
+    for (const text of parts) lines.push({ at: Date.now(), text });
+  });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = once(child, 'exit').then(([code]) => ({ code: code as number | null, at: Date.now(), stderr }));
+  return { child, lines, exited };
+}
+
+it('prints each replay as it happens, a progress bar on a terminal, and one JSON line with --json', async () => {
+  const queue = await deadLetters({ fatal: 30 }, 'dlq-cli-progress');
+  const ids = (await idsOf(queue)).reverse(); // oldest first, the order of a replay
+  const target = await pausedQueue();
+
+  // Not a terminal: plain lines, each printed when its dead letter is replayed, not at the end.
+  // At 15 a second the 30 take 2 s; the first line comes long before the exit.
+  const plain = spawnCli(['dlq', 'replay', '--queue', queue, '--to', target, '--rate', '15']);
+  const done = await plain.exited;
+  expect(done.code).toBe(0);
+  expect(done.stderr).toBe('');
+  expect(plain.lines.map((l) => l.text.replace(/\/\S+$/, ''))).toEqual([...ids.map((id) => `${id} → ${target}`), 'replayed 30, skipped 0 quarantined, 0 already replayed']);
+  expect(done.at - plain.lines[0]!.at).toBeGreaterThan(1000);
+
+  // On a terminal (script(1) gives the command a pseudo-terminal): a bar, redrawn in place on
+  // stderr, with the count so far and the total.
+  const second = await pausedQueue();
+  const cmd = [process.execPath, CLI, 'dlq', 'replay', '--queue', queue, '--to', second, '--rate', '15', '--include-replayed'].map((a) => `'${a}'`).join(' ');
+  const tty = await run('script', ['-qfec', cmd, '/dev/null'], { env: { ...env, COLUMNS: '120' } });
+  const screen = tty.stdout;
+  const bars = [...screen.matchAll(/\r\x1b\[Kreplaying \[([#.]{30})\] (\d+)\/30 (\d+)%/g)].map((b) => ({ bar: b[1]!, examined: Number(b[2]), percent: Number(b[3]) }));
+  expect(bars.length).toBeGreaterThan(2);
+  expect(bars.some((b) => b.examined > 0 && b.examined < 30 && b.bar.includes('#') && b.bar.includes('.'))).toBe(true);
+  expect(bars.map((b) => b.examined)).toEqual([...bars.map((b) => b.examined)].sort((a, b) => a - b));
+  expect(screen).toContain(`${ids[0]} → ${second}/`);
+  expect(screen).toMatch(/replayed 30, skipped 0 quarantined, 0 already replayed\r?\n$/);
+
+  // --json: nothing but one line at the end.
+  const third = await pausedQueue();
+  const json = await jobmeshJson<ReplayJson>('dlq', 'replay', '--queue', queue, '--to', third, '--include-replayed', '--rate', '1000');
+  expect(json.replayed?.map((r) => r.deadLetterId)).toEqual(ids);
+});
+
+it('stops a replay on Ctrl-C, says how far it got, and the same command again goes on without replaying any dead letter twice', async () => {
+  const queue = await deadLetters({ fatal: 150 }, 'dlq-cli-interrupt');
+  const ids = await idsOf(queue);
+  const target = await pausedQueue();
+  const args = ['dlq', 'replay', '--queue', queue, '--to', target, '--rate', '50'];
+
+  const first = spawnCli(args);
+  await waitFor('20 replays printed', () => first.lines.length >= 20, 30_000);
+  first.child.kill('SIGINT');
+  const stopped = await first.exited;
+  expect(stopped.code).toBe(1);
+  const n = Number(/^jobmesh: CANCELLED: interrupted after (\d+) replayed; they are recorded, and the same command again goes on from there without replaying them twice\n$/.exec(stopped.stderr)?.[1]);
+  expect(n).toBeGreaterThanOrEqual(20);
+  expect(n).toBeLessThan(150);
+  expect(first.lines.some((l) => l.text.startsWith('replayed '))).toBe(false);
+
+  const second = spawnCli(args);
+  const finished = await second.exited;
+  expect(finished.code).toBe(0);
+  const summary = /^replayed (\d+), skipped 0 quarantined, (\d+) already replayed/.exec(second.lines[second.lines.length - 1]!.text);
+  expect(Number(summary![1]) + Number(summary![2])).toBe(150);
+  // The server may finish the replay it was making when the cancel came; the second run then
+  // finds it recorded (already replayed) or, if it was not recorded yet, its job (deduplicated).
+  expect(Number(summary![2])).toBeGreaterThanOrEqual(n);
+
+  const perDeadLetter = await jobsPerDeadLetter(target);
+  expect(new Set(perDeadLetter.keys())).toEqual(new Set(ids));
+  expect([...perDeadLetter.values()].every((count) => count === 1)).toBe(true);
+}, 60_000);
 
 it('reports usage mistakes with exit code 2, naming the flag', async () => {
   const cases: [string[], string][] = [
