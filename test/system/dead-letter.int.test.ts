@@ -249,3 +249,47 @@ describe('dead-letter capture with scheduler, worker-pool and dead-letter as sep
     expect(events.filter(([, f]) => f[1] === 'dead-lettered')).toHaveLength(TOTAL);
   }, 60_000);
 });
+
+describe('replay with scheduler, worker-pool and dead-letter as separate processes', () => {
+  it('replays each dead letter exactly once when the dead-letter process is SIGKILLed half-way through a replay and the replay is run again', async () => {
+    const N = 1000;
+    const queue = await createQueue('dlq-replay-kill');
+    await client.enqueueJobs({ queue, jobs: Array.from({ length: N }, (_, i) => ({ name: 'fatal', data: { i }, options: { attempts: 1 } })) });
+    const first = await startDeadLetter();
+    await eventually(async () => (await first.dl.stats(queue)).total === N, 30_000, `${N} dead letters of ${queue}`, 50);
+    const target = `dlq-replay-target-${randomUUID().slice(0, 8)}`;
+    await client.createQueue({ queue: { name: target, paused: true } });
+    const jobsOnTarget = async (): Promise<Map<string, number>> => {
+      const perDeadLetter = new Map<string, number>();
+      let pageToken = '';
+      do {
+        const page = await client.listJobs({ queue: target, pageSize: 1000, pageToken });
+        for (const j of page.jobs) perDeadLetter.set(j.options!.replayOf!, (perDeadLetter.get(j.options!.replayOf!) ?? 0) + 1);
+        pageToken = page.nextPageToken;
+      } while (pageToken);
+      return perDeadLetter;
+    };
+
+    // No ack of any of it reaches this client: the process dies in the middle of the call.
+    const req = { filter: { queue }, targetQueue: target, maxPerSecond: 10_000 };
+    const dying = first.dl.replay(req, { timeoutMs: Infinity }).catch((e: Error) => e);
+    const waiting = `${prefix}:${target}:wait`;
+    await eventually(async () => (await rc.llen(waiting)) >= N / 2, 30_000, `half the replays to be enqueued`, 2);
+    expect(await stopService(first.svc, 'SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
+    // UNAVAILABLE: the server went away (and the client's retries found nobody there).
+    expect(((await dying) as { code?: number }).code).toBe(14);
+    const before = await jobsOnTarget();
+    expect(before.size).toBeGreaterThanOrEqual(N / 2);
+    expect(before.size).toBeLessThan(N);
+
+    const second = await startDeadLetter();
+    const res = await second.dl.replay(req, { timeoutMs: Infinity });
+    // Those the first process recorded are skipped; one it enqueued but did not record yet comes
+    // back from the scheduler under its idempotency key rather than as a second job.
+    expect(res.skippedReplayed + res.replayed.length).toBe(N);
+    expect(res.replayed.filter((r) => r.deduplicated).length).toBeLessThanOrEqual(1);
+    const after = await jobsOnTarget();
+    expect(after.size).toBe(N);
+    expect([...after.values()].filter((n) => n !== 1)).toEqual([]);
+  }, 120_000);
+});
