@@ -7,7 +7,9 @@ Usage: python3 python_dead_letters.py <scheduler address> <dead-letter address> 
 the scheduler run `fatal` jobs: they throw UnrecoverableError unless the job's data has
 `fixed: true`. The script creates <queue>, enqueues a `fatal` job, waits for its dead letter, reads
 it, quarantines it, is refused a replay, releases it, replays it with a data patch that fixes it,
-waits for the new job to complete, and reads the dead letter's replay and the queue's stats.
+waits for the new job to complete, reads the dead letter's replay, replays it again as a stream
+(StreamReplayDeadLetters: the dead letter's idempotency key gives the same job back), is refused a
+purge naming an unknown id beside it (all or nothing), and reads the queue's stats.
 It prints one JSON line with what it saw and the checks it made, and exits 0 only when every
 check passed (1 when one failed or a call raised, 2 on bad usage).
 """
@@ -180,6 +182,34 @@ def main(argv):
             checks["replay_recorded"] = (
                 len(after.replays) == 1 and after.replays[0].job.id == new_id and after.replays[0].job.queue == queue
             )
+
+            # Again, as a stream: progress messages, and the job made before rather than a second one.
+            messages = list(
+                dead_letters.StreamReplayDeadLetters(
+                    dlq.StreamReplayDeadLettersRequest(replay=dlq.ReplayDeadLettersRequest(ids=[dl_id])), timeout=TIMEOUT_S
+                )
+            )
+            streamed = [r for m in messages for r in m.replayed]
+            result["stream"] = {
+                "messages": len(messages),
+                "replayed": [{"id": r.job.id, "deduplicated": r.deduplicated} for r in streamed],
+                "last": json_format.MessageToDict(messages[-1].progress) if messages else None,
+            }
+            checks["stream_total_first"] = bool(messages) and messages[0].progress.total == 1 and messages[0].progress.examined == 0
+            checks["stream_same_job"] = len(streamed) == 1 and streamed[0].job.id == new_id and streamed[0].deduplicated
+            checks["stream_final_counts"] = bool(messages) and messages[-1].progress.replayed == 1 and messages[-1].progress.examined == 1
+
+            # All or nothing: an unknown id beside it, and nothing is purged.
+            unknown = "%s:nope:1" % queue
+            try:
+                dead_letters.PurgeDeadLetters(dlq.PurgeDeadLettersRequest(ids=[dl_id, unknown]), timeout=TIMEOUT_S)
+                result["mixed_purge"] = {"code": "OK"}
+            except grpc.RpcError as err:
+                result["mixed_purge"] = {"code": err.code().name, "details": err.details()}
+            checks["mixed_purge_not_found"] = result["mixed_purge"] == {
+                "code": grpc.StatusCode.NOT_FOUND.name,
+                "details": 'dead letter "%s" not found' % unknown,
+            }
 
             stats = dead_letters.GetDeadLetterStats(dlq.GetDeadLetterStatsRequest(queue=queue), timeout=TIMEOUT_S)
             result["stats"] = {
