@@ -183,8 +183,15 @@ export class FlowAdder {
   }
 
   /** The flow rooted at `id` on `queueName`, as stored (children to 32 levels, 1000 per state). */
-  getFlow(queueName: string, id: string): Promise<JobNode | undefined> {
-    return this.flows.getFlow({ id, queueName, prefix: this.prefix, depth: 32, maxChildren: 1000 });
+  async getFlow(queueName: string, id: string): Promise<JobNode | undefined> {
+    try {
+      return await this.flows.getFlow({ id, queueName, prefix: this.prefix, depth: 32, maxChildren: 1000 });
+    } catch (err) {
+      // BullMQ 6.7 reads the replies of getFlow's MULTI without looking at their errors, so a
+      // read that failed (Redis too slow or gone) surfaces as a TypeError.
+      if (err instanceof TypeError) throw new UnavailableError(`Redis did not answer while the flow of "${id}" was read: ${err.message}`);
+      throw err;
+    }
   }
 
   async close(): Promise<void> {

@@ -29,6 +29,13 @@ export interface StartRedisOptions {
   own?: boolean;
   /** Turn on the append-only file, so writes survive kill() and restart(). Ignored for REDIS_URL. @default false */
   appendonly?: boolean;
+  /**
+   * With `appendonly`: `always` fsyncs each write before Redis answers it. Under `everysec`
+   * Redis may answer writes it has not yet handed to the OS while an fsync is slow, and kill()
+   * then loses them; tests that count on every answered write surviving a kill want `always`.
+   * @default everysec
+   */
+  appendfsync?: 'always' | 'everysec';
 }
 
 const READY_TIMEOUT_MS = 10_000;
@@ -44,19 +51,20 @@ const NOT_INSTALLED =
  */
 export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisHandle> {
   const appendonly = opts.appendonly ?? false;
+  const args = serverArgs(appendonly, opts.appendfsync ?? 'everysec');
   const external = process.env.REDIS_URL;
   if (external && !opts.own) return externalRedis(external);
   let dockerError: unknown;
   // Cheap check first: without a socket or DOCKER_HOST, testcontainers would only fail slowly.
   if (process.env.DOCKER_HOST || existsSync('/var/run/docker.sock')) {
     try {
-      return await startContainer(appendonly);
+      return await startContainer(args);
     } catch (err) {
       dockerError = err;
     }
   }
   try {
-    return await startLocal(appendonly);
+    return await startLocal(args);
   } catch (err) {
     if (dockerError !== undefined && err instanceof Error) err.message += `\n(Docker failed too: ${String(dockerError)})`;
     throw err;
@@ -79,8 +87,8 @@ function externalRedis(url: string): RedisHandle {
   };
 }
 
-function serverArgs(appendonly: boolean): string[] {
-  return ['--save', '', '--appendonly', appendonly ? 'yes' : 'no', '--maxmemory-policy', 'noeviction'];
+function serverArgs(appendonly: boolean, appendfsync: 'always' | 'everysec'): string[] {
+  return ['--save', '', '--appendonly', appendonly ? 'yes' : 'no', '--appendfsync', appendfsync, '--maxmemory-policy', 'noeviction'];
 }
 
 // ---- container ----
@@ -90,12 +98,12 @@ function testcontainers(): typeof import('testcontainers') {
   return require('testcontainers') as typeof import('testcontainers');
 }
 
-async function startContainer(appendonly: boolean): Promise<RedisHandle> {
+async function startContainer(args: string[]): Promise<RedisHandle> {
   const { GenericContainer, Wait, getContainerRuntimeClient } = testcontainers();
   // A fixed host port, so the port (and clients' reconnects) stay the same across restart().
   const container: StartedTestContainer = await new GenericContainer('redis:7')
     .withExposedPorts({ container: 6379, host: await freePort() })
-    .withCommand(['redis-server', ...serverArgs(appendonly)])
+    .withCommand(['redis-server', ...args])
     .withWaitStrategy(Wait.forLogMessage(/Ready to accept connections/))
     .start();
   const host = container.getHost();
@@ -131,7 +139,7 @@ interface LocalServer {
   terminate(signal: 'SIGTERM' | 'SIGKILL'): Promise<void>;
 }
 
-async function startLocal(appendonly: boolean): Promise<RedisHandle> {
+async function startLocal(args: string[]): Promise<RedisHandle> {
   const dir = await mkdtemp(join(tmpdir(), 'jobmesh-redis-'));
   tracked().dirs.add(dir);
   let port = await freePort();
@@ -139,7 +147,7 @@ async function startLocal(appendonly: boolean): Promise<RedisHandle> {
   // The free port is only free until someone else takes it; try another if that happened.
   for (let attempt = 1; !server; attempt++) {
     try {
-      server = await launch(port, dir, appendonly);
+      server = await launch(port, dir, args);
     } catch (err) {
       if (!(err instanceof PortInUseError) || attempt >= 3) throw err;
       port = await freePort();
@@ -154,7 +162,7 @@ async function startLocal(appendonly: boolean): Promise<RedisHandle> {
     kill: () => current.terminate('SIGKILL'),
     async restart() {
       await current.terminate('SIGTERM');
-      current = await launch(port, dir, appendonly);
+      current = await launch(port, dir, args);
     },
     flush: () => flushAll(url),
   };
@@ -162,8 +170,8 @@ async function startLocal(appendonly: boolean): Promise<RedisHandle> {
 
 class PortInUseError extends Error {}
 
-async function launch(port: number, dir: string, appendonly: boolean): Promise<LocalServer> {
-  const args = [...serverArgs(appendonly), '--dir', dir, '--bind', '127.0.0.1', '--port', String(port)];
+async function launch(port: number, dir: string, serverOptions: string[]): Promise<LocalServer> {
+  const args = [...serverOptions, '--dir', dir, '--bind', '127.0.0.1', '--port', String(port)];
   // env passed explicitly so a test's changes to process.env (jest gives each file a copy) apply.
   const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
   const { children } = tracked();
