@@ -237,6 +237,7 @@ export class RemoteWorker {
    * aborts the rest (their leases are released when the stream ends) and closes the stream.
    */
   async stop(opts: { graceMs?: number } = {}): Promise<void> {
+    // Already stopping, or stopped by a refusal: run() carries that error; stop() just waits.
     if (this.stopping) return this.finished.promise.catch(() => undefined);
     this.stopping = true;
     clearTimeout(this.reconnectTimer);
