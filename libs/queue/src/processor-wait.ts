@@ -87,10 +87,15 @@ export class ProcessorWait {
       const r = results[i]!;
       return r.status === 'fulfilled' || NOT_DELAYED.test((r.reason as Error)?.message ?? '');
     });
-    if (settled.length) await UNPARK.run(this.redis, [this.keys.parked(queue, name), this.keys.parkedNames(queue)], [name, ...settled]);
+    if (settled.length) await this.forget(queue, name, settled);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !NOT_DELAYED.test((r.reason as Error)?.message ?? ''));
     if (failed) throw failed.reason;
     return results.filter((r) => r.status === 'fulfilled').length;
+  }
+
+  /** Takes jobs that are gone (cancelled, removed) out of the waiting set of their name. */
+  async forget(queue: string, name: string, ids: string[]): Promise<void> {
+    await UNPARK.run(this.redis, [this.keys.parked(queue, name), this.keys.parkedNames(queue)], [name, ...ids]);
   }
 
   /** When the job would fail for want of a processor, if it waits for one now. */

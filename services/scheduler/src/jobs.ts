@@ -219,6 +219,8 @@ export class Jobs {
         if (!/locked|active/i.test((err as Error).message)) throw err;
         return this.requestCancel(job, req.queue, reason);
       }
+      // A job waiting for a processor is held as delayed, and filed as waiting: unfile it.
+      if (state === 'delayed') await this.processorWait.forget(req.queue, job.name, [job.id!]);
       const record = await recordCancelled(this.redis, this.registry.keys, toProtoJob(job, req.queue, 'cancelled'), reason);
       return { job: record, pending: false };
     }

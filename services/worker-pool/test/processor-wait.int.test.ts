@@ -152,6 +152,16 @@ describe('a job whose name nothing serves', () => {
     expect(failed.failureReason).toMatch(/^PROCESSOR_NOT_FOUND/);
   });
 
+  it('can be cancelled while it waits, and is no longer listed as waiting', async () => {
+    const queue = await newQueue('pw-cancel');
+    const { job } = await h.client.enqueueJob({ queue, job: { name: 'nobody' } });
+    await waitingForProcessor(queue, [job!.id]);
+    const res = await h.client.cancelJob(queue, job!.id, 'not needed');
+    expect(res).toMatchObject({ pending: false, job: { state: S.JOB_STATE_CANCELLED } });
+    expect((await h.client.listJobs({ queue, states: [S.JOB_STATE_WAITING] })).jobs).toEqual([]);
+    expect(await h.redisClient().exists(`${h.prefix}:_parked:${queue}`, `${h.prefix}:_parked:${queue}:nobody`)).toBe(0);
+  });
+
   it('fails at once with processor_wait 0', async () => {
     const queue = await newQueue('pw-zero', { processorWait: seconds(0) });
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'nobody', options: { attempts: 3 } } });
