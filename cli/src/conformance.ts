@@ -329,7 +329,7 @@ export async function runConformance(opts: ConformanceOptions): Promise<number> 
     client = new JobmeshClient({ address: `127.0.0.1:${scheduler.grpcPort}`, timeoutMs: 5_000 });
     await client.createQueue({ queue: { name: QUEUE } });
     const poolEnv = (port: number) =>
-      loadWorkerPoolEnv({ ...common, JOBMESH_GRPC_ADDRESS: `127.0.0.1:${port}`, JOBMESH_LEASE_TTL: `${LEASE_TTL_MS}ms`, JOBMESH_REMOTE_GRACE: '60s' });
+      loadWorkerPoolEnv({ ...common, JOBMESH_GRPC_ADDRESS: `127.0.0.1:${port}`, JOBMESH_LEASE_TTL: `${LEASE_TTL_MS}ms` });
     pool = await startWorkerPool(poolEnv(0), { logger });
     const port = pool.grpcPort;
     const address = `127.0.0.1:${port}`;

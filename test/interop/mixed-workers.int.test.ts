@@ -48,7 +48,7 @@ it('completes 3,000 jobs exactly once across an in-process pool, a TS remote wor
     }),
   ]);
   // Replica B has no processor for it: its jobs go to the remote workers connected to it.
-  const b = await h.startPool([], { JOBMESH_REMOTE_GRACE: '60s' });
+  const b = await h.startPool([]);
   const address = `127.0.0.1:${b.grpcPort}`;
   remote = new RemoteWorker({
     address,

@@ -33,7 +33,7 @@ describe('the example Python worker', () => {
     h = await startPoolHarness({ ownRedis: true });
     const queue = uniqueQueue('pyw');
     await h.client.createQueue({ queue: { name: queue } });
-    const pool = await h.startPool([], { JOBMESH_REMOTE_GRACE: '60s' });
+    const pool = await h.startPool([]);
     const address = `127.0.0.1:${pool.grpcPort}`;
     const workers = new pb.WorkerServiceClient(address, credentials.createInsecure());
     const log: string[] = [];
