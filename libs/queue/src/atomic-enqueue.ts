@@ -53,6 +53,7 @@ export async function addJobsAtomically(queue: Queue, keys: Keys, jobs: AtomicJo
   const multi = client.multi() as unknown as ChainableCommander & Parameters<Job['addJob']>[0];
   let n = 0;
   const plan: { job: Job; existsAt?: number; addAt: number }[] = [];
+  const adds: Promise<unknown>[] = [];
   for (const spec of jobs) {
     const key = spec.idempotencyKey;
     const jobId = spec.opts.jobId ?? (key ? randomUUID() : undefined);
@@ -69,7 +70,7 @@ export async function addJobsAtomically(queue: Queue, keys: Keys, jobs: AtomicJo
       existsAt = n++;
     }
     // Queues the add script on the transaction; throws BullMQ's option errors before anything is sent.
-    await job.addJob(multi);
+    adds.push(job.addJob(multi));
     const addAt = n++;
     if (key && jobId) {
       multi.hdel(queue.toKey(jobId), 'deid');
@@ -77,6 +78,8 @@ export async function addJobsAtomically(queue: Queue, keys: Keys, jobs: AtomicJo
     }
     plan.push({ job, existsAt, addAt });
   }
+  // Each add script is queued on the transaction when addJob is called; this only surfaces errors.
+  await Promise.all(adds);
   const replies = await multi.exec();
   if (!replies) throw new UnavailableError('Redis discarded the enqueue transaction; nothing was written');
   const failed = replies.find(([err]) => err);

@@ -99,11 +99,9 @@ export class Enqueuer {
     const jobs = req.jobs.map((spec, i) => this.prepare(queue, spec, `jobs[${i}]`, traceparent));
     refuseRepeats(jobs, (j) => j.idempotencyKey, 'idempotency_key', 'key');
     refuseRepeats(jobs, (j) => j.opts.jobId, 'job_id', 'id');
+    // One transaction, keyed or not: BullMQ 6.7's addBulk pipelines its adds, so a connection
+    // lost part-way would leave the first ones added; a MULTI costs no more (measured).
     const bull = this.registry.bullQueue(queueName);
-    if (!jobs.some(keyed)) {
-      const added = await bull.addBulk(jobs.map((j) => ({ name: j.name, data: j.data, opts: j.opts })));
-      return { jobs: added.map((a: BullJob) => ({ id: a.id ?? '', deduplicated: false })) };
-    }
     const outcomes = await addJobsAtomically(bull, this.registry.keys, jobs, this.settings.idempotencyTtlMs);
     return { jobs: outcomes.map(({ id, deduplicated }) => ({ id, deduplicated })) };
   }

@@ -171,6 +171,26 @@ describe('EnqueueFlow with a root job_id', () => {
   });
 });
 
+describe('EnqueueJobs', () => {
+  it('adds all of a 2,000-job unkeyed batch or none of it when the connection is cut while the request is on its way', async () => {
+    const queue = await newQueue();
+    await h.client.enqueueJob({ queue, job: { name: 'warm-up' } });
+    const jobs = Array.from({ length: 2000 }, (_, i) => ({ name: 'x', data: { i, pad: 'p'.repeat(100) } }));
+    let fired = false;
+    void proxy.cutNext('midway', 'MULTI').then(() => (fired = true));
+    // The scheduler's connection may send the transaction again once it has reconnected;
+    // either way the batch is there whole or not at all.
+    const outcome = await h.client.enqueueJobs({ queue, jobs }).then(
+      (r) => r.jobs.length,
+      () => 0,
+    );
+    expect(fired).toBe(true);
+    const stored = (await allJobs(queue)).length - 1;
+    expect([0, 2000]).toContain(stored);
+    expect(outcome === 2000 ? stored : outcome).toBe(outcome === 2000 ? 2000 : 0);
+  });
+});
+
 describe('an answer lost on the way', () => {
   type Call = { label: string; run: (queue: string) => Promise<string[]>; ids: (queue: string) => Promise<string[]> };
   // Each call returns the ids its answer names; `ids` reads what Redis holds for the call's keys.

@@ -19,11 +19,15 @@ export interface RedisProxy {
    * contain `match`, in any case (any request when unset; e.g. 'MULTI' for a transaction): `'reply'` lets it
    * reach Redis, waits for Redis's answer and then cuts the connection instead of passing the
    * answer on, so the write happened and the client never hears of it; `'request'` cuts the
-   * connection before the request reaches Redis. Resolves when the fault has fired.
+   * connection before the request reaches Redis; `'midway'` passes on the first piece of the
+   * request (the first chunk read; a large request arrives in several) and then cuts.
+   * Resolves when the fault has fired.
    */
-  cutNext(where: 'reply' | 'request', match?: string): Promise<void>;
+  cutNext(where: Where, match?: string): Promise<void>;
   close(): Promise<void>;
 }
+
+type Where = 'reply' | 'request' | 'midway';
 
 interface Pair {
   client: Socket;
@@ -35,7 +39,7 @@ interface Pair {
 export async function startRedisProxy(target: { port: number; host?: string }): Promise<RedisProxy> {
   const pairs = new Set<Pair>();
   let trips = 0;
-  let armed: { where: 'reply' | 'request'; match?: string; fired: () => void; pair?: Pair } | undefined;
+  let armed: { where: Where; match?: string; fired: () => void; pair?: Pair } | undefined;
 
   const cut = (p: Pair): void => {
     p.client.destroy();
@@ -57,11 +61,15 @@ export async function startRedisProxy(target: { port: number; host?: string }): 
         trips += 1;
         pair.idle = false;
         if (armed && !armed.pair && (!armed.match || chunk.toString('latin1').toLowerCase().includes(armed.match.toLowerCase()))) {
-          if (armed.where === 'request') {
-            const { fired } = armed;
+          if (armed.where !== 'reply') {
+            const { fired, where } = armed;
             armed = undefined;
-            drop();
-            fired();
+            const cutNow = (): void => {
+              drop();
+              fired();
+            };
+            if (where === 'midway') upstream.write(chunk, cutNow);
+            else cutNow();
             return;
           }
           armed.pair = pair;
