@@ -226,7 +226,7 @@ export class Jobs {
     }
     if (state === 'active') return this.requestCancel(job, req.queue, reason);
     throw new FailedPreconditionError(
-      `job "${req.id}" is ${state ?? 'gone'}; only waiting, delayed, prioritized or active jobs can be cancelled`,
+      `job "${req.id}" is ${state ?? 'gone'}; only waiting, delayed, prioritized, waiting-children or active jobs can be cancelled`,
     );
   }
 

@@ -173,6 +173,14 @@ describe('CancelJob', () => {
     await expect(h.client.listJobs({ queue, states: [S.JOB_STATE_DELAYED] })).resolves.toMatchObject({ jobs: [] });
   });
 
+  it("cancels a flow's parent waiting for its children: it reads CANCELLED and its children that have not run are removed with it", async () => {
+    const queue = await newQueue();
+    const { flow } = await h.client.enqueueFlow({ root: { queue, job: { name: 'parent' }, children: [{ queue, job: { name: 'child' } }] } });
+    await expect(h.client.cancelJob(queue, flow!.job!.id)).resolves.toMatchObject({ pending: false, job: { state: S.JOB_STATE_CANCELLED } });
+    await expect(h.client.getJob(queue, flow!.job!.id)).resolves.toMatchObject({ state: S.JOB_STATE_CANCELLED });
+    await expect(h.client.getJob(queue, flow!.children[0]!.job!.id)).rejects.toMatchObject({ code: status.NOT_FOUND });
+  });
+
   it('asks the worker of an active job to abort it: pending=true and a message on the cancel channel', async () => {
     const queue = await newQueue();
     const job = await enqueue(queue);
