@@ -160,15 +160,16 @@ it('FailJob answers before its deadline when Redis is too slow to tell the outco
   const l = await viaUnary(fixed(3));
   const c = unaryClient(address);
   unary.push(c);
-  // Writes wait 3 s, longer than the call's 1.5 s deadline.
-  await h.redisClient().call('CLIENT', 'PAUSE', '3000', 'WRITE');
+  // Writes wait 6 s, longer than the call's 4 s deadline. The server answers 400 ms (a tenth of
+  // the time left) before the deadline: room for a busy machine's event-loop lag.
+  await h.redisClient().call('CLIENT', 'PAUSE', '6000', 'WRITE');
   const sentAt = Date.now();
   const res = await new Promise<pb.FailJobResponse>((resolve, reject) =>
-    c.failJob({ fail: failOf(l.assignment, l.queue, pb.FailureKind.FAILURE_KIND_RETRYABLE) }, new Metadata(), { deadline: sentAt + 1_500 }, (err: ServiceError | null, r) =>
+    c.failJob({ fail: failOf(l.assignment, l.queue, pb.FailureKind.FAILURE_KIND_RETRYABLE) }, new Metadata(), { deadline: sentAt + 4_000 }, (err: ServiceError | null, r) =>
       err ? reject(err) : resolve(r),
     ),
   );
-  expect(Date.now() - sentAt).toBeLessThan(1_500);
+  expect(Date.now() - sentAt).toBeLessThan(4_000);
   expect(res).toMatchObject({ outcome: O.FAIL_OUTCOME_UNSPECIFIED, willRetry: false, retryAt: undefined });
   // Once Redis takes writes again, the failure is applied: attempt 1 counted, a retry scheduled.
   await eventually(async () => (await h.client.getJob(l.queue, l.id)).attemptsMade === 1, 10_000, 'the failed attempt to be recorded');
