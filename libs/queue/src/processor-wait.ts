@@ -5,8 +5,9 @@ import type { QueueRegistry } from './registry';
 import { LuaScript } from './scripts';
 
 const DEADLINE = new LuaScript<[job: string, parked: string], [id: string, attemptsMade: number, waitMs: number, now: number]>('processor-wait-deadline-2');
-const PARK = new LuaScript<[served: string, names: string, parked: string], [replica: string, name: string, id: string, deadline: number, now: number]>('park-job-3');
-const UNPARK = new LuaScript<[parked: string, names: string], [name: string, ...ids: string[]]>('unpark-jobs-2');
+const PARK = new LuaScript<[served: string, names: string, parked: string, events: string], [name: string, id: string, deadline: number, now: number]>('park-job-4');
+const RECHECK = new LuaScript<[served: string, names: string, parked: string], [name: string, id: string, now: number]>('recheck-parked-2');
+const UNPARK = new LuaScript<[parked: string, names: string], [name: string, keepLockedUnder: string, ...ids: string[]]>('unpark-jobs-2');
 
 /** Jobs promoted per round trip when a processor appears. */
 const PROMOTE_BATCH = 500;
@@ -15,18 +16,17 @@ const PROMOTE_BATCH = 500;
 const NOT_DELAYED = /not in the delayed state|Missing key for job/;
 
 /**
- * Jobs waiting for a processor. A job whose name nothing serves is moved to BullMQ's delayed set
- * until its deadline and filed in a sorted set per (queue, name), so waiting costs nothing per job:
- * no polling, no round trip while it waits. A replica that starts serving a name promotes the
- * name's jobs (after publishing that it serves it, see ServedDirectory and park-job-3.lua); a job
- * still unserved at its deadline comes back from the delayed set by itself and fails.
+ * Jobs waiting for a processor. A job whose name nothing serves is filed in a sorted set per
+ * (queue, name) and moved to BullMQ's delayed set until its deadline, so waiting costs nothing per
+ * job: no polling, no round trip while it waits. A replica that starts serving a name promotes the
+ * name's jobs after publishing that it serves it (ServedDirectory); filing, moving and asking again
+ * in that order (park-job-4.lua) means no job is left waiting beside a replica that serves it. A
+ * job still unserved at its deadline comes back from the delayed set by itself and fails.
  */
 export class ProcessorWait {
-  /** `replica` names the worker-pool replica that parks jobs; readers (the scheduler) leave it out. */
   constructor(
     private readonly redis: Redis,
     private readonly registry: QueueRegistry,
-    private readonly replica = '',
   ) {}
 
   private get keys(): Keys {
@@ -44,20 +44,43 @@ export class ProcessorWait {
   }
 
   /**
-   * Lets the active job wait for a processor until `deadline`, without using an attempt. Returns
-   * false when another replica serves its name after all: the job is then back in the queue at
-   * once for it. Either way the caller must let BullMQ leave the job alone (DelayedError).
+   * Lets the active job wait for a processor until `deadline`, without using an attempt:
+   * 'parked'. 'served': a replica (this one too: a worker may just have connected) serves its
+   * name, and the job is still active here (the caller hands it back). 'promoted': a replica
+   * started serving it meanwhile, and the job is back in the queue for it. After 'parked' and 'promoted' BullMQ must leave the job alone
+   * (DelayedError).
    */
-  async park(queue: string, job: BullJob, token: string, deadline: number): Promise<boolean> {
+  async park(queue: string, job: BullJob, token: string, deadline: number): Promise<'parked' | 'served' | 'promoted'> {
+    const keys: [string, string, string] = [this.keys.served(queue), this.keys.parkedNames(queue), this.keys.parked(queue, job.name)];
+    const filed = await PARK.run(this.redis, [...keys, this.keys.events(queue)], [job.name, job.id!, deadline, Date.now()]);
+    if (Number(filed) === 0) return 'served';
     await job.moveToDelayed(deadline, token);
-    const parked = await PARK.run(
-      this.redis,
-      [this.keys.served(queue), this.keys.parkedNames(queue), this.keys.parked(queue, job.name)],
-      [this.replica, job.name, job.id!, deadline, Date.now()],
-    );
-    if (Number(parked) === 1) return true;
-    await this.promoteIds(queue, job.name, [job.id!]);
-    return false;
+    if (Number(await RECHECK.run(this.redis, keys, [job.name, job.id!, Date.now()])) === 1) return 'parked';
+    await this.registry.bullQueue(queue).backend.promote(job.id!);
+    return 'promoted';
+  }
+
+  /** The job names with jobs waiting for a processor, per queue: one round trip for all queues. */
+  async waitingNames(queues: string[]): Promise<Map<string, Set<string>>> {
+    const out = new Map<string, Set<string>>();
+    if (!queues.length) return out;
+    const replies = (await this.redis.pipeline(queues.map((q) => ['smembers', this.keys.parkedNames(q)])).exec()) ?? [];
+    queues.forEach((q, i) => {
+      const [err, names] = replies[i] ?? [];
+      if (err) throw err;
+      out.set(q, new Set(names as string[]));
+    });
+    return out;
+  }
+
+  /**
+   * Hands an active job back to the queue shortly (100–300 ms), without using an attempt, for a
+   * replica that serves its name (another, or this one, once it sees its new worker). A 'requeued' event first tells WatchJob that the
+   * 'delayed' one that follows is no retry.
+   */
+  async handBack(queue: string, job: BullJob, token: string): Promise<void> {
+    await this.redis.xadd(this.keys.events(queue), 'MAXLEN', '~', 10_000, '*', 'event', 'requeued', 'jobId', job.id!, 'reason', 'a replica serves its name');
+    await job.moveToDelayed(Date.now() + 100 + Math.floor(Math.random() * 200), token);
   }
 
   /**
@@ -69,33 +92,39 @@ export class ProcessorWait {
     const names = name === '*' ? await this.redis.smembers(this.keys.parkedNames(queue)) : [name];
     let promoted = 0;
     for (const n of names) {
-      for (;;) {
-        const ids = await this.redis.zrange(this.keys.parked(queue, n), 0, PROMOTE_BATCH - 1);
+      // Jobs left filed (being filed right now) stay at the front; read on past them.
+      for (let skip = 0; ; ) {
+        const ids = await this.redis.zrange(this.keys.parked(queue, n), skip, skip + PROMOTE_BATCH - 1);
         if (!ids.length) break;
-        promoted += await this.promoteIds(queue, n, ids);
+        const done = await this.promoteIds(queue, n, ids);
+        promoted += done.promoted;
+        skip += done.kept;
         if (ids.length < PROMOTE_BATCH) break;
       }
     }
     return promoted;
   }
 
-  private async promoteIds(queue: string, name: string, ids: string[]): Promise<number> {
-    const backend = this.registry.bullQueue(queue).backend;
-    const results = await Promise.allSettled(ids.map((id) => backend.promote(id)));
-    // A job that is no longer delayed ran or went away: it does not wait any more either way.
-    const settled = ids.filter((_, i) => {
+  private async promoteIds(queue: string, name: string, ids: string[]): Promise<{ promoted: number; kept: number }> {
+    const bull = this.registry.bullQueue(queue);
+    const results = await Promise.allSettled(ids.map((id) => bull.backend.promote(id)));
+    const promoted = ids.filter((_, i) => results[i]!.status === 'fulfilled');
+    // Not delayed: it ran or went away, or (still locked) is being filed right now and its parker
+    // settles it; the unpark script leaves locked jobs filed.
+    const notDelayed = ids.filter((_, i) => {
       const r = results[i]!;
-      return r.status === 'fulfilled' || NOT_DELAYED.test((r.reason as Error)?.message ?? '');
+      return r.status === 'rejected' && NOT_DELAYED.test((r.reason as Error)?.message ?? '');
     });
-    if (settled.length) await this.forget(queue, name, settled);
+    if (promoted.length) await this.forget(queue, name, promoted);
+    const kept = notDelayed.length ? Number(await UNPARK.run(this.redis, [this.keys.parked(queue, name), this.keys.parkedNames(queue)], [name, bull.toKey(''), ...notDelayed])) : 0;
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !NOT_DELAYED.test((r.reason as Error)?.message ?? ''));
     if (failed) throw failed.reason;
-    return results.filter((r) => r.status === 'fulfilled').length;
+    return { promoted: promoted.length, kept };
   }
 
   /** Takes jobs that are gone (cancelled, removed) out of the waiting set of their name. */
   async forget(queue: string, name: string, ids: string[]): Promise<void> {
-    await UNPARK.run(this.redis, [this.keys.parked(queue, name), this.keys.parkedNames(queue)], [name, ...ids]);
+    await UNPARK.run(this.redis, [this.keys.parked(queue, name), this.keys.parkedNames(queue)], [name, '', ...ids]);
   }
 
   /** When the job would fail for want of a processor, if it waits for one now. */

@@ -269,16 +269,21 @@ export class QueueRunner {
     const { directory, processorWait } = this.deps.remote;
     const waitMs = this.processorWaitMs;
     if (token && (await directory.servedElsewhere(this.queue, job.name))) {
-      await job.moveToDelayed(Date.now() + 100 + Math.floor(Math.random() * 200), token);
+      await processorWait.handBack(this.queue, job, token);
       throw new DelayedError();
     }
     if (token && waitMs > 0) {
       const now = Date.now();
       const deadline = await processorWait.deadline(this.queue, job, waitMs, now);
       if (deadline > now) {
-        if (await processorWait.park(this.queue, job, token, deadline)) this.logUnserved(job.name, waitMs);
-        // Another replica serves the name after all; the job is back in the queue for it.
-        else directory.forget(this.queue);
+        const outcome = await processorWait.park(this.queue, job, token, deadline);
+        if (outcome === 'parked') this.logUnserved(job.name, waitMs);
+        else {
+          // A replica serves the name after all: the cached view was stale, or a worker just
+          // connected here.
+          directory.forget(this.queue);
+          if (outcome === 'served') await processorWait.handBack(this.queue, job, token);
+        }
         throw new DelayedError();
       }
     }

@@ -48,7 +48,7 @@ export class WorkerPool {
     this.subscriber = createRedis(opts.backbone.settings, 'worker', 'jobmesh:cancel-sub');
     this.subscriber.on('error', () => undefined);
     this.directory = new ServedDirectory(opts.backbone.redis, opts.backbone.registry.keys, opts.replica, opts.remote.leaseTtlMs);
-    this.processorWait = new ProcessorWait(opts.backbone.redis, opts.backbone.registry, opts.replica);
+    this.processorWait = new ProcessorWait(opts.backbone.redis, opts.backbone.registry);
     this.dispatcher = new RemoteDispatcher({
       leaseTtlMs: opts.remote.leaseTtlMs,
       logger: opts.logger,
@@ -103,8 +103,21 @@ export class WorkerPool {
       logger.warn({ err: (err as Error).message }, 'could not publish the job names this replica serves; retrying');
       return;
     }
+    // Most newly served pairs have nothing waiting: one round trip tells which do.
+    let waiting: Map<string, Set<string>>;
+    try {
+      waiting = await this.processorWait.waitingNames([...new Set([...this.toPromote.values()].map((p) => p.queue))]);
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'could not read which jobs wait for a processor; retrying');
+      return;
+    }
     for (const [key, p] of this.toPromote) {
       if (this.closing) return;
+      const names = waiting.get(p.queue);
+      if (!names?.size || (p.name !== '*' && !names.has(p.name))) {
+        this.toPromote.delete(key);
+        continue;
+      }
       try {
         const jobs = await this.processorWait.promote(p.queue, p.name);
         this.toPromote.delete(key);
