@@ -89,6 +89,9 @@ export class JobEventHub {
         for (const l of set) l(event);
       };
       const T = pb.JobEventType;
+      // Jobs whose next 'delayed' event is a worker-pool setting them aside (waiting for a
+      // processor, or handed to another replica), not a retry: announced just before it.
+      const setAside = new Set<string>();
       events.on('added', (e) => emit(T.JOB_EVENT_TYPE_ADDED, e as RawEvent));
       events.on('active', (e) => emit(T.JOB_EVENT_TYPE_ACTIVE, e as RawEvent));
       events.on('progress', (e) => emit(T.JOB_EVENT_TYPE_PROGRESS, e as unknown as RawEvent, { progress: (e as { data: unknown }).data }));
@@ -96,7 +99,11 @@ export class JobEventHub {
       events.on('failed', (e) => emit(T.JOB_EVENT_TYPE_FAILED, e as RawEvent, { reason: (e as RawEvent).failedReason ?? '' }));
       events.on('stalled', (e) => emit(T.JOB_EVENT_TYPE_STALLED, e as RawEvent));
       // A delayed or waiting event for a job that was active is a scheduled retry.
-      events.on('delayed', (e) => emit(T.JOB_EVENT_TYPE_RETRY_SCHEDULED, e as unknown as RawEvent, { reason: 'retry after backoff' }));
+      events.on('delayed', (e) => {
+        const raw = e as unknown as RawEvent;
+        if (setAside.delete(raw.jobId)) return;
+        emit(T.JOB_EVENT_TYPE_RETRY_SCHEDULED, raw, { reason: 'retry after backoff' });
+      });
       events.on('waiting', (e) => {
         const raw = e as RawEvent;
         if (raw.prev === 'active' || raw.prev === 'failed') emit(T.JOB_EVENT_TYPE_RETRY_SCHEDULED, raw);
@@ -107,6 +114,14 @@ export class JobEventHub {
       custom.on('cancelled', (e) => emit(T.JOB_EVENT_TYPE_CANCELLED, e, { reason: e.reason ?? '' }));
       custom.on('dead-lettered', (e) => emit(T.JOB_EVENT_TYPE_DEAD_LETTERED, e, { reason: e.reason ?? '' }));
       custom.on('log', (e) => emit(T.JOB_EVENT_TYPE_LOG, e, { message: e.message ?? '' }));
+      custom.on('waiting-for-processor', (e) => {
+        if (listeners.has(e.jobId)) setAside.add(e.jobId);
+        const until = new Date(Number(e.until)).toISOString();
+        emit(T.JOB_EVENT_TYPE_WAITING_FOR_PROCESSOR, e, { reason: `nothing serves this job name yet; it waits for a processor until ${until}` });
+      });
+      custom.on('requeued', (e) => {
+        if (listeners.has(e.jobId)) setAside.add(e.jobId);
+      });
       void events.run().catch((err: Error) => this.logger.warn({ err: err.message, queue }, 'queue events reader stopped'));
       await events.waitUntilReady();
     })();
@@ -170,6 +185,10 @@ export function currentStateEvent(job: pb.Job, state: JobStateName | undefined):
     case 'dead-lettered':
       return pb.JobEvent.fromPartial({ ...base, type: T.JOB_EVENT_TYPE_DEAD_LETTERED, reason: job.failureReason });
     default:
+      if (job.processorWaitUntil) {
+        const reason = `nothing serves this job name yet; it waits for a processor until ${job.processorWaitUntil.toISOString()}`;
+        return pb.JobEvent.fromPartial({ ...base, type: T.JOB_EVENT_TYPE_WAITING_FOR_PROCESSOR, reason });
+      }
       return pb.JobEvent.fromPartial({ ...base, type: T.JOB_EVENT_TYPE_ADDED, at: job.createdAt ?? base.at });
   }
 }

@@ -84,6 +84,34 @@ describe('a job whose name nothing serves', () => {
     await eventually(async () => (await h.client.listJobs({ queue, states: [S.JOB_STATE_COMPLETED] })).jobs.length === 20, 10_000, 'all COMPLETED');
   });
 
+  it('is reported by WatchJob as waiting for a processor, not as a retry', async () => {
+    const queue = await newQueue('pw-watch');
+    // Delayed a little, so the watch is open before a worker-pool takes the job up.
+    const { job } = await h.client.enqueueJob({ queue, job: { name: 'watched', options: { delay: { seconds: 0, nanos: 300_000_000 } } } });
+    const types: string[] = [];
+    const reasons: string[] = [];
+    const watching = (async () => {
+      for await (const e of h.client.watchJob(queue, job!.id)) {
+        types.push(pb.jobEventTypeToJSON(e.type).replace('JOB_EVENT_TYPE_', ''));
+        reasons.push(e.reason);
+      }
+    })();
+    await eventually(() => types.includes('WAITING_FOR_PROCESSOR'), 10_000, 'WAITING_FOR_PROCESSOR');
+    expect(reasons[types.indexOf('WAITING_FOR_PROCESSOR')]).toMatch(/waits for a processor until \d{4}-/);
+    // A second watcher opened now starts from the job's current state.
+    const again = h.client.watchJob(queue, job!.id)[Symbol.asyncIterator]();
+    expect((await again.next()).value).toMatchObject({ type: pb.JobEventType.JOB_EVENT_TYPE_WAITING_FOR_PROCESSOR });
+    await again.return?.(undefined);
+    const s = stream();
+    await s.hello({ workerId: 'watched-worker', queues: [queue], jobNames: ['watched'] });
+    s.stream.write({ credit: { n: 1 } });
+    const a = await eventually(() => s.assignments()[0], 5000, 'the assignment');
+    s.stream.write({ complete: { queue, jobId: job!.id, leaseToken: a.leaseToken, result: 'seen' } });
+    await watching;
+    expect(types).not.toContain('RETRY_SCHEDULED');
+    expect(types).toEqual(['ADDED', 'WAITING', 'ACTIVE', 'WAITING_FOR_PROCESSOR', 'WAITING', 'ACTIVE', 'COMPLETED']);
+  });
+
   it('runs within a second of an in-process processor for its name starting on another replica', async () => {
     const queue = await newQueue('pw-replica');
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'thumb', data: { n: 7 } } });
