@@ -571,6 +571,9 @@ describe('Tiltfile and deploy/docker/Dockerfile.tilt', () => {
     expect(ignore.slice(keepsDist + 1).some((l) => /^(\*\*\/)?dist$/.test(l))).toBe(false);
     for (const s of parseDockerfile(dockerfile!)) expect(s.base).toMatch(/^(node:20-bookworm-slim|tiltdev\/restart-helper:.+)$/);
     expect(tiltfile).toMatch(/sync\(ws \+ '\/dist', '\/app\/' \+ ws \+ '\/dist'\) for ws in WORKSPACES/);
+    // The Redis scripts are read at run time from libs/queue/lua, beside dist/: in the image, and synced.
+    expect(ignore).toContain('!libs/queue/lua');
+    expect(tiltfile).toContain("sync('libs/queue/lua', '/app/libs/queue/lua')");
   });
 
   it('restarts `node` through the file that the Tilt image makes writable', () => {
