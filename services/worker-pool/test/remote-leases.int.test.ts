@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
-import { connect, type RawStream } from './remote-helpers';
+import { call, connect, ms, type RawStream, unaryClient } from './remote-helpers';
 
 const S = pb.JobState;
 let h: PoolHarness;
@@ -81,6 +81,32 @@ describe('heartbeats (JOBMESH_LEASE_TTL=1s)', () => {
     b.stream.write({ complete: { queue, jobId: job!.id, leaseToken: second.leaseToken, result: 'b' } });
     await eventually(async () => (await h.client.getJob(queue, job!.id)).state === S.JOB_STATE_COMPLETED, 10_000, 'COMPLETED');
   });
+});
+
+it('refuses a late CompleteJob from a unary worker whose lease lapsed, though the same lock now holds the job again', async () => {
+  // One job, so the runner slot that got it back fetches it again under the same BullMQ lock token;
+  // the new lease still has a token of its own.
+  const queue = await newQueue('unary-fence');
+  const c = unaryClient(address);
+  try {
+    const { job } = await h.client.enqueueJob({ queue, job: { name: 'x', options: { attempts: 3 } } });
+    const lease = (req: Partial<pb.LeaseJobsRequest>) => call<pb.LeaseJobsRequest, pb.LeaseJobsResponse>(c, 'leaseJobs', { queue, max: 1, wait: ms(5000), workerId: '', jobNames: [], ...req });
+    const [first] = (await lease({ workerId: 'u-slow' })).assignments;
+    expect(first!.job!.id).toBe(job!.id);
+    // No ExtendLease: the lease lapses after the 1 s TTL and the job is leased again.
+    const [second] = (await eventually(async () => {
+      const got = (await lease({ workerId: 'u-next' })).assignments;
+      return got.length ? got : undefined;
+    }, 10_000, 'the job leased again')) as pb.Assignment[];
+    expect(second).toMatchObject({ attempt: 1, job: { id: job!.id } });
+    expect(second!.leaseToken).not.toBe(first!.leaseToken);
+    await expect(call(c, 'completeJob', { complete: { queue, jobId: job!.id, leaseToken: first!.leaseToken, result: 'late' } })).rejects.toMatchObject({ code: status.FAILED_PRECONDITION });
+    expect((await h.client.getJob(queue, job!.id)).state).toBe(S.JOB_STATE_ACTIVE);
+    await call(c, 'completeJob', { complete: { queue, jobId: job!.id, leaseToken: second!.leaseToken, result: 'on time' } });
+    await eventually(async () => (await h.client.getJob(queue, job!.id)).result === 'on time', 5000, 'COMPLETED by the second lease');
+  } finally {
+    c.close();
+  }
 });
 
 describe('processor_wait 1s', () => {

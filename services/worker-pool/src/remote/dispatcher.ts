@@ -30,7 +30,15 @@ export interface Session {
 }
 
 export interface Lease {
+  /**
+   * The lease token the worker holds: the BullMQ lock token plus this assignment's own number.
+   * BullMQ hands a slot's lock token on to the next job it fetches, the same job included (a lost
+   * lease puts it back, and the slot may fetch it again), so the lock token alone would let a
+   * stale worker's verdict pass for the new lease.
+   */
   token: string;
+  /** The BullMQ lock token the runner holds the job with. */
+  lockToken: string;
   queue: string;
   job: BullJob;
   /** The attempt's context, made by the runner: it carries out SaveStep and AddChildren. */
@@ -92,12 +100,17 @@ export interface DispatcherOptions {
 
 /**
  * Hands jobs fetched by this replica's runners to remote workers connected to it, within their
- * credit and max_in_flight, and settles them when the workers answer. A lease token is the
- * BullMQ lock token the runner holds the job with, so a verdict with any other token is stale.
+ * credit and max_in_flight, and settles them when the workers answer. A lease is the lock the
+ * runner holds the job with, and its token names the one assignment, so a verdict with any other
+ * token is stale.
  */
 export class RemoteDispatcher {
   readonly sessions = new Map<string, Session>();
+  /** By lease token, and by the lock token the runner knows the job by. */
   private readonly leases = new Map<string, Lease>();
+  private readonly byLock = new Map<string, Lease>();
+  /** Assignments made so far: numbers each lease token. */
+  private assigned = 0;
   private readonly pending = new Map<string, Pending[]>();
   /** Jobs a remote Fail settled whose outcome the runner has not reported yet. */
   private readonly outcomes = new Map<BullJob, (r: FailResult) => void>();
@@ -195,16 +208,16 @@ export class RemoteDispatcher {
   }
 
   /** Withdraws a job (cancelled, timed out, shutting down): the worker holding it gets Cancel. */
-  withdraw(token: string, reason: string): void {
+  withdraw(lockToken: string, reason: string): void {
     for (const [queue, list] of this.pending) {
-      const i = list.findIndex((p) => p.token === token);
+      const i = list.findIndex((p) => p.token === lockToken);
       if (i >= 0) {
         list.splice(i, 1);
         if (!list.length) this.pending.delete(queue);
         return;
       }
     }
-    const lease = this.leases.get(token);
+    const lease = this.byLock.get(lockToken);
     if (!lease) return;
     this.settle(lease, () => undefined);
     lease.session.send?.({ cancel: { queue: lease.queue, jobId: lease.job.id!, reason } });
@@ -248,8 +261,10 @@ export class RemoteDispatcher {
 
   private assign(session: Session, p: Pending): void {
     session.credit -= 1;
+    const token = `${p.token}.${(this.assigned += 1).toString(36)}`;
     const lease: Lease = {
-      token: p.token,
+      token,
+      lockToken: p.token,
       queue: p.queue,
       job: p.job,
       ctx: p.ctx,
@@ -260,16 +275,17 @@ export class RemoteDispatcher {
       reject: p.reject,
     };
     this.arm(lease);
-    session.leases.set(p.token, lease);
-    this.leases.set(p.token, lease);
+    session.leases.set(token, lease);
+    this.leases.set(token, lease);
+    this.byLock.set(p.token, lease);
     // What earlier runs saved (steps, children); a job's first run reads nothing (see resumeState).
     p.ctx.resumeState().then(
       (state) => {
         // Withdrawn or lost while the state was read: the worker must not get it.
-        if (this.leases.get(p.token) !== lease) return;
+        if (this.leases.get(token) !== lease) return;
         const assignment: pb.Assignment = {
           job: toProtoJob(p.job, p.queue, 'active'),
-          leaseToken: p.token,
+          leaseToken: token,
           leaseExpiresAt: new Date(lease.expiresAt),
           traceparent: jobmeshOpts(p.job).tp ?? '',
           attempt: p.attempt,
@@ -285,7 +301,7 @@ export class RemoteDispatcher {
       },
       (err: Error) => {
         this.opts.logger.warn({ queue: p.queue, jobId: p.job.id, err: err.message }, 'could not read the saved steps of a job for its worker; it goes back to waiting');
-        if (this.leases.get(p.token) === lease) this.settle(lease, (l) => l.reject(new LeaseLostError(`could not read the job's saved steps: ${err.message}`)));
+        if (this.leases.get(token) === lease) this.settle(lease, (l) => l.reject(new LeaseLostError(`could not read the job's saved steps: ${err.message}`)));
       },
     );
   }
@@ -302,6 +318,7 @@ export class RemoteDispatcher {
   private settle(lease: Lease, how: (l: Lease) => void): void {
     clearTimeout(lease.timer);
     this.leases.delete(lease.token);
+    if (this.byLock.get(lease.lockToken) === lease) this.byLock.delete(lease.lockToken);
     lease.session.leases.delete(lease.token);
     how(lease);
     const s = lease.session;
