@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { SchedulerServiceService } from '@jobmesh/contracts';
 import type { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
 import type { Backbone } from '@jobmesh/queue';
@@ -26,6 +27,8 @@ export interface Registered {
 export function register(server: GrpcServer, deps: SchedulerDeps): Registered {
   const { backbone, logger } = deps;
   const shutdown = new AbortController();
+  // Every open WatchJob listens to it: no limit, and no MaxListenersExceededWarning past ten.
+  setMaxListeners(0, shutdown.signal);
   const enqueuer = new Enqueuer(backbone.redis, backbone.registry, { maxPayloadBytes: deps.maxPayloadBytes, idempotencyTtlMs: deps.idempotencyTtlMs });
   const hub = new JobEventHub(backbone.redis, backbone.registry, backbone.workerConnection, logger);
   const parts = {

@@ -23,15 +23,6 @@ const TERMINAL_EVENTS = new Set([
 
 export const isTerminalEvent = (e: pb.JobEvent): boolean => TERMINAL_EVENTS.has(e.type);
 
-function parseJson(v: string | undefined): unknown {
-  if (v === undefined) return undefined;
-  try {
-    return JSON.parse(v);
-  } catch {
-    return v;
-  }
-}
-
 /**
  * Fans BullMQ's per-queue event stream out to WatchJob calls: one QueueEvents reader per queue
  * with watchers, whatever their number, closed when the last watcher leaves.
@@ -95,7 +86,8 @@ export class JobEventHub {
       events.on('added', (e) => emit(T.JOB_EVENT_TYPE_ADDED, e as RawEvent));
       events.on('active', (e) => emit(T.JOB_EVENT_TYPE_ACTIVE, e as RawEvent));
       events.on('progress', (e) => emit(T.JOB_EVENT_TYPE_PROGRESS, e as unknown as RawEvent, { progress: (e as { data: unknown }).data }));
-      events.on('completed', (e) => emit(T.JOB_EVENT_TYPE_COMPLETED, e as RawEvent, { result: parseJson((e as RawEvent).returnvalue) }));
+      // QueueEvents has parsed the result already (parsing it again turned a string "1" into 1).
+      events.on('completed', (e) => emit(T.JOB_EVENT_TYPE_COMPLETED, e as RawEvent, { result: (e as { returnvalue: unknown }).returnvalue }));
       events.on('failed', (e) => emit(T.JOB_EVENT_TYPE_FAILED, e as RawEvent, { reason: (e as RawEvent).failedReason ?? '' }));
       events.on('stalled', (e) => emit(T.JOB_EVENT_TYPE_STALLED, e as RawEvent));
       // A delayed or waiting event for a job that was active is a scheduled retry.

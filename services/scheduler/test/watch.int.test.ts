@@ -49,6 +49,16 @@ describe('WatchJob', () => {
     expect(events[2]).toMatchObject({ jobId: job!.id, result: { ok: true } });
   });
 
+  it('streams a string result that looks like a number as the string it is', async () => {
+    const queue = await newQueue();
+    const { job } = await h.client.enqueueJob({ queue, job: { name: 'stringly' } });
+    const watch = collect(queue, job!.id);
+    await watch.first;
+    h.worker(queue, async () => '1');
+    const events = await watch.done;
+    expect(events[events.length - 1]).toMatchObject({ type: T.JOB_EVENT_TYPE_COMPLETED, result: '1' });
+  });
+
   it('sends one COMPLETED event for a job that already completed, and ends', async () => {
     const queue = await newQueue();
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'quick' } });
