@@ -18,14 +18,15 @@ export const remoteWorker: Scenario = {
 
   jobmesh: (ctx) =>
     jobmeshProcessing(ctx, async () => {
-      // A pool with no processors of its own: every job goes to the remote worker.
-      const pool = await ctx.env.spawnWorkerPool({ JOBMESH_WORKER_QUEUES: ctx.queue, JOBMESH_REMOTE_GRACE: '30s' });
+      // A pool with no processors of its own: every job goes to the remote worker (those the pool
+      // takes up before the worker connects wait for it).
+      const pool = await ctx.env.spawnWorkerPool({ JOBMESH_WORKER_QUEUES: ctx.queue });
       const worker = new RemoteWorker({
         address: `127.0.0.1:${pool.port}`,
         processors: [defineProcessor({ queue: ctx.queue, name: JOB_NAME, process: () => null })],
         concurrency: CONCURRENCY,
       });
-      worker.start();
+      await worker.start();
       return {
         stop: async () => {
           await worker.stop({ graceMs: 5000 });
