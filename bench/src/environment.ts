@@ -108,6 +108,7 @@ export async function startEnvironment(): Promise<BenchEnvironment> {
   try {
     running = await spawnService(SCHEDULER_MAIN, 'scheduler listening', redis.url);
   } catch (err) {
+    // Clean-up after a failed start: the start's own error is the one to report.
     await redis.stop().catch(() => undefined);
     throw err;
   }

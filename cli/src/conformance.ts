@@ -411,6 +411,7 @@ export async function runConformance(opts: ConformanceOptions): Promise<number> 
     if (child) await killGroup(child);
     workers?.close();
     client?.close();
+    // Clean-up of the kit's own services: a failure to stop them must not hide the verdict.
     await pool?.stop().catch(() => undefined);
     await scheduler?.stop().catch(() => undefined);
     await local?.stop();

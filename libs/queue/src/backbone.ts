@@ -43,6 +43,8 @@ export async function openBackbone(opts: BackboneOptions): Promise<Backbone> {
     if (down) logger.info('Redis connection restored');
     down = false;
   });
+  // The subscriber reconnects by itself, and the producer connection above reports the outage;
+  // a listener is needed so that ioredis does not print every failed reconnect.
   subscriber.on('error', () => undefined);
   try {
     await waitUntilReady(redis, opts.connectTimeoutMs);

@@ -141,10 +141,12 @@ export class Alerts {
       return retry(e.name === 'TimeoutError' ? `timed out after ${settings.timeoutMs} ms` : (e.cause?.code ?? e.cause?.message ?? e.message));
     }
     if (res.ok) {
+      // Delivered; the body is only drained to free the connection, and a failure there changes nothing.
       await res.body?.cancel().catch(() => undefined);
       metrics.webhooks.inc({ severity, outcome: 'delivered' });
       return;
     }
+    // The status decides; the body is only an excerpt for the log, and may be unreadable.
     const answer = (await res.text().catch(() => '')).slice(0, 200);
     const reason = `webhook answered ${res.status}${answer ? `: ${answer}` : ''}`;
     return retryableStatus(res.status) ? retry(reason) : giveUp(reason);

@@ -95,6 +95,8 @@ export class Capturer {
   async start(): Promise<void> {
     this.unwatchRegistry = this.registry.onChange(() => this.syncTaps(this.registry.cached()));
     this.syncTaps(await this.registry.list());
+    // A listener that cannot connect yet retries by itself (and logs); the sweep below catches up
+    // on whatever it misses, so start-up does not wait for it.
     await Promise.all([...this.taps.values()].map((t) => t.waitUntilReady().catch(() => undefined)));
     const tick = (): void => {
       this.timer = setTimeout(() => {
@@ -117,6 +119,7 @@ export class Capturer {
     if (!this.subscriber) {
       // Its own connection: a subscribed connection runs no other command.
       const sub = new Redis({ ...this.connection, connectionName: 'jobmesh:dlq-sub' });
+      // It reconnects by itself; its outages are reported by the service's main connection.
       sub.on('error', () => undefined);
       sub.on('message', (_channel: string, id: string) => {
         void this.store.get(id).then(
@@ -278,6 +281,7 @@ export class Capturer {
     for (const [name, events] of this.taps) {
       if (!names.has(name)) {
         this.taps.delete(name);
+        // The queue is gone or no longer captured; a listener that fails to close has nothing left to lose.
         void events.close().catch(() => undefined);
       }
     }
@@ -298,11 +302,13 @@ export class Capturer {
     this.unwatchRegistry?.();
     clearTimeout(this.timer);
     await this.sweeping;
+    // A subscriber that never connected has nothing to close.
     const sub = await this.subscriber?.catch(() => undefined);
     if (sub) await sub.quit().catch(() => sub.disconnect());
     const taps = [...this.taps.values()];
     this.taps.clear();
     // QueueEvents.close() may wait forever when Redis is down (see scheduler's watch.ts); bound it.
+    // Closing at shutdown: an error there loses nothing (captures are idempotent and the sweep catches up).
     await Promise.all(taps.map((t) => Promise.race([t.close().catch(() => undefined), new Promise((r) => setTimeout(r, 2500).unref())])));
   }
 }

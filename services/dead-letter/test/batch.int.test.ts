@@ -89,6 +89,7 @@ async function commandsOf(call: () => Promise<unknown>): Promise<string[]> {
       });
     };
     const probe = `${h.prefix}:_dlq:r:probe-${randomUUID()}`;
+    // A marker in the MONITOR output, not a lookup: NOT_FOUND is the expected answer.
     await dl.get(probe.slice(`${h.prefix}:_dlq:r:`.length)).catch(() => undefined);
     const from = await fence();
     const source = lines.find((l) => l.args[1] === probe)!.source;

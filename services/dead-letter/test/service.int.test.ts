@@ -15,6 +15,7 @@ afterAll(async () => {
 
 async function deadLetters(queue: string, n: { fail?: number; fatal?: number; ghost?: number }): Promise<void> {
   const before = (await dl.stats(queue)).total;
+  // Called again for the same queue: ALREADY_EXISTS is fine.
   await h.client.createQueue({ queue: { name: queue } }).catch(() => undefined);
   await enqueueFailures(h, queue, n);
   const total = before + (n.fail ?? 0) + (n.fatal ?? 0) + (n.ghost ?? 0);

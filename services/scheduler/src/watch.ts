@@ -126,6 +126,7 @@ export class JobEventHub {
   /** Closes a tap's reader; close() waits for every reader closed this way. */
   private closeTap(tap: QueueTap): void {
     const closing = (async () => {
+      // A tap that never opened (its error went to the WatchJob that opened it) has nothing to close.
       await tap.ready.catch(() => undefined);
       if (tap.events) await closeQueueEvents(tap.events);
     })();
@@ -157,6 +158,7 @@ const QUEUE_EVENTS_CLOSE_MS = READ_BLOCK_MS + 1500;
 async function closeQueueEvents(events: QueueEvents): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, QUEUE_EVENTS_CLOSE_MS)));
+  // At worst the reader's connection is already gone: nothing to lose by an error here.
   await Promise.race([events.close().catch(() => undefined), bound]);
   clearTimeout(timer);
 }

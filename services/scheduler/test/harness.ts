@@ -59,7 +59,7 @@ export async function startSchedulerHarness(
     },
     redisClient() {
       const c = new Redis(redis.url, { maxRetriesPerRequest: null });
-      c.on('error', () => undefined);
+      c.on('error', () => undefined); // reconnects by itself; tests that stop Redis assert on outcomes
       clients.push(c);
       return c;
     },

@@ -333,6 +333,7 @@ class Attempt {
 
   constructor() {
     this.aborted = new Promise<never>((_, reject) => (this.rejectAborted = reject));
+    // Observed by the race in run(); most attempts are never aborted and must not warn about it.
     this.aborted.catch(() => undefined);
   }
 

@@ -46,6 +46,8 @@ export class WorkerPool {
 
   constructor(private readonly opts: WorkerPoolOptions) {
     this.subscriber = createRedis(opts.backbone.settings, 'worker', 'jobmesh:cancel-sub');
+    // It reconnects by itself, and cancel requests missed meanwhile are read back on 'ready'
+    // (checkStoredCancels); the backbone's connection reports the outage.
     this.subscriber.on('error', () => undefined);
     this.directory = new ServedDirectory(opts.backbone.redis, opts.backbone.registry.keys, opts.replica, opts.remote.leaseTtlMs);
     this.processorWait = new ProcessorWait(opts.backbone.redis, opts.backbone.registry);

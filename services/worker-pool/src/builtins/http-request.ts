@@ -127,6 +127,7 @@ export function httpRequestProcessor(): ProcessorDefinition {
       // 4xx, and the 1xx/3xx fetch does not resolve itself: sending the same request again gets the same answer.
       const excerpt = await readCapped(res, EXCERPT_CHARS * 4)
         .then((r) => oneLine(r.text).slice(0, EXCERPT_CHARS))
+        // The status already decided the outcome; the excerpt is a courtesy.
         .catch(() => '');
       throw new UnrecoverableError(`http.request: ${what} returned ${res.status} ${res.statusText}`.trimEnd() + (excerpt ? `: ${excerpt}` : ''));
     },
@@ -160,6 +161,7 @@ async function readCapped(res: Response, max: number): Promise<{ text: string; t
     const room = max - size;
     if (value.byteLength > room) {
       text += decoder.decode(value.subarray(0, room));
+      // Enough was read; cancelling only frees the connection.
       await reader.cancel().catch(() => undefined);
       return { text, truncated: true };
     }
@@ -182,6 +184,7 @@ function decodeBody(res: Response, text: string, truncated: boolean): unknown {
 
 /** Frees the connection of a response whose body is not wanted. */
 async function discard(res: Response): Promise<void> {
+  // An error freeing a body nobody reads loses nothing.
   await res.body?.cancel().catch(() => undefined);
 }
 
