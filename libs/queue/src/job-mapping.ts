@@ -135,11 +135,12 @@ export function stateFromBull(state: string): JobStateName | undefined {
 
 /**
  * A Job message for a BullMQ job in `state`. `processorWaitUntil`: the job waits for a processor
- * (BullMQ holds it as delayed until then; it reads WAITING, with its own delay, if any).
+ * (BullMQ holds it as delayed until then; it reads WAITING).
  */
 export function toProtoJob(job: BullJob, queue: string, state: JobStateName | undefined, processorWaitUntil?: Date): pb.Job {
   const jm = jobmeshOpts(job);
-  const delay = processorWaitUntil ? job.opts.delay || 0 : job.delay || job.opts.delay || 0;
+  // The delay it was enqueued with: BullMQ's `job.delay` is overwritten by retries and set-asides.
+  const delay = job.opts.delay || 0;
   return {
     id: job.id ?? '',
     queue,

