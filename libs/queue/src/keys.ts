@@ -25,7 +25,7 @@ export class Keys {
   }
   /**
    * String: idempotency key → job id, with a TTL. BullMQ's deduplication key, written by its add
-   * script in the same step as the job (see addJobsAtomically).
+   * script in the same step as the job (see AtomicAdder).
    */
   deduplication(queue: string, key: string): string {
     return `${this.prefix}:${queue}:de:${key}`;

@@ -10,7 +10,7 @@ import {
   validatePayload,
   validateQueueName,
 } from '@jobmesh/core';
-import { type QueueRegistry, FlowAdder, addJobsAtomically, jobOptionsFromProto, readCancelled, stateFromBull, toBullOptions, toProtoJob } from '@jobmesh/queue';
+import { type QueueRegistry, AtomicAdder, FlowAdder, jobOptionsFromProto, readCancelled, stateFromBull, toBullOptions, toProtoJob } from '@jobmesh/queue';
 import type { FlowJob, Job as BullJob, JobNode, JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 
@@ -36,12 +36,13 @@ const keyed = (j: PreparedJob): boolean => !!j.idempotencyKey || !!j.opts.jobId;
 
 /**
  * Enqueues jobs, with idempotency keys, custom ids, bulk and flows. A key or caller-chosen id is
- * written in the same atomic step as its job (see addJobsAtomically and FlowAdder in
+ * written in the same atomic step as its job (see AtomicAdder and FlowAdder in
  * libs/queue), so a repeat of any call, whatever happened to the first, either finds the job the
  * first one wrote or writes it now.
  */
 export class Enqueuer {
   private readonly flows: FlowAdder;
+  private readonly adder: AtomicAdder;
 
   constructor(
     private readonly redis: Redis,
@@ -49,6 +50,7 @@ export class Enqueuer {
     private readonly settings: EnqueueSettings,
   ) {
     this.flows = new FlowAdder(redis, registry.keys.prefix);
+    this.adder = new AtomicAdder(registry.keys, settings.idempotencyTtlMs);
   }
 
   /** Validates one spec against its queue; nothing is written. `field` prefixes error paths. */
@@ -74,7 +76,7 @@ export class Enqueuer {
       const added = await bull.add(job.name, job.data, job.opts);
       return { job: enqueued(added, queueName, job.state), deduplicated: false };
     }
-    const [outcome] = await addJobsAtomically(bull, this.registry.keys, [job], this.settings.idempotencyTtlMs);
+    const [outcome] = await this.adder.add(bull, [job]);
     if (outcome!.job) return { job: enqueued(outcome!.job, queueName, job.state), deduplicated: false };
     return { job: await this.snapshot(queueName, outcome!.id, job), deduplicated: true };
   }
@@ -100,9 +102,9 @@ export class Enqueuer {
     refuseRepeats(jobs, (j) => j.idempotencyKey, 'idempotency_key', 'key');
     refuseRepeats(jobs, (j) => j.opts.jobId, 'job_id', 'id');
     // One transaction, keyed or not: BullMQ 6.7's addBulk pipelines its adds, so a connection
-    // lost part-way would leave the first ones added; a MULTI costs no more (measured).
+    // lost part-way would leave the first ones added; a transaction costs no more (measured).
     const bull = this.registry.bullQueue(queueName);
-    const outcomes = await addJobsAtomically(bull, this.registry.keys, jobs, this.settings.idempotencyTtlMs);
+    const outcomes = await this.adder.add(bull, jobs);
     return { jobs: outcomes.map(({ id, deduplicated }) => ({ id, deduplicated })) };
   }
 
