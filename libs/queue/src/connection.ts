@@ -16,7 +16,10 @@ export interface RedisSettings {
 
 /**
  * `producer`: fails fast when Redis is down (no offline queue, one retry, a command timeout), so
- * an RPC answers UNAVAILABLE within its deadline instead of hanging.
+ * an RPC answers UNAVAILABLE within its deadline instead of hanging. A command whose answer the
+ * lost connection took with it is not sent again after the reconnect: Redis may have run it, and
+ * an unkeyed enqueue run twice is two jobs. The caller hears UNAVAILABLE and decides (a keyed
+ * enqueue is safe to repeat).
  * `worker`: blocking commands and long-lived subscribers; retries forever and recovers by itself.
  */
 export type ConnectionRole = 'producer' | 'worker';
@@ -34,7 +37,7 @@ export function redisOptions(settings: RedisSettings, role: ConnectionRole, name
     connectionName: name,
     retryStrategy: (times) => Math.min(times * 200, 2000),
     ...(role === 'producer'
-      ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: settings.commandTimeoutMs ?? 5000 }
+      ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, autoResendUnfulfilledCommands: false, commandTimeout: settings.commandTimeoutMs ?? 5000 }
       : { maxRetriesPerRequest: null, enableReadyCheck: true }),
   };
   if (settings.sentinels && settings.masterName) {
@@ -72,7 +75,25 @@ export function redisOptions(settings: RedisSettings, role: ConnectionRole, name
 
 /** A new ioredis connection for `role`. The caller closes it. */
 export function createRedis(settings: RedisSettings, role: ConnectionRole, name?: string): Redis {
-  return new Redis(redisOptions(settings, role, name));
+  const redis = new Redis(redisOptions(settings, role, name));
+  if (role === 'producer') failUnansweredOnClose(redis);
+  return redis;
+}
+
+/**
+ * With autoResendUnfulfilledCommands off, ioredis keeps the commands a lost connection left
+ * unanswered (in `prevCommandQueue`) and, once reconnected, drops them without settling them:
+ * their callers would wait for the command timeout. Fail them as soon as the connection closes.
+ * The test of an unkeyed enqueue whose answer is lost (services/scheduler/test/idempotency)
+ * catches a change of this ioredis internal.
+ */
+function failUnansweredOnClose(redis: Redis): void {
+  type Unanswered = { length: number; shift(): { command: { reject(err: Error): void } } | undefined };
+  redis.on('close', () => {
+    const unanswered = (redis as unknown as { prevCommandQueue?: Unanswered | null }).prevCommandQueue;
+    const err = new UnavailableError('the connection to Redis was lost before it answered; the command may or may not have been applied');
+    while (unanswered?.length) unanswered.shift()!.command.reject(err);
+  });
 }
 
 /** Waits until the connection is ready, or throws UnavailableError after `timeoutMs`. */

@@ -34,10 +34,21 @@ afterAll(async () => {
   await redis?.stop();
 });
 
+/**
+ * A new queue. An earlier test may have cut the scheduler's Redis connection: it answers
+ * UNAVAILABLE until it has reconnected (a moment), so this polls until then.
+ */
 async function newQueue(): Promise<string> {
   const name = uniqueQueue();
-  await h.client.createQueue({ queue: { name } });
-  return name;
+  for (const deadline = Date.now() + 5000; ; ) {
+    try {
+      await h.client.createQueue({ queue: { name } });
+      return name;
+    } catch (err) {
+      if ((err as { code?: number }).code !== 14 || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
 }
 
 async function withBull<T>(queue: string, fn: (q: Queue) => Promise<T>): Promise<T> {
@@ -54,6 +65,13 @@ const allJobs = (queue: string) =>
   withBull(queue, async (q) => (await q.getJobs(['waiting', 'delayed', 'prioritized', 'active', 'waiting-children', 'completed', 'failed'])).filter(Boolean));
 
 const dedupKey = (queue: string, key: string): string => `${h.prefix}:${queue}:de:${key}`;
+
+/**
+ * The first call on a queue, which sets up its BullMQ Queue. Keyed, so it is retried while the
+ * scheduler reconnects after an earlier test cut its connection (an unanswered command is not
+ * sent again, so the scheduler answers UNAVAILABLE until it is back).
+ */
+const warmUp = (queue: string) => client.enqueueJob({ queue, job: { name: 'warm-up', options: { idempotencyKey: `warm-up-${queue}` } } });
 
 /** Round trips the scheduler made to Redis while `fn` ran. */
 async function roundTrips(fn: () => Promise<unknown>): Promise<number> {
@@ -193,7 +211,7 @@ describe('EnqueueFlow with a root job_id', () => {
 describe('EnqueueJobs', () => {
   it('adds all of a 2,000-job unkeyed batch or none of it when the connection is cut while the request is on its way', async () => {
     const queue = await newQueue();
-    await h.client.enqueueJob({ queue, job: { name: 'warm-up' } });
+    await warmUp(queue);
     const jobs = Array.from({ length: 2000 }, (_, i) => ({ name: 'x', data: { i, pad: 'p'.repeat(100) } }));
     let fired = false;
     void proxy.cutNext('midway', 'MULTI').then(() => (fired = true));
@@ -207,6 +225,19 @@ describe('EnqueueJobs', () => {
     const stored = (await allJobs(queue)).length - 1;
     expect([0, 2000]).toContain(stored);
     expect(outcome === 2000 ? stored : outcome).toBe(outcome === 2000 ? 2000 : 0);
+  });
+});
+
+describe('an unkeyed enqueue whose answer is lost', () => {
+  it('is not sent again behind the caller\'s back: the caller hears UNAVAILABLE, and Redis holds the one job', async () => {
+    const queue = await newQueue();
+    await warmUp(queue);
+    let fired = false;
+    void proxy.cutNext('reply', 'EVALSHA').then(() => (fired = true));
+    // Without a key nothing can tell a repeat from a new job, so the server must not repeat it.
+    await expect(h.client.enqueueJob({ queue, job: { name: 'unkeyed', data: { n: 1 } } })).rejects.toMatchObject({ code: 14 });
+    expect(fired).toBe(true);
+    expect((await allJobs(queue)).filter((j) => j.name === 'unkeyed')).toHaveLength(1);
   });
 });
 
@@ -246,7 +277,7 @@ describe('an answer lost on the way', () => {
         const queue = await newQueue();
         // The first call on a queue sets up its BullMQ Queue, which asks Redis things of its own;
         // after this one, the call's transaction is the only request in flight.
-        await h.client.enqueueJob({ queue, job: { name: 'warm-up' } });
+        await warmUp(queue);
         let fired = false;
         void proxy.cutNext(where, 'MULTI').then(() => (fired = true));
         const named = await call.run(queue);
