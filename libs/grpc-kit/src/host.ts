@@ -57,11 +57,30 @@ export async function openServiceHost(env: CommonEnv, opts: { name: string; logg
     stop: () =>
       (stopping ??= (async () => {
         server.setStatus('NOT_SERVING');
-        for (const close of closes.reverse()) await close().catch((err: Error) => logger.warn({ err: err.message }, 'close failed during stop'));
+        // A close gets the grace period (the worker-pool's uses it for running jobs) and a margin;
+        // one that hangs, say on a Redis that is gone, must not keep the process from exiting.
+        const bound = env.JOBMESH_SHUTDOWN_GRACE + STOP_MARGIN_MS;
+        for (const close of closes.reverse()) {
+          await within(close(), bound, logger, 'a service close').catch((err: Error) => logger.warn({ err: err.message }, 'close failed during stop'));
+        }
         if (listening) await server.shutdown(env.JOBMESH_SHUTDOWN_GRACE);
         else server.server.forceShutdown();
         await ops?.close();
-        await backbone.close();
+        await within(backbone.close(), STOP_MARGIN_MS, logger, 'closing the Redis connections');
       })()),
   };
+}
+
+/** How much longer than the grace period a step of stop() may take before stop() goes on without it. */
+const STOP_MARGIN_MS = 5000;
+
+/** Waits for `work` for at most `ms`; past that, logs and resolves (the work goes on unawaited). */
+async function within(work: Promise<void>, ms: number, logger: Logger, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
+  try {
+    if ((await Promise.race([work, late])) === 'late') logger.warn({ afterMs: ms }, `${what} did not finish in time; stopping without it`);
+  } finally {
+    clearTimeout(timer);
+  }
 }

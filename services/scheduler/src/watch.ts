@@ -126,8 +126,13 @@ export class JobEventHub {
   /** Closes a tap's reader; close() waits for every reader closed this way. */
   private closeTap(tap: QueueTap): void {
     const closing = (async () => {
-      // A tap that never opened (its error went to the WatchJob that opened it) has nothing to close.
-      await tap.ready.catch(() => undefined);
+      // A tap still opening waits for Redis (its reader connects until it can); close it anyway,
+      // once its reader exists. A tap that failed to open (its error went to the WatchJob that
+      // opened it) has nothing to close.
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, QUEUE_EVENTS_CLOSE_MS)));
+      await Promise.race([tap.ready.catch(() => undefined), bound]);
+      clearTimeout(timer);
       if (tap.events) await closeQueueEvents(tap.events);
     })();
     this.closing.add(closing);
