@@ -413,7 +413,7 @@ export async function runConformance(opts: ConformanceOptions): Promise<number> 
     client?.close();
     // Clean-up of the kit's own services: a failure to stop them must not hide the verdict.
     await pool?.stop().catch(() => undefined);
-    await scheduler?.stop().catch(() => undefined);
+    await scheduler?.stop().catch(() => undefined); // likewise
     await local?.stop();
     rmSync(cwd, { recursive: true, force: true });
   }

@@ -267,6 +267,7 @@ export class FlowAdder {
 
   /** The guarded flows' own connection, opened again after it closed. */
   private async connection(): Promise<{ redis: Redis; flows: FlowProducer }> {
+    // A connection that failed to open was that caller's error; this call opens a new one.
     const current = await this.guarded?.catch(() => undefined);
     if (current && current.redis.status === 'ready') return current;
     if (current) void this.dispose(current);
@@ -281,7 +282,7 @@ export class FlowAdder {
         throw new UnavailableError(`Redis is unavailable: ${(err as Error).message}`);
       }
       const flows = new FlowProducer({ connection: redis, prefix: this.prefix });
-      flows.on('error', () => undefined);
+      flows.on('error', () => undefined); // as for the connection above
       await flows.waitUntilReady();
       return { redis, flows };
     })();
@@ -307,6 +308,7 @@ export class FlowAdder {
 
   async close(): Promise<void> {
     await this.lane;
+    // Never opened, or failed to: nothing to dispose of.
     const current = await this.guarded?.catch(() => undefined);
     if (current) await this.dispose(current);
     await this.flows.close();
