@@ -132,6 +132,21 @@ describe('jobmesh up and the CLI', () => {
     expect(text).not.toContain('yearly');
   });
 
+  it('sets processor_wait with queues create and update, and shows a job that waits for a processor', async () => {
+    await expect(jobmesh('queues', 'create', 'images', '--processor-wait', '2h')).resolves.toMatchObject({ stdout: expect.stringContaining('created queue images') });
+    expect((await jobmeshJson<{ processorWait: unknown }>('queues', 'get', 'images')).processorWait).toEqual({ seconds: 7200 });
+    await jobmesh('queues', 'update', 'images', '--processor-wait', '10m');
+    const row = (await jobmesh('queues', 'list')).stdout.split('\n').find((l) => l.startsWith('images'));
+    expect(row).toMatch(/\b10m$/);
+    // Nothing serves 'resize' in `jobmesh up`: the job waits for a processor, WAITING.
+    const { id } = (await jobmeshJson<{ job: JobJson }>('enqueue', 'images', 'resize')).job;
+    let shown = '';
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline && !shown.includes('for a processor'); ) shown = (await jobmesh('get', 'images', id)).stdout;
+    expect(shown).toMatch(/^state\s+waiting for a processor of "resize" \(until \d{4}-\d\d-\d\dT/m);
+    expect((await jobmesh('list', 'images', '--state', 'waiting')).stdout).toMatch(new RegExp(`^${id}\\s+resize\\s+waiting \\(no processor\\)`, 'm'));
+    await expect(jobmesh('queues', 'update', 'images', '--processor-wait', 'soon')).rejects.toMatchObject({ code: 2 });
+  });
+
   it('rejects an unknown --state for list with exit code 2', async () => {
     await expect(jobmesh('list', 'reports', '--state', 'sleeping')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('unknown state "sleeping"') });
   });

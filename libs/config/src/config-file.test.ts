@@ -49,6 +49,21 @@ describe('parseConfigFile', () => {
     });
   });
 
+  it('reads a queue\'s processor_wait, leaves it unset when not given, and rejects one over 30 days', () => {
+    const [waits, plain] = parseConfigFile(
+      `queues:
+  - { name: images, processor_wait: 10m }
+  - { name: plain }
+  - { name: strict, processor_wait: 0s }
+`,
+      'jobmesh.config.yaml',
+    );
+    expect(waits!.spec.processorWaitMs).toBe(600_000);
+    expect(plain!.spec.processorWaitMs).toBeUndefined();
+    expect(parseConfigFile('queues:\n  - { name: strict, processor_wait: 0s }\n', 'c.yaml')[0]!.spec.processorWaitMs).toBe(0);
+    expect(() => parseConfigFile('queues:\n  - { name: long, processor_wait: 31d }\n', 'c.yaml')).toThrow(/queues\[0\]\.processor_wait: must be at most 30 days/);
+  });
+
   it('reads JSON when the file name ends in .json', () => {
     const [q] = parseConfigFile('{"queues":[{"name":"a","paused":true}]}', 'x.json');
     expect(q).toMatchObject({ spec: { name: 'a', paused: true }, setsPaused: true });
