@@ -42,7 +42,7 @@ export function durationMs(text: string, flag: string): number {
 
 export function msDuration(text: string, flag: string): pb.Duration {
   const v = durationMs(text, flag);
-  return { seconds: Math.trunc(v / 1000), nanos: (v % 1000) * 1e6 };
+  return pb.msToDuration(v);
 }
 
 export function jsonObject(text: string | undefined, flag: string): Record<string, unknown> {

@@ -22,7 +22,7 @@ export function time(d: Date | undefined): string {
 
 export function ms(d: pb.Duration | undefined): string {
   if (!d) return '';
-  const v = d.seconds * 1000 + d.nanos / 1e6;
+  const v = pb.durationToMs(d)!;
   if (v > 0 && v % 3_600_000 === 0) return `${v / 3_600_000}h`;
   if (v > 0 && v % 60_000 === 0) return `${v / 60_000}m`;
   return v % 1000 === 0 ? `${v / 1000}s` : `${v}ms`;

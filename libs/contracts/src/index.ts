@@ -6,6 +6,7 @@ export * from './gen/jobmesh/v1/worker_service';
 export * from './gen/jobmesh/v1/dead_letter_service';
 export * from './gen/jobmesh/v1/monitor_service';
 export { Duration } from './gen/google/protobuf/duration';
+export { durationToMs, msToDuration } from './duration';
 
 import { resolve } from 'node:path';
 

@@ -12,16 +12,8 @@ import type {
 } from '@jobmesh/core';
 import { DEFAULT_CONCURRENCY, DEFAULT_PROCESSOR_WAIT_MS } from '@jobmesh/core';
 
-export function durationToMs(d: pb.Duration | undefined): number | undefined {
-  if (!d) return undefined;
-  return d.seconds * 1000 + Math.round(d.nanos / 1e6);
-}
-
-export function msToDuration(ms: number | undefined): pb.Duration | undefined {
-  if (ms === undefined) return undefined;
-  const seconds = Math.trunc(ms / 1000);
-  return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
-}
+// The one Duration conversion lives in @jobmesh/contracts; these names stay for this package's users.
+export const { durationToMs, msToDuration } = pb;
 
 const BACKOFF_FROM_PB: Record<number, BackoffKind | undefined> = {
   [pb.BackoffKind.BACKOFF_KIND_FIXED]: 'fixed',

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { type ChannelCredentials, type ClientDuplexStream, credentials as grpcCredentials, Metadata, type StatusObject, status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { JobCancelledError, RateLimitError, UnrecoverableError } from '@jobmesh/core';
+import { JobCancelledError, RateLimitError, UnrecoverableError, isUnrecoverable } from '@jobmesh/core';
 import type { AnyProcessorDefinition, ChildJobSpec, JobContext, JobInfo } from './processor';
 
 /** The logger a RemoteWorker writes to; pino-compatible. */
@@ -43,15 +43,8 @@ const FATAL: ReadonlySet<number> = new Set([status.UNAUTHENTICATED, status.PERMI
 
 const silent: RemoteWorkerLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
-function durationMs(d: { seconds: number; nanos: number } | undefined, fallback: number): number {
-  if (!d) return fallback;
-  return Number(d.seconds) * 1000 + Math.floor((d.nanos ?? 0) / 1e6);
-}
-
-function msDuration(ms: number): { seconds: number; nanos: number } {
-  const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
-}
+const durationMs = (d: pb.Duration | undefined, fallback: number): number => pb.durationToMs(d) ?? fallback;
+const msDuration = pb.msToDuration;
 
 /** A value as JSON would store it, as ctx.step results are in-process. */
 function asJson(value: unknown): unknown {
@@ -534,7 +527,7 @@ function failOf(base: { queue: string; jobId: string; leaseToken: string }, err:
     kind: pb.FailureKind.FAILURE_KIND_RETRYABLE,
     retryAfter: undefined,
   };
-  if (e instanceof UnrecoverableError || e.name === 'UnrecoverableError') fail.kind = pb.FailureKind.FAILURE_KIND_UNRECOVERABLE;
+  if (isUnrecoverable(e)) fail.kind = pb.FailureKind.FAILURE_KIND_UNRECOVERABLE;
   else if (e instanceof RateLimitError) {
     fail.kind = pb.FailureKind.FAILURE_KIND_RATE_LIMITED;
     fail.retryAfter = msDuration(e.retryAfterMs);

@@ -30,7 +30,7 @@ export function filterOf(f: pb.DeadLetterFilter | undefined): Filter | undefined
   };
 }
 
-const durationMs = (d: { seconds: number; nanos: number }): number => d.seconds * 1000 + Math.floor(d.nanos / 1e6);
+const durationMs = (d: pb.Duration): number => pb.durationToMs(d)!;
 
 /** Thin handlers: decode, call the domain module, encode. Errors map to statuses in grpc-kit. */
 export function deadLetterHandlers(kit: RpcKit, p: DeadLetterParts): pb.DeadLetterServiceServer {
