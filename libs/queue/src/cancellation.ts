@@ -1,5 +1,6 @@
 import * as pb from '@jobmesh/contracts';
 import type { Redis } from 'ioredis';
+import { queueJobEvent } from './events';
 import type { Keys } from './keys';
 
 /** How long a cancelled job's record is kept. */
@@ -13,14 +14,14 @@ export const CANCELLED_TTL_MS = 7 * 24 * 3_600_000;
 export async function recordCancelled(redis: Redis, keys: Keys, job: pb.Job, reason: string): Promise<pb.Job> {
   const record: pb.Job = { ...job, state: pb.JobState.JOB_STATE_CANCELLED, failureReason: reason, finishedAt: new Date() };
   const now = Date.now();
-  await redis
+  const multi = redis
     .multi()
     .set(keys.cancelled(job.queue, job.id), JSON.stringify(pb.Job.toJSON(record)), 'PX', CANCELLED_TTL_MS)
     .zadd(keys.cancelledIndex(job.queue), now, job.id)
     .zremrangebyscore(keys.cancelledIndex(job.queue), 0, now - CANCELLED_TTL_MS)
-    .del(keys.cancelRequest(job.queue, job.id))
-    .xadd(keys.events(job.queue), 'MAXLEN', '~', 10_000, '*', 'event', 'cancelled', 'jobId', job.id, 'reason', reason)
-    .exec();
+    .del(keys.cancelRequest(job.queue, job.id));
+  queueJobEvent(multi, keys, job.queue, job.id, 'cancelled', { reason });
+  await multi.exec();
   return record;
 }
 

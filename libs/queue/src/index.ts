@@ -11,3 +11,4 @@ export * from './children';
 export * from './scripts';
 export * from './served-directory';
 export * from './processor-wait';
+export * from './events';

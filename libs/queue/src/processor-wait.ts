@@ -1,5 +1,6 @@
 import type { Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { appendJobEvent } from './events';
 import type { Keys } from './keys';
 import type { QueueRegistry } from './registry';
 import { LuaScript } from './scripts';
@@ -79,7 +80,7 @@ export class ProcessorWait {
    * 'delayed' one that follows is no retry.
    */
   async handBack(queue: string, job: BullJob, token: string): Promise<void> {
-    await this.redis.xadd(this.keys.events(queue), 'MAXLEN', '~', 10_000, '*', 'event', 'requeued', 'jobId', job.id!, 'reason', 'a replica serves its name');
+    await appendJobEvent(this.redis, this.keys, queue, job.id!, 'requeued', { reason: 'a replica serves its name' });
     await job.moveToDelayed(Date.now() + 100 + Math.floor(Math.random() * 200), token);
   }
 

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, resolveJobOptions, validateJobId, validateJobName, validateJobOptions, validateQueueName } from '@jobmesh/core';
-import { type Keys, type NewChildJob, type QueueRegistry, addChildJobs, childJobId, jobmeshOpts, toBullOptions } from '@jobmesh/queue';
+import { type Keys, type NewChildJob, type QueueRegistry, addChildJobs, appendJobEvent, childJobId, jobmeshOpts, toBullOptions } from '@jobmesh/queue';
 import type { ChildJobSpec, JobContext } from '@jobmesh/sdk';
 import { type Job as BullJob, WaitingChildrenError } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -62,7 +62,7 @@ export class BullJobContext implements JobContext {
   async log(message: string): Promise<void> {
     await Promise.all([
       this.job.log(message),
-      this.redis.xadd(this.keys.events(this.job.queueName), 'MAXLEN', '~', 10_000, '*', 'event', 'log', 'jobId', this.job.id!, 'message', message),
+      appendJobEvent(this.redis, this.keys, this.job.queueName, this.job.id!, 'log', { message }),
     ]);
   }
 
@@ -126,7 +126,7 @@ export class BullJobContext implements JobContext {
     const key = `${CHILDREN}${name}`;
     if (steps.has(key)) return { waiting: false, children: [] };
     // Every child is checked before any is added.
-    const traceparent = jobmeshOpts(this.job).tp;
+    const traceparent = jobmeshOpts(this.job).traceparent;
     const prepared: NewChildJob[] = await Promise.all(
       children.map(async (c, i) => {
         const queue = validateQueueName(c.queue ?? this.job.queueName, `${field}[${i}].queue`);

@@ -1,5 +1,5 @@
 import type { QueueSpec } from '@jobmesh/core';
-import { type Backbone, type CancelRequest, ProcessorWait, ServedDirectory, type ServedPair, createRedis } from '@jobmesh/queue';
+import { type Backbone, type CancelRequest, ProcessorWait, ServedDirectory, type ServedPair, appendJobEvent, createRedis } from '@jobmesh/queue';
 import type { Logger, Registry } from '@jobmesh/telemetry';
 import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -59,7 +59,7 @@ export class WorkerPool {
         this.publishServed();
       },
       logEvent: (queue, jobId, message) =>
-        opts.backbone.redis.xadd(opts.backbone.registry.keys.events(queue), 'MAXLEN', '~', 10_000, '*', 'event', 'log', 'jobId', jobId, 'message', message),
+        appendJobEvent(opts.backbone.redis, opts.backbone.registry.keys, queue, jobId, 'log', { message }),
     });
   }
 
