@@ -15,6 +15,18 @@ export interface DeadLetterLink {
   at: number;
 }
 
+/**
+ * A dead letter's id: "<queue>:<job id>:<attempt>", or with "~<failure time, ms>" when a job id
+ * used again failed at the same attempt as an earlier job of that id.
+ */
+export const deadLetterId = (queue: string, jobId: string, attempt: number, at?: number): string => `${queue}:${jobId}:${attempt}${at === undefined ? '' : `~${at}`}`;
+
+/**
+ * Whether a failed job (its BullMQ `finishedOn`) is the failure `link` was made from: the one rule
+ * that tells a dead-lettered job from a later job with the same id.
+ */
+export const isDeadLetterOf = (link: DeadLetterLink | undefined, finishedOn: number | undefined): link is DeadLetterLink => !!link && link.at === finishedOn;
+
 export const encodeDeadLetterLink = (l: DeadLetterLink): string => `${l.at}:${l.id}`;
 
 export function decodeDeadLetterLink(v: string | null | undefined): DeadLetterLink | undefined {

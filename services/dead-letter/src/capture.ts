@@ -1,6 +1,6 @@
 import * as pb from '@jobmesh/contracts';
 import { DEFAULT_DEAD_LETTER_RETENTION, type QueueSpec, type RetentionSpec, resolveJobOptions } from '@jobmesh/core';
-import { type Keys, type QueueRegistry, deadLetterLinks, jobmeshOpts, toProtoJob } from '@jobmesh/queue';
+import { type Keys, type QueueRegistry, deadLetterLinks, isDeadLetterOf, jobmeshOpts, toProtoJob } from '@jobmesh/queue';
 import type { Logger } from '@jobmesh/telemetry';
 import { type ConnectionOptions, Job as BullJob, QueueEvents } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
@@ -209,7 +209,7 @@ export class Capturer {
     let removable = [...over.keys()];
     if (capturedOnly) {
       const links = await deadLetterLinks(this.redis, this.keys, queue, removable);
-      removable = removable.filter((id) => links.get(id)?.at === over.get(id));
+      removable = removable.filter((id) => isDeadLetterOf(links.get(id), over.get(id)));
     }
     await Promise.all(removable.map((id) => bull.remove(id).catch(() => 0)));
   }
@@ -253,7 +253,7 @@ export class Capturer {
     if (!created) return;
     // The job's own keep_failed, now that losing BullMQ's copy loses nothing; the queue's is
     // applied by every sweep anyway.
-    const kf = jobmeshOpts(job).kf;
+    const kf = jobmeshOpts(job).keepFailed;
     if (kf && JSON.stringify(kf) !== JSON.stringify(resolveJobOptions({}, spec.defaultJobOptions).keepFailed)) await this.trimFailed(spec.name, kf);
     await this.followUp(id, deadLetter);
   }

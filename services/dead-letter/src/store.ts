@@ -1,6 +1,6 @@
 import * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError, type SeverityName } from '@jobmesh/core';
-import { type Keys, LuaScript, type QueueRegistry, severityToProto } from '@jobmesh/queue';
+import { type Keys, LuaScript, type QueueRegistry, deadLetterId, severityToProto } from '@jobmesh/queue';
 import type { Redis } from 'ioredis';
 import { DeadLetterNotFoundError } from './errors';
 
@@ -9,7 +9,6 @@ import { DeadLetterNotFoundError } from './errors';
  * again, by a later job that fails at the same attempt, gets "~<failure time>" added, so that it
  * is a dead letter of its own rather than taken for the first.
  */
-export const deadLetterId = (queue: string, jobId: string, attempt: number, at?: number): string => `${queue}:${jobId}:${attempt}${at === undefined ? '' : `~${at}`}`;
 
 /** The job id and attempt of a dead letter id of `queue`. */
 export function parseDeadLetterId(queue: string, id: string): { jobId: string; attempt: number } {

@@ -11,6 +11,7 @@ import {
   ProcessorWait,
   type QueueRegistry,
   deadLetterLinks,
+  isDeadLetterOf,
   readCancelled,
   readDeadLettered,
   recordCancelled,
@@ -114,7 +115,7 @@ export class Jobs {
     // A failed job the dead-letter service captured reads DEAD_LETTERED, also once BullMQ's copy
     // is gone (trimmed by keep_failed); the dead letter keeps its snapshot.
     const dead = await readDeadLettered(this.redis, this.registry.keys, queue, id);
-    if (job) return toProtoJob(job, queue, dead && dead.at === job.finishedOn ? 'dead-lettered' : state);
+    if (job) return toProtoJob(job, queue, isDeadLetterOf(dead, job.finishedOn) ? 'dead-lettered' : state);
     if (dead) return dead.job;
     throw new JobNotFoundError(queue, id);
   }
@@ -184,7 +185,7 @@ export class Jobs {
     const dead = state === 'failed' ? await deadLetterLinks(this.redis, this.registry.keys, bull.name, found.map((j) => j.id ?? '')) : undefined;
     return found.map((j) => {
       const link = dead?.get(j.id ?? '');
-      return toProtoJob(j, bull.name, link && link.at === j.finishedOn ? 'dead-lettered' : state);
+      return toProtoJob(j, bull.name, isDeadLetterOf(link, j.finishedOn) ? 'dead-lettered' : state);
     });
   }
 
@@ -251,7 +252,7 @@ export class Jobs {
     // Run again, it would fail into the same dead letter id, which capture then skips; a replay
     // makes a new job and keeps the history.
     const dead = await readDeadLettered(this.redis, this.registry.keys, queue, id);
-    if (dead && dead.at === job.finishedOn) {
+    if (isDeadLetterOf(dead, job.finishedOn)) {
       throw new FailedPreconditionError(`job "${id}" is dead-lettered as "${dead.id}"; replay it with DeadLetterService.ReplayDeadLetters`);
     }
     await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
