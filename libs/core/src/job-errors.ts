@@ -40,3 +40,11 @@ export class JobCancelledError extends Error {
 
 /** Reason prefix of a job no processor (in-process or remote) could take. */
 export const PROCESSOR_NOT_FOUND = 'PROCESSOR_NOT_FOUND';
+
+/**
+ * Predicates by `name`, not `instanceof`: an error that crossed a process (a remote worker's Fail,
+ * BullMQ's stored failure, another copy of this package) keeps its name but not its class.
+ */
+export const isUnrecoverable = (err: unknown): boolean => (err as Error | undefined)?.name === 'UnrecoverableError';
+export const isRateLimited = (err: unknown): err is RateLimitError => (err as Error | undefined)?.name === 'RateLimitError';
+export const isTimeout = (err: unknown): boolean => (err as Error | undefined)?.name === 'TimeoutError';

@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import * as pb from '@jobmesh/contracts';
-import type { SeverityName } from '@jobmesh/core';
+import { type SeverityName, isTimeout } from '@jobmesh/core';
 import { severityFromProto } from '@jobmesh/queue';
 import type { Logger } from '@jobmesh/telemetry';
 import { type ConnectionOptions, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
@@ -138,7 +138,7 @@ export class Alerts {
       res = await fetch(url, { method: 'POST', headers, body: text, redirect: 'manual', signal: AbortSignal.timeout(settings.timeoutMs) });
     } catch (err) {
       const e = err as Error & { cause?: { code?: string; message?: string } };
-      return retry(e.name === 'TimeoutError' ? `timed out after ${settings.timeoutMs} ms` : (e.cause?.code ?? e.cause?.message ?? e.message));
+      return retry(isTimeout(e) ? `timed out after ${settings.timeoutMs} ms` : (e.cause?.code ?? e.cause?.message ?? e.message));
     }
     if (res.ok) {
       // Delivered; the body is only drained to free the connection, and a failure there changes nothing.

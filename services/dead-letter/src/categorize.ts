@@ -1,4 +1,4 @@
-import { PROCESSOR_NOT_FOUND, type DeadLetterRuleSpec, type SeverityName } from '@jobmesh/core';
+import { PROCESSOR_NOT_FOUND, type DeadLetterRuleSpec, type SeverityName, isTimeout, isUnrecoverable } from '@jobmesh/core';
 
 /** What categorize() looks at: the final failure of a job, as BullMQ stored it. */
 export interface FailureFacts {
@@ -74,8 +74,8 @@ export function categorize(f: FailureFacts, rules: readonly DeadLetterRuleSpec[]
   const reason = f.reason;
   if (reason.startsWith(PROCESSOR_NOT_FOUND)) return { category: 'PROCESSOR_NOT_FOUND', severity: 'critical' };
   if (STALLED.test(reason)) return { category: 'STALLED_LIMIT', severity: 'warning' };
-  if (errorName === 'UnrecoverableError') return { category: 'UNRECOVERABLE', severity: 'warning' };
-  if (errorName === 'TimeoutError' || /timed out/i.test(reason)) return { category: 'TIMEOUT', severity: 'warning' };
+  if (isUnrecoverable({ name: errorName })) return { category: 'UNRECOVERABLE', severity: 'warning' };
+  if (isTimeout({ name: errorName }) || /timed out/i.test(reason)) return { category: 'TIMEOUT', severity: 'warning' };
   if (f.attemptsMade >= f.attempts) return { category: 'EXHAUSTED_RETRIES', severity: 'warning' };
   // Failed for good before its attempts ran out, for no reason named above: guess from the message.
   if (CONFIGURATION.test(reason)) return { category: 'CONFIGURATION', severity: 'critical' };

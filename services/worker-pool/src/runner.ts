@@ -1,6 +1,8 @@
 import {
   computeBackoff,
   DEFAULT_PROCESSOR_WAIT_MS,
+  isRateLimited,
+  isUnrecoverable,
   JobCancelledError,
   JobTimeoutError,
   PROCESSOR_NOT_FOUND,
@@ -159,7 +161,7 @@ export class QueueRunner {
   }
 
   private backoff(attemptsMade: number, err: Error | undefined, job: MinimalJob | undefined): number {
-    const spec = job ? jobmeshOpts(job as BullJob).b : undefined;
+    const spec = job ? jobmeshOpts(job as BullJob).backoff : undefined;
     if (!spec) return 1000;
     if (spec.kind === 'custom') {
       // BullMQ calls this while moving the failed job; a throw there would leave the job active
@@ -194,7 +196,7 @@ export class QueueRunner {
       this.earlyCancels.delete(id);
       run.abort(new JobCancelledError(early.reason));
     }
-    const timeoutMs = jobmeshOpts(job).to;
+    const timeoutMs = jobmeshOpts(job).timeoutMs;
     const timer = timeoutMs ? setTimeout(() => run.abort(new JobTimeoutError(timeoutMs)), timeoutMs) : undefined;
     const attempt = job.attemptsMade + 1;
     if (job.attemptsStarted <= 1) {
@@ -213,7 +215,7 @@ export class QueueRunner {
       maxAttempts: job.opts.attempts ?? 1,
       createdAt: new Date(job.timestamp),
       parent: parentRef(job),
-      traceId: traceIdOf(jobmeshOpts(job).tp) || undefined,
+      traceId: traceIdOf(jobmeshOpts(job).traceparent) || undefined,
     };
     try {
       const work = remote ? dispatcher.delegate(this.queue, job, token!, attempt, ctx) : Promise.resolve().then(() => def!.process(info, ctx));
@@ -240,14 +242,14 @@ export class QueueRunner {
         job.opts.removeOnFail = true;
         throw new UnrecoverableError(err.message);
       }
-      if (err.name === 'RateLimitError') {
+      if (isRateLimited(err)) {
         // Backs off the whole queue (every replica) and puts the job back without using an attempt.
-        const backOffMs = Math.min(MAX_RATE_LIMIT_MS, Math.max(1, (err as RateLimitError).retryAfterMs ?? 1000));
+        const backOffMs = Math.min(MAX_RATE_LIMIT_MS, Math.max(1, err.retryAfterMs ?? 1000));
         await this.worker.rateLimit(backOffMs);
         if (remote) dispatcher.reportOutcome(job, { outcome: FailOutcome.FAIL_OUTCOME_RATE_LIMITED, retryAt: new Date(Date.now() + backOffMs) });
         throw Worker.RateLimitError();
       }
-      const final = err.name === 'UnrecoverableError' || attempt >= (job.opts.attempts ?? 1);
+      const final = isUnrecoverable(err) || attempt >= (job.opts.attempts ?? 1);
       metrics.failed.inc({ queue: this.queue, name: job.name, final: String(final) });
       throw err;
     } finally {
