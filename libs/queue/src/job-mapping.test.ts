@@ -1,6 +1,6 @@
 import { resolveJobOptions } from '@jobmesh/core';
 import type { Job } from 'bullmq';
-import { JOBMESH_BACKOFF, optionsOfBullJob, toBullOptions, traceIdOf } from './job-mapping';
+import { JOBMESH_BACKOFF, jobmeshOpts, optionsOfBullJob, toBullOptions, traceIdOf } from './job-mapping';
 import { durationToMs, jobOptionsFromProto, jobOptionsToProto, msToDuration, queueSpecFromProto, queueSpecToProto } from './proto-mapping';
 
 const asJob = (opts: object, id = '7'): Job => ({ opts, id }) as unknown as Job;
@@ -9,7 +9,7 @@ describe('toBullOptions', () => {
   it("uses BullMQ's own exponential backoff when it means the same", () => {
     const opts = toBullOptions(resolveJobOptions({ backoff: { kind: 'exponential', delayMs: 500, jitter: 0.5 } }), {});
     expect(opts.backoff).toEqual({ type: 'exponential', delay: 500, jitter: 0.5 });
-    expect((opts as { jm?: unknown }).jm).toBeUndefined();
+    expect((opts as { jobmesh?: unknown }).jobmesh).toBeUndefined();
   });
 
   it('uses the jobmesh strategy, with the spec kept on the job, for linear or capped backoff', () => {
@@ -17,6 +17,12 @@ describe('toBullOptions', () => {
     const opts = toBullOptions(resolveJobOptions({ backoff: spec }), {});
     expect(opts.backoff).toEqual({ type: JOBMESH_BACKOFF, delay: 100 });
     expect(optionsOfBullJob(asJob(opts)).backoff).toEqual(spec);
+  });
+
+  it('reads the short option keys of jobs stored before they had names', () => {
+    const old = asJob({ attempts: 2, jm: { b: { kind: 'linear', delayMs: 100 }, to: 1500, ik: 'k0', tp: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', rf: 'q:1:1', kf: { count: 3 } } });
+    expect(optionsOfBullJob(old)).toMatchObject({ backoff: { kind: 'linear', delayMs: 100 }, timeoutMs: 1500, idempotencyKey: 'k0', replayOf: 'q:1:1', keepFailed: { count: 3 } });
+    expect(traceIdOf(jobmeshOpts(old).traceparent)).toBe('0af7651916cd43dd8448eb211c80319c');
   });
 
   it('turns run_at into a delay from now and never a negative one', () => {

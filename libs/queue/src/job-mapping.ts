@@ -5,24 +5,35 @@ import type { Job as BullJob, JobsOptions, KeepJobs } from 'bullmq';
 import { jobOptionsToProto, stateToProto } from './proto-mapping';
 
 /**
- * What Jobmesh keeps in a BullMQ job's opts beyond BullMQ's own fields, under the `jm` key
- * (BullMQ round-trips unknown opts keys unchanged).
+ * What Jobmesh keeps in a BullMQ job's opts beyond BullMQ's own fields, under the `jobmesh` key
+ * (BullMQ round-trips unknown opts keys unchanged). Jobs stored before these names had them
+ * under `jm` with short keys; jobmeshOpts reads both.
  */
 export interface JobmeshOpts {
   /** The backoff spec, when BullMQ's built-in strategies cannot express it. */
-  b?: BackoffSpec;
+  backoff?: BackoffSpec;
   /** Per-attempt timeout, ms. */
-  to?: number;
+  timeoutMs?: number;
   /** Idempotency key. */
-  ik?: string;
+  idempotencyKey?: string;
   /** W3C traceparent of the enqueue. */
-  tp?: string;
+  traceparent?: string;
   /** The dead letter this job replays. */
-  rf?: string;
+  replayOf?: string;
   /**
    * keep_failed, when BullMQ's removeOnFail is off because the dead-letter service captures the
    * job first and then applies this retention (see holdFailed).
    */
+  keepFailed?: RetentionSpec;
+}
+
+/** The short keys of jobs stored before JobmeshOpts had names (under opts.jm). */
+interface LegacyJobmeshOpts {
+  b?: BackoffSpec;
+  to?: number;
+  ik?: string;
+  tp?: string;
+  rf?: string;
   kf?: RetentionSpec;
 }
 
@@ -46,21 +57,21 @@ function keepFromBull(k: boolean | number | KeepJobs | undefined): RetentionSpec
  * BullMQ options for a job with resolved options. `now` anchors `runAt`. With `holdFailed` (the
  * queue captures dead letters), BullMQ keeps the job when it fails for good, whatever keep_failed
  * says: removing it before the dead-letter service read it would lose it. The dead-letter service
- * applies keep_failed (kept in `jm.kf`) once it has captured the job.
+ * applies keep_failed (kept in `jobmesh.keepFailed`) once it has captured the job.
  */
 export function toBullOptions(o: ResolvedJobOptions, extra: { jobId?: string; traceparent?: string; holdFailed?: boolean }, now = Date.now()): JobsOptions {
   const jm: JobmeshOpts = {};
   const b = o.backoff;
   // BullMQ's own fixed/exponential (with its jitter) match ours exactly; the rest need our strategy.
   const builtin = (b.kind === 'fixed' || b.kind === 'exponential') && !b.maxDelayMs;
-  if (!builtin) jm.b = b;
-  if (o.timeoutMs) jm.to = o.timeoutMs;
-  if (o.idempotencyKey) jm.ik = o.idempotencyKey;
-  if (extra.traceparent) jm.tp = extra.traceparent;
-  if (o.replayOf) jm.rf = o.replayOf;
-  if (extra.holdFailed) jm.kf = o.keepFailed;
+  if (!builtin) jm.backoff = b;
+  if (o.timeoutMs) jm.timeoutMs = o.timeoutMs;
+  if (o.idempotencyKey) jm.idempotencyKey = o.idempotencyKey;
+  if (extra.traceparent) jm.traceparent = extra.traceparent;
+  if (o.replayOf) jm.replayOf = o.replayOf;
+  if (extra.holdFailed) jm.keepFailed = o.keepFailed;
   const delay = o.runAt ? Math.max(0, o.runAt.getTime() - now) : o.delayMs;
-  const opts: JobsOptions & { jm?: JobmeshOpts } = {
+  const opts: JobsOptions & { jobmesh?: JobmeshOpts } = {
     attempts: o.attempts,
     backoff: builtin ? { type: b.kind, delay: b.delayMs, ...(b.jitter ? { jitter: b.jitter } : {}) } : { type: JOBMESH_BACKOFF, delay: b.delayMs },
     removeOnComplete: keepToBull(o.keepCompleted),
@@ -70,12 +81,16 @@ export function toBullOptions(o: ResolvedJobOptions, extra: { jobId?: string; tr
   if (o.priority) opts.priority = o.priority;
   const jobId = extra.jobId ?? o.jobId;
   if (jobId) opts.jobId = jobId;
-  if (Object.keys(jm).length) opts.jm = jm;
+  if (Object.keys(jm).length) opts.jobmesh = jm;
   return opts;
 }
 
 export function jobmeshOpts(job: Pick<BullJob, 'opts'>): JobmeshOpts {
-  return ((job.opts as { jm?: JobmeshOpts }).jm ?? {}) as JobmeshOpts;
+  const opts = job.opts as { jobmesh?: JobmeshOpts; jm?: LegacyJobmeshOpts };
+  if (opts.jobmesh) return opts.jobmesh;
+  const old = opts.jm;
+  if (!old) return {};
+  return { backoff: old.b, timeoutMs: old.to, idempotencyKey: old.ik, traceparent: old.tp, replayOf: old.rf, keepFailed: old.kf };
 }
 
 /** The options a stored job runs with, in domain terms. */
@@ -84,18 +99,18 @@ export function optionsOfBullJob(job: BullJob): JobOptionsSpec {
   const o = job.opts;
   const bb = typeof o.backoff === 'number' ? { type: 'fixed', delay: o.backoff } : o.backoff;
   const backoff: BackoffSpec | undefined =
-    jm.b ?? (bb && (bb.type === 'fixed' || bb.type === 'exponential') ? { kind: bb.type as 'fixed' | 'exponential', delayMs: bb.delay ?? 0, jitter: bb.jitter } : undefined);
+    jm.backoff ?? (bb && (bb.type === 'fixed' || bb.type === 'exponential') ? { kind: bb.type as 'fixed' | 'exponential', delayMs: bb.delay ?? 0, jitter: bb.jitter } : undefined);
   return {
     attempts: o.attempts,
     backoff,
     delayMs: o.delay || undefined,
     priority: o.priority || undefined,
-    timeoutMs: jm.to,
-    idempotencyKey: jm.ik,
+    timeoutMs: jm.timeoutMs,
+    idempotencyKey: jm.idempotencyKey,
     jobId: isCustomId(job.id) ? job.id : undefined,
     keepCompleted: keepFromBull(o.removeOnComplete),
-    keepFailed: jm.kf ?? keepFromBull(o.removeOnFail),
-    replayOf: jm.rf,
+    keepFailed: jm.keepFailed ?? keepFromBull(o.removeOnFail),
+    replayOf: jm.replayOf,
   };
 }
 
@@ -158,8 +173,8 @@ export function toProtoJob(job: BullJob, queue: string, state: JobStateName | un
     finishedAt: job.finishedOn ? new Date(job.finishedOn) : undefined,
     runAt: delay ? new Date(job.timestamp + delay) : undefined,
     parent: parentRef(job),
-    traceId: traceIdOf(jm.tp),
-    idempotencyKey: jm.ik ?? '',
+    traceId: traceIdOf(jm.traceparent),
+    idempotencyKey: jm.idempotencyKey ?? '',
     processorWaitUntil,
   };
 }

@@ -287,7 +287,7 @@ export class RemoteDispatcher {
           job: toProtoJob(p.job, p.queue, 'active'),
           leaseToken: token,
           leaseExpiresAt: new Date(lease.expiresAt),
-          traceparent: jobmeshOpts(p.job).tp ?? '',
+          traceparent: jobmeshOpts(p.job).traceparent ?? '',
           attempt: p.attempt,
           steps: state.steps,
           childrenAdded: state.childrenAdded,
@@ -480,7 +480,7 @@ export class RemoteDispatcher {
     this.draining = true;
     for (const s of this.sessions.values()) {
       s.draining = true;
-      s.send?.({ drain: { grace: { seconds: Math.floor(graceMs / 1000), nanos: (graceMs % 1000) * 1e6 } } });
+      s.send?.({ drain: { grace: pb.msToDuration(graceMs) } });
     }
     // Jobs fetched but not yet assigned go back to waiting now, for another replica.
     this.releaseOrphans([...this.pending.keys()], 'the worker-pool is shutting down');
