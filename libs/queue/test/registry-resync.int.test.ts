@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { defaultQueueSpec } from '@jobmesh/core';
 import { createLogger, createRegistry, type Logger, type OpsServer, startOpsServer } from '@jobmesh/telemetry';
-import { type RedisHandle, startRedis } from '@jobmesh/testing';
+import { type RedisHandle, eventually, startRedis } from '@jobmesh/testing';
 import { Redis } from 'ioredis';
 import { type Backbone, openBackbone } from '../src';
 
@@ -26,15 +26,6 @@ function recordingLogger(): Logger {
   return createLogger({ name: 'test', level: 'info', destination });
 }
 
-async function until<T>(check: () => Promise<T | undefined | false> | T | undefined | false, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 const readyz = async (): Promise<{ status: number; body: string }> => {
   const res = await fetch(`http://127.0.0.1:${ops.port}/readyz`);
@@ -66,14 +57,14 @@ it('retries a registry reload that fails after a reconnect, logs it, and is not 
   await admin.set(key, 'not a hash');
   await admin.client('KILL', 'TYPE', 'pubsub');
 
-  const failed = await until(() => lines.find((l) => /could not reload the queue registry/.test(l.msg)), 'the failed reload to be logged');
+  const failed = await eventually(() => lines.find((l) => /could not reload the queue registry/.test(l.msg)), 10_000, 'the failed reload to be logged');
   expect(failed.err).toMatch(/WRONGTYPE/);
   expect(await readyz()).toEqual({ status: 503, body: 'not ready: the queue registry is being reloaded after a Redis reconnect\n' });
   expect(backbone.registry.upToDate).toBe(false);
 
   await admin.del(key);
   await admin.hset(key, { ...saved, after: JSON.stringify(defaultQueueSpec('after')) });
-  await until(async () => (await readyz()).status === 200, 'readiness after the retried reload');
+  await eventually(async () => (await readyz()).status === 200, 10_000, 'readiness after the retried reload');
   expect(lines.filter((l) => /could not reload the queue registry/.test(l.msg)).length).toBeGreaterThanOrEqual(1);
   expect(lines.some((l) => l.msg === 'queue registry reloaded after a Redis reconnect')).toBe(true);
   expect(backbone.registry.cached().map((q) => q.name).sort()).toEqual(['after', 'before']);

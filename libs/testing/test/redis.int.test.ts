@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import Redis from 'ioredis';
-import { startRedis, type RedisHandle } from '../src';
+import { startRedis, type RedisHandle, waitFor } from '../src';
 
 // jest applies only the global testTimeout, not the one in the integration project's config.
 
@@ -22,18 +22,8 @@ function connect(url: string): Redis {
   return client;
 }
 
-/** Retries `fn` until it resolves, for at most `timeoutMs`; then rethrows its last error. */
-async function eventually<T>(fn: () => Promise<T>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+/** Retries `fn` until it resolves, for at most `timeoutMs`. */
+const eventually = <T>(fn: () => Promise<T>, timeoutMs = 10_000): Promise<T> => waitFor('the call to succeed', fn, timeoutMs, 50);
 
 afterEach(async () => {
   for (const client of clients.splice(0)) client.disconnect();

@@ -78,24 +78,7 @@ export async function startSchedulerHarness(
 /** A fresh queue name for one test. */
 export const uniqueQueue = (label = 'q'): string => `${label}-${randomUUID().slice(0, 8)}`;
 
-/**
- * Polls `probe` until it returns a value other than undefined/false, or throws after `timeoutMs`
- * with `what` in the message. Polling with a deadline, never a fixed sleep.
- */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+export { waitFor } from '@jobmesh/testing';
 
 /** A promise with its resolve function, for "wait until the processor has started" hand-offs. */
 export function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {

@@ -4,6 +4,7 @@ import { type SchedulerHarness, startSchedulerHarness } from '../../scheduler/te
 import { loadWorkerPoolEnv, ProcessorRegistry, type RunningWorkerPool, startWorkerPool } from '../src';
 
 export { uniqueQueue } from '../../scheduler/test/harness';
+export { eventually } from '@jobmesh/testing';
 
 export interface PoolHarness extends SchedulerHarness {
   /** Starts a worker-pool replica on the same Redis and prefix. */
@@ -41,13 +42,3 @@ export async function startPoolHarness(opts: { ownRedis?: boolean } = {}): Promi
   };
 }
 
-/** Polls `check` until it returns a value other than undefined/false, or fails after `timeoutMs`. */
-export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
