@@ -9,8 +9,6 @@ import { Redis } from 'ioredis';
 /** Key prefixes of the raw BullMQ queues and of the scheduler: two key spaces on one Redis. */
 const RAW_PREFIX = 'bench-raw';
 const JOBMESH_PREFIX = 'bench-jobmesh';
-/** Obliterating a queue of 50,000 jobs takes a while; it is clean-up, not measured. */
-const DROP_TIMEOUT_MS = 120_000;
 /** The scheduler's own grace is 5 s; a stop that takes longer is stuck, and Redis must still go. */
 const STOP_TIMEOUT_MS = 15_000;
 
@@ -78,21 +76,22 @@ export interface BenchEnvironment {
   redisUrl: string;
   redisVersion: string;
   client: JobmeshClient;
-  /** A fresh, connected BullMQ queue with prefix `bench-raw`. */
+  /** A fresh, connected BullMQ queue with prefix `bench-raw`; close it when done. */
   rawQueue(label: string): Promise<Queue>;
   /** A fresh Jobmesh queue, created with CreateQueue. */
   jobmeshQueue(label: string): Promise<string>;
-  /** Deletes the raw queue's data and closes it. */
-  dropRawQueue(queue: Queue): Promise<void>;
-  /** DeleteQueue with force: the registry entry and its jobs. */
-  dropJobmeshQueue(name: string): Promise<void>;
+  /**
+   * FLUSHALL SYNC: every key of both sides goes, and its memory is freed before the call returns
+   * (ASYNC would free it on a Redis thread while the next run is measured).
+   */
+  flush(): Promise<void>;
   /** Starts a worker-pool process with these extra settings; stop it when done. */
   spawnWorkerPool(env: Record<string, string>): Promise<{ port: number; stop(): Promise<void> }>;
   /** Starts a dead-letter process (replays through the bench's scheduler); stop it when done. */
   spawnDeadLetter(): Promise<{ port: number; stop(): Promise<void> }>;
   /** The key prefix of Jobmesh's queues, for BullMQ readers of them. */
   jobmeshPrefix: string;
-  /** Closes the client, stops the scheduler, then Redis; tries every step even if one fails. */
+  /** Closes the clients, stops the scheduler, then Redis; tries every step even if one fails. */
   stop(): Promise<void>;
 }
 
@@ -122,8 +121,10 @@ export async function startEnvironment(): Promise<BenchEnvironment> {
     return queue;
   };
 
+  // The bench's own connection, for INFO and the flush between runs.
   const admin = new Redis(redis.url);
-  const info = await admin.info('server').finally(() => admin.disconnect());
+  admin.on('error', (err) => console.error(`bench redis connection: ${err.message}`));
+  const info = await admin.info('server');
 
   return {
     redisUrl: redis.url,
@@ -138,16 +139,13 @@ export async function startEnvironment(): Promise<BenchEnvironment> {
       await client.createQueue({ queue: { name } });
       return name;
     },
-    async dropRawQueue(queue) {
-      await queue.obliterate({ force: true });
-      await queue.close();
-    },
-    async dropJobmeshQueue(name) {
-      await client.deleteQueue(name, true, { timeoutMs: DROP_TIMEOUT_MS });
+    async flush() {
+      await admin.flushall('SYNC');
     },
     async stop() {
       const errors: unknown[] = [];
       client.close();
+      admin.disconnect();
       await withTimeout(running.stop(), STOP_TIMEOUT_MS, 'scheduler stop').catch((err: unknown) => errors.push(err));
       await redis.stop().catch((err: unknown) => errors.push(err));
       if (errors.length) throw new AggregateError(errors, 'bench clean-up failed');

@@ -30,11 +30,11 @@ async function main(): Promise<number> {
 
   const log = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
   const env = await startEnvironment();
-  log(`redis-server ${env.redisVersion} at ${env.redisUrl}, scheduler as its own process`);
+  log(`redis-server ${env.redisVersion} at ${env.redisUrl}, scheduler as its own process; ${options.rounds} rounds a scenario`);
   const results: ScenarioResult[] = [];
   let failure: unknown;
   try {
-    for (const scenario of selected) results.push(await runScenario(scenario, env, { jobs: options.jobs, warmup: options.warmup, log }));
+    for (const scenario of selected) results.push(await runScenario(scenario, env, { jobs: options.jobs, warmup: options.warmup, rounds: options.rounds, log }));
   } catch (err) {
     failure = err;
   }

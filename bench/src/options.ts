@@ -6,12 +6,18 @@ export interface BenchOptions {
   jobs?: number;
   /** Jobs in each warm-up run. @default a tenth of the measured run, at least 1,000 (at most the run) */
   warmup?: number;
+  /** Measured rounds per scenario, each one run of raw BullMQ and one of Jobmesh. @default 5 */
+  rounds: number;
   /** Run only the scenarios with these names. @default all */
   only: string[];
 }
 
-export const USAGE = `usage: npm run bench -- [--jobs N] [--warmup N] [--scenario NAME]...
+/** Enough for a median that one odd run cannot move, and a range worth reading. */
+export const DEFAULT_ROUNDS = 5;
 
+export const USAGE = `usage: npm run bench -- [--rounds N] [--jobs N] [--warmup N] [--scenario NAME]...
+
+  --rounds N       measured rounds per scenario, each a raw and a Jobmesh run (default ${DEFAULT_ROUNDS}; env BENCH_ROUNDS)
   --jobs N         jobs per measured run, every scenario (env BENCH_JOBS)
   --warmup N       jobs per warm-up run; 0 skips the warm-up (env BENCH_WARMUP)
   --scenario NAME  run only this scenario; repeatable
@@ -28,6 +34,7 @@ export function parseBenchOptions(argv: string[], env: NodeJS.ProcessEnv): Bench
     parsed = parseArgs({
       args: argv,
       options: {
+        rounds: { type: 'string' },
         jobs: { type: 'string' },
         warmup: { type: 'string' },
         scenario: { type: 'string', multiple: true },
@@ -44,6 +51,7 @@ export function parseBenchOptions(argv: string[], env: NodeJS.ProcessEnv): Bench
   return {
     jobs: count(values.jobs ?? env.BENCH_JOBS, values.jobs !== undefined ? '--jobs' : 'BENCH_JOBS', 1),
     warmup: count(values.warmup ?? env.BENCH_WARMUP, values.warmup !== undefined ? '--warmup' : 'BENCH_WARMUP', 0),
+    rounds: count(values.rounds ?? env.BENCH_ROUNDS, values.rounds !== undefined ? '--rounds' : 'BENCH_ROUNDS', 1) ?? DEFAULT_ROUNDS,
     only: values.scenario ?? [],
   };
 }

@@ -1,11 +1,25 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { BenchEnvironment } from './environment';
 import type { RunContext, Scenario } from './scenario';
+import { type Spread, spread } from './stats';
 
-/** One side of one scenario: jobs done over wall time. */
+/** One run of one side: jobs done over wall time. */
 export interface Measurement {
   jobs: number;
   ms: number;
   jobsPerSec: number;
+}
+
+export type Side = 'raw' | 'jobmesh';
+
+/** Both sides of a scenario, measured back to back; `first` is the side that ran first. */
+export interface Round {
+  first: Side;
+  raw: Measurement;
+  jobmesh: Measurement;
+  /** This round's Jobmesh jobs/s over its raw BullMQ jobs/s. */
+  ratio: number;
 }
 
 export interface ScenarioResult {
@@ -13,10 +27,19 @@ export interface ScenarioResult {
   title: string;
   jobs: number;
   warmup: number;
-  raw: Measurement;
-  jobmesh: Measurement;
-  /** Jobmesh jobs/s over raw BullMQ jobs/s. */
-  ratio: number;
+  /** Every measured round, in the order they ran (the warm-up is not one of them). */
+  rounds: Round[];
+  /** Jobs/s of raw BullMQ over the rounds. */
+  raw: Spread;
+  /** Jobs/s through Jobmesh over the rounds. */
+  jobmesh: Spread;
+  /**
+   * `ofMedians`: the Jobmesh median over the raw median, the figure to quote. `min` / `max`: the
+   * lowest and highest of the rounds' own ratios (each round's two sides ran back to back), so
+   * the range is how far one round alone could have been off; `ofMedians` always lies within it
+   * for an odd number of rounds.
+   */
+  ratio: { ofMedians: number; min: number; max: number };
 }
 
 export interface RunSettings {
@@ -24,6 +47,8 @@ export interface RunSettings {
   jobs?: number;
   /** Overrides the default warm-up size. */
   warmup?: number;
+  /** Measured rounds. */
+  rounds: number;
   /** Progress lines (they go to stderr, so stdout is only the results). */
   log(line: string): void;
 }
@@ -32,40 +57,78 @@ export interface RunSettings {
 export const defaultWarmup = (jobs: number): number => Math.min(jobs, Math.max(1_000, Math.round(jobs / 10)));
 
 /**
- * Warms up both sides (same code paths, JIT and connections), then measures raw BullMQ and
- * Jobmesh one after the other, each on a fresh queue that is dropped afterwards.
+ * A full collection of this process's heap before each run, so a run does not pay for the
+ * garbage the one before it left (the raw side's BullMQ client and the Jobmesh client both live
+ * here). Exposed at run time, so `node bench/dist/main.js` needs no `--expose-gc`.
+ */
+const collectGarbage: () => void = (() => {
+  try {
+    setFlagsFromString('--expose-gc');
+    return runInNewContext('gc') as () => void;
+  } catch {
+    // A runtime without the flag: runs then start with whatever heap they find.
+    return () => undefined;
+  }
+})();
+
+const int = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+
+/**
+ * Warms up both sides once (JIT, connections, the scheduler's code paths), then measures
+ * `rounds` rounds. A round runs raw BullMQ and Jobmesh back to back, raw first in odd rounds and
+ * Jobmesh first in even ones, so a machine that speeds up or slows down during the run weighs
+ * on both sides alike. Every run starts on an empty Redis (FLUSHALL) with a fresh queue.
  */
 export async function runScenario(scenario: Scenario, env: BenchEnvironment, settings: RunSettings): Promise<ScenarioResult> {
   const jobs = settings.jobs ?? scenario.defaultJobs;
   const warmup = settings.warmup ?? defaultWarmup(jobs);
   if (warmup > 0) {
     settings.log(`${scenario.name}: warm-up, ${warmup} jobs a side`);
-    await runRaw(scenario, env, warmup);
-    await runJobmesh(scenario, env, warmup);
+    await runSide('raw', scenario, env, warmup);
+    await runSide('jobmesh', scenario, env, warmup);
   }
-  settings.log(`${scenario.name}: raw BullMQ, ${jobs} jobs`);
-  const raw = await runRaw(scenario, env, jobs);
-  settings.log(`${scenario.name}: Jobmesh, ${jobs} jobs`);
-  const jobmesh = await runJobmesh(scenario, env, jobs);
-  return { name: scenario.name, title: scenario.title, jobs, warmup, raw, jobmesh, ratio: jobmesh.jobsPerSec / raw.jobsPerSec };
+  const rounds: Round[] = [];
+  for (let r = 0; r < settings.rounds; r++) {
+    const first: Side = r % 2 === 0 ? 'raw' : 'jobmesh';
+    const second: Side = first === 'raw' ? 'jobmesh' : 'raw';
+    const got = { [first]: await runSide(first, scenario, env, jobs) } as Partial<Record<Side, Measurement>>;
+    got[second] = await runSide(second, scenario, env, jobs);
+    const round: Round = { first, raw: got.raw!, jobmesh: got.jobmesh!, ratio: got.jobmesh!.jobsPerSec / got.raw!.jobsPerSec };
+    rounds.push(round);
+    settings.log(
+      `${scenario.name}: round ${r + 1}/${settings.rounds} (${first} first): raw ${int.format(round.raw.jobsPerSec)} jobs/s, ` +
+        `Jobmesh ${int.format(round.jobmesh.jobsPerSec)} jobs/s, ratio ${round.ratio.toFixed(3)}`,
+    );
+  }
+  const raw = spread(rounds.map((r) => r.raw.jobsPerSec));
+  const jobmesh = spread(rounds.map((r) => r.jobmesh.jobsPerSec));
+  const ratios = rounds.map((r) => r.ratio);
+  return {
+    name: scenario.name,
+    title: scenario.title,
+    jobs,
+    warmup,
+    rounds,
+    raw,
+    jobmesh,
+    ratio: { ofMedians: jobmesh.median / raw.median, min: Math.min(...ratios), max: Math.max(...ratios) },
+  };
 }
 
-async function runRaw(scenario: Scenario, env: BenchEnvironment, jobs: number): Promise<Measurement> {
-  const queue = await env.rawQueue(`${scenario.name}-raw`);
-  try {
-    return await measure(`${scenario.name} (raw BullMQ)`, jobs, env, (ctx) => scenario.raw({ ...ctx, queue }));
-  } finally {
-    await env.dropRawQueue(queue);
+/** One run of one side, on an empty Redis and a fresh queue. */
+async function runSide(side: Side, scenario: Scenario, env: BenchEnvironment, jobs: number): Promise<Measurement> {
+  await env.flush();
+  collectGarbage();
+  if (side === 'raw') {
+    const queue = await env.rawQueue(`${scenario.name}-raw`);
+    try {
+      return await measure(`${scenario.name} (raw BullMQ)`, jobs, env, (ctx) => scenario.raw({ ...ctx, queue }));
+    } finally {
+      await queue.close();
+    }
   }
-}
-
-async function runJobmesh(scenario: Scenario, env: BenchEnvironment, jobs: number): Promise<Measurement> {
   const queue = await env.jobmeshQueue(`${scenario.name}-jm`);
-  try {
-    return await measure(`${scenario.name} (Jobmesh)`, jobs, env, (ctx) => scenario.jobmesh({ ...ctx, client: env.client, queue }));
-  } finally {
-    await env.dropJobmeshQueue(queue);
-  }
+  return measure(`${scenario.name} (Jobmesh)`, jobs, env, (ctx) => scenario.jobmesh({ ...ctx, client: env.client, queue }));
 }
 
 async function measure(what: string, jobs: number, env: BenchEnvironment, body: (ctx: RunContext) => Promise<number>): Promise<Measurement> {

@@ -3,9 +3,10 @@ import type { Queue } from 'bullmq';
 import type { BenchEnvironment } from './environment';
 
 /**
- * One benchmark: the same work done against raw BullMQ and through Jobmesh. Each side runs on a
- * fresh queue and returns how many jobs it got done; jobs/s is that count over the wall time
- * from the call (or from `startClock()`) to its return (or to `stopClock()`).
+ * One benchmark: the same work done against raw BullMQ and through Jobmesh. Each run of a side
+ * starts on an empty Redis with a fresh queue and returns how many jobs it got done; jobs/s is
+ * that count over the wall time from the call (or from `startClock()`) to its return (or to
+ * `stopClock()`). A side need not delete what it wrote: the next run starts with a FLUSHALL.
  */
 export interface Scenario {
   /** Stable id: the JSON line's key and the `--scenario` value. */
@@ -30,7 +31,7 @@ export interface RunContext {
 }
 
 export interface RawContext extends RunContext {
-  /** A fresh BullMQ queue (prefix `bench-raw`) on the bench's Redis, connected. */
+  /** A fresh BullMQ queue (prefix `bench-raw`) on the bench's Redis, connected; closed after the run. */
   queue: Queue;
 }
 

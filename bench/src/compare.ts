@@ -1,0 +1,58 @@
+import { readFileSync } from 'node:fs';
+import { type BenchJson, alignedTable } from './report';
+
+const USAGE = `usage: node bench/dist/compare.js A B
+
+  A, B  files holding the output of two bench runs (the whole stdout, or its last line)
+
+For each scenario in both runs: each run's ratio of medians with its rounds' range, and how far
+B's medians are from A's (B / A − 1) for raw BullMQ, Jobmesh and the ratio.`;
+
+/** The last line of `file` that is a bench JSON line. */
+function benchJson(file: string): BenchJson {
+  const lines = readFileSync(file, 'utf8').split('\n').reverse();
+  for (const line of lines) {
+    if (!line.startsWith('{')) continue;
+    const parsed = JSON.parse(line) as Partial<BenchJson>;
+    if (parsed.bench === 'jobmesh' && Array.isArray(parsed.scenarios) && parsed.scenarios.every((s) => Array.isArray(s.rounds))) return parsed as BenchJson;
+  }
+  throw new Error(`${file} holds no bench JSON line with rounds (a line starting {"bench":"jobmesh", from a bench that has --rounds)`);
+}
+
+const pct = (b: number, a: number): string => {
+  const d = (b / a - 1) * 100;
+  return `${d >= 0 ? '+' : ''}${d.toFixed(1)} %`;
+};
+
+const ratio = (r: BenchJson['scenarios'][number]['ratio']): string => `${r.ofMedians.toFixed(3)} (${r.min.toFixed(3)}–${r.max.toFixed(3)})`;
+
+function main(argv: string[]): number {
+  if (argv.length !== 2 || argv.includes('--help') || argv.includes('-h')) {
+    console.error(USAGE);
+    return argv.includes('--help') || argv.includes('-h') ? 0 : 2;
+  }
+  const [a, b] = argv.map(benchJson) as [BenchJson, BenchJson];
+  const rows: string[][] = [];
+  for (const sa of a.scenarios) {
+    const sb = b.scenarios.find((s) => s.name === sa.name);
+    if (!sb) continue;
+    rows.push([
+      sa.name,
+      ratio(sa.ratio),
+      ratio(sb.ratio),
+      pct(sb.raw.median, sa.raw.median),
+      pct(sb.jobmesh.median, sa.jobmesh.median),
+      pct(sb.ratio.ofMedians, sa.ratio.ofMedians),
+    ]);
+  }
+  console.log(`A: ${a.at} (${a.node}, Redis ${a.redis}, ${a.cpus} cpus)\nB: ${b.at} (${b.node}, Redis ${b.redis}, ${b.cpus} cpus)\n`);
+  console.log(alignedTable(['scenario', 'A Jobmesh/raw (min–max)', 'B Jobmesh/raw (min–max)', 'raw median B/A', 'Jobmesh median B/A', 'ratio B/A'], rows));
+  return 0;
+}
+
+try {
+  process.exitCode = main(process.argv.slice(2));
+} catch (err) {
+  console.error(`compare: ${(err as Error).message}`);
+  process.exitCode = 1;
+}
