@@ -107,3 +107,18 @@ export class PermissionDeniedError extends JobmeshError {
 export function isJobmeshError(err: unknown): err is JobmeshError {
   return err instanceof JobmeshError;
 }
+
+/**
+ * The gRPC trailer in which a status made from a JobmeshError names it: UTF-8 JSON of
+ * {@link errorFacts}, e.g. `{"name":"QueueNotFoundError","kind":"not_found","queue":"emails"}`.
+ * Binary (`-bin`), so any name a field holds travels as it is. libs/grpc-kit writes it; the SDK
+ * reads it to throw the matching typed error without parsing the message.
+ */
+export const ERROR_TRAILER = 'jobmesh-error-bin';
+
+/** A JobmeshError's `name` and its own string and number fields (`queue`, `jobId`, `field`, …). */
+export function errorFacts(err: JobmeshError): Record<string, string | number> {
+  const facts: Record<string, string | number> = { name: err.name };
+  for (const [key, value] of Object.entries(err)) if (typeof value === 'string' || typeof value === 'number') facts[key] = value;
+  return facts;
+}

@@ -1,5 +1,5 @@
 import { status as Status, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { type ErrorKind, isJobmeshError } from '@jobmesh/core';
+import { ERROR_TRAILER, type ErrorKind, errorFacts, isJobmeshError } from '@jobmesh/core';
 
 const KIND_TO_STATUS: Record<ErrorKind, Status> = {
   invalid_argument: Status.INVALID_ARGUMENT,
@@ -22,6 +22,8 @@ export interface MappedStatus {
   details: string;
   /** False for errors we did not expect: they are logged with their stack. */
   expected: boolean;
+  /** Trailers sent with the status: a typed error's facts (ERROR_TRAILER), for clients. */
+  metadata?: Metadata;
 }
 
 /**
@@ -30,7 +32,12 @@ export interface MappedStatus {
  * (the detail goes to the log, never to the caller).
  */
 export function toStatus(err: unknown): MappedStatus {
-  if (isJobmeshError(err)) return { code: KIND_TO_STATUS[err.kind], details: err.message, expected: true };
+  if (isJobmeshError(err)) {
+    // Only on the error path: the trailer costs the normal path nothing.
+    const metadata = new Metadata();
+    metadata.set(ERROR_TRAILER, Buffer.from(JSON.stringify(errorFacts(err))));
+    return { code: KIND_TO_STATUS[err.kind], details: err.message, expected: true, metadata };
+  }
   const e = err as Partial<ServiceError> & { name?: string; message?: string };
   if (typeof e?.code === 'number' && e.code in Status && e.metadata instanceof Metadata) {
     // A status from a downstream gRPC call: pass it on.
@@ -43,5 +50,5 @@ export function toStatus(err: unknown): MappedStatus {
 }
 
 export function serviceError(mapped: MappedStatus): Partial<ServiceError> {
-  return { code: mapped.code, details: mapped.details, message: mapped.details };
+  return { code: mapped.code, details: mapped.details, message: mapped.details, metadata: mapped.metadata };
 }
