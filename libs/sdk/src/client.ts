@@ -1,5 +1,6 @@
 import { type CallOptions, type ChannelCredentials, credentials as grpcCredentials, Metadata, type ServiceError, type ClientReadableStream, status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
+import { toClientError } from './errors';
 
 export interface JobmeshClientOptions {
   /** "host:port" of the Jobmesh gRPC endpoint. @default 127.0.0.1:50051 */
@@ -94,7 +95,7 @@ export class Caller {
         const cancel = (): void => call.cancel();
         const call = method.call(client, req, this.metadata(s), { deadline: tryDeadline }, (err, res) => {
           s?.signal?.removeEventListener('abort', cancel);
-          if (err) reject(err);
+          if (err) reject(toClientError(err));
           else resolve(res);
         }) as { cancel(): void };
         s?.signal?.addEventListener('abort', cancel, { once: true });
@@ -107,7 +108,7 @@ export class Caller {
         try {
           return await once(tryDeadline);
         } catch (err) {
-          const code = (err as ServiceError).code;
+          const code = (err as Partial<ServiceError>).code;
           // A try's own deadline that fired before the call's is an answer that did not come in time.
           const retryable = code === status.UNAVAILABLE || (code === status.DEADLINE_EXCEEDED && tryDeadline < deadline);
           if (!retryable || tries >= maxTries || s?.signal?.aborted) throw err;
@@ -121,12 +122,17 @@ export class Caller {
     })();
   }
 
-  /** Yields each message of a server stream until it ends; leaving the loop cancels the call. */
+  /**
+   * Yields each message of a server stream until it ends; leaving the loop cancels the call. A
+   * stream that ends with an error status throws it as a typed error (see errors.ts).
+   */
   async *stream<T>(open: (md: Metadata) => ClientReadableStream<T>, s?: Omit<CallSettings, 'timeoutMs'>): AsyncGenerator<T> {
     const stream = open(this.metadata(s));
     s?.signal?.addEventListener('abort', () => stream.cancel(), { once: true });
     try {
       for await (const msg of stream as AsyncIterable<T>) yield msg;
+    } catch (err) {
+      throw toClientError(err);
     } finally {
       stream.cancel();
     }
@@ -144,6 +150,13 @@ export class Caller {
  *
  * Every other call (creates, updates, deletes, cancel, retry, promote, flows and enqueues without
  * a key) fails at once, since the first try may have been applied.
+ *
+ * **Errors.** A call that fails rejects with a typed error (errors.ts): `QueueNotFoundError`
+ * (with `queue`), `JobNotFoundError`, `ScheduleNotFoundError`, `InvalidArgumentError` (with
+ * `field`), `AlreadyExistsError`, `FailedPreconditionError`, `PermissionDeniedError`,
+ * `UnauthenticatedError`, `ResourceExhaustedError`, `UnavailableError`, `DeadlineExceededError`,
+ * or a `StatusError` for any other status. Each carries the numeric gRPC `code`, `details`,
+ * `metadata` and the grpc-js error as `cause`; `instanceof StatusError` holds for all of them.
  */
 export class JobmeshClient {
   readonly scheduler: pb.SchedulerServiceClient;
@@ -169,42 +182,42 @@ export class JobmeshClient {
   }
 
   createQueue = (req: DeepPartial<pb.CreateQueueRequest>, s?: CallSettings) =>
-    this.call(this.scheduler.createQueue, pb.CreateQueueRequest.fromPartial(req as never), s).then((r) => r.queue!);
+    this.call(this.scheduler.createQueue, pb.CreateQueueRequest.fromPartial(req), s).then((r) => r.queue!);
   updateQueue = (req: DeepPartial<pb.UpdateQueueRequest>, s?: CallSettings) =>
-    this.call(this.scheduler.updateQueue, pb.UpdateQueueRequest.fromPartial(req as never), s).then((r) => r.queue!);
+    this.call(this.scheduler.updateQueue, pb.UpdateQueueRequest.fromPartial(req), s).then((r) => r.queue!);
   getQueue = (name: string, s?: CallSettings) => this.read(this.scheduler.getQueue, { name }, s).then((r) => r.queue!);
-  listQueues = (req: Partial<pb.ListQueuesRequest> = {}, s?: CallSettings) => this.read(this.scheduler.listQueues, pb.ListQueuesRequest.fromPartial(req as never), s);
+  listQueues = (req: Partial<pb.ListQueuesRequest> = {}, s?: CallSettings) => this.read(this.scheduler.listQueues, pb.ListQueuesRequest.fromPartial(req), s);
   deleteQueue = (name: string, force = false, s?: CallSettings) => this.call(this.scheduler.deleteQueue, { name, force }, s).then(() => undefined);
   pauseQueue = (name: string, s?: CallSettings) => this.call(this.scheduler.pauseQueue, { name }, s).then((r) => r.queue!);
   resumeQueue = (name: string, s?: CallSettings) => this.call(this.scheduler.resumeQueue, { name }, s).then((r) => r.queue!);
 
   /** Retried on UNAVAILABLE only when the job has `options.idempotency_key` or `options.job_id`. */
   enqueueJob = (req: DeepPartial<pb.EnqueueJobRequest>, s?: CallSettings) => {
-    const msg = pb.EnqueueJobRequest.fromPartial(req as never);
+    const msg = pb.EnqueueJobRequest.fromPartial(req);
     return this.call(this.scheduler.enqueueJob, msg, s, keyed(msg.job));
   };
   /** Retried on UNAVAILABLE only when every job has `options.idempotency_key` or `options.job_id`. */
   enqueueJobs = (req: DeepPartial<pb.EnqueueJobsRequest>, s?: CallSettings) => {
-    const msg = pb.EnqueueJobsRequest.fromPartial(req as never);
+    const msg = pb.EnqueueJobsRequest.fromPartial(req);
     return this.call(this.scheduler.enqueueJobs, msg, s, msg.jobs.length > 0 && msg.jobs.every(keyed));
   };
   /** Retried on UNAVAILABLE only when the root has `options.job_id`. */
   enqueueFlow = (req: DeepPartial<pb.EnqueueFlowRequest>, s?: CallSettings) => {
-    const msg = pb.EnqueueFlowRequest.fromPartial(req as never);
+    const msg = pb.EnqueueFlowRequest.fromPartial(req);
     return this.call(this.scheduler.enqueueFlow, msg, s, !!msg.root?.job?.options?.jobId);
   };
 
   getJob = (queue: string, id: string, s?: CallSettings) => this.read(this.scheduler.getJob, { queue, id }, s).then((r) => r.job!);
-  listJobs = (req: Partial<pb.ListJobsRequest> & { queue: string }, s?: CallSettings) => this.read(this.scheduler.listJobs, pb.ListJobsRequest.fromPartial(req as never), s);
+  listJobs = (req: Partial<pb.ListJobsRequest> & { queue: string }, s?: CallSettings) => this.read(this.scheduler.listJobs, pb.ListJobsRequest.fromPartial(req), s);
   cancelJob = (queue: string, id: string, reason = '', s?: CallSettings) => this.call(this.scheduler.cancelJob, { queue, id, reason }, s);
   retryJob = (queue: string, id: string, s?: CallSettings) => this.call(this.scheduler.retryJob, { queue, id }, s).then((r) => r.job!);
   promoteJob = (queue: string, id: string, s?: CallSettings) => this.call(this.scheduler.promoteJob, { queue, id }, s).then((r) => r.job!);
 
   upsertSchedule = (schedule: DeepPartial<pb.Schedule>, s?: CallSettings) =>
-    this.call(this.scheduler.upsertSchedule, pb.UpsertScheduleRequest.fromPartial({ schedule } as never), s).then((r) => r.schedule!);
+    this.call(this.scheduler.upsertSchedule, pb.UpsertScheduleRequest.fromPartial({ schedule }), s).then((r) => r.schedule!);
   getSchedule = (queue: string, id: string, s?: CallSettings) => this.read(this.scheduler.getSchedule, { queue, id }, s).then((r) => r.schedule!);
   listSchedules = (req: Partial<pb.ListSchedulesRequest> & { queue: string }, s?: CallSettings) =>
-    this.read(this.scheduler.listSchedules, pb.ListSchedulesRequest.fromPartial(req as never), s);
+    this.read(this.scheduler.listSchedules, pb.ListSchedulesRequest.fromPartial(req), s);
   deleteSchedule = (queue: string, id: string, s?: CallSettings) => this.call(this.scheduler.deleteSchedule, { queue, id }, s).then(() => undefined);
 
   /** Streams a job's events until it reaches a terminal state. Break out of the loop to stop. */
@@ -219,7 +232,8 @@ export class JobmeshClient {
 }
 
 /**
- * DeadLetterService (get one from `JobmeshClient.deadLetters`). Reads, quarantine and replay are
+ * DeadLetterService (get one from `JobmeshClient.deadLetters`). It throws the same typed errors
+ * as JobmeshClient, and `DeadLetterNotFoundError` (with `id`). Reads, quarantine and replay are
  * retried on UNAVAILABLE: a replay run again replays nothing twice (each dead letter's replay has
  * an idempotency key of its own, and a filter skips dead letters already replayed). Purge is not
  * retried: by ids, a purge repeated after it was applied fails with NOT_FOUND.
@@ -237,7 +251,7 @@ export class DeadLetterClient {
   }
 
   list = (req: DeepPartial<pb.ListDeadLettersRequest> = {}, s?: CallSettings) =>
-    this.caller.unary(this.raw, this.raw.listDeadLetters, pb.ListDeadLettersRequest.fromPartial(req as never), s, true);
+    this.caller.unary(this.raw, this.raw.listDeadLetters, pb.ListDeadLettersRequest.fromPartial(req), s, true);
   get = (id: string, s?: CallSettings) => this.caller.unary(this.raw, this.raw.getDeadLetter, { id }, s, true).then((r) => r.deadLetter!);
   stats = (queue = '', s?: CallSettings) => this.caller.unary(this.raw, this.raw.getDeadLetterStats, { queue }, s, true);
   /**
@@ -246,7 +260,7 @@ export class DeadLetterClient {
    * failing call's status code, and a message saying how many were replayed before it.
    */
   replay = (req: DeepPartial<pb.ReplayDeadLettersRequest>, s?: CallSettings) =>
-    this.caller.unary(this.raw, this.raw.replayDeadLetters, pb.ReplayDeadLettersRequest.fromPartial(req as never), s, true);
+    this.caller.unary(this.raw, this.raw.replayDeadLetters, pb.ReplayDeadLettersRequest.fromPartial(req), s, true);
 
   /**
    * Runs a replay as `replay` does, yielding its progress (StreamReplayDeadLetters): a message at
@@ -255,17 +269,17 @@ export class DeadLetterClient {
    * the loop or aborting `signal` stops the replay; the same request later goes on from there.
    */
   async *streamReplay(req: DeepPartial<pb.ReplayDeadLettersRequest>, s?: Omit<CallSettings, 'timeoutMs'>): AsyncGenerator<pb.StreamReplayDeadLettersResponse> {
-    const msg = pb.StreamReplayDeadLettersRequest.fromPartial({ replay: req } as never);
+    const msg = pb.StreamReplayDeadLettersRequest.fromPartial({ replay: req });
     yield* this.caller.stream((md) => this.raw.streamReplayDeadLetters(msg, md), s);
   }
   purge = (req: DeepPartial<pb.PurgeDeadLettersRequest>, s?: CallSettings) =>
-    this.caller.unary(this.raw, this.raw.purgeDeadLetters, pb.PurgeDeadLettersRequest.fromPartial(req as never), s);
+    this.caller.unary(this.raw, this.raw.purgeDeadLetters, pb.PurgeDeadLettersRequest.fromPartial(req), s);
   quarantine = (req: DeepPartial<pb.QuarantineDeadLettersRequest>, s?: CallSettings) =>
-    this.caller.unary(this.raw, this.raw.quarantineDeadLetters, pb.QuarantineDeadLettersRequest.fromPartial(req as never), s, true);
+    this.caller.unary(this.raw, this.raw.quarantineDeadLetters, pb.QuarantineDeadLettersRequest.fromPartial(req), s, true);
 
   /** Streams new dead letters matching `filter` until the loop is left or `signal` aborts. */
   async *watch(filter: DeepPartial<pb.DeadLetterFilter> = {}, s?: Omit<CallSettings, 'timeoutMs'>): AsyncGenerator<pb.DeadLetter> {
-    const req = pb.WatchDeadLettersRequest.fromPartial({ filter } as never);
+    const req = pb.WatchDeadLettersRequest.fromPartial({ filter });
     for await (const msg of this.caller.stream((md) => this.raw.watchDeadLetters(req, md), s)) if (msg.deadLetter) yield msg.deadLetter;
   }
 

@@ -1,4 +1,22 @@
 export * from './client';
+export {
+  AlreadyExistsError,
+  DeadLetterNotFoundError,
+  DeadlineExceededError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  JobNotFoundError,
+  NotFoundError,
+  PermissionDeniedError,
+  QueueNotFoundError,
+  ResourceExhaustedError,
+  ScheduleNotFoundError,
+  StatusError,
+  type StatusFacts,
+  UnauthenticatedError,
+  UnavailableError,
+  toClientError,
+} from './errors';
 export * from './processor';
 export * from './helpers';
 export { UnrecoverableError, RateLimitError, JobTimeoutError, JobCancelledError } from '@jobmesh/core';

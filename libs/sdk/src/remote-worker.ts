@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { type ChannelCredentials, type ClientDuplexStream, credentials as grpcCredentials, Metadata, type StatusObject, status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { JobCancelledError, RateLimitError, UnrecoverableError, isUnrecoverable } from '@jobmesh/core';
+import { markStatusError, serviceErrorOf, type StatusFacts, toClientError } from './errors';
 import type { AnyProcessorDefinition, ChildJobSpec, JobContext, JobInfo } from './processor';
 
 /** The logger a RemoteWorker writes to; pino-compatible. */
@@ -55,28 +56,42 @@ function asJson(value: unknown): unknown {
  * The server refused the worker for good, so it stopped instead of reconnecting: `code` is the
  * gRPC status (UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND for an unknown queue,
  * INVALID_ARGUMENT for a refused Hello, UNIMPLEMENTED). `start()` and `run()` reject with it.
+ * `cause` is the same status as a client call would throw it: a QueueNotFoundError naming the
+ * queue, an InvalidArgumentError with the field, an UnauthenticatedError, … (a StatusError, as
+ * this error itself is).
  */
-export class WorkerRejectedError extends Error {
+export class WorkerRejectedError extends Error implements StatusFacts {
   override readonly name = 'WorkerRejectedError';
+  override readonly cause: Error & StatusFacts;
   constructor(
     readonly code: number,
     readonly details: string,
+    readonly metadata = new Metadata(),
   ) {
     super(`the server refused the worker (${status[code] ?? code}): ${details}`);
+    this.cause = toClientError(serviceErrorOf({ code, details, metadata }));
+    markStatusError(this);
   }
 }
 
 /**
  * A SaveStep, AddChildren or GetChildrenResults the server refused (Nack): `code` is the gRPC
- * status, e.g. NOT_FOUND for a child on an unknown queue, FAILED_PRECONDITION for a lost lease.
+ * status, e.g. NOT_FOUND for a child on an unknown queue, FAILED_PRECONDITION for a lost lease;
+ * `cause` is that status as a typed error (NotFoundError, FailedPreconditionError, …).
  */
-export class WorkerRequestError extends Error {
+export class WorkerRequestError extends Error implements StatusFacts {
   override readonly name = 'WorkerRequestError';
+  readonly details: string;
+  readonly metadata = new Metadata();
+  override readonly cause: Error & StatusFacts;
   constructor(
     readonly code: number,
     message: string,
   ) {
     super(message);
+    this.details = message;
+    this.cause = toClientError(serviceErrorOf({ code, details: message }));
+    markStatusError(this);
   }
 }
 
@@ -314,7 +329,7 @@ export class RemoteWorker {
     if (this.conn === c) this.conn = undefined;
     if (this.stopping) return;
     if (s && FATAL.has(s.code)) {
-      this.fatal(new WorkerRejectedError(s.code, s.details));
+      this.fatal(new WorkerRejectedError(s.code, s.details, s.metadata));
       return;
     }
     const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt);
