@@ -127,7 +127,7 @@ describe('toClientError', () => {
     expect(toClientError(bare(status.UNAVAILABLE))).toBeInstanceOf(core.UnavailableError);
     expect(new Error('plain')).not.toBeInstanceOf(StatusError);
     expect(bare(status.INTERNAL)).not.toBeInstanceOf(StatusError);
-    expect(null instanceof StatusError).toBe(false);
+    expect(StatusError[Symbol.hasInstance](null)).toBe(false);
   });
 
   it('maps back to the same status when a service passes a client error on (grpc-kit)', () => {
