@@ -2,14 +2,16 @@
 // the job itself, so no timeout, dropped connection, Redis restart or crash can separate them.
 import { randomUUID } from 'node:crypto';
 import { UnavailableError } from '@jobmesh/core';
-import { FlowProducer, Job, type FlowJob, type JobNode, type JobsOptions, type Queue } from 'bullmq';
+import type { FlowJob, FlowProducer, Job, JobNode, JobsOptions, Queue } from 'bullmq';
 import type { ChainableCommander, Redis } from 'ioredis';
+import { type JobData, SerializedFlowProducer, SerializedJob } from './job-data';
 import type { Keys } from './keys';
 
 /** One job for {@link AtomicAdder}. */
 export interface AtomicJob {
   name: string;
-  data: Record<string, unknown>;
+  /** As JobData, the JSON already made is stored; it is not encoded again. */
+  data: Record<string, unknown> | JobData;
   /** BullMQ options. A `jobId` here is the caller's: a job with that id that exists is a duplicate. */
   opts: JobsOptions;
   /** Remembered for `ttlMs` per queue: a later job with the same key is a duplicate of this one. */
@@ -169,7 +171,7 @@ function queueJob(queue: Queue, keys: Keys, multi: ChainableCommander & Paramete
   const jobId = spec.opts.jobId ?? (key ? randomUUID() : undefined);
   // A TTL of 0 would make BullMQ forget the key when the job finishes; 1 ms is "at once".
   const opts: JobsOptions = key ? { ...spec.opts, jobId, deduplication: { id: key, ttl: Math.max(1, ttlMs) } } : { ...spec.opts, jobId };
-  const job = new Job(queue, spec.name, spec.data, opts, jobId);
+  const job = new SerializedJob(queue, spec.name, spec.data, opts, jobId);
   let existsAt: number | undefined;
   if (key) {
     multi.copy(keys.idempotency(queue.name, key), keys.deduplication(queue.name, key));
@@ -224,7 +226,7 @@ export class FlowAdder {
     private readonly redis: Redis,
     private readonly prefix: string,
   ) {
-    this.flows = new FlowProducer({ connection: redis, prefix, skipWaitingForReady: true });
+    this.flows = new SerializedFlowProducer({ connection: redis, prefix, skipWaitingForReady: true });
   }
 
   /** Adds a flow whose root has no caller-chosen id. */
@@ -281,7 +283,7 @@ export class FlowAdder {
         redis.disconnect();
         throw new UnavailableError(`Redis is unavailable: ${(err as Error).message}`);
       }
-      const flows = new FlowProducer({ connection: redis, prefix: this.prefix });
+      const flows = new SerializedFlowProducer({ connection: redis, prefix: this.prefix });
       flows.on('error', () => undefined); // as for the connection above
       await flows.waitUntilReady();
       return { redis, flows };

@@ -12,3 +12,4 @@ export * from './scripts';
 export * from './served-directory';
 export * from './processor-wait';
 export * from './events';
+export { JobData } from './job-data';
