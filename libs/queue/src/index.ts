@@ -13,3 +13,7 @@ export * from './served-directory';
 export * from './processor-wait';
 export * from './events';
 export { JobData } from './job-data';
+export { type Enqueued, type NewFlowNode, type NewJob, JobProducer } from './job-producer';
+export { type CancelOutcome, type JobPage, type JobView, JobAdmin } from './job-admin';
+export { type ScheduleTemplate, type ScheduleTrigger, ScheduleStore } from './schedule-store';
+export { type JobEventReaderOptions, JobEventReader } from './job-event-reader';

@@ -1,0 +1,139 @@
+// Adding jobs and flows, in Jobmesh's terms: what the scheduler's EnqueueJob, EnqueueJobs and
+// EnqueueFlow write, and how.
+import * as pb from '@jobmesh/contracts';
+import type { JobStateName, ResolvedJobOptions } from '@jobmesh/core';
+import type { FlowJob, Job as BullJob, JobNode, JobsOptions } from 'bullmq';
+import { type AtomicJob, type AtomicOutcome, AtomicAdder, FlowAdder } from './atomic-enqueue';
+import type { Backbone } from './backbone';
+import { type JobData, SerializedJob } from './job-data';
+import { stateFromBull, toBullOptions, toProtoJob } from './job-mapping';
+
+/** One job to enqueue: its options resolved (libs/core's resolveJobOptions), its data encoded. */
+export interface NewJob {
+  name: string;
+  data: JobData;
+  options: ResolvedJobOptions;
+  /** W3C traceparent of the enqueue, stored with the job. */
+  traceparent?: string;
+  /**
+   * The queue captures dead letters: BullMQ keeps the job when it fails for good, for the
+   * dead-letter service to capture (see toBullOptions).
+   */
+  holdFailed: boolean;
+}
+
+/** What became of one {@link NewJob}. */
+export interface Enqueued {
+  /** The new job's id, or the id of the existing job its idempotency key or id matched. */
+  id: string;
+  /** True when nothing was added because the key or id matched an existing job. */
+  deduplicated: boolean;
+  /** The job as added, in the state it was added in; only when it was added. */
+  job?: pb.Job;
+}
+
+/** A node of a flow to enqueue: a job on `queue`, run after its children. */
+export interface NewFlowNode {
+  queue: string;
+  job: NewJob;
+  children: NewFlowNode[];
+}
+
+/**
+ * Adds jobs and flows. A job with an idempotency key or its own id is written in one atomic step
+ * with its key (AtomicAdder), so a repeat of the call finds it; a job without either goes in one
+ * command. A batch is one transaction, all of it or none. A flow whose root has its own id is
+ * added only if no job has that id (FlowAdder).
+ */
+export class JobProducer {
+  private readonly adder: AtomicAdder;
+  private readonly flows: FlowAdder;
+
+  constructor(
+    private readonly backbone: Pick<Backbone, 'redis' | 'registry'>,
+    /** How long idempotency keys are remembered, ms. */
+    idempotencyTtlMs: number,
+  ) {
+    this.adder = new AtomicAdder(backbone.registry.keys, idempotencyTtlMs);
+    this.flows = new FlowAdder(backbone.redis, backbone.registry.keys.prefix);
+  }
+
+  /** Adds one job to `queue` (not checked against the registry). */
+  async add(queue: string, job: NewJob): Promise<Enqueued> {
+    const bull = this.backbone.registry.bullQueue(queue);
+    const opts = bullOptions(job);
+    if (!job.options.idempotencyKey && !job.options.jobId) {
+      // BullMQ's own Job.create, as Queue.add calls it: one EVALSHA, no transaction to set up.
+      const added = await SerializedJob.create(bull, job.name, job.data, opts);
+      return { id: added.id!, deduplicated: false, job: toProtoJob(added, queue, addedState(opts)) };
+    }
+    const [outcome] = await this.adder.add(bull, [atomicJob(job, opts)]);
+    return enqueued(outcome!, queue);
+  }
+
+  /** Adds `jobs` to `queue` in one transaction, all of them or none; answers in request order. */
+  async addAll(queue: string, jobs: NewJob[]): Promise<Enqueued[]> {
+    const outcomes = await this.adder.add(
+      this.backbone.registry.bullQueue(queue),
+      jobs.map((j) => atomicJob(j, bullOptions(j))),
+    );
+    return outcomes.map((o) => enqueued(o, queue));
+  }
+
+  /**
+   * Adds a flow in one transaction. When the root has its own id and a job with that id exists,
+   * nothing is added and the answer is the stored flow (or what is known of the root), deduplicated.
+   */
+  async addFlow(root: NewFlowNode): Promise<{ flow: pb.EnqueuedFlow; deduplicated: boolean }> {
+    const tree = flowJob(root);
+    const rootId = root.job.options.jobId;
+    if (!rootId) return { flow: addedFlow(await this.flows.add(tree)), deduplicated: false };
+    const { node, existing } = await this.flows.addUnlessRootExists({ ...tree, opts: { ...tree.opts, jobId: rootId } });
+    if (!existing) return { flow: addedFlow(node!), deduplicated: false };
+    const stored = await this.flows.getFlow(root.queue, rootId);
+    const flow = stored
+      ? await storedFlow(stored)
+      : { job: pb.Job.fromPartial({ id: rootId, queue: root.queue, name: root.job.name, state: pb.JobState.JOB_STATE_UNSPECIFIED }), children: [] };
+    return { flow, deduplicated: true };
+  }
+
+  async close(): Promise<void> {
+    await this.flows.close();
+  }
+}
+
+function bullOptions(job: NewJob): JobsOptions {
+  return toBullOptions(job.options, { traceparent: job.traceparent, holdFailed: job.holdFailed });
+}
+
+function atomicJob(job: NewJob, opts: JobsOptions): AtomicJob {
+  return { name: job.name, data: job.data, opts, idempotencyKey: job.options.idempotencyKey };
+}
+
+/** The state BullMQ adds a job in, by its options. */
+function addedState(opts: JobsOptions): JobStateName {
+  return opts.delay ? 'delayed' : opts.priority ? 'prioritized' : 'waiting';
+}
+
+function enqueued({ id, deduplicated, job }: AtomicOutcome, queue: string): Enqueued {
+  return { id, deduplicated, ...(job && { job: toProtoJob(job, queue, addedState(job.opts)) }) };
+}
+
+function flowJob(n: NewFlowNode): FlowJob {
+  const children = n.children.map(flowJob);
+  return { name: n.job.name, queueName: n.queue, data: n.job.data, opts: bullOptions(n.job), ...(children.length && { children }) };
+}
+
+/** A flow just added. */
+function addedFlow(n: JobNode): pb.EnqueuedFlow {
+  const hasChildren = (n.children?.length ?? 0) > 0;
+  const job = n.job as BullJob;
+  return { job: toProtoJob(job, job.queueName, hasChildren ? 'waiting-children' : addedState(job.opts)), children: (n.children ?? []).map(addedFlow) };
+}
+
+/** A flow as stored now, each job in its current state. */
+async function storedFlow(n: JobNode): Promise<pb.EnqueuedFlow> {
+  const job = n.job as BullJob;
+  const state = stateFromBull(await job.getState());
+  return { job: toProtoJob(job, job.queueName, state), children: await Promise.all((n.children ?? []).filter((c) => c?.job).map(storedFlow)) };
+}
