@@ -2,7 +2,7 @@
 // grpc_python_plugin, called with Debian's python3-grpcio, against a scheduler started in-process.
 // Missing tools fail the test (never skip it): `.ci/run` installs them on a fresh machine.
 import { join } from 'node:path';
-import { type SchedulerHarness, startSchedulerHarness, uniqueQueue } from '../../services/scheduler/test/harness';
+import { type SchedulerHarness, startSchedulerHarness, uniqueQueue } from '@jobmesh/scheduler/testing';
 import { cleanupPythonStubs, lastJsonLine, pythonStubs, runPython } from './python';
 
 const CLIENT = join(__dirname, 'python_client.py');

@@ -7,7 +7,7 @@ import { SchedulerServiceService } from '@jobmesh/contracts';
 import { silentLogger } from '@jobmesh/telemetry';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { FileDescriptorProto } from 'protobufjs/ext/descriptor';
-import { type SchedulerHarness, startSchedulerHarness, uniqueQueue, waitFor } from '../../../services/scheduler/test/harness';
+import { type SchedulerHarness, startSchedulerHarness, uniqueQueue, waitFor } from '@jobmesh/scheduler/testing';
 import { GrpcServer } from '../src';
 
 const SCHEDULER = 'jobmesh.v1.SchedulerService';

@@ -1,2 +1,6 @@
 export * from './redis';
 export * from './eventually';
+export * from './raw-redis';
+export * from './redis-proxy';
+export * from './names';
+export * from './deferred';

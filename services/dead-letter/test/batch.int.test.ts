@@ -1,7 +1,7 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
-import { keyspace } from '../../scheduler/test/harness';
+import { keyspace } from '@jobmesh/testing';
 import { type DeadLetterClient, type DeadLetterHarness, failedCount, startDeadLetterHarness, uniqueQueue, waitFor } from './harness';
 
 // Quarantine, release and purge by ids are all or nothing, and a batch costs the same number of

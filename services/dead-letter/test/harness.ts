@@ -5,7 +5,7 @@ import { silentLogger } from '@jobmesh/telemetry';
 import { type PoolHarness, startPoolHarness } from '../../worker-pool/test/harness';
 import { loadDeadLetterEnv, type RunningDeadLetter, startDeadLetter } from '../src';
 
-export { uniqueQueue, waitFor } from '../../scheduler/test/harness';
+export { uniqueQueue, waitFor } from '@jobmesh/testing';
 
 export { DeadLetterClient };
 

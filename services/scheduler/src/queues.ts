@@ -1,6 +1,6 @@
 import type * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError, type QueueSpec, validateQueueName, validateQueueSpec, FailedPreconditionError } from '@jobmesh/core';
-import { type QueueRegistry, queueSpecFromProto } from '@jobmesh/queue';
+import { type JobAdmin, type QueueRegistry, queueSpecFromProto } from '@jobmesh/queue';
 
 /** Fields UpdateQueue may change, by their proto names. */
 const MUTABLE: Record<string, keyof QueueSpec> = {
@@ -16,7 +16,10 @@ const CAMEL: Record<string, string> = { rateLimit: 'rate_limit', defaultJobOptio
 
 /** The queue registry operations, with their validation. */
 export class Queues {
-  constructor(private readonly registry: QueueRegistry) {}
+  constructor(
+    private readonly registry: QueueRegistry,
+    private readonly admin: JobAdmin,
+  ) {}
 
   async create(q: pb.QueueConfig | undefined): Promise<QueueSpec> {
     if (!q) throw new InvalidArgumentError('queue', 'is required');
@@ -59,8 +62,7 @@ export class Queues {
     validateQueueName(name, 'name');
     await this.registry.get(name);
     if (!force) {
-      const counts = await this.registry.bullQueue(name).getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children');
-      const open = Object.values(counts).reduce((a, b) => a + b, 0);
+      const open = await this.admin.unfinishedCount(name);
       if (open > 0) throw new FailedPreconditionError(`queue "${name}" has ${open} unfinished jobs; pass force to delete it anyway`);
     }
     await this.registry.delete(name);

@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { SchedulerServiceService } from '@jobmesh/contracts';
 import type { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
-import type { Backbone } from '@jobmesh/queue';
+import { type Backbone, JobAdmin } from '@jobmesh/queue';
 import type { Logger } from '@jobmesh/telemetry';
 import { Enqueuer } from './enqueue';
 import { Jobs } from './jobs';
@@ -29,12 +29,13 @@ export function register(server: GrpcServer, deps: SchedulerDeps): Registered {
   const shutdown = new AbortController();
   // Every open WatchJob listens to it: no limit, and no MaxListenersExceededWarning past ten.
   setMaxListeners(0, shutdown.signal);
-  const enqueuer = new Enqueuer(backbone.redis, backbone.registry, { maxPayloadBytes: deps.maxPayloadBytes, idempotencyTtlMs: deps.idempotencyTtlMs });
-  const hub = new JobEventHub(backbone.redis, backbone.registry, backbone.workerConnection, logger);
+  const admin = new JobAdmin(backbone);
+  const enqueuer = new Enqueuer(backbone, admin, { maxPayloadBytes: deps.maxPayloadBytes, idempotencyTtlMs: deps.idempotencyTtlMs });
+  const hub = new JobEventHub(backbone, logger);
   const parts = {
-    queues: new Queues(backbone.registry),
+    queues: new Queues(backbone.registry, admin),
     enqueuer,
-    jobs: new Jobs(backbone.redis, backbone.registry),
+    jobs: new Jobs(backbone.registry, admin),
     schedules: new Schedules(backbone.registry, deps.maxPayloadBytes),
     hub,
     shutdown: shutdown.signal,

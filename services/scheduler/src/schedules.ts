@@ -1,4 +1,5 @@
-import * as pb from '@jobmesh/contracts';
+import { durationToMs } from '@jobmesh/contracts';
+import type * as pb from '@jobmesh/contracts';
 import {
   InvalidArgumentError,
   ScheduleNotFoundError,
@@ -9,8 +10,7 @@ import {
   validateQueueName,
   validateScheduleId,
 } from '@jobmesh/core';
-import { type QueueRegistry, durationToMs, jobOptionsFromProto, msToDuration, optionsOfBullJob, jobOptionsToProto, toBullOptions } from '@jobmesh/queue';
-import type { JobSchedulerJson, JobsOptions, RepeatOptions } from 'bullmq';
+import { type QueueRegistry, type ScheduleTrigger, ScheduleStore, jobOptionsFromProto } from '@jobmesh/queue';
 import { CronExpressionParser } from 'cron-parser';
 
 const MIN_EVERY_MS = 1000;
@@ -24,46 +24,23 @@ function validTimeZone(tz: string): boolean {
   }
 }
 
-/** Recurring schedules, stored as BullMQ job schedulers. */
+/** UpsertSchedule, GetSchedule, ListSchedules, DeleteSchedule: checked here, stored by libs/queue's ScheduleStore. */
 export class Schedules {
+  private readonly store: ScheduleStore;
+
   constructor(
     private readonly registry: QueueRegistry,
     private readonly maxPayloadBytes: number,
-  ) {}
+  ) {
+    this.store = new ScheduleStore(registry);
+  }
 
   async upsert(s: pb.Schedule | undefined): Promise<pb.Schedule> {
     if (!s) throw new InvalidArgumentError('schedule', 'is required');
     const queueName = validateQueueName(s.queue, 'schedule.queue');
     const queue = await this.registry.get(queueName);
     validateScheduleId(s.id, 'schedule.id');
-    const repeat: Omit<RepeatOptions, 'key'> = {};
-    if (s.cron !== undefined && s.every !== undefined) throw new InvalidArgumentError('schedule.trigger', 'set either cron or every, not both');
-    const tz = s.timezone || 'UTC';
-    if (!validTimeZone(tz)) throw new InvalidArgumentError('schedule.timezone', `"${s.timezone}" is not an IANA time zone, e.g. "Europe/Berlin"`);
-    if (s.cron !== undefined) {
-      try {
-        CronExpressionParser.parse(s.cron, { tz });
-      } catch (err) {
-        throw new InvalidArgumentError('schedule.cron', `"${s.cron}" is not a valid cron expression: ${(err as Error).message}`);
-      }
-      repeat.pattern = s.cron;
-      repeat.tz = tz;
-    } else if (s.every !== undefined) {
-      const every = durationToMs(s.every)!;
-      if (every < MIN_EVERY_MS) throw new InvalidArgumentError('schedule.every', `must be at least 1s, got ${every}ms`);
-      repeat.every = every;
-    } else {
-      throw new InvalidArgumentError('schedule.trigger', 'is required: set cron or every');
-    }
-    if (s.startAt) repeat.startDate = s.startAt;
-    if (s.endAt) {
-      if (s.startAt && s.endAt <= s.startAt) throw new InvalidArgumentError('schedule.end_at', 'must be after start_at');
-      repeat.endDate = s.endAt;
-    }
-    if (s.limit !== undefined) {
-      if (s.limit < 1) throw new InvalidArgumentError('schedule.limit', 'must be at least 1');
-      repeat.limit = s.limit;
-    }
+    const trigger = this.trigger(s);
 
     const t = s.template;
     if (!t) throw new InvalidArgumentError('schedule.template', 'is required');
@@ -75,18 +52,49 @@ export class Schedules {
     for (const [key, field] of [['delayMs', 'delay'], ['runAt', 'run_at'], ['jobId', 'job_id'], ['idempotencyKey', 'idempotency_key'], ['replayOf', 'replay_of']] as const) {
       if (own[key] !== undefined) throw new InvalidArgumentError(`schedule.template.options.${field}`, 'is not allowed in a schedule template');
     }
-    const opts = toBullOptions(resolveJobOptions(own, queue.defaultJobOptions), { holdFailed: !queue.deadLetter.disabled });
-    const { delay: _delay, jobId: _jobId, ...templateOpts } = opts as JobsOptions;
-    await this.registry.bullQueue(queueName).upsertJobScheduler(s.id, repeat, { name, data, opts: templateOpts });
+    const options = resolveJobOptions(own, queue.defaultJobOptions);
+    await this.store.upsert(queueName, s.id, trigger, { name, data, options, holdFailed: !queue.deadLetter.disabled });
     return this.get(queueName, s.id);
+  }
+
+  /** When the schedule runs, checked: cron (with a time zone) or every, and its window. */
+  private trigger(s: pb.Schedule): ScheduleTrigger {
+    if (s.cron !== undefined && s.every !== undefined) throw new InvalidArgumentError('schedule.trigger', 'set either cron or every, not both');
+    const tz = s.timezone || 'UTC';
+    if (!validTimeZone(tz)) throw new InvalidArgumentError('schedule.timezone', `"${s.timezone}" is not an IANA time zone, e.g. "Europe/Berlin"`);
+    let trigger: ScheduleTrigger;
+    if (s.cron !== undefined) {
+      try {
+        CronExpressionParser.parse(s.cron, { tz });
+      } catch (err) {
+        throw new InvalidArgumentError('schedule.cron', `"${s.cron}" is not a valid cron expression: ${(err as Error).message}`);
+      }
+      trigger = { cron: s.cron, timezone: tz };
+    } else if (s.every !== undefined) {
+      const every = durationToMs(s.every)!;
+      if (every < MIN_EVERY_MS) throw new InvalidArgumentError('schedule.every', `must be at least 1s, got ${every}ms`);
+      trigger = { everyMs: every };
+    } else {
+      throw new InvalidArgumentError('schedule.trigger', 'is required: set cron or every');
+    }
+    if (s.startAt) trigger.startAt = s.startAt;
+    if (s.endAt) {
+      if (s.startAt && s.endAt <= s.startAt) throw new InvalidArgumentError('schedule.end_at', 'must be after start_at');
+      trigger.endAt = s.endAt;
+    }
+    if (s.limit !== undefined) {
+      if (s.limit < 1) throw new InvalidArgumentError('schedule.limit', 'must be at least 1');
+      trigger.limit = s.limit;
+    }
+    return trigger;
   }
 
   async get(queue: string, id: string): Promise<pb.Schedule> {
     await this.registry.get(validateQueueName(queue));
     validateScheduleId(id, 'id');
-    const json = await this.registry.bullQueue(queue).getJobScheduler(id);
-    if (!json) throw new ScheduleNotFoundError(queue, id);
-    return toProtoSchedule(queue, id, json);
+    const found = await this.store.get(queue, id);
+    if (!found) throw new ScheduleNotFoundError(queue, id);
+    return found;
   }
 
   async list(req: pb.ListSchedulesRequest): Promise<pb.ListSchedulesResponse> {
@@ -98,37 +106,13 @@ export class Schedules {
     if (!Number.isInteger(offset) || offset < 0 || (req.pageToken && String(offset) !== req.pageToken)) {
       throw new InvalidArgumentError('page_token', 'is not a token returned by this call');
     }
-    const found = await this.registry.bullQueue(queue).getJobSchedulers(offset, offset + size, true);
-    const page = found.slice(0, size);
-    return {
-      schedules: page.map((j) => toProtoSchedule(queue, j.key, j)),
-      nextPageToken: found.length > size ? String(offset + size) : '',
-    };
+    // One more than a page, to tell whether there is a next one.
+    const found = await this.store.list(queue, offset, size + 1);
+    return { schedules: found.slice(0, size), nextPageToken: found.length > size ? String(offset + size) : '' };
   }
 
   async delete(queue: string, id: string): Promise<void> {
     await this.get(queue, id);
-    await this.registry.bullQueue(queue).removeJobScheduler(id);
+    await this.store.remove(queue, id);
   }
-}
-
-function toProtoSchedule(queue: string, id: string, j: JobSchedulerJson): pb.Schedule {
-  const opts = (j.template?.opts ?? {}) as JobsOptions;
-  return {
-    id: j.id ?? id,
-    queue,
-    cron: j.pattern ?? undefined,
-    every: j.every ? msToDuration(Number(j.every)) : undefined,
-    timezone: j.pattern ? (j.tz ?? 'UTC') : '',
-    template: {
-      name: j.name,
-      data: (j.template?.data ?? {}) as Record<string, unknown>,
-      options: jobOptionsToProto(optionsOfBullJob({ opts, id: undefined } as never)),
-    },
-    startAt: j.startDate ? new Date(Number(j.startDate)) : undefined,
-    endAt: j.endDate ? new Date(Number(j.endDate)) : undefined,
-    limit: j.limit ? Number(j.limit) : undefined,
-    nextRunAt: j.next ? new Date(Number(j.next)) : undefined,
-    iterationCount: Number(j.iterationCount ?? 0),
-  };
 }

@@ -1,38 +1,19 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { Queue } from 'bullmq';
-import { type SchedulerHarness, startSchedulerHarness, uniqueQueue } from './harness';
+import { uniqueQueue, useSchedulerHarness } from '../src/testing';
 
-let h: SchedulerHarness;
-beforeAll(async () => {
-  h = await startSchedulerHarness();
-});
-afterAll(async () => {
-  await h.stop();
-});
+const h = useSchedulerHarness();
 
 const S = pb.JobState;
 const sec = (seconds: number) => ({ seconds, nanos: 0 });
 
-async function newQueue(): Promise<string> {
-  const name = uniqueQueue();
-  await h.client.createQueue({ queue: { name } });
-  return name;
-}
-
-async function jobCounts(queue: string): Promise<Record<string, number>> {
-  const q = new Queue(queue, { connection: { host: '127.0.0.1', port: h.redis.port }, prefix: h.prefix });
-  try {
-    return await q.getJobCounts('waiting', 'delayed', 'prioritized', 'active', 'completed', 'failed', 'waiting-children');
-  } finally {
-    await q.close();
-  }
-}
+const jobCounts = (queue: string): Promise<Record<string, number>> =>
+  h.withBullQueue(queue, (q) => q.getJobCounts('waiting', 'delayed', 'prioritized', 'active', 'completed', 'failed', 'waiting-children'));
 const total = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
 
 describe('EnqueueJob', () => {
   it('enqueues a job with data and reads it back WAITING with the data', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const data = { to: 'ada@example.com', n: 3, nested: { ok: true, list: [1, 'two'] } };
     const res = await h.client.enqueueJob({ queue, job: { name: 'send-email', data } });
     expect(res.deduplicated).toBe(false);
@@ -45,7 +26,7 @@ describe('EnqueueJob', () => {
   });
 
   it('enqueues a delayed job as DELAYED with run_at about delay after now', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const before = Date.now();
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'later', options: { delay: sec(60) } } });
     expect(job!.state).toBe(S.JOB_STATE_DELAYED);
@@ -57,7 +38,7 @@ describe('EnqueueJob', () => {
   });
 
   it('enqueues a job with run_at in the future as DELAYED until that time', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const runAt = new Date(Date.now() + 3_600_000);
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'at', options: { runAt } } });
     const got = await h.client.getJob(queue, job!.id);
@@ -66,20 +47,20 @@ describe('EnqueueJob', () => {
   });
 
   it('enqueues a job with run_at in the past as WAITING', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'at', options: { runAt: new Date(Date.now() - 60_000) } } });
     await expect(h.client.getJob(queue, job!.id)).resolves.toMatchObject({ state: S.JOB_STATE_WAITING });
   });
 
   it('enqueues a job with a priority as PRIORITIZED', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'urgent', options: { priority: 1 } } });
     expect(job!.state).toBe(S.JOB_STATE_PRIORITIZED);
     await expect(h.client.getJob(queue, job!.id)).resolves.toMatchObject({ state: S.JOB_STATE_PRIORITIZED, options: { priority: 1 } });
   });
 
   it('round-trips attempts, LINEAR backoff with max_delay, timeout and a custom job_id', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const options = {
       attempts: 7,
       backoff: { kind: pb.BackoffKind.BACKOFF_KIND_LINEAR, delay: sec(2), maxDelay: sec(30), jitter: 0.25 },
@@ -99,7 +80,7 @@ describe('EnqueueJob', () => {
   });
 
   it('round-trips EXPONENTIAL backoff and applies the built-in defaults to unset options', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const { job } = await h.client.enqueueJob({
       queue,
       job: { name: 'x', options: { backoff: { kind: pb.BackoffKind.BACKOFF_KIND_EXPONENTIAL, delay: sec(5) } } },
@@ -120,7 +101,7 @@ describe('EnqueueJob', () => {
   });
 
   it('returns the existing job with deduplicated=true when the same job_id is enqueued again', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const first = await h.client.enqueueJob({ queue, job: { name: 'x', data: { v: 1 }, options: { jobId: 'same-id' } } });
     const second = await h.client.enqueueJob({ queue, job: { name: 'x', data: { v: 2 }, options: { jobId: 'same-id' } } });
     expect(first.deduplicated).toBe(false);
@@ -130,7 +111,7 @@ describe('EnqueueJob', () => {
   });
 
   it('carries the trace id of a W3C traceparent sent in metadata', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'x' } }, { metadata: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } });
     await expect(h.client.getJob(queue, job!.id)).resolves.toMatchObject({ traceId });
@@ -139,7 +120,7 @@ describe('EnqueueJob', () => {
 
 describe('EnqueueJobs', () => {
   it('enqueues a batch and returns the ids in request order', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const jobs = [0, 1, 2, 3].map((i) => ({ name: `step-${i}`, data: { i } }));
     const res = await h.client.enqueueJobs({ queue, jobs });
     expect(res.jobs).toHaveLength(4);
@@ -151,7 +132,7 @@ describe('EnqueueJobs', () => {
   });
 
   it('rejects the whole batch with INVALID_ARGUMENT naming jobs[3].name when the fourth job has a bad name, writing nothing', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const redis = h.redisClient();
     const keysBefore = (await redis.keys(`${h.prefix}:*`)).sort();
     const jobs = [{ name: 'ok' }, { name: 'ok', options: { idempotencyKey: 'k1' } }, { name: 'ok', options: { jobId: 'custom-1' } }, { name: 'bad name!' }, { name: 'ok' }];
@@ -164,12 +145,12 @@ describe('EnqueueJobs', () => {
   });
 
   it('rejects an empty batch with INVALID_ARGUMENT', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await expect(h.client.enqueueJobs({ queue, jobs: [] })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('jobs') });
   });
 
   it('deduplicates jobs whose idempotency key was already used and adds the rest', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const first = await h.client.enqueueJob({ queue, job: { name: 'x', options: { idempotencyKey: 'once' } } });
     const res = await h.client.enqueueJobs({ queue, jobs: [{ name: 'x', options: { idempotencyKey: 'once' } }, { name: 'y' }] });
     expect(res.jobs[0]).toEqual({ id: first.job!.id, deduplicated: true });
@@ -178,7 +159,7 @@ describe('EnqueueJobs', () => {
   });
 
   it('deduplicates a job_id that already exists instead of reporting it as new', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await h.client.enqueueJob({ queue, job: { name: 'x', options: { jobId: 'dup-1' } } });
     const res = await h.client.enqueueJobs({ queue, jobs: [{ name: 'x', options: { jobId: 'dup-1' } }, { name: 'y' }] });
     expect(res.jobs[0]).toEqual({ id: 'dup-1', deduplicated: true });
@@ -186,7 +167,7 @@ describe('EnqueueJobs', () => {
   });
 
   it('rejects the same job_id twice in one batch with INVALID_ARGUMENT and writes nothing', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const jobs = [{ name: 'x', options: { idempotencyKey: 'k' } }, { name: 'x', options: { jobId: 'twice' } }, { name: 'y', options: { jobId: 'twice' } }];
     await expect(h.client.enqueueJobs({ queue, jobs })).rejects.toMatchObject({
       code: status.INVALID_ARGUMENT,
@@ -198,7 +179,7 @@ describe('EnqueueJobs', () => {
   });
 
   it('rejects the same idempotency key twice in one batch with INVALID_ARGUMENT and writes nothing', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const jobs = [{ name: 'x', options: { idempotencyKey: 'k' } }, { name: 'y', options: { idempotencyKey: 'k' } }];
     await expect(h.client.enqueueJobs({ queue, jobs })).rejects.toMatchObject({
       code: status.INVALID_ARGUMENT,
@@ -211,7 +192,7 @@ describe('EnqueueJobs', () => {
 
 describe('idempotency keys', () => {
   it('returns the same job with deduplicated=true for a repeated idempotency_key', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const first = await h.client.enqueueJob({ queue, job: { name: 'pay', data: { amount: 5 }, options: { idempotencyKey: 'payment-77' } } });
     const second = await h.client.enqueueJob({ queue, job: { name: 'pay', data: { amount: 5 }, options: { idempotencyKey: 'payment-77' } } });
     expect(first.deduplicated).toBe(false);
@@ -220,8 +201,8 @@ describe('idempotency keys', () => {
   });
 
   it('scopes idempotency keys to their queue', async () => {
-    const a = await newQueue();
-    const b = await newQueue();
+    const a = await h.newQueue();
+    const b = await h.newQueue();
     const first = await h.client.enqueueJob({ queue: a, job: { name: 'x', options: { idempotencyKey: 'shared' } } });
     const second = await h.client.enqueueJob({ queue: b, job: { name: 'x', options: { idempotencyKey: 'shared' } } });
     expect(second.deduplicated).toBe(false);
@@ -229,7 +210,7 @@ describe('idempotency keys', () => {
   });
 
   it('still deduplicates after the job was completed and removed by retention', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const options = { idempotencyKey: 'survives-removal', keepCompleted: { count: 0 } };
     const first = await h.client.enqueueJob({ queue, job: { name: 'x', options } });
     const id = first.job!.id;

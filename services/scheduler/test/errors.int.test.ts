@@ -1,22 +1,12 @@
 import { status } from '@grpc/grpc-js';
-import type Redis from 'ioredis';
-import { keyspace, type SchedulerHarness, startSchedulerHarness, uniqueQueue } from './harness';
+import type { RedisClient } from '@jobmesh/testing';
+import { keyspace, uniqueQueue, useSchedulerHarness } from '../src/testing';
 
-let h: SchedulerHarness;
-let redis: Redis;
-beforeAll(async () => {
-  h = await startSchedulerHarness();
+const h = useSchedulerHarness();
+let redis: RedisClient;
+beforeAll(() => {
   redis = h.redisClient();
 });
-afterAll(async () => {
-  await h.stop();
-});
-
-async function newQueue(): Promise<string> {
-  const name = uniqueQueue();
-  await h.client.createQueue({ queue: { name } });
-  return name;
-}
 
 /** Runs `call`, expects it to be rejected like `expected`, and checks that Redis did not change. */
 async function rejectsWithoutWriting(call: () => Promise<unknown>, expected: { code: number; details?: unknown }): Promise<void> {
@@ -56,22 +46,22 @@ describe('unknown queue', () => {
 
 describe('invalid jobs are rejected with INVALID_ARGUMENT naming the field, and write nothing', () => {
   it('a bad job name → job.name', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await rejectsWithoutWriting(() => h.client.enqueueJob({ queue, job: { name: '../etc/passwd' } }), { code: status.INVALID_ARGUMENT, details: field('job.name') });
   });
 
   it('an empty job name → job.name', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await rejectsWithoutWriting(() => h.client.enqueueJob({ queue, job: { name: '' } }), { code: status.INVALID_ARGUMENT, details: field('job.name') });
   });
 
   it('a missing job → job', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await rejectsWithoutWriting(() => h.client.enqueueJob({ queue }), { code: status.INVALID_ARGUMENT, details: field('job') });
   });
 
   it('a negative delay → job.options.delay', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await rejectsWithoutWriting(() => h.client.enqueueJob({ queue, job: { name: 'x', options: { delay: { seconds: -5, nanos: 0 } } } }), {
       code: status.INVALID_ARGUMENT,
       details: field('job.options.delay'),
@@ -79,7 +69,7 @@ describe('invalid jobs are rejected with INVALID_ARGUMENT naming the field, and 
   });
 
   it('attempts 0 → job.options.attempts', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await rejectsWithoutWriting(() => h.client.enqueueJob({ queue, job: { name: 'x', options: { attempts: 0 } } }), {
       code: status.INVALID_ARGUMENT,
       details: field('job.options.attempts'),
@@ -87,7 +77,7 @@ describe('invalid jobs are rejected with INVALID_ARGUMENT naming the field, and 
   });
 
   it('a backoff jitter over 1 → job.options.backoff.jitter', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await rejectsWithoutWriting(() => h.client.enqueueJob({ queue, job: { name: 'x', options: { backoff: { kind: 1, delay: { seconds: 1, nanos: 0 }, jitter: 1.5 } } } }), {
       code: status.INVALID_ARGUMENT,
       details: field('job.options.backoff.jitter'),
@@ -95,7 +85,7 @@ describe('invalid jobs are rejected with INVALID_ARGUMENT naming the field, and 
   });
 
   it('a job_id that is a plain integer → job.options.job_id', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await rejectsWithoutWriting(() => h.client.enqueueJob({ queue, job: { name: 'x', options: { jobId: '42' } } }), {
       code: status.INVALID_ARGUMENT,
       details: field('job.options.job_id'),
@@ -103,7 +93,7 @@ describe('invalid jobs are rejected with INVALID_ARGUMENT naming the field, and 
   });
 
   it('a job_id with a colon → job.options.job_id', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await rejectsWithoutWriting(() => h.client.enqueueJob({ queue, job: { name: 'x', options: { jobId: 'a:b' } } }), {
       code: status.INVALID_ARGUMENT,
       details: field('job.options.job_id'),
@@ -111,7 +101,7 @@ describe('invalid jobs are rejected with INVALID_ARGUMENT naming the field, and 
   });
 
   it('an idempotency key over 512 characters → job.options.idempotency_key', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await rejectsWithoutWriting(() => h.client.enqueueJob({ queue, job: { name: 'x', options: { idempotencyKey: 'k'.repeat(513) } } }), {
       code: status.INVALID_ARGUMENT,
       details: field('job.options.idempotency_key'),
@@ -128,7 +118,7 @@ describe('invalid jobs are rejected with INVALID_ARGUMENT naming the field, and 
 
 describe('payload size', () => {
   it('rejects data over 256 KiB with RESOURCE_EXHAUSTED naming job.data, writing nothing', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const data = { blob: 'x'.repeat(256 * 1024) };
     await rejectsWithoutWriting(() => h.client.enqueueJob({ queue, job: { name: 'big', data } }), {
       code: status.RESOURCE_EXHAUSTED,
@@ -137,13 +127,13 @@ describe('payload size', () => {
   });
 
   it('rejects a batch holding one job over the limit, naming jobs[i].data, writing nothing', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const jobs = [{ name: 'small' }, { name: 'big', data: { blob: 'x'.repeat(256 * 1024) } }];
     await rejectsWithoutWriting(() => h.client.enqueueJobs({ queue, jobs }), { code: status.RESOURCE_EXHAUSTED, details: field('jobs[1].data') });
   });
 
   it('accepts data just under the limit', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const data = { blob: 'x'.repeat(256 * 1024 - 20) };
     await expect(h.client.enqueueJob({ queue, job: { name: 'fits', data } })).resolves.toMatchObject({ deduplicated: false });
   });
@@ -151,13 +141,13 @@ describe('payload size', () => {
 
 describe('other rejected calls write nothing', () => {
   it('a second CreateQueue of an existing name (ALREADY_EXISTS)', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await rejectsWithoutWriting(() => h.client.createQueue({ queue: { name: queue, concurrency: 99 } }), { code: status.ALREADY_EXISTS });
     await expect(h.client.getQueue(queue)).resolves.toMatchObject({ concurrency: 10 });
   });
 
   it('an UpdateQueue with a bad mask (INVALID_ARGUMENT)', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await rejectsWithoutWriting(() => h.client.updateQueue({ queue: { name: queue, concurrency: 2 }, updateMask: ['concurrency', 'nonsense'] }), {
       code: status.INVALID_ARGUMENT,
       details: field('update_mask'),
@@ -165,7 +155,7 @@ describe('other rejected calls write nothing', () => {
   });
 
   it('an UpsertSchedule with a bad cron (INVALID_ARGUMENT)', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await rejectsWithoutWriting(() => h.client.upsertSchedule({ id: 's', queue, cron: '61 * * * *', template: { name: 'x' } }), {
       code: status.INVALID_ARGUMENT,
       details: field('schedule.cron'),

@@ -1,27 +1,15 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { deferred, type SchedulerHarness, startSchedulerHarness, uniqueQueue, waitFor } from './harness';
+import { deferred, uniqueQueue, useSchedulerHarness, waitFor } from '../src/testing';
 
-let h: SchedulerHarness;
-beforeAll(async () => {
-  h = await startSchedulerHarness();
-});
-afterAll(async () => {
-  await h.stop();
-});
+const h = useSchedulerHarness();
 
 const S = pb.JobState;
 
-async function newQueue(label?: string): Promise<string> {
-  const name = uniqueQueue(label);
-  await h.client.createQueue({ queue: { name } });
-  return name;
-}
-
 describe('EnqueueFlow', () => {
   it('runs the parent only after its children on two queues completed, then completes it', async () => {
-    const a = await newQueue('a');
-    const b = await newQueue('b');
+    const a = await h.newQueue('a');
+    const b = await h.newQueue('b');
     const { flow } = await h.client.enqueueFlow({
       root: {
         queue: a,
@@ -67,7 +55,7 @@ describe('EnqueueFlow', () => {
   });
 
   it('rejects a flow with a child on an unknown queue with NOT_FOUND and writes nothing', async () => {
-    const a = await newQueue('a');
+    const a = await h.newQueue('a');
     const redis = h.redisClient();
     const before = await redis.dbsize();
     await expect(
@@ -79,7 +67,7 @@ describe('EnqueueFlow', () => {
   });
 
   it('rejects a bad child job name with INVALID_ARGUMENT naming its path', async () => {
-    const a = await newQueue('a');
+    const a = await h.newQueue('a');
     await expect(
       h.client.enqueueFlow({
         root: { queue: a, job: { name: 'p' }, children: [{ queue: a, job: { name: 'ok' } }, { queue: a, job: { name: 'not ok' } }] },

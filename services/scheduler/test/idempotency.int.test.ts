@@ -1,68 +1,54 @@
 // Idempotency keys and caller-chosen job ids are written in the same atomic step as their job
 // (issue 9, point 2). The scheduler talks to Redis through a proxy, to count round trips and to
 // lose a connection at the worst moment: after Redis applied a write, before its answer arrived.
+import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { JobmeshClient } from '@jobmesh/sdk';
-import { type RedisHandle, startRedis } from '@jobmesh/testing';
-import { Queue } from 'bullmq';
-import Redis from 'ioredis';
-import { type SchedulerHarness, startSchedulerHarness, uniqueQueue } from './harness';
-import { type RedisProxy, startRedisProxy } from './redis-proxy';
+import type { RedisClient, RedisProxy } from '@jobmesh/testing';
+import { eventually, uniqueQueue, useSchedulerHarness } from '../src/testing';
 
 const S = pb.JobState;
 
-let redis: RedisHandle;
+const h = useSchedulerHarness({ throughProxy: true });
 let proxy: RedisProxy;
-let h: SchedulerHarness;
 /** Straight to Redis, not through the proxy. */
-let direct: Redis;
+let direct: RedisClient;
 /** Retries as an application would want for these calls: 8 tries, within 10 s. */
 let client: JobmeshClient;
 
-beforeAll(async () => {
-  redis = await startRedis();
-  proxy = await startRedisProxy({ port: redis.port });
-  h = await startSchedulerHarness({ redis: { ...redis, url: proxy.url } });
-  direct = new Redis(redis.url);
+beforeAll(() => {
+  proxy = h.proxy!;
+  direct = h.redisClient();
   client = new JobmeshClient({ address: h.address, timeoutMs: 10_000, retry: { maxTries: 8 } });
 });
-afterAll(async () => {
-  client?.close();
-  direct?.disconnect();
-  await h?.stop();
-  await proxy?.close();
-  await redis?.stop();
-});
+afterAll(() => client?.close());
 
 /**
  * A new queue. An earlier test may have cut the scheduler's Redis connection: it answers
- * UNAVAILABLE until it has reconnected (a moment), so this polls until then.
+ * UNAVAILABLE until it has reconnected, which takes a moment (ioredis tries again after 200 ms);
+ * 5 s is far more than that.
  */
 async function newQueue(): Promise<string> {
   const name = uniqueQueue();
-  for (const deadline = Date.now() + 5000; ; ) {
-    try {
-      await h.client.createQueue({ queue: { name } });
-      return name;
-    } catch (err) {
-      if ((err as { code?: number }).code !== 14 || Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
+  await eventually(
+    async () => {
+      try {
+        await h.client.createQueue({ queue: { name } });
+        return true;
+      } catch (err) {
+        if ((err as { code?: number }).code === status.UNAVAILABLE) return false;
+        throw err;
+      }
+    },
+    5000,
+    'the scheduler to reconnect to Redis',
+  );
+  return name;
 }
 
-async function withBull<T>(queue: string, fn: (q: Queue) => Promise<T>): Promise<T> {
-  const q = new Queue(queue, { connection: { host: '127.0.0.1', port: redis.port }, prefix: h.prefix });
-  try {
-    return await fn(q);
-  } finally {
-    await q.close();
-  }
-}
-
-/** Every job of `queue` BullMQ holds, in any state. */
+/** Every job of `queue` BullMQ holds, in any state (read straight from Redis, not through the proxy). */
 const allJobs = (queue: string) =>
-  withBull(queue, async (q) => (await q.getJobs(['waiting', 'delayed', 'prioritized', 'active', 'waiting-children', 'completed', 'failed'])).filter(Boolean));
+  h.withBullQueue(queue, async (q) => (await q.getJobs(['waiting', 'delayed', 'prioritized', 'active', 'waiting-children', 'completed', 'failed'])).filter(Boolean));
 
 const dedupKey = (queue: string, key: string): string => `${h.prefix}:${queue}:de:${key}`;
 
@@ -74,11 +60,7 @@ const dedupKey = (queue: string, key: string): string => `${h.prefix}:${queue}:d
 const warmUp = (queue: string) => client.enqueueJob({ queue, job: { name: 'warm-up', options: { idempotencyKey: `warm-up-${queue}` } } });
 
 /** Round trips the scheduler made to Redis while `fn` ran. */
-async function roundTrips(fn: () => Promise<unknown>): Promise<number> {
-  const before = proxy.roundTrips();
-  await fn();
-  return proxy.roundTrips() - before;
-}
+const roundTrips = (fn: () => Promise<unknown>): Promise<number> => proxy.roundTripsDuring(fn);
 
 describe('round trips', () => {
   it('a keyed EnqueueJob, a job_id EnqueueJob, an unkeyed one and a mixed 100-job EnqueueJobs each cost one round trip to Redis', async () => {
@@ -112,7 +94,7 @@ describe('coalesced enqueues', () => {
     expect(trips).toBeLessThanOrEqual(25);
     const stored = await allJobs(queue);
     expect(stored).toHaveLength(26);
-    for (const [i, a] of answers.entries()) expect(stored.find((j) => j.id === a.job!.id)?.opts).toMatchObject({ jm: { ik: keys[i] } });
+    for (const [i, a] of answers.entries()) expect(stored.find((j) => j.id === a.job!.id)?.opts).toMatchObject({ jobmesh: { idempotencyKey: keys[i] } });
     expect(answers.filter((a) => !a.deduplicated)).toHaveLength(25);
   });
 });
@@ -134,7 +116,7 @@ describe('keys outlive their job', () => {
   it('keeps the key of a job BullMQ removed explicitly (as dead-letter trimming does)', async () => {
     const queue = await newQueue();
     const first = await h.client.enqueueJob({ queue, job: { name: 'x', options: { idempotencyKey: 'removed' } } });
-    await withBull(queue, (q) => q.remove(first.job!.id));
+    await h.withBullQueue(queue, (q) => q.remove(first.job!.id));
     expect(await allJobs(queue)).toHaveLength(0);
     const again = await h.client.enqueueJob({ queue, job: { name: 'x', options: { idempotencyKey: 'removed' } } });
     expect(again).toMatchObject({ deduplicated: true, job: { id: first.job!.id } });

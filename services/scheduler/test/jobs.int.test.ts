@@ -1,23 +1,11 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { deferred, type SchedulerHarness, startSchedulerHarness, uniqueQueue, waitFor } from './harness';
+import { deferred, useSchedulerHarness, waitFor } from '../src/testing';
 
-let h: SchedulerHarness;
-beforeAll(async () => {
-  h = await startSchedulerHarness();
-});
-afterAll(async () => {
-  await h.stop();
-});
+const h = useSchedulerHarness();
 
 const S = pb.JobState;
 const sec = (seconds: number) => ({ seconds, nanos: 0 });
-
-async function newQueue(): Promise<string> {
-  const name = uniqueQueue();
-  await h.client.createQueue({ queue: { name } });
-  return name;
-}
 
 const enqueue = async (queue: string, job: Parameters<typeof h.client.enqueueJob>[0]['job'] = { name: 'work' }) =>
   (await h.client.enqueueJob({ queue, job })).job!;
@@ -48,13 +36,13 @@ async function holdActive(queue: string): Promise<{ release: () => void }> {
 
 describe('GetJob', () => {
   it('reads a job by queue and id', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const job = await enqueue(queue, { name: 'read-me', data: { a: 1 } });
     await expect(h.client.getJob(queue, job.id)).resolves.toMatchObject({ id: job.id, queue, name: 'read-me', data: { a: 1 }, state: S.JOB_STATE_WAITING });
   });
 
   it('reports a completed job as COMPLETED with its result and times', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const job = await enqueue(queue);
     const done = deferred();
     h.worker(queue, async () => ({ answer: 42 })).on('completed', () => done.resolve());
@@ -66,19 +54,19 @@ describe('GetJob', () => {
   });
 
   it('rejects an unknown job id with NOT_FOUND', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await expect(h.client.getJob(queue, 'no-such-job')).rejects.toMatchObject({ code: status.NOT_FOUND });
   });
 
   it('rejects an empty id with INVALID_ARGUMENT', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await expect(h.client.getJob(queue, '')).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('id') });
   });
 });
 
 describe('ListJobs', () => {
   it('pages through jobs in several states with page_size 2: tokens chain, no duplicates, every job seen', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const ids = [
       (await enqueue(queue, { name: 'w1' })).id,
       (await enqueue(queue, { name: 'w2' })).id,
@@ -111,7 +99,7 @@ describe('ListJobs', () => {
   });
 
   it('lists only the requested state', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await enqueue(queue, { name: 'w' });
     const delayed = await enqueue(queue, { name: 'd', options: { delay: sec(3600) } });
     const page = await h.client.listJobs({ queue, states: [S.JOB_STATE_DELAYED] });
@@ -120,7 +108,7 @@ describe('ListJobs', () => {
   });
 
   it('lists every listable state when none is given', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const a = await enqueue(queue, { name: 'w' });
     const b = await enqueue(queue, { name: 'd', options: { delay: sec(3600) } });
     const page = await h.client.listJobs({ queue });
@@ -128,7 +116,7 @@ describe('ListJobs', () => {
   });
 
   it('rejects a page token it did not issue with INVALID_ARGUMENT', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await expect(h.client.listJobs({ queue, pageToken: 'not-a-token' })).rejects.toMatchObject({
       code: status.INVALID_ARGUMENT,
       details: expect.stringContaining('page_token'),
@@ -136,7 +124,7 @@ describe('ListJobs', () => {
   });
 
   it('rejects an unlistable state with INVALID_ARGUMENT naming states[i]', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await expect(h.client.listJobs({ queue, states: [S.JOB_STATE_WAITING, S.JOB_STATE_UNSPECIFIED] })).rejects.toMatchObject({
       code: status.INVALID_ARGUMENT,
       details: expect.stringContaining('states[1]'),
@@ -146,7 +134,7 @@ describe('ListJobs', () => {
 
 describe('CancelJob', () => {
   it('cancels a waiting job: the response, GetJob and ListJobs(CANCELLED) all say CANCELLED', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const job = await enqueue(queue, { name: 'to-cancel', data: { x: 1 } });
     const res = await h.client.cancelJob(queue, job.id, 'no longer needed');
     expect(res).toMatchObject({ pending: false, job: { id: job.id, state: S.JOB_STATE_CANCELLED, failureReason: 'no longer needed' } });
@@ -164,7 +152,7 @@ describe('CancelJob', () => {
   });
 
   it('cancels a delayed job so it never runs', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const job = await enqueue(queue, { name: 'later', options: { delay: sec(3600) } });
     await expect(h.client.cancelJob(queue, job.id)).resolves.toMatchObject({ pending: false, job: { state: S.JOB_STATE_CANCELLED } });
     await expect(h.client.getJob(queue, job.id)).resolves.toMatchObject({ state: S.JOB_STATE_CANCELLED });
@@ -174,7 +162,7 @@ describe('CancelJob', () => {
   });
 
   it("cancels a flow's parent waiting for its children: it reads CANCELLED and its children that have not run are removed with it", async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const { flow } = await h.client.enqueueFlow({ root: { queue, job: { name: 'parent' }, children: [{ queue, job: { name: 'child' } }] } });
     await expect(h.client.cancelJob(queue, flow!.job!.id)).resolves.toMatchObject({ pending: false, job: { state: S.JOB_STATE_CANCELLED } });
     await expect(h.client.getJob(queue, flow!.job!.id)).resolves.toMatchObject({ state: S.JOB_STATE_CANCELLED });
@@ -182,7 +170,7 @@ describe('CancelJob', () => {
   });
 
   it('asks the worker of an active job to abort it: pending=true and a message on the cancel channel', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const job = await enqueue(queue);
     const sub = h.redisClient();
     const channel = `${h.prefix}:_cancel`;
@@ -199,7 +187,7 @@ describe('CancelJob', () => {
   });
 
   it('refuses to cancel a completed job with FAILED_PRECONDITION', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const job = await enqueue(queue);
     const done = deferred();
     h.worker(queue, async () => 'ok').on('completed', () => done.resolve());
@@ -209,14 +197,14 @@ describe('CancelJob', () => {
   });
 
   it('refuses to cancel a job twice with FAILED_PRECONDITION', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const job = await enqueue(queue);
     await h.client.cancelJob(queue, job.id);
     await expect(h.client.cancelJob(queue, job.id)).rejects.toMatchObject({ code: status.FAILED_PRECONDITION });
   });
 
   it('refuses to retry or promote a cancelled job with FAILED_PRECONDITION', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const job = await enqueue(queue, { name: 'later', options: { delay: sec(3600) } });
     await h.client.cancelJob(queue, job.id);
     await expect(h.client.promoteJob(queue, job.id)).rejects.toMatchObject({ code: status.FAILED_PRECONDITION });
@@ -224,14 +212,14 @@ describe('CancelJob', () => {
   });
 
   it('rejects a cancel of an unknown job with NOT_FOUND', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await expect(h.client.cancelJob(queue, 'nope')).rejects.toMatchObject({ code: status.NOT_FOUND });
   });
 });
 
 describe('RetryJob', () => {
   it('moves a failed job back to waiting, and it runs again', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const job = await enqueue(queue, { name: 'flaky', options: { attempts: 1 } });
     await failOnce(queue, 'first try fails');
     await expect(h.client.getJob(queue, job.id)).resolves.toMatchObject({ state: S.JOB_STATE_FAILED, failureReason: 'first try fails', attemptsMade: 1 });
@@ -244,7 +232,7 @@ describe('RetryJob', () => {
   });
 
   it('refuses to retry a job that has not failed with FAILED_PRECONDITION', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const job = await enqueue(queue);
     await expect(h.client.retryJob(queue, job.id)).rejects.toMatchObject({ code: status.FAILED_PRECONDITION });
     await expect(h.client.getJob(queue, job.id)).resolves.toMatchObject({ state: S.JOB_STATE_WAITING });
@@ -253,20 +241,20 @@ describe('RetryJob', () => {
 
 describe('PromoteJob', () => {
   it('moves a delayed job to waiting at once', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const job = await enqueue(queue, { name: 'later', options: { delay: sec(3600) } });
     await expect(h.client.promoteJob(queue, job.id)).resolves.toMatchObject({ id: job.id, state: S.JOB_STATE_WAITING });
     await expect(h.client.getJob(queue, job.id)).resolves.toMatchObject({ state: S.JOB_STATE_WAITING });
   });
 
   it('refuses to promote a job that is not delayed with FAILED_PRECONDITION', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const job = await enqueue(queue);
     await expect(h.client.promoteJob(queue, job.id)).rejects.toMatchObject({ code: status.FAILED_PRECONDITION });
   });
 
   it('rejects a promote of an unknown job with NOT_FOUND', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await expect(h.client.promoteJob(queue, 'nope')).rejects.toMatchObject({ code: status.NOT_FOUND });
   });
 });

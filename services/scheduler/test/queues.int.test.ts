@@ -1,25 +1,8 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { Queue } from 'bullmq';
-import { type SchedulerHarness, startSchedulerHarness, uniqueQueue } from './harness';
+import { uniqueQueue, useSchedulerHarness } from '../src/testing';
 
-let h: SchedulerHarness;
-beforeAll(async () => {
-  h = await startSchedulerHarness();
-});
-afterAll(async () => {
-  await h.stop();
-});
-
-/** A BullMQ Queue on the harness's Redis, as a worker process would see the queue. */
-async function withBullQueue<T>(name: string, fn: (q: Queue) => Promise<T>): Promise<T> {
-  const q = new Queue(name, { connection: { host: '127.0.0.1', port: h.redis.port }, prefix: h.prefix });
-  try {
-    return await fn(q);
-  } finally {
-    await q.close();
-  }
-}
+const h = useSchedulerHarness();
 
 describe('queue registry', () => {
   it('creates a queue with defaults and reads it back', async () => {
@@ -172,7 +155,7 @@ describe('DeleteQueue', () => {
     await expect(h.client.getQueue(name)).rejects.toMatchObject({ code: status.NOT_FOUND });
     const redis = h.redisClient();
     expect(await redis.keys(`${h.prefix}:${name}:*`)).toEqual([]);
-    await withBullQueue(name, async (q) => expect(await q.getJob(job!.id)).toBeUndefined());
+    await h.withBullQueue(name, async (q) => expect(await q.getJob(job!.id)).toBeUndefined());
   });
 
   it('with force also forgets the queue\'s cancelled jobs and idempotency keys, so a new queue of that name starts clean', async () => {
@@ -202,11 +185,11 @@ describe('PauseQueue / ResumeQueue', () => {
     const name = uniqueQueue();
     await h.client.createQueue({ queue: { name } });
     await expect(h.client.pauseQueue(name)).resolves.toMatchObject({ paused: true });
-    await withBullQueue(name, async (q) => expect(await q.isPaused()).toBe(true));
+    await h.withBullQueue(name, async (q) => expect(await q.isPaused()).toBe(true));
     await expect(h.client.getQueue(name)).resolves.toMatchObject({ paused: true });
 
     await expect(h.client.resumeQueue(name)).resolves.toMatchObject({ paused: false });
-    await withBullQueue(name, async (q) => expect(await q.isPaused()).toBe(false));
+    await h.withBullQueue(name, async (q) => expect(await q.isPaused()).toBe(false));
     await expect(h.client.getQueue(name)).resolves.toMatchObject({ paused: false });
   });
 
@@ -226,9 +209,9 @@ describe('PauseQueue / ResumeQueue', () => {
     const name = uniqueQueue();
     await h.client.createQueue({ queue: { name } });
     await expect(h.client.updateQueue({ queue: { name, paused: true }, updateMask: ['paused'] })).resolves.toMatchObject({ paused: true });
-    await withBullQueue(name, async (q) => expect(await q.isPaused()).toBe(true));
+    await h.withBullQueue(name, async (q) => expect(await q.isPaused()).toBe(true));
     await expect(h.client.updateQueue({ queue: { name, paused: false }, updateMask: ['paused'] })).resolves.toMatchObject({ paused: false });
-    await withBullQueue(name, async (q) => expect(await q.isPaused()).toBe(false));
+    await h.withBullQueue(name, async (q) => expect(await q.isPaused()).toBe(false));
   });
 
   it('lists jobs enqueued on a paused queue as WAITING', async () => {
@@ -246,7 +229,7 @@ describe('PauseQueue / ResumeQueue', () => {
     await h.client.createQueue({ queue: { name } });
     await h.client.pauseQueue(name);
     await expect(h.client.pauseQueue(name)).resolves.toMatchObject({ paused: true });
-    await withBullQueue(name, async (q) => expect(await q.isPaused()).toBe(true));
+    await h.withBullQueue(name, async (q) => expect(await q.isPaused()).toBe(true));
   });
 
   it('rejects pausing an unknown queue with NOT_FOUND', async () => {

@@ -1,15 +1,9 @@
 import { status } from '@grpc/grpc-js';
-import { type SchedulerHarness, startSchedulerHarness, uniqueQueue, waitFor } from './harness';
+import { uniqueQueue, useSchedulerHarness, waitFor } from '../src/testing';
 
 // A Redis of this file's own, so it can be stopped and restarted; with AOF, as in production, so
 // the queue registry survives the restart.
-let h: SchedulerHarness;
-beforeAll(async () => {
-  h = await startSchedulerHarness({ ownRedis: true, appendonly: true });
-});
-afterAll(async () => {
-  await h.stop();
-});
+const h = useSchedulerHarness({ ownRedis: true, appendonly: true });
 
 describe('Redis down', () => {
   it('answers UNAVAILABLE well within the deadline instead of hanging, and recovers when Redis is back', async () => {

@@ -1,26 +1,14 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { deferred, type SchedulerHarness, startSchedulerHarness, uniqueQueue, waitFor } from './harness';
+import { deferred, uniqueQueue, useSchedulerHarness, waitFor } from '../src/testing';
 
-let h: SchedulerHarness;
-beforeAll(async () => {
-  h = await startSchedulerHarness();
-});
-afterAll(async () => {
-  await h.stop();
-});
+const h = useSchedulerHarness();
 
 const sec = (seconds: number) => ({ seconds, nanos: 0 });
 
-async function newQueue(): Promise<string> {
-  const name = uniqueQueue();
-  await h.client.createQueue({ queue: { name } });
-  return name;
-}
-
 describe('UpsertSchedule / GetSchedule', () => {
   it('stores a cron schedule with its time zone and template, and reads it back', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const schedule = {
       id: 'nightly-report',
       queue,
@@ -39,7 +27,7 @@ describe('UpsertSchedule / GetSchedule', () => {
   });
 
   it('stores an every schedule and reads it back', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await h.client.upsertSchedule({ id: 'poll', queue, every: sec(3600), template: { name: 'poll' } });
     const got = await h.client.getSchedule(queue, 'poll');
     expect(got).toMatchObject({ id: 'poll', queue, every: sec(3600), template: { name: 'poll' } });
@@ -47,7 +35,7 @@ describe('UpsertSchedule / GetSchedule', () => {
   });
 
   it('replaces a schedule on a second upsert with the same id', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await h.client.upsertSchedule({ id: 's', queue, every: sec(3600), template: { name: 'a' } });
     await h.client.upsertSchedule({ id: 's', queue, cron: '0 0 * * *', template: { name: 'b' } });
     await expect(h.client.getSchedule(queue, 's')).resolves.toMatchObject({ cron: '0 0 * * *', every: undefined, timezone: 'UTC', template: { name: 'b' } });
@@ -56,14 +44,14 @@ describe('UpsertSchedule / GetSchedule', () => {
   });
 
   it('rejects GetSchedule of an unknown id with NOT_FOUND', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await expect(h.client.getSchedule(queue, 'nope')).rejects.toMatchObject({ code: status.NOT_FOUND });
   });
 });
 
 describe('firing', () => {
   it('runs an every: 1s schedule: a worker receives its jobs, again and again', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const received: { name: string; data: unknown }[] = [];
     const twice = deferred();
     h.worker(queue, async (job) => {
@@ -80,7 +68,7 @@ describe('firing', () => {
   });
 
   it('runs a cron schedule with seconds in a time zone: jobs appear every second', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const seen: number[] = [];
     const twice = deferred();
     h.worker(queue, async (job) => {
@@ -93,7 +81,7 @@ describe('firing', () => {
   });
 
   it('counts iterations of a schedule that has fired', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await h.client.upsertSchedule({ id: 'counted', queue, every: sec(1), template: { name: 'c' } });
     h.worker(queue, async () => undefined);
     await waitFor('the schedule to fire', async () => (await h.client.getSchedule(queue, 'counted')).iterationCount >= 1);
@@ -103,7 +91,7 @@ describe('firing', () => {
 
 describe('ListSchedules / DeleteSchedule', () => {
   it('pages through schedules without duplicates', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const ids = ['s1', 's2', 's3', 's4', 's5'];
     for (const id of ids) await h.client.upsertSchedule({ id, queue, every: sec(3600), template: { name: id } });
     const seen: string[] = [];
@@ -121,7 +109,7 @@ describe('ListSchedules / DeleteSchedule', () => {
   });
 
   it('deletes a schedule together with its next, not yet due run', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await h.client.upsertSchedule({ id: 'gone', queue, cron: '0 0 1 1 *', template: { name: 'x' } });
     const before = await h.client.listJobs({ queue, states: [pb.JobState.JOB_STATE_DELAYED] });
     expect(before.jobs).toHaveLength(1);
@@ -132,14 +120,14 @@ describe('ListSchedules / DeleteSchedule', () => {
   });
 
   it('rejects a delete of an unknown schedule with NOT_FOUND', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await expect(h.client.deleteSchedule(queue, 'nope')).rejects.toMatchObject({ code: status.NOT_FOUND });
   });
 });
 
 describe('validation', () => {
   it('rejects a bad cron expression with INVALID_ARGUMENT naming schedule.cron, storing nothing', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await expect(h.client.upsertSchedule({ id: 'bad', queue, cron: 'every tuesday', template: { name: 'x' } })).rejects.toMatchObject({
       code: status.INVALID_ARGUMENT,
       details: expect.stringContaining('schedule.cron'),
@@ -148,7 +136,7 @@ describe('validation', () => {
   });
 
   it('rejects an unknown time zone with INVALID_ARGUMENT naming schedule.timezone', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await expect(h.client.upsertSchedule({ id: 'tz', queue, cron: '0 * * * *', timezone: 'Mars/Olympus_Mons', template: { name: 'x' } })).rejects.toMatchObject({
       code: status.INVALID_ARGUMENT,
       details: expect.stringContaining('schedule.timezone'),
@@ -156,7 +144,7 @@ describe('validation', () => {
   });
 
   it('rejects an every below one second with INVALID_ARGUMENT naming schedule.every', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await expect(h.client.upsertSchedule({ id: 'fast', queue, every: { seconds: 0, nanos: 500_000_000 }, template: { name: 'x' } })).rejects.toMatchObject({
       code: status.INVALID_ARGUMENT,
       details: expect.stringContaining('schedule.every'),
@@ -164,12 +152,12 @@ describe('validation', () => {
   });
 
   it('rejects a schedule without a trigger with INVALID_ARGUMENT', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await expect(h.client.upsertSchedule({ id: 'none', queue, template: { name: 'x' } })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
   });
 
   it('rejects a template with a delay with INVALID_ARGUMENT naming the option', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await expect(h.client.upsertSchedule({ id: 'd', queue, every: sec(60), template: { name: 'x', options: { delay: sec(5) } } })).rejects.toMatchObject({
       code: status.INVALID_ARGUMENT,
       details: expect.stringContaining('schedule.template.options.delay'),

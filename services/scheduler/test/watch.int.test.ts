@@ -1,22 +1,10 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { deferred, type SchedulerHarness, startSchedulerHarness, uniqueQueue } from './harness';
+import { deferred, uniqueQueue, useSchedulerHarness } from '../src/testing';
 
-let h: SchedulerHarness;
-beforeAll(async () => {
-  h = await startSchedulerHarness();
-});
-afterAll(async () => {
-  await h.stop();
-});
+const h = useSchedulerHarness();
 
 const T = pb.JobEventType;
-
-async function newQueue(): Promise<string> {
-  const name = uniqueQueue();
-  await h.client.createQueue({ queue: { name } });
-  return name;
-}
 
 /**
  * Collects a watch's events. `first` resolves with the first event, which the server sends
@@ -38,7 +26,7 @@ function collect(queue: string, id: string): { events: pb.JobEvent[]; first: Pro
 
 describe('WatchJob', () => {
   it('streams ADDED, ACTIVE, COMPLETED in order for a job run by a worker started after the watch, then ends', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'watched' } });
     const watch = collect(queue, job!.id);
     await expect(watch.first).resolves.toMatchObject({ type: T.JOB_EVENT_TYPE_ADDED, jobId: job!.id, queue });
@@ -50,7 +38,7 @@ describe('WatchJob', () => {
   });
 
   it('streams a string result that looks like a number as the string it is', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'stringly' } });
     const watch = collect(queue, job!.id);
     await watch.first;
@@ -60,7 +48,7 @@ describe('WatchJob', () => {
   });
 
   it('sends one COMPLETED event for a job that already completed, and ends', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'quick' } });
     const completed = deferred();
     h.worker(queue, async () => 7).on('completed', () => completed.resolve());
@@ -72,7 +60,7 @@ describe('WatchJob', () => {
   });
 
   it('streams FAILED with the reason for a job whose last attempt fails', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'doomed', options: { attempts: 1 } } });
     const watch = collect(queue, job!.id);
     await watch.first;
@@ -84,7 +72,7 @@ describe('WatchJob', () => {
   });
 
   it('streams CANCELLED when the job is cancelled during the watch, and ends', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'later', options: { delay: { seconds: 3600, nanos: 0 } } } });
     const watch = collect(queue, job!.id);
     await watch.first;
@@ -95,7 +83,7 @@ describe('WatchJob', () => {
   });
 
   it('sends one CANCELLED event for a job that was already cancelled', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'x' } });
     await h.client.cancelJob(queue, job!.id, 'gone');
     const events = await collect(queue, job!.id).done;
@@ -104,7 +92,7 @@ describe('WatchJob', () => {
   });
 
   it('keeps watches on two jobs of one queue apart', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     const a = (await h.client.enqueueJob({ queue, job: { name: 'a' } })).job!;
     const b = (await h.client.enqueueJob({ queue, job: { name: 'b', options: { delay: { seconds: 3600, nanos: 0 } } } })).job!;
     const wa = collect(queue, a.id);
@@ -120,7 +108,7 @@ describe('WatchJob', () => {
   });
 
   it('rejects a watch of an unknown job with NOT_FOUND', async () => {
-    const queue = await newQueue();
+    const queue = await h.newQueue();
     await expect(collect(queue, 'nope').done).rejects.toMatchObject({ code: status.NOT_FOUND });
   });
 

@@ -1,9 +1,9 @@
 import { silentLogger } from '@jobmesh/telemetry';
 import type { AnyProcessorDefinition } from '@jobmesh/sdk';
-import { type SchedulerHarness, startSchedulerHarness } from '../../scheduler/test/harness';
+import { type SchedulerHarness, startSchedulerHarness } from '@jobmesh/scheduler/testing';
 import { loadWorkerPoolEnv, ProcessorRegistry, type RunningWorkerPool, startWorkerPool } from '../src';
 
-export { uniqueQueue } from '../../scheduler/test/harness';
+export { uniqueQueue } from '@jobmesh/testing';
 export { eventually } from '@jobmesh/testing';
 
 export interface PoolHarness extends SchedulerHarness {

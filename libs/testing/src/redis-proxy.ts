@@ -14,6 +14,8 @@ export interface RedisProxy {
    * block written at once is one round trip however many commands it holds.
    */
   roundTrips(): number;
+  /** The round trips made while `fn` ran (by anyone using the proxy). */
+  roundTripsDuring(fn: () => Promise<unknown>): Promise<number>;
   /**
    * Arms a fault for the next request (the next round trip on any connection) whose first bytes
    * contain `match`, in any case (any request when unset; e.g. 'MULTI' for a transaction): `'reply'` lets it
@@ -95,6 +97,11 @@ export async function startRedisProxy(target: { port: number; host?: string }): 
   return {
     url: `redis://127.0.0.1:${port}`,
     roundTrips: () => trips,
+    roundTripsDuring: async (fn) => {
+      const before = trips;
+      await fn();
+      return trips - before;
+    },
     cutNext: (where, match) => new Promise<void>((fired) => (armed = { where, match, fired })),
     close: () =>
       new Promise<void>((resolve) => {
