@@ -1,7 +1,7 @@
 // Tests run from TypeScript sources (ts-jest, transpile only; `tsc -b` type-checks the build).
 // @jobmesh/* imports resolve to each package's src so a test sees one copy of every module.
 const moduleNameMapper = {
-  '^@jobmesh/(contracts|core|config|telemetry|queue|grpc-kit|testing|sdk)$': '<rootDir>/libs/$1/src/index.ts',
+  '^@jobmesh/(contracts|core|config|telemetry|queue|grpc-kit|host|testing|sdk)$': '<rootDir>/libs/$1/src/index.ts',
   '^@jobmesh/(scheduler|worker-pool|dead-letter)$': '<rootDir>/services/$1/src/index.ts',
   '^@jobmesh/scheduler/testing$': '<rootDir>/services/scheduler/src/testing.ts',
   '^@jobmesh/cli$': '<rootDir>/cli/src/index.ts',

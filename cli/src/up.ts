@@ -1,5 +1,5 @@
 import { parseEnv } from '@jobmesh/config';
-import { onShutdownSignal, openServiceHost } from '@jobmesh/grpc-kit';
+import { onShutdownSignal, openServiceHost } from '@jobmesh/host';
 import { deadLetterOwnEnvShape, register as registerDeadLetter, webhookSettings } from '@jobmesh/dead-letter';
 import { register as registerScheduler } from '@jobmesh/scheduler';
 import { register as registerWorkerPool, workerPoolEnvSchema } from '@jobmesh/worker-pool';

@@ -1,5 +1,3 @@
 export * from './status';
 export * from './rpc';
 export * from './server';
-export * from './process';
-export * from './host';

@@ -10,7 +10,7 @@ import {
   type sendUnaryData,
 } from '@grpc/grpc-js';
 import { type Logger, type Registry, counter, histogram } from '@jobmesh/telemetry';
-import { type MappedStatus, serviceError, toStatus } from './status';
+import { type ErrorTranslator, type MappedStatus, serviceError, toStatus } from './status';
 
 /** What a handler knows about its call. */
 export interface CallContext {
@@ -82,6 +82,8 @@ export interface RpcKitOptions {
   logger: Logger;
   registry: Registry;
   auth?: AuthHook;
+  /** Recognises backend failures (a Redis outage) as typed errors; see toStatus. */
+  translate?: ErrorTranslator;
 }
 
 /**
@@ -97,6 +99,14 @@ export class RpcKit {
     this.latency = histogram(opts.registry, 'jobmesh_grpc_request_duration_seconds', 'gRPC call latency (streams: until the stream ends)', ['method']);
   }
 
+  /**
+   * The status `err` answers a call with, as this kit maps it (with its translator): for handlers
+   * that report an error inside a reply (a Nack) rather than as the call's status.
+   */
+  toStatus(err: unknown): MappedStatus {
+    return toStatus(err, this.opts.translate);
+  }
+
   private context(method: string, call: GrpcCall): CallScope {
     return new CallScope(method, call);
   }
@@ -105,7 +115,7 @@ export class RpcKit {
     this.requests.inc({ method, code: Status[code] ?? String(code) });
     this.latency.observe({ method }, Number(process.hrtime.bigint() - started) / 1e9);
     if (err === undefined) return;
-    const mapped = toStatus(err);
+    const mapped = this.toStatus(err);
     if (!mapped.expected) this.opts.logger.error({ err, method }, 'unexpected error in handler');
     else if (mapped.code === Status.UNAVAILABLE) this.opts.logger.warn({ method, err: (err as Error).message }, 'backend unavailable');
   }
@@ -125,7 +135,7 @@ export class RpcKit {
         },
         (err: unknown) => {
           ctx.end();
-          const mapped = toStatus(err);
+          const mapped = this.toStatus(err);
           this.finish(method, started, mapped.code, err);
           callback(serviceError(mapped));
         },
@@ -147,7 +157,7 @@ export class RpcKit {
         if (!ctx.signal.aborted) call.end();
       },
       (err: unknown) => {
-        const mapped = toStatus(err);
+        const mapped = this.toStatus(err);
         this.finish(method, started, mapped.code, err);
         if (!ctx.signal.aborted) failStream(call, mapped);
       },

@@ -1,5 +1,5 @@
 import { status as Status, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { ERROR_TRAILER, type ErrorKind, errorFacts, isJobmeshError } from '@jobmesh/core';
+import { ERROR_TRAILER, type ErrorKind, errorFacts, isJobmeshError, type JobmeshError } from '@jobmesh/core';
 
 const KIND_TO_STATUS: Record<ErrorKind, Status> = {
   invalid_argument: Status.INVALID_ARGUMENT,
@@ -14,8 +14,12 @@ const KIND_TO_STATUS: Record<ErrorKind, Status> = {
   aborted: Status.ABORTED,
 };
 
-// What ioredis says when Redis cannot be reached, or cannot answer in time.
-const REDIS_DOWN = /Stream isn't writeable|enableOfflineQueue|Connection is closed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|Command timed out|LOADING|READONLY|MASTERDOWN|Reached the max retries/;
+/**
+ * Recognises a failure of a backend that grpc-kit knows nothing of as a typed error, e.g. a Redis
+ * outage as an UnavailableError (libs/queue's redisUnavailable, wired by the service host);
+ * undefined for errors it does not know.
+ */
+export type ErrorTranslator = (err: unknown) => JobmeshError | undefined;
 
 export interface MappedStatus {
   code: Status;
@@ -27,11 +31,12 @@ export interface MappedStatus {
 }
 
 /**
- * The one place where an error becomes a gRPC status. Typed Jobmesh errors carry their kind;
- * Redis connection failures are UNAVAILABLE; anything else is INTERNAL with a generic message
- * (the detail goes to the log, never to the caller).
+ * The one place where an error becomes a gRPC status. Typed Jobmesh errors carry their kind; a
+ * downstream gRPC status is passed on; what `translate` recognises (a backend outage) maps as the
+ * typed error it gives; anything else is INTERNAL with a generic message (the detail goes to the
+ * log, never to the caller).
  */
-export function toStatus(err: unknown): MappedStatus {
+export function toStatus(err: unknown, translate?: ErrorTranslator): MappedStatus {
   if (isJobmeshError(err)) {
     // Only on the error path: the trailer costs the normal path nothing.
     const metadata = new Metadata();
@@ -43,9 +48,8 @@ export function toStatus(err: unknown): MappedStatus {
     // A status from a downstream gRPC call: pass it on.
     return { code: e.code, details: e.details ?? e.message ?? '', expected: true };
   }
-  if (e?.name === 'MaxRetriesPerRequestError' || REDIS_DOWN.test(e?.message ?? '')) {
-    return { code: Status.UNAVAILABLE, details: `Redis is unavailable: ${e.message}`, expected: true };
-  }
+  const known = translate?.(err);
+  if (known) return toStatus(known);
   return { code: Status.INTERNAL, details: 'internal error; the server log has the details', expected: false };
 }
 

@@ -12,6 +12,7 @@ export * from './scripts';
 export * from './served-directory';
 export * from './processor-wait';
 export * from './events';
+export * from './redis-errors';
 export { JobData } from './job-data';
 export { type Enqueued, type NewFlowNode, type NewJob, JobProducer } from './job-producer';
 export { type CancelOutcome, type JobPage, type JobView, JobAdmin } from './job-admin';

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Composition root of the standalone scheduler: config → telemetry → Redis → gRPC → serve → SIGTERM.
 import { ConfigError } from '@jobmesh/config';
-import { onShutdownSignal } from '@jobmesh/grpc-kit';
+import { onShutdownSignal } from '@jobmesh/host';
 import { createLogger } from '@jobmesh/telemetry';
 import { loadSchedulerEnv } from './config';
 import { startScheduler } from './start';

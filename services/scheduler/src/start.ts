@@ -1,4 +1,4 @@
-import { openServiceHost } from '@jobmesh/grpc-kit';
+import { openServiceHost } from '@jobmesh/host';
 import type { Logger } from '@jobmesh/telemetry';
 import type { SchedulerEnv } from './config';
 import { register } from './register';

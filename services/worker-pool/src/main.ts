@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Composition root of a worker-pool replica: config → telemetry → Redis → processors → serve → SIGTERM.
-import { onShutdownSignal } from '@jobmesh/grpc-kit';
+import { onShutdownSignal } from '@jobmesh/host';
 import { createLogger } from '@jobmesh/telemetry';
 import { loadWorkerPoolEnv } from './config';
 import { startWorkerPool } from './start';

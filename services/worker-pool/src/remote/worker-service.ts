@@ -1,7 +1,7 @@
 import type { ServerDuplexStream, ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError, validateQueueName } from '@jobmesh/core';
-import { type RpcKit, toStatus } from '@jobmesh/grpc-kit';
+import type { RpcKit } from '@jobmesh/grpc-kit';
 import { type QueueRegistry, durationToMs, msToDuration } from '@jobmesh/queue';
 import type { WorkerPool } from '../worker-pool';
 import type { FailResult, RemoteDispatcher, Session } from './dispatcher';
@@ -71,7 +71,7 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
         if (!call.writableEnded && !call.destroyed) call.write(msg);
       };
       const nack = (jobId: string, leaseToken: string, err: unknown, requestId = ''): void => {
-        const mapped = toStatus(err);
+        const mapped = kit.toStatus(err);
         send({ nack: pb.Nack.fromPartial({ jobId, leaseToken, code: mapped.code, message: mapped.details, requestId }) });
       };
       const finish = (why: string, err?: unknown): void => {

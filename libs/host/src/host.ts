@@ -1,13 +1,13 @@
 import { type CommonEnv, type LoadedConfigFile, loadConfigFile, splitHostPort } from '@jobmesh/config';
-import { type Backbone, openBackboneFromEnv } from '@jobmesh/queue';
+import { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
+import { type Backbone, openBackboneFromEnv, redisUnavailable } from '@jobmesh/queue';
 import { type Logger, type OpsServer, type Registry, createLogger, createRegistry, startOpsServer } from '@jobmesh/telemetry';
-import { RpcKit } from './rpc';
-import { GrpcServer } from './server';
 
 /**
  * What every Jobmesh process is built on: logger, metrics, config file, Redis backbone, one gRPC
- * server with its RpcKit, and the ops HTTP server. Services mount themselves on it (their
- * `register`), add their close to `onStop`, then the host listens.
+ * server with its RpcKit (which answers a Redis outage with UNAVAILABLE), and the ops HTTP
+ * server. Services mount themselves on it (their `register`), add their close to `onStop`, then
+ * the host listens.
  */
 export interface ServiceHost {
   readonly logger: Logger;
@@ -34,7 +34,8 @@ export async function openServiceHost(env: CommonEnv, opts: { name: string; logg
   const config = loadConfigFile(env.JOBMESH_CONFIG);
   const backbone = await openBackboneFromEnv(env, logger, config.queues, opts.redisUrl ?? env.REDIS_URL);
   const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES });
-  const kit = new RpcKit({ logger, registry: metrics });
+  // grpc-kit knows no backend: libs/queue tells it which errors are a Redis outage.
+  const kit = new RpcKit({ logger, registry: metrics, translate: redisUnavailable });
   const closes: (() => Promise<void>)[] = [];
   let ops: OpsServer | undefined;
   let listening = false;
