@@ -1,8 +1,8 @@
-import type { Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { appendJobEvent } from './events';
 import type { Keys } from './keys';
 import type { QueueRegistry } from './registry';
+import type { RunningJob } from './running-job';
 import { LuaScript } from './scripts';
 
 const DEADLINE = new LuaScript<[job: string, parked: string], [id: string, attemptsMade: number, waitMs: number, now: number]>('processor-wait-deadline-2');
@@ -39,8 +39,9 @@ export class ProcessorWait {
    * `waitMs` (the queue's processor_wait) from the first time it came up with nothing to serve
    * it, which the first look records. A passed deadline also unfiles the job.
    */
-  async deadline(queue: string, job: BullJob, waitMs: number, now = Date.now()): Promise<number> {
-    const reply = await DEADLINE.run(this.redis, [this.registry.bullQueue(queue).toKey(job.id!), this.keys.parked(queue, job.name)], [job.id!, job.attemptsMade, waitMs, now]);
+  async deadline(job: RunningJob, waitMs: number, now = Date.now()): Promise<number> {
+    const { queue } = job;
+    const reply = await DEADLINE.run(this.redis, [this.registry.bullQueue(queue).toKey(job.id), this.keys.parked(queue, job.name)], [job.id, job.attempt - 1, waitMs, now]);
     return Number(reply);
   }
 
@@ -49,15 +50,16 @@ export class ProcessorWait {
    * 'parked'. 'served': a replica (this one too: a worker may just have connected) serves its
    * name, and the job is still active here (the caller hands it back). 'promoted': a replica
    * started serving it meanwhile, and the job is back in the queue for it. After 'parked' and 'promoted' BullMQ must leave the job alone
-   * (DelayedError).
+   * (JobSetAside 'delayed').
    */
-  async park(queue: string, job: BullJob, token: string, deadline: number): Promise<'parked' | 'served' | 'promoted'> {
+  async park(job: RunningJob, deadline: number): Promise<'parked' | 'served' | 'promoted'> {
+    const { queue } = job;
     const keys: [string, string, string] = [this.keys.served(queue), this.keys.parkedNames(queue), this.keys.parked(queue, job.name)];
-    const filed = await PARK.run(this.redis, [...keys, this.keys.events(queue)], [job.name, job.id!, deadline, Date.now()]);
+    const filed = await PARK.run(this.redis, [...keys, this.keys.events(queue)], [job.name, job.id, deadline, Date.now()]);
     if (Number(filed) === 0) return 'served';
-    await job.moveToDelayed(deadline, token);
-    if (Number(await RECHECK.run(this.redis, keys, [job.name, job.id!, Date.now()])) === 1) return 'parked';
-    await this.registry.bullQueue(queue).backend.promote(job.id!);
+    await job.delayUntil(deadline);
+    if (Number(await RECHECK.run(this.redis, keys, [job.name, job.id, Date.now()])) === 1) return 'parked';
+    await this.registry.bullQueue(queue).backend.promote(job.id);
     return 'promoted';
   }
 
@@ -79,9 +81,9 @@ export class ProcessorWait {
    * replica that serves its name (another, or this one, once it sees its new worker). A 'requeued' event first tells WatchJob that the
    * 'delayed' one that follows is no retry.
    */
-  async handBack(queue: string, job: BullJob, token: string): Promise<void> {
-    await appendJobEvent(this.redis, this.keys, queue, job.id!, 'requeued', { reason: 'a replica serves its name' });
-    await job.moveToDelayed(Date.now() + 100 + Math.floor(Math.random() * 200), token);
+  async handBack(job: RunningJob): Promise<void> {
+    await appendJobEvent(this.redis, this.keys, job.queue, job.id, 'requeued', { reason: 'a replica serves its name' });
+    await job.delayUntil(Date.now() + 100 + Math.floor(Math.random() * 200));
   }
 
   /**

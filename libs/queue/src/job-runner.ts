@@ -1,0 +1,187 @@
+// Runs one queue's jobs: BullMQ's Worker behind Jobmesh's vocabulary (RunningJob, JobSetAside).
+import type { BackoffSpec } from '@jobmesh/core';
+import { type ConnectionOptions, DelayedError, type Job as BullJob, type MinimalJob, WaitingChildrenError, WaitingError, Worker } from 'bullmq';
+import type { Backbone } from './backbone';
+import { jobmeshOpts } from './job-mapping';
+import { type JobStore, JobSetAside, RunningJob } from './running-job';
+
+/** How a JobRunner holds jobs; see the worker-pool's JOBMESH_LOCK_DURATION and friends. */
+export interface JobRunnerSettings {
+  /** How long a job's lock lasts before it must be renewed (renewed at half of it). */
+  lockDurationMs: number;
+  /** How often jobs whose lock expired (their worker died) are looked for. */
+  stalledIntervalMs: number;
+  /** How many times a job may stall before it fails. */
+  maxStalledCount: number;
+}
+
+/** A queue's rate limit: at most `max` jobs start per `durationMs`, across every replica. */
+export interface RateLimit {
+  max: number;
+  durationMs: number;
+}
+
+/** A failed attempt, once it was recorded: whether the job failed for good, else when it runs again. */
+export interface FailedAttempt {
+  final: boolean;
+  retryAt?: Date;
+}
+
+/** The job a retry delay is asked for. */
+export interface BackoffSubject {
+  id: string;
+  name: string;
+  /** Jobmesh's backoff spec when BullMQ's own strategies could not express it (JOBMESH_BACKOFF). */
+  backoff?: BackoffSpec;
+}
+
+export interface JobRunnerOptions extends JobRunnerSettings {
+  /** Jobs held at once. */
+  concurrency: number;
+  /** The queue's rate limit; none: unlimited. */
+  rateLimit?: RateLimit;
+  /** The retry delay (ms) after failed attempt `attemptsMade`, for jobs whose spec BullMQ cannot compute. */
+  backoff(attemptsMade: number, err: Error | undefined, job: BackoffSubject): number;
+  /** Called after a failed attempt was recorded. */
+  onFailed?(job: RunningJob, attempt: FailedAttempt): void;
+  /** A connection or script error the runner recovers from by itself. */
+  onError(err: Error): void;
+}
+
+/** Runs one attempt: resolves with the job's result, or throws its failure or a JobSetAside. */
+export type JobProcessor = (job: RunningJob) => Promise<unknown>;
+
+/**
+ * BullMQ honours a queue back-off (backOff) only when some limit is set, and a worker's limiter
+ * overrides the queue's. So: the queue's own rate limit, or one too high to bite.
+ */
+function limiterOf(r: RateLimit | undefined): { max: number; duration: number } {
+  return r && r.max > 0 ? { max: r.max, duration: r.durationMs } : { max: Number.MAX_SAFE_INTEGER, duration: 60_000 };
+}
+
+/** BullMQ's way of saying the same: it recognises these and leaves the job where it was put. */
+function toBull(e: JobSetAside): Error {
+  switch (e.kind) {
+    case 'requeued':
+      return new WaitingError(e.message);
+    case 'delayed':
+      return new DelayedError(e.message);
+    case 'waiting-children':
+      return new WaitingChildrenError(e.message);
+    case 'rate-limited':
+      return Worker.RateLimitError();
+  }
+}
+
+/**
+ * Fetches one queue's jobs (up to `concurrency` at once, within the queue's rate limit) and runs
+ * each through the processor as a RunningJob. What the processor returns completes the attempt;
+ * what it throws fails it (retried per the job's attempts and backoff), except a JobSetAside,
+ * which ends the attempt without using it.
+ */
+export class JobRunner {
+  private readonly worker: Worker;
+  private readonly store: JobStore;
+  /** Jobs whose attempt failed, until 'failed' says what became of them (onFailed only). */
+  private readonly failing = new WeakMap<BullJob, RunningJob>();
+
+  constructor(
+    backbone: Pick<Backbone, 'redis' | 'registry' | 'workerConnection'>,
+    readonly queue: string,
+    private readonly processor: JobProcessor,
+    private readonly opts: JobRunnerOptions,
+  ) {
+    this.store = { redis: backbone.redis, keys: backbone.registry.keys };
+    this.worker = new Worker(queue, (job, token) => this.run(job, token), {
+      connection: backbone.workerConnection as ConnectionOptions,
+      prefix: backbone.registry.keys.prefix,
+      concurrency: opts.concurrency,
+      lockDuration: opts.lockDurationMs,
+      stalledInterval: opts.stalledIntervalMs,
+      maxStalledCount: opts.maxStalledCount,
+      limiter: limiterOf(opts.rateLimit),
+      settings: { backoffStrategy: (attemptsMade, _type, err, job) => this.backoff(attemptsMade, err, job) },
+    });
+    this.worker.on('error', (err) => opts.onError(err));
+    if (opts.onFailed) this.worker.on('failed', (job) => job && this.failed(job));
+  }
+
+  private backoff(attemptsMade: number, err: Error | undefined, job: MinimalJob | undefined): number {
+    if (!job) return 1000;
+    return this.opts.backoff(attemptsMade, err, { id: job.id ?? '', name: job.name, backoff: jobmeshOpts(job).backoff });
+  }
+
+  private async run(bull: BullJob, token: string | undefined): Promise<unknown> {
+    const job = new RunningJob(bull, token, this.queue, this.store);
+    try {
+      return await this.processor(job);
+    } catch (err) {
+      if (err instanceof JobSetAside) throw toBull(err);
+      if (this.opts.onFailed) {
+        // moveToFailed sets `delay` only when it schedules a retry with a delay, and `finishedOn`
+        // only when the job failed for good: from these blanks failed() tells which.
+        bull.delay = 0;
+        bull.finishedOn = undefined;
+        this.failing.set(bull, job);
+      }
+      throw err;
+    }
+  }
+
+  private failed(bull: BullJob): void {
+    const job = this.failing.get(bull);
+    if (!job) return;
+    this.failing.delete(bull);
+    this.opts.onFailed!(job, bull.finishedOn ? { final: true } : { final: false, retryAt: new Date(Date.now() + (bull.delay || 0)) });
+  }
+
+  /** Jobs held at once. Raising it takes effect on the fetch loop's next turn (see wake()). */
+  get concurrency(): number {
+    return this.worker.concurrency;
+  }
+
+  set concurrency(n: number) {
+    this.worker.concurrency = n;
+  }
+
+  /** Applies a changed rate limit from the next fetch on. */
+  set rateLimit(r: RateLimit | undefined) {
+    this.worker.opts.limiter = limiterOf(r);
+  }
+
+  /** The settings the runner holds jobs with, as in force. */
+  get settings(): JobRunnerSettings & { concurrency: number; lockRenewMs: number } {
+    const o = this.worker.opts;
+    return {
+      concurrency: this.worker.concurrency,
+      lockDurationMs: o.lockDuration!,
+      stalledIntervalMs: o.stalledInterval!,
+      maxStalledCount: o.maxStalledCount!,
+      lockRenewMs: o.lockRenewTime!,
+    };
+  }
+
+  /**
+   * Makes a raised concurrency count now. With all slots busy, BullMQ's fetch loop sleeps until a
+   * job ends before it looks at the concurrency again; a pause that does not wait for the running
+   * jobs, then a resume, wakes it.
+   */
+  async wake(): Promise<void> {
+    if (!this.worker.isRunning() || this.worker.isPaused()) return;
+    await this.worker.pause(true);
+    this.worker.resume();
+  }
+
+  /**
+   * Backs the whole queue off for `ms` (every replica); the attempt that asked must then end with
+   * `new JobSetAside('rate-limited')`, which puts its job back without using an attempt.
+   */
+  async backOff(ms: number): Promise<void> {
+    await this.worker.rateLimit(ms);
+  }
+
+  /** Stops fetching at once; resolves once the running attempts ended. */
+  close(): Promise<void> {
+    return this.worker.close();
+  }
+}
