@@ -7,42 +7,34 @@ import {
   JobTimeoutError,
   PROCESSOR_NOT_FOUND,
   type QueueSpec,
-  RateLimitError,
   UnrecoverableError,
 } from '@jobmesh/core';
 import {
-  type Keys,
+  type Backbone,
+  type BackoffSubject,
+  type FailedAttempt,
+  JobRunner,
+  type JobRunnerSettings,
+  JobSetAside,
   type ProcessorWait,
-  type QueueRegistry,
+  type RunningJob,
   type ServedDirectory,
-  jobmeshOpts,
-  parentRef,
   recordCancelled,
-  toProtoJob,
   traceIdOf,
 } from '@jobmesh/queue';
 import { FailOutcome } from '@jobmesh/contracts';
 import type { JobInfo } from '@jobmesh/sdk';
 import type { Logger } from '@jobmesh/telemetry';
-import { type ConnectionOptions, DelayedError, type Job as BullJob, type MinimalJob, WaitingError, Worker } from 'bullmq';
-import type { Redis, RedisOptions } from 'ioredis';
-import { BullJobContext } from './context';
-import type { WorkerMetrics } from './metrics';
+import { AttemptContext } from './context';
+import { QueueMetrics, type WorkerMetrics } from './metrics';
 import type { ProcessorRegistry } from './processors';
 import { LeaseLostError, type RemoteDispatcher } from './remote/dispatcher';
 
-export interface RunnerSettings {
-  lockDurationMs: number;
-  stalledIntervalMs: number;
-  maxStalledCount: number;
-}
+export type RunnerSettings = JobRunnerSettings;
 
 export interface RunnerDeps {
-  redis: Redis;
-  registry: QueueRegistry;
-  keys: Keys;
+  backbone: Backbone;
   processors: ProcessorRegistry;
-  connection: RedisOptions;
   metrics: WorkerMetrics;
   logger: Logger;
   settings: RunnerSettings;
@@ -64,23 +56,14 @@ const EARLY_CANCEL_MS = 60_000;
 /** A RateLimitError backs the whole queue off for at most this long, whatever it asks for. */
 export const MAX_RATE_LIMIT_MS = 3_600_000;
 
-/**
- * BullMQ honours a queue back-off (worker.rateLimit) only when some limit is set, and a worker's
- * limiter duration overrides the queue's. So: the queue's own rate limit, or one too high to bite.
- */
-function limiterOf(spec: QueueSpec): { max: number; duration: number } {
-  return spec.rateLimit && spec.rateLimit.max > 0
-    ? { max: spec.rateLimit.max, duration: spec.rateLimit.durationMs }
-    : { max: Number.MAX_SAFE_INTEGER, duration: 60_000 };
-}
-
-/** Runs one queue's jobs with in-process processors: one BullMQ Worker, concurrency from the registry. */
+/** Runs one queue's jobs with in-process processors and remote workers: a JobRunner, concurrency from the registry. */
 export class QueueRunner {
-  readonly worker: Worker;
+  readonly jobs: JobRunner;
   private readonly active = new Map<string, Attempt>();
   private readonly earlyCancels = new Map<string, { reason: string; at: number }>();
   /** Job names found without a processor and logged as such, until something serves them. */
   private readonly unserved = new Set<string>();
+  private readonly metrics: QueueMetrics;
   private spec: QueueSpec;
 
   constructor(
@@ -89,20 +72,17 @@ export class QueueRunner {
     private readonly deps: RunnerDeps,
   ) {
     this.spec = spec;
-    const { settings } = deps;
-    this.worker = new Worker(queue, (job, token) => this.run(job, token), {
-      connection: deps.connection as ConnectionOptions,
-      prefix: deps.keys.prefix,
+    this.metrics = new QueueMetrics(deps.metrics, queue);
+    const { dispatcher } = deps.remote;
+    this.jobs = new JobRunner(deps.backbone, queue, (job) => this.run(job), {
+      ...deps.settings,
       concurrency: this.slots(spec),
-      lockDuration: settings.lockDurationMs,
-      stalledInterval: settings.stalledIntervalMs,
-      maxStalledCount: settings.maxStalledCount,
-      limiter: limiterOf(spec),
-      settings: { backoffStrategy: (attemptsMade, _type, err, job) => this.backoff(attemptsMade, err, job) },
+      rateLimit: spec.rateLimit,
+      backoff: (attemptsMade, err, job) => this.backoff(attemptsMade, err, job),
+      onError: (err) => deps.logger.warn({ err: err.message, queue }, 'worker error'),
+      // Tells a remote worker's Fail what became of the job (retry or final).
+      onFailed: (job: RunningJob, attempt: FailedAttempt) => dispatcher.afterFailed(job, attempt),
     });
-    this.worker.on('error', (err) => deps.logger.warn({ err: err.message, queue }, 'worker error'));
-    // After moveToFailed: tells a remote worker's Fail what became of the job (retry or final).
-    this.worker.on('failed', (job) => job && deps.remote.dispatcher.afterFailed(job));
   }
 
   /** Jobs held at once: the queue's concurrency, plus what remote workers connected here can take. */
@@ -120,18 +100,13 @@ export class QueueRunner {
     else spec = this.spec;
     // Who serves what may have changed: a name still without a processor is logged again.
     this.unserved.clear();
-    this.worker.opts.limiter = limiterOf(spec);
-    const before = this.worker.concurrency;
+    this.jobs.rateLimit = spec.rateLimit;
+    const before = this.jobs.concurrency;
     const after = this.slots(spec);
     if (before === after) return;
-    this.worker.concurrency = after;
-    // With `before` jobs running, BullMQ's fetch loop sleeps until one of them ends before it looks
-    // at the concurrency again. A pause that does not wait for them, then a resume, wakes it now.
-    if (wake && after > before && this.worker.isRunning() && !this.worker.isPaused()) {
-      this.worker
-        .pause(true)
-        .then(() => this.worker.resume())
-        .catch((err: Error) => this.deps.logger.warn({ err: err.message, queue: this.queue }, 'could not apply the new concurrency at once'));
+    this.jobs.concurrency = after;
+    if (wake && after > before) {
+      this.jobs.wake().catch((err: Error) => this.deps.logger.warn({ err: err.message, queue: this.queue }, 'could not apply the new concurrency at once'));
     }
   }
 
@@ -160,18 +135,18 @@ export class QueueRunner {
     return [...this.active.keys()];
   }
 
-  private backoff(attemptsMade: number, err: Error | undefined, job: MinimalJob | undefined): number {
-    const spec = job ? jobmeshOpts(job as BullJob).backoff : undefined;
+  private backoff(attemptsMade: number, err: Error | undefined, job: BackoffSubject): number {
+    const spec = job.backoff;
     if (!spec) return 1000;
     if (spec.kind === 'custom') {
-      // BullMQ calls this while moving the failed job; a throw there would leave the job active
+      // Asked while the failed job is being moved; a throw there would leave the job active
       // until its lock expired, so a broken strategy falls back to the fixed delay.
       const fn = this.deps.processors.backoffs.get(spec.customStrategy ?? '');
-      const log = { queue: this.queue, jobId: job!.id, strategy: spec.customStrategy };
+      const log = { queue: this.queue, jobId: job.id, strategy: spec.customStrategy };
       if (!fn) this.deps.logger.warn(log, 'unknown custom backoff strategy; using the fixed delay');
       else {
         try {
-          const delay = fn(attemptsMade, err ?? new Error('unknown'), { id: job!.id ?? '', queue: this.queue, name: job!.name });
+          const delay = fn(attemptsMade, err ?? new Error('unknown'), { id: job.id, queue: this.queue, name: job.name });
           if (Number.isFinite(delay)) return Math.max(0, Math.round(delay));
           this.deps.logger.warn({ ...log, delay }, 'custom backoff strategy returned no finite number; using the fixed delay');
         } catch (e) {
@@ -182,13 +157,14 @@ export class QueueRunner {
     return computeBackoff(spec, attemptsMade);
   }
 
-  private async run(job: BullJob, token: string | undefined): Promise<unknown> {
-    const { metrics, processors } = this.deps;
-    const def = processors.resolve(this.queue, job.name);
+  private async run(job: RunningJob): Promise<unknown> {
+    const { processors } = this.deps;
     const { dispatcher } = this.deps.remote;
+    const def = processors.resolve(this.queue, job.name);
+    const token = job.lockToken;
     const remote = !def && !!token && dispatcher.canServe(this.queue, job.name);
-    if (!def && !remote) await this.noProcessor(job, token);
-    const id = job.id!;
+    if (!def && !remote) await this.noProcessor(job);
+    const { id, attempt } = job;
     const run = new Attempt();
     this.active.set(id, run);
     const early = this.earlyCancels.get(id);
@@ -196,67 +172,71 @@ export class QueueRunner {
       this.earlyCancels.delete(id);
       run.abort(new JobCancelledError(early.reason));
     }
-    const timeoutMs = jobmeshOpts(job).timeoutMs;
+    const options = job.options;
+    const timeoutMs = options.timeoutMs;
     const timer = timeoutMs ? setTimeout(() => run.abort(new JobTimeoutError(timeoutMs)), timeoutMs) : undefined;
-    const attempt = job.attemptsMade + 1;
-    if (job.attemptsStarted <= 1) {
-      const readyAt = job.timestamp + (job.opts.delay ?? 0);
-      metrics.wait.observe({ queue: this.queue }, Math.max(0, Date.now() - readyAt) / 1000);
-    }
-    metrics.active.inc({ queue: this.queue });
+    const metrics = this.metrics;
+    const named = metrics.of(job.name);
+    if (job.firstStart) metrics.wait.observe(Math.max(0, Date.now() - job.readyAt) / 1000);
+    metrics.active.inc();
     const started = process.hrtime.bigint();
-    const ctx = new BullJobContext(job, token, run, attempt, this.deps.redis, this.deps.keys, this.deps.registry);
-    const info: JobInfo = {
-      id,
-      queue: this.queue,
-      name: job.name,
-      data: job.data ?? {},
-      attempt,
-      maxAttempts: job.opts.attempts ?? 1,
-      createdAt: new Date(job.timestamp),
-      parent: parentRef(job),
-      traceId: traceIdOf(jobmeshOpts(job).traceparent) || undefined,
-    };
+    const ctx = new AttemptContext(job, run, this.deps.backbone.registry);
     try {
-      const work = remote ? dispatcher.delegate(this.queue, job, token!, attempt, ctx) : Promise.resolve().then(() => def!.process(info, ctx));
+      let work: Promise<unknown>;
+      if (remote) work = dispatcher.delegate(this.queue, job, ctx);
+      else {
+        const info: JobInfo = {
+          id,
+          queue: this.queue,
+          name: job.name,
+          data: job.data,
+          attempt,
+          maxAttempts: job.maxAttempts,
+          createdAt: job.createdAt,
+          parent: job.parent,
+          traceId: traceIdOf(options.traceparent) || undefined,
+        };
+        work = Promise.resolve().then(() => def!.process(info, ctx));
+      }
       const result = await Promise.race([work, run.aborted]);
       await ctx.clear();
-      metrics.completed.inc({ queue: this.queue, name: job.name });
+      named.completed.inc();
       return result;
     } catch (thrown) {
       // Once the signal fired, its reason is why the attempt ended, whatever the processor threw.
       const err = asError(run.reason ?? thrown);
       if (remote && run.reason) dispatcher.withdraw(token!, run.reason instanceof JobCancelledError ? run.reason.reason : run.reason.message);
-      if (err.name === 'WaitingChildrenError') throw err;
+      if (err instanceof JobSetAside) throw err;
       if (err instanceof WorkerShutdownError || err instanceof LeaseLostError) {
         // Not the job's fault: back to the front of the queue at once, without using an attempt,
-        // for another replica. BullMQ leaves a job alone after a WaitingError.
-        await job.moveToWait(token);
-        throw new WaitingError();
+        // for another replica.
+        await job.requeue();
+        throw new JobSetAside('requeued', err.message);
       }
       if (err instanceof JobCancelledError) {
-        await recordCancelled(this.deps.redis, this.deps.keys, toProtoJob(job, this.queue, 'active'), err.reason);
+        const { backbone } = this.deps;
+        await recordCancelled(backbone.redis, backbone.registry.keys, job.snapshot('active'), err.reason);
         if (remote) dispatcher.reportOutcome(job, { outcome: FailOutcome.FAIL_OUTCOME_CANCELLED });
-        // The CANCELLED record replaces the job: BullMQ removes it in the same step that ends the
+        // The CANCELLED record replaces the job: it is removed in the same step that ends the
         // attempt, so it is never seen as FAILED, retried, or swept up as a dead letter.
-        job.opts.removeOnFail = true;
+        job.removeOnFailure();
         throw new UnrecoverableError(err.message);
       }
       if (isRateLimited(err)) {
         // Backs off the whole queue (every replica) and puts the job back without using an attempt.
         const backOffMs = Math.min(MAX_RATE_LIMIT_MS, Math.max(1, err.retryAfterMs ?? 1000));
-        await this.worker.rateLimit(backOffMs);
+        await this.jobs.backOff(backOffMs);
         if (remote) dispatcher.reportOutcome(job, { outcome: FailOutcome.FAIL_OUTCOME_RATE_LIMITED, retryAt: new Date(Date.now() + backOffMs) });
-        throw Worker.RateLimitError();
+        throw new JobSetAside('rate-limited', err.message);
       }
-      const final = isUnrecoverable(err) || attempt >= (job.opts.attempts ?? 1);
-      metrics.failed.inc({ queue: this.queue, name: job.name, final: String(final) });
+      const final = isUnrecoverable(err) || attempt >= job.maxAttempts;
+      (final ? named.failedFinal : named.failedRetried).inc();
       throw err;
     } finally {
       clearTimeout(timer);
       this.active.delete(id);
-      metrics.active.dec({ queue: this.queue });
-      metrics.duration.observe({ queue: this.queue, name: job.name }, Number(process.hrtime.bigint() - started) / 1e9);
+      metrics.active.dec();
+      named.duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
     }
   }
 
@@ -267,29 +247,30 @@ export class QueueRunner {
    * processor_wait, counted from the first time it came up with nothing to serve it; past that,
    * or with processor_wait 0, it fails for good as PROCESSOR_NOT_FOUND.
    */
-  private async noProcessor(job: BullJob, token: string | undefined): Promise<never> {
+  private async noProcessor(job: RunningJob): Promise<never> {
     const { directory, processorWait } = this.deps.remote;
     const waitMs = this.processorWaitMs;
-    if (token && (await directory.servedElsewhere(this.queue, job.name))) {
-      await processorWait.handBack(this.queue, job, token);
-      throw new DelayedError();
+    const held = !!job.lockToken;
+    if (held && (await directory.servedElsewhere(this.queue, job.name))) {
+      await processorWait.handBack(job);
+      throw new JobSetAside('delayed', 'handed back for a replica that serves its name');
     }
-    if (token && waitMs > 0) {
+    if (held && waitMs > 0) {
       const now = Date.now();
-      const deadline = await processorWait.deadline(this.queue, job, waitMs, now);
+      const deadline = await processorWait.deadline(job, waitMs, now);
       if (deadline > now) {
-        const outcome = await processorWait.park(this.queue, job, token, deadline);
+        const outcome = await processorWait.park(job, deadline);
         if (outcome === 'parked') this.logUnserved(job.name, waitMs);
         else {
           // A replica serves the name after all: the cached view was stale, or a worker just
           // connected here.
           directory.forget(this.queue);
-          if (outcome === 'served') await processorWait.handBack(this.queue, job, token);
+          if (outcome === 'served') await processorWait.handBack(job);
         }
-        throw new DelayedError();
+        throw new JobSetAside('delayed', 'waits for a processor');
       }
     }
-    this.deps.metrics.failed.inc({ queue: this.queue, name: job.name, final: 'true' });
+    this.metrics.of(job.name).failedFinal.inc();
     const waited = waitMs > 0 ? ` within the queue's processor_wait (${waitMs} ms)` : '';
     throw new UnrecoverableError(`${PROCESSOR_NOT_FOUND}: no processor for job "${job.name}" on queue "${this.queue}"${waited}`);
   }
@@ -306,7 +287,7 @@ export class QueueRunner {
    * (WorkerShutdownError) and hands those jobs back to the queue.
    */
   async close(graceMs: number): Promise<void> {
-    const closing = this.worker.close();
+    const closing = this.jobs.close();
     let timer: NodeJS.Timeout | undefined;
     const expired = await Promise.race([
       closing.then(() => false),
@@ -356,7 +337,7 @@ class Attempt {
 }
 
 /**
- * What a processor threw, as an Error: BullMQ reads `name` and `message` of whatever fails a job
+ * What a processor threw, as an Error: the runner reads `name` and `message` of whatever fails a job
  * (a thrown undefined would break the move to failed and leave the job active until it stalled).
  */
 function asError(thrown: unknown): Error {

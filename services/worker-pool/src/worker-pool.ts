@@ -1,9 +1,7 @@
 import type { QueueSpec } from '@jobmesh/core';
-import { type Backbone, type CancelRequest, ProcessorWait, ServedDirectory, type ServedPair, appendJobEvent, createRedis } from '@jobmesh/queue';
+import { type Backbone, CancelRequests, type JobRunner, ProcessorWait, ServedDirectory, type ServedPair } from '@jobmesh/queue';
 import type { Logger, Registry } from '@jobmesh/telemetry';
-import type { Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { workerMetrics } from './metrics';
+import { type WorkerMetrics, workerMetrics } from './metrics';
 import type { ProcessorRegistry } from './processors';
 import { RemoteDispatcher } from './remote/dispatcher';
 import { QueueRunner, type RunnerSettings } from './runner';
@@ -31,7 +29,8 @@ export interface WorkerPoolOptions {
  */
 export class WorkerPool {
   private readonly runners = new Map<string, QueueRunner>();
-  private readonly subscriber: Redis;
+  private readonly cancels: CancelRequests;
+  private readonly metrics: WorkerMetrics;
   private unsubscribe?: () => void;
   private closing = false;
   readonly dispatcher: RemoteDispatcher;
@@ -45,21 +44,15 @@ export class WorkerPool {
   private readonly toPromote = new Map<string, ServedPair>();
 
   constructor(private readonly opts: WorkerPoolOptions) {
-    this.subscriber = createRedis(opts.backbone.settings, 'worker', 'jobmesh:cancel-sub');
-    // It reconnects by itself, and cancel requests missed meanwhile are read back on 'ready'
-    // (checkStoredCancels); the backbone's connection reports the outage.
-    this.subscriber.on('error', () => undefined);
+    this.cancels = new CancelRequests(opts.backbone, opts.logger);
+    this.metrics = workerMetrics(opts.metrics);
     this.directory = new ServedDirectory(opts.backbone.redis, opts.backbone.registry.keys, opts.replica, opts.remote.leaseTtlMs);
     this.processorWait = new ProcessorWait(opts.backbone.redis, opts.backbone.registry);
     this.dispatcher = new RemoteDispatcher({
       leaseTtlMs: opts.remote.leaseTtlMs,
       logger: opts.logger,
-      onCapacity: (queue) => {
-        this.runners.get(queue)?.update();
-        this.publishServed();
-      },
-      logEvent: (queue, jobId, message) =>
-        appendJobEvent(opts.backbone.redis, opts.backbone.registry.keys, queue, jobId, 'log', { message }),
+      onCapacity: (queue) => this.runners.get(queue)?.update(),
+      onServedChange: () => this.publishServed(),
     });
   }
 
@@ -136,19 +129,11 @@ export class WorkerPool {
 
   async start(): Promise<void> {
     const { backbone, logger } = this.opts;
-    const keys = backbone.registry.keys;
-    this.subscriber.on('message', (channel: string, message: string) => {
-      if (channel !== keys.cancelChannel) return;
-      try {
-        const req = JSON.parse(message) as CancelRequest;
-        this.runners.get(req.queue)?.cancel(req.jobId, req.reason);
-      } catch (err) {
-        logger.warn({ err: (err as Error).message }, 'ignoring a malformed cancel request');
-      }
-    });
     // Requests published while the subscriber was reconnecting never arrive; their stored copies do.
-    this.subscriber.on('ready', () => void this.checkStoredCancels());
-    await this.subscriber.subscribe(keys.cancelChannel);
+    await this.cancels.start(
+      (req) => this.runners.get(req.queue)?.cancel(req.jobId, req.reason),
+      () => void this.checkStoredCancels(),
+    );
     this.unsubscribe = backbone.registry.onChange((name, spec) => this.sync(name, spec));
     for (const spec of backbone.registry.cached()) this.sync(spec.name, spec);
     this.publishTimer = setInterval(() => this.publishServed(), this.heartbeatIntervalMs);
@@ -160,12 +145,11 @@ export class WorkerPool {
 
   /** Cancels active jobs that have a stored cancel request: one round trip per queue with active jobs. */
   private async checkStoredCancels(): Promise<void> {
-    const { redis, registry } = this.opts.backbone;
     for (const runner of this.runners.values()) {
       const ids = runner.activeIds();
       if (!ids.length) continue;
       try {
-        const reasons = await redis.mget(ids.map((id) => registry.keys.cancelRequest(runner.queue, id)));
+        const reasons = await this.cancels.storedReasons(runner.queue, ids);
         ids.forEach((id, i) => reasons[i] && runner.cancel(id, reasons[i]));
       } catch (err) {
         this.opts.logger.warn({ err: (err as Error).message, queue: runner.queue }, 'could not check for stored cancel requests');
@@ -190,12 +174,9 @@ export class WorkerPool {
       this.runners.set(
         name,
         new QueueRunner(name, spec, {
-          redis: backbone.redis,
-          registry: backbone.registry,
-          keys: backbone.registry.keys,
+          backbone,
           processors,
-          connection: backbone.workerConnection,
-          metrics: workerMetrics(this.opts.metrics),
+          metrics: this.metrics,
           logger,
           settings,
           remote: { dispatcher: this.dispatcher, directory: this.directory, processorWait: this.processorWait },
@@ -212,12 +193,12 @@ export class WorkerPool {
 
   /** Queues served now, with their active job counts. */
   status(): { queue: string; active: number; concurrency: number }[] {
-    return [...this.runners.values()].map((r) => ({ queue: r.queue, active: r.activeCount, concurrency: r.worker.concurrency }));
+    return [...this.runners.values()].map((r) => ({ queue: r.queue, active: r.activeCount, concurrency: r.jobs.concurrency }));
   }
 
-  /** The BullMQ Worker serving `queue` here, if this replica serves it. */
-  worker(queue: string): Worker | undefined {
-    return this.runners.get(queue)?.worker;
+  /** The JobRunner serving `queue` here, if this replica serves it. */
+  worker(queue: string): JobRunner | undefined {
+    return this.runners.get(queue)?.jobs;
   }
 
   /** Stops fetching everywhere at once and waits up to `graceMs` for active jobs. */
@@ -237,6 +218,6 @@ export class WorkerPool {
     this.runners.clear();
     // Nothing is in flight any more: end the streams, so the server's shutdown need not wait for them.
     this.dispatcher.endAll('the worker-pool stopped');
-    await this.subscriber.quit().catch(() => this.subscriber.disconnect());
+    await this.cancels.close();
   }
 }

@@ -4,7 +4,8 @@ import { InvalidArgumentError, validateQueueName } from '@jobmesh/core';
 import type { RpcKit } from '@jobmesh/grpc-kit';
 import { type QueueRegistry, durationToMs, msToDuration } from '@jobmesh/queue';
 import type { WorkerPool } from '../worker-pool';
-import type { FailResult, RemoteDispatcher, Session } from './dispatcher';
+import type { FailResult, RemoteDispatcher } from './dispatcher';
+import type { StreamSession } from './sessions';
 
 const M = (name: string): string => `/jobmesh.v1.WorkerService/${name}`;
 const MAX_LEASE_WAIT_MS = 30_000;
@@ -55,7 +56,7 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
    */
   const connect = (call: ServerDuplexStream<pb.ConnectRequest, pb.ConnectResponse>): Promise<void> =>
     new Promise<void>((resolve, reject) => {
-      let session: Session | undefined;
+      let session: StreamSession | undefined;
       let over = false;
       /** Set once the client is done (half-closed, cancelled, failed): finish after the backlog. */
       let ending: string | undefined;
@@ -106,19 +107,8 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
         if (!h.workerId) throw new InvalidArgumentError('hello.worker_id', 'is required');
         const queues = await validQueues(p.registry, h.queues, 'hello.queues');
         if (over) return;
-        session = dispatcher.open({
-          workerId: h.workerId,
-          kind: 'stream',
-          queues,
-          names: new Set(h.jobNames),
-          maxInFlight: Math.max(1, h.maxInFlight),
-          credit: 0,
-          labels: { ...h.labels },
-          sdk: h.sdk,
-          send,
-          end: () => {
-            if (!call.writableEnded && !call.destroyed) call.end();
-          },
+        session = dispatcher.openStream({ workerId: h.workerId, queues, names: new Set(h.jobNames), labels: { ...h.labels }, sdk: h.sdk }, Math.max(1, h.maxInFlight), send, () => {
+          if (!call.writableEnded && !call.destroyed) call.end();
         });
         send({
           welcome: {
@@ -258,35 +248,23 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
       if (req.max > 100) throw new InvalidArgumentError('max', `must be at most 100, got ${req.max}`);
       const max = req.max || 1;
       const waitMs = Math.min(durationToMs(req.wait) ?? 0, MAX_LEASE_WAIT_MS);
-      const got: pb.Assignment[] = [];
       let wake!: () => void;
       const woken = new Promise<void>((r) => (wake = r));
       // Once the first job arrived, linger briefly for more, then answer: `wait` is for the first.
       let linger: NodeJS.Timeout | undefined;
-      const session = dispatcher.open({
-        workerId: req.workerId || `unary-${ctx.peer}`,
-        kind: 'unary',
-        queues,
-        names: new Set(req.jobNames),
-        maxInFlight: max,
-        credit: max,
-        labels: {},
-        sdk: '',
-        collect: (a) => {
-          got.push(a);
+      const { session, got } = dispatcher.startPoll(
+        { workerId: req.workerId || `unary-${ctx.peer}`, queues, names: new Set(req.jobNames), labels: {}, sdk: '', max },
+        () => {
           if (got.length >= max) wake();
           else linger ??= setTimeout(wake, 50);
         },
-      });
+      );
       // Jobs already waiting reach this session through the runners; give them a moment.
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([woken, new Promise<void>((r) => (timer = setTimeout(r, Math.max(waitMs, 50))))]);
+      if (got.length < max) await Promise.race([woken, new Promise<void>((r) => (timer = setTimeout(r, Math.max(waitMs, 50))))]);
       clearTimeout(timer);
       clearTimeout(linger);
-      session.collect = undefined;
-      session.credit = 0;
-      if (session.leases.size === 0) dispatcher.close(session, 'lease call over');
-      else dispatcher.releaseIdle(session);
+      dispatcher.endPoll(session, got);
       return { assignments: got };
     }),
 
