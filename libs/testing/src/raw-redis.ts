@@ -1,7 +1,7 @@
 // Plain BullMQ and ioredis for tests: what another process on the same Redis (a BullMQ worker,
 // an operator with redis-cli) would use. Services reach Redis through libs/queue only; tests may
 // look underneath, to act as a worker or to check what was stored.
-import { type Processor, Queue, Worker } from 'bullmq';
+import { type Processor, Queue, Worker, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 
 /** An ioredis connection, as RawRedis.client() opens it. */
@@ -28,9 +28,12 @@ export class RawRedis {
     return { host: '127.0.0.1', port: this.target.port };
   }
 
-  /** A plain BullMQ Worker on `queue` that runs `processor`, as a worker process of the queue would. */
-  worker(queue: string, processor: Processor, opts: { concurrency?: number } = {}): Worker {
-    const w = new Worker(queue, processor, { connection: { ...this.connection, maxRetriesPerRequest: null }, prefix: this.prefix, concurrency: opts.concurrency ?? 1 });
+  /**
+   * A plain BullMQ Worker on `queue` that runs `processor`, as a worker process of the queue would;
+   * `opts` are BullMQ's (lockDuration, stalledInterval, …), concurrency 1 unless given.
+   */
+  worker(queue: string, processor: Processor, opts: Omit<Partial<WorkerOptions>, 'connection' | 'prefix'> = {}): Worker {
+    const w = new Worker(queue, processor, { concurrency: 1, ...opts, connection: { ...this.connection, maxRetriesPerRequest: null }, prefix: this.prefix });
     w.on('error', () => undefined); // a worker reconnects by itself; tests assert on outcomes
     this.workers.push(w);
     return w;

@@ -1,17 +1,14 @@
 import { createHmac } from 'node:crypto';
 import * as pb from '@jobmesh/contracts';
-import { type SeverityName, isTimeout } from '@jobmesh/core';
-import { severityFromProto } from '@jobmesh/queue';
+import { type SeverityName, UnrecoverableError, isTimeout } from '@jobmesh/core';
+import { type Backbone, type Task, TaskQueue, type TaskState, severityFromProto } from '@jobmesh/queue';
 import type { Logger } from '@jobmesh/telemetry';
-import { type ConnectionOptions, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
-import type { Redis, RedisOptions } from 'ioredis';
 import type { WebhookSettings } from './config';
 import type { DeadLetterMetrics } from './metrics';
 
 /**
- * The BullMQ queue of pending webhook deliveries. Its keys are `<prefix>:_dlq-alerts:…`: names
- * under `<prefix>:_` are Jobmesh's own (libs/queue keys.ts), so no user queue can take it, and the
- * queue registry never lists it (no worker-pool runs it, no dead letter is captured from it).
+ * The task queue of pending webhook deliveries, one task per dead letter (its id). Its keys are
+ * `<prefix>:_dlq-alerts:…`, among Jobmesh's own (see TaskQueue).
  */
 export const ALERT_QUEUE = '_dlq-alerts';
 
@@ -30,28 +27,19 @@ interface AlertData {
   body: AlertBody;
 }
 
-/**
- * The BullMQ job id of a dead letter's alert: the dead letter id with ':' escaped (BullMQ takes a
- * custom id with ':' for a repeatable job's). One id per dead letter, so it is queued at most once.
- */
-export const alertJobId = (deadLetterId: string): string => deadLetterId.replace(/%/g, '%25').replace(/:/g, '%3A');
-
 /** The value of X-Jobmesh-Signature for `body` signed with `secret`. */
 export const signature = (secret: string, body: string): string => `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
 
 /** Statuses worth another attempt; any other non-2xx is given up at once. */
 const retryableStatus = (status: number): boolean => status >= 500 || status === 408 || status === 429;
 
-/** Finished alert jobs kept for inspection; BullMQ's `age` is in seconds. */
-const KEEP_DELIVERED = { count: 1000, age: 24 * 3600 };
-const KEEP_FAILED = { count: 5000, age: 7 * 24 * 3600 };
+/** Finished alerts kept for inspection. */
+const KEEP_DELIVERED = { count: 1000, ageMs: 24 * 3600_000 };
+const KEEP_FAILED = { count: 5000, ageMs: 7 * 24 * 3600_000 };
 
 export interface AlertsOptions {
-  /** Connection for the producing side (Queue.add); may be shared, it is not closed here. */
-  redis: Redis;
-  /** Options of the Worker's own connections (retry forever). */
-  workerConnection: RedisOptions;
-  prefix: string;
+  /** Where the alert queue lives; its connections are not closed here. */
+  backbone: Backbone;
   settings: WebhookSettings;
   logger: Logger;
   metrics: DeadLetterMetrics;
@@ -60,18 +48,16 @@ export interface AlertsOptions {
 }
 
 /**
- * Webhook alerts for new dead letters: each one whose severity has a URL becomes a job on the
- * `_dlq-alerts` BullMQ queue, so a delivery survives a restart and is retried with exponential
- * backoff; a Worker POSTs it. URLs and the secret stay in the environment, never in Redis.
+ * Webhook alerts for new dead letters: each one whose severity has a URL becomes a task on the
+ * `_dlq-alerts` task queue, so a delivery survives a restart and is retried with exponential
+ * backoff. URLs and the secret stay in the environment, never in Redis.
  */
 export class Alerts {
-  private readonly queue: Queue<AlertData>;
-  private worker: Worker<AlertData> | undefined;
+  private readonly queue: TaskQueue<AlertData>;
   private readonly pending = new Set<Promise<unknown>>();
 
   constructor(private readonly opts: AlertsOptions) {
-    this.queue = new Queue<AlertData>(ALERT_QUEUE, { connection: opts.redis, prefix: opts.prefix, skipWaitingForReady: true });
-    this.queue.on('error', (err) => opts.logger.warn({ err: err.message }, 'dead-letter alert queue error'));
+    this.queue = new TaskQueue<AlertData>(ALERT_QUEUE, opts.backbone, { logger: opts.logger, what: 'dead-letter alert' });
   }
 
   /** True when at least one severity has a webhook. */
@@ -81,14 +67,17 @@ export class Alerts {
 
   /** Starts delivering, including alerts queued before a restart. */
   start(): void {
-    if (this.worker) return;
-    const { logger } = this.opts;
-    this.worker = new Worker<AlertData>(ALERT_QUEUE, (job) => this.deliver(job), {
-      connection: this.opts.workerConnection as ConnectionOptions,
-      prefix: this.opts.prefix,
-      concurrency: this.opts.concurrency ?? 8,
-    });
-    this.worker.on('error', (err) => logger.warn({ err: err.message }, 'dead-letter alert worker error'));
+    this.queue.run((task) => this.deliver(task), this.opts.concurrency ?? 8);
+  }
+
+  /** Where the alert of dead letter `id` is; undefined when none was queued (or it is no longer kept). */
+  state(deadLetterId: string): Promise<TaskState | undefined> {
+    return this.queue.state(deadLetterId);
+  }
+
+  /** Why the alert of dead letter `id` was given up; undefined unless it was. */
+  failure(deadLetterId: string): Promise<string | undefined> {
+    return this.queue.failure(deadLetterId);
   }
 
   /** Queues the alert of a newly captured dead letter, if its severity has a webhook. */
@@ -98,31 +87,25 @@ export class Alerts {
     const body: AlertBody = { dead_letter: pb.DeadLetter.toJSON(d), severity, queue: d.job?.queue ?? '', category: d.category, id: d.id };
     const { attempts, backoffMs } = this.opts.settings;
     const added = this.queue
-      .add('webhook', { severity, body }, {
-        jobId: alertJobId(d.id),
-        attempts,
-        backoff: { type: 'exponential', delay: backoffMs },
-        removeOnComplete: KEEP_DELIVERED,
-        removeOnFail: KEEP_FAILED,
-      })
+      .add(d.id, { severity, body }, { attempts, backoffMs, keepDone: KEEP_DELIVERED, keepFailed: KEEP_FAILED })
       .catch((err: Error) => this.opts.logger.warn({ err: err.message, deadLetter: d.id, severity }, 'cannot queue dead-letter alert; it is not sent'))
       .finally(() => this.pending.delete(added));
     this.pending.add(added);
     await added;
   }
 
-  /** One delivery attempt; throws to have BullMQ retry it (UnrecoverableError: give up). */
-  private async deliver(job: Job<AlertData>): Promise<void> {
-    const { severity, body } = job.data;
+  /** One delivery attempt; throws to have it retried (UnrecoverableError: give up). */
+  private async deliver(task: Task<AlertData>): Promise<void> {
+    const { severity, body } = task.data;
     const { settings, logger, metrics } = this.opts;
-    const log = { deadLetter: body.id, severity, attempt: job.attemptsMade + 1 };
+    const log = { deadLetter: body.id, severity, attempt: task.attempt };
     const giveUp = (reason: string): never => {
       metrics.webhooks.inc({ severity, outcome: 'failed' });
       logger.warn({ ...log, reason }, 'dead-letter webhook not delivered; giving up');
       throw new UnrecoverableError(reason);
     };
     const retry = (reason: string): never => {
-      if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) giveUp(`${reason} (after ${job.attemptsMade + 1} attempts)`);
+      if (task.attempt >= task.attempts) giveUp(`${reason} (after ${task.attempt} attempts)`);
       metrics.webhooks.inc({ severity, outcome: 'retried' });
       logger.info({ ...log, reason }, 'dead-letter webhook not delivered; will retry');
       throw new Error(reason);
@@ -152,10 +135,9 @@ export class Alerts {
     return retryableStatus(res.status) ? retry(reason) : giveUp(reason);
   }
 
-  /** Waits for alerts being queued, then stops the worker (after its running deliveries) and the queue. */
+  /** Waits for alerts being queued, then stops delivering (after the running deliveries) and closes the queue. */
   async close(): Promise<void> {
     await Promise.allSettled([...this.pending]);
-    await this.worker?.close();
     await this.queue.close();
   }
 }

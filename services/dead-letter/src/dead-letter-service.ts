@@ -1,13 +1,11 @@
 import * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError } from '@jobmesh/core';
 import type { CallContext, RpcKit } from '@jobmesh/grpc-kit';
-import type { Capturer } from './capture';
+import { type DeadLetterCursor, type DeadLetterFilter, type DeadLetterStore, matchesFilter } from '@jobmesh/queue';
 import { type EnqueueFn, replay, streamReplay } from './replay';
-import { type Cursor, type DeadLetterStore, type Filter, matchesFilter } from './store';
 
 export interface DeadLetterParts {
   store: DeadLetterStore;
-  capturer: Capturer;
   enqueue: EnqueueFn;
   /** Aborted when the service shuts down, to end open WatchDeadLetters streams. */
   shutdown: AbortSignal;
@@ -19,7 +17,7 @@ const DEFAULT_PAGE = 50;
 const MAX_PAGE = 1000;
 
 /** The domain filter of a request's filter; undefined when the request has none. */
-export function filterOf(f: pb.DeadLetterFilter | undefined): Filter | undefined {
+export function filterOf(f: pb.DeadLetterFilter | undefined): DeadLetterFilter | undefined {
   if (!f) return undefined;
   return {
     queue: f.queue || undefined,
@@ -80,11 +78,11 @@ async function purge(p: DeadLetterParts, req: pb.PurgeDeadLettersRequest): Promi
   if (!req.ids.length && !filter && !req.olderThan) throw new InvalidArgumentError('filter', 'give ids, a filter or older_than');
   const cutoff = req.olderThan ? Date.now() - durationMs(req.olderThan) : undefined;
   if (req.ids.length) return p.store.purge(req.ids, { unknown: 'not-found', before: cutoff });
-  const f: Filter = { ...filter };
+  const f: DeadLetterFilter = { ...filter };
   if (cutoff !== undefined) f.until = f.until === undefined ? cutoff : Math.min(f.until, cutoff);
   const span = await p.store.span(f);
   let purged = 0;
-  let cursor: Cursor | undefined;
+  let cursor: DeadLetterCursor | undefined;
   do {
     const page = await p.store.page(span, f, PURGE_PAGE, cursor);
     if (page.matches.size) purged += await p.store.purge([...page.matches.keys()], { unknown: 'skip' });
@@ -99,7 +97,7 @@ async function purge(p: DeadLetterParts, req: pb.PurgeDeadLettersRequest): Promi
  */
 async function watch(p: DeadLetterParts, req: pb.WatchDeadLettersRequest, ctx: CallContext, send: (r: pb.WatchDeadLettersResponse) => void): Promise<void> {
   const f = { ...filterOf(req.filter), since: undefined, until: undefined };
-  const stop = await p.capturer.onCapture((d) => {
+  const stop = await p.store.onNew((d) => {
     if (matchesFilter(f, d)) send({ deadLetter: d });
   });
   try {

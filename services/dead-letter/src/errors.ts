@@ -1,11 +1,4 @@
 import { Metadata, type status } from '@grpc/grpc-js';
-import { NotFoundError } from '@jobmesh/core';
-
-export class DeadLetterNotFoundError extends NotFoundError {
-  constructor(readonly id: string) {
-    super(`dead letter "${id}" not found`);
-  }
-}
 
 /**
  * A replay that stopped part-way, with the status code of what stopped it (the scheduler's own,

@@ -1,7 +1,6 @@
 export * from './config';
 export * from './register';
 export * from './start';
-export * from './store';
 export * from './categorize';
 export * from './capture';
 export * from './replay';

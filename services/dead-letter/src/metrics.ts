@@ -1,5 +1,5 @@
+import type { DeadLetterStore } from '@jobmesh/queue';
 import { type Counter, Gauge, type Logger, type Registry, counter } from '@jobmesh/telemetry';
-import type { DeadLetterStore } from './store';
 
 export type WebhookOutcome = 'delivered' | 'retried' | 'failed';
 

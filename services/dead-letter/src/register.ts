@@ -1,6 +1,6 @@
 import { DeadLetterServiceService } from '@jobmesh/contracts';
 import type { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
-import type { Backbone } from '@jobmesh/queue';
+import { type Backbone, DeadLetterStore, FailedJobs } from '@jobmesh/queue';
 import type { Logger, Registry } from '@jobmesh/telemetry';
 import { Alerts } from './alerts';
 import { Capturer } from './capture';
@@ -8,7 +8,6 @@ import type { WebhookSettings } from './config';
 import { deadLetterHandlers } from './dead-letter-service';
 import { deadLetterMetrics } from './metrics';
 import { type EnqueueFn, schedulerEnqueuer } from './replay';
-import { DeadLetterStore } from './store';
 
 export interface DeadLetterDeps {
   backbone: Backbone;
@@ -34,6 +33,8 @@ export interface DeadLetterDeps {
 export interface Registered {
   /** The capture loop; started by start(). */
   capturer: Capturer;
+  /** The webhook alerts, when any severity has a URL. */
+  alerts?: Alerts;
   /** Starts alert delivery and capture; resolves once failed events are listened to (see Capturer.start). */
   start(): Promise<void>;
   /** Ends open streams, stops capture and alerting and closes the scheduler client. */
@@ -44,20 +45,13 @@ export interface Registered {
 export function register(server: GrpcServer, deps: DeadLetterDeps): Registered {
   const { backbone, logger } = deps;
   const shutdown = new AbortController();
-  const store = new DeadLetterStore(backbone.redis, backbone.registry);
+  const store = new DeadLetterStore(backbone);
   const metrics = deadLetterMetrics(deps.metrics, store, logger);
   const alerts =
     deps.webhooks && Alerts.enabled(deps.webhooks)
-      ? new Alerts({
-          redis: backbone.redis,
-          workerConnection: backbone.workerConnection,
-          prefix: backbone.registry.keys.prefix,
-          settings: deps.webhooks,
-          logger,
-          metrics,
-        })
+      ? new Alerts({ backbone, settings: deps.webhooks, logger, metrics })
       : undefined;
-  const capturer = new Capturer(backbone.redis, backbone.registry, store, backbone.workerConnection, logger, {
+  const capturer = new Capturer({ registry: backbone.registry, failed: new FailedJobs(backbone), store, logger }, {
     sweepIntervalMs: deps.sweepIntervalMs,
     onCaptured: async (d) => {
       metrics.captured.inc({ queue: d.job?.queue ?? '', category: d.category });
@@ -73,9 +67,10 @@ export function register(server: GrpcServer, deps: DeadLetterDeps): Registered {
       scheduler ??= schedulerEnqueuer(typeof address === 'function' ? address() : address, deps.enqueueTimeoutMs ?? 10_000);
       return scheduler.enqueue(req, signal);
     });
-  server.add('jobmesh.v1.DeadLetterService', DeadLetterServiceService, deadLetterHandlers(deps.kit, { store, capturer, enqueue, shutdown: shutdown.signal }) as never);
+  server.add('jobmesh.v1.DeadLetterService', DeadLetterServiceService, deadLetterHandlers(deps.kit, { store, enqueue, shutdown: shutdown.signal }) as never);
   return {
     capturer,
+    alerts,
     start: async () => {
       alerts?.start();
       await capturer.start();
@@ -83,6 +78,7 @@ export function register(server: GrpcServer, deps: DeadLetterDeps): Registered {
     close: async () => {
       shutdown.abort();
       await capturer.close();
+      await store.close();
       await alerts?.close();
       scheduler?.close();
     },

@@ -2,8 +2,8 @@ import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js'
 import * as pb from '@jobmesh/contracts';
 import { FailedPreconditionError, InvalidArgumentError } from '@jobmesh/core';
 import { toStatus } from '@jobmesh/grpc-kit';
-import { DeadLetterNotFoundError, ReplayStoppedError } from './errors';
-import type { Cursor, DeadLetterStore, Filter } from './store';
+import { type DeadLetterCursor, type DeadLetterFilter, DeadLetterNotFoundError, type DeadLetterStore, redisUnavailable } from '@jobmesh/queue';
+import { ReplayStoppedError } from './errors';
 
 /** Enqueues a job on the scheduler; a seam so replay needs no real scheduler in unit tests. */
 export type EnqueueFn = (req: pb.EnqueueJobRequest, signal?: AbortSignal) => Promise<pb.EnqueueJobResponse>;
@@ -71,7 +71,7 @@ export interface ReplayRun {
  * quarantined one). A failure part-way is a ReplayStoppedError: the failing call's own status
  * code, and how many were replayed before it (those stay replayed and recorded).
  */
-export async function runReplay(store: DeadLetterStore, enqueue: EnqueueFn, req: pb.ReplayDeadLettersRequest, filter: Filter | undefined, run: ReplayRun = {}): Promise<pb.ReplayProgress> {
+export async function runReplay(store: DeadLetterStore, enqueue: EnqueueFn, req: pb.ReplayDeadLettersRequest, filter: DeadLetterFilter | undefined, run: ReplayRun = {}): Promise<pb.ReplayProgress> {
   if (req.ids.length && filter) throw new InvalidArgumentError('ids', 'give ids or a filter, not both');
   if (!req.ids.length && !filter) throw new InvalidArgumentError('filter', 'give ids or a filter');
   const progress: pb.ReplayProgress = { replayed: 0, skippedQuarantined: 0, skippedReplayed: 0, examined: 0, total: 0 };
@@ -122,10 +122,10 @@ export async function runReplay(store: DeadLetterStore, enqueue: EnqueueFn, req:
     }
   };
 
-  const byFilter = async (f: Filter): Promise<void> => {
+  const byFilter = async (f: DeadLetterFilter): Promise<void> => {
     const span = await store.span(f);
     begin(span.total);
-    let cursor: Cursor | undefined;
+    let cursor: DeadLetterCursor | undefined;
     do {
       const page = await store.page(span, f, REPLAY_PAGE, cursor);
       for (const [j, e] of page.entries.entries()) if (!(await one(page.matches.get(e.id), j === page.entries.length - 1, !req.includeReplayed))) return;
@@ -176,7 +176,7 @@ async function replayOne(store: DeadLetterStore, enqueue: EnqueueFn, req: pb.Rep
  * so that grpc-kit logs them and answers INTERNAL.
  */
 function stoppedError(err: unknown, progress: pb.ReplayProgress, current: string): unknown {
-  const mapped = toStatus(err);
+  const mapped = toStatus(err, redisUnavailable);
   if (!mapped.expected) return err;
   const why = isServiceError(err) ? `the scheduler refused its enqueue with ${status[mapped.code]}` : status[mapped.code];
   const at = current ? ` at dead letter "${current}"` : '';
@@ -206,7 +206,7 @@ function sleep(ms: number, ...signals: Array<AbortSignal | undefined>): Promise<
 }
 
 /** ReplayDeadLetters: runs the replay and answers with every job it enqueued. */
-export async function replay(store: DeadLetterStore, enqueue: EnqueueFn, req: pb.ReplayDeadLettersRequest, filter: Filter | undefined, run: Omit<ReplayRun, 'observer'> = {}): Promise<pb.ReplayDeadLettersResponse> {
+export async function replay(store: DeadLetterStore, enqueue: EnqueueFn, req: pb.ReplayDeadLettersRequest, filter: DeadLetterFilter | undefined, run: Omit<ReplayRun, 'observer'> = {}): Promise<pb.ReplayDeadLettersResponse> {
   const replayed: pb.ReplayedJob[] = [];
   const progress = await runReplay(store, enqueue, req, filter, { ...run, observer: { onStep: (_p, r) => r && replayed.push(r) } });
   return { replayed, skippedQuarantined: progress.skippedQuarantined, skippedReplayed: progress.skippedReplayed };
@@ -225,7 +225,7 @@ export async function streamReplay(
   store: DeadLetterStore,
   enqueue: EnqueueFn,
   req: pb.ReplayDeadLettersRequest,
-  filter: Filter | undefined,
+  filter: DeadLetterFilter | undefined,
   run: Omit<ReplayRun, 'observer'>,
   send: (res: pb.StreamReplayDeadLettersResponse) => void,
 ): Promise<void> {

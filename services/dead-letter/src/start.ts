@@ -1,3 +1,4 @@
+import type { Alerts } from './alerts';
 import { openServiceHost } from '@jobmesh/host';
 import type { Logger } from '@jobmesh/telemetry';
 import { type DeadLetterEnv, webhookSettings } from './config';
@@ -10,6 +11,8 @@ export interface RunningDeadLetter {
   logger: Logger;
   /** Runs one sweep of every queue's failed set now (tests, and after an outage). */
   sweep(): Promise<void>;
+  /** Where the webhook alert of a dead letter is, and why it was given up; undefined when no severity has a webhook. */
+  alerts?: Pick<Alerts, 'state' | 'failure'>;
   /** Graceful stop: NOT_SERVING, drain calls within the grace period, close Redis. */
   stop(): Promise<void>;
 }
@@ -38,7 +41,7 @@ export async function startDeadLetter(env: DeadLetterEnv, opts: { logger?: Logge
       { grpc: `${grpcHost}:${grpcPort}`, http: ops.address, scheduler: env.JOBMESH_SCHEDULER_ADDRESS, webhooks: Object.keys(webhooks.urls) },
       'dead-letter listening',
     );
-    return { grpcPort, httpPort: ops.port, logger, sweep: () => deadLetter.capturer.sweep(), stop: host.stop };
+    return { grpcPort, httpPort: ops.port, logger, sweep: () => deadLetter.capturer.sweep(), alerts: deadLetter.alerts, stop: host.stop };
   } catch (err) {
     await host.stop();
     throw err;

@@ -2,16 +2,13 @@ import { createHmac } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as pb from '@jobmesh/contracts';
-import type Redis from 'ioredis';
-import { alertJobId } from '../src';
-import { type DeadLetterHarness, enqueueFailures, startDeadLetterHarness, uniqueQueue, waitFor } from './harness';
+import type { RunningDeadLetter } from '../src';
+import { type DeadLetterHarness, enqueueFailures, startDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
 
 let h: DeadLetterHarness;
-let redis: Redis;
 
 beforeAll(async () => {
   h = await startDeadLetterHarness();
-  redis = h.redisClient();
 });
 afterAll(async () => {
   await h.stop();
@@ -53,14 +50,8 @@ async function webhookServer(status: (path: string, n: number) => number = () =>
 const SECRET = 'whsec-test';
 const FAST_RETRIES = { JOBMESH_DLQ_WEBHOOK_BACKOFF: '50ms', JOBMESH_DLQ_WEBHOOK_SECRET: SECRET };
 
-const alertKey = (suffix: string): string => `${h.prefix}:_dlq-alerts:${suffix}`;
-/** Where an alert job is: 'completed', 'failed' or undefined (pending, or none). */
-async function alertState(deadLetterId: string): Promise<'completed' | 'failed' | undefined> {
-  const id = alertJobId(deadLetterId);
-  if ((await redis.zscore(alertKey('completed'), id)) !== null) return 'completed';
-  if ((await redis.zscore(alertKey('failed'), id)) !== null) return 'failed';
-  return undefined;
-}
+/** Where a dead letter's alert is: 'pending', 'done', 'failed', or undefined when none was queued. */
+const alertState = (service: RunningDeadLetter, deadLetterId: string) => service.alerts!.state(deadLetterId);
 
 async function scrape(port: number): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${port}/metrics`);
@@ -103,7 +94,7 @@ it('posts a critical dead letter to the critical webhook, signed, and a warning 
     expect(stored.job).toMatchObject({ queue, name: 'ghost' });
     expect(warning.body).toMatchObject({ severity: 'warning', queue, category: 'EXHAUSTED_RETRIES', dead_letter: { id: warning.body.id, category: 'EXHAUSTED_RETRIES' } });
 
-    await waitFor('both alerts completed', async () => (await alertState(critical.body.id)) === 'completed' && (await alertState(warning.body.id)) === 'completed');
+    await waitFor('both alerts completed', async () => (await alertState(service, critical.body.id)) === 'done' && (await alertState(service, warning.body.id)) === 'done');
     const metrics = await scrape(service.httpPort);
     expect(sample(metrics, 'jobmesh_dead_letter_webhooks_total', { severity: 'critical', outcome: 'delivered' })).toBe(1);
     expect(sample(metrics, 'jobmesh_dead_letter_webhooks_total', { severity: 'warning', outcome: 'delivered' })).toBe(1);
@@ -122,7 +113,7 @@ it('retries a 500 with backoff and delivers exactly once', async () => {
     await enqueueFailures(h, queue, { ghost: 1 });
     await waitFor('a first request', () => hooks.received.length > 0, 20_000);
     const id = hooks.received[0]!.body.id;
-    await waitFor('the alert completed', async () => (await alertState(id)) === 'completed', 20_000);
+    await waitFor('the alert completed', async () => (await alertState(service, id)) === 'done', 20_000);
     expect(hooks.received.map((r) => [r.path, r.body.id])).toEqual([
       ['/critical', id],
       ['/critical', id],
@@ -151,9 +142,10 @@ it('keeps a pending retry across a restart of the service', async () => {
     await waitFor('a first request', () => hooks.received.length > 0, 20_000);
     const id = hooks.received[0]!.body.id;
     await first.service.stop();
-    expect(await alertState(id)).toBeUndefined(); // still pending, in Redis
+    expect(hooks.received).toHaveLength(1); // the retry is still pending, in Redis
     second = await h.startDeadLetter(env);
-    await waitFor('the alert completed', async () => (await alertState(id)) === 'completed', 20_000);
+    const { service } = second;
+    await waitFor('the alert completed', async () => (await alertState(service, id)) === 'done', 20_000);
     expect(hooks.received.map((r) => r.body.id)).toEqual([id, id]);
   } finally {
     await first.service.stop();
@@ -173,10 +165,10 @@ it('gives up at once on a 400, and queues no alert for a severity without a webh
     const { deadLetters } = await client.list({ filter: { queue } });
     const warning = deadLetters.find((d) => d.category === 'EXHAUSTED_RETRIES')!;
     const critical = deadLetters.find((d) => d.category === 'PROCESSOR_NOT_FOUND')!;
-    await waitFor('the warning alert failed', async () => (await alertState(warning.id)) === 'failed', 20_000);
+    await waitFor('the warning alert failed', async () => (await alertState(service, warning.id)) === 'failed', 20_000);
     expect(hooks.received.map((r) => [r.path, r.body.id])).toEqual([['/warning', warning.id]]);
-    expect(await redis.exists(alertKey(alertJobId(critical.id)))).toBe(0); // no critical webhook: no job at all
-    expect(await redis.hget(alertKey(alertJobId(warning.id)), 'failedReason')).toBe('webhook answered 400');
+    expect(await alertState(service, critical.id)).toBeUndefined(); // no critical webhook: no alert at all
+    expect(await service.alerts!.failure(warning.id)).toBe('webhook answered 400');
     const metrics = await scrape(service.httpPort);
     expect(sample(metrics, 'jobmesh_dead_letter_webhooks_total', { severity: 'warning', outcome: 'failed' })).toBe(1);
     expect(sample(metrics, 'jobmesh_dead_letter_webhooks_total', { severity: 'warning', outcome: 'retried' })).toBeUndefined();
@@ -198,7 +190,7 @@ it('alerts each dead letter once across two service instances', async () => {
     await waitFor('10 dead letters', async () => (await a.client.stats(queue)).total === 10, 20_000);
     await Promise.all([a.service.sweep(), b.service.sweep(), a.service.sweep(), b.service.sweep()]);
     const { deadLetters } = await a.client.list({ filter: { queue } });
-    const states = async (): Promise<boolean> => (await Promise.all(deadLetters.map((d) => alertState(d.id)))).every((s) => s === 'completed');
+    const states = async (): Promise<boolean> => (await Promise.all(deadLetters.map((d) => alertState(a.service, d.id)))).every((s) => s === 'done');
     await waitFor('10 alerts completed', states, 20_000);
     expect(hooks.received.map((r) => r.body.id).sort()).toEqual(deadLetters.map((d) => d.id).sort());
 
@@ -252,6 +244,7 @@ it('alerts a dead letter whose replica died between capture and alert, on the ne
   await waitFor('a dead letter', async () => (await first.client.stats(queue)).total === 1, 20_000);
   const [d] = (await first.client.list({ filter: { queue } })).deadLetters;
   await first.service.stop();
+  const redis = h.redisClient();
   // What a replica that died right after the capture script leaves behind: an old outbox entry.
   await redis.zadd(`${h.prefix}:_dlq:outbox`, 1, d!.id);
 

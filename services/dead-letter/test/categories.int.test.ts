@@ -1,6 +1,5 @@
 import * as pb from '@jobmesh/contracts';
-import { type ConnectionOptions, Worker } from 'bullmq';
-import { type DeadLetterHarness, startDeadLetterHarness, uniqueQueue, waitFor } from './harness';
+import { type DeadLetterHarness, startDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
 
 // The built-in categories that need a real timeout or a real stall, end to end: the worker-pool
 // (or BullMQ's own stall check) fails the job, the dead-letter service captures and categorises it.
@@ -34,26 +33,24 @@ it('a job that stalled more often than allowed is a STALLED_LIMIT dead letter', 
   const { client } = await h.startDeadLetter();
   const queue = uniqueQueue('dlq-stall');
   await h.client.createQueue({ queue: { name: queue } });
-  const { hostname, port } = new URL(h.redis.url);
-  const connection: ConnectionOptions = { host: hostname, port: Number(port), maxRetriesPerRequest: null };
   // A worker that takes the job and then dies without a word: it never finishes, and its lock
   // (300 ms) is not renewed once it is closed.
   let taken!: () => void;
   const started = new Promise<void>((r) => (taken = r));
-  const dying = new Worker(
+  const dying = h.worker(
     queue,
     () => {
       taken();
       return new Promise(() => undefined);
     },
     // No stall check of its own: its check would mark the queue checked for its whole interval.
-    { connection, prefix: h.prefix, lockDuration: 300, skipStalledCheck: true },
+    { lockDuration: 300, skipStalledCheck: true },
   );
   const { job } = await h.client.enqueueJob({ queue, job: { name: 'stuck', options: { attempts: 3 } } });
   await started;
   await dying.close(true);
   // Another worker's stall check finds the lock gone; with no stall allowed, the job fails.
-  const checker = new Worker(queue, async () => null, { connection, prefix: h.prefix, stalledInterval: 300, maxStalledCount: 0 });
+  const checker = h.worker(queue, async () => null, { stalledInterval: 300, maxStalledCount: 0 });
   try {
     await waitFor('the dead letter', async () => (await client.stats(queue)).total === 1, 20_000);
   } finally {
