@@ -5,7 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor, RemoteWorker } from '@jobmesh/sdk';
-import { type PoolHarness, eventually, startPoolHarness, uniqueQueue } from '../../services/worker-pool/test/harness';
+import { type PoolHarness, eventually, startPoolHarness, uniqueQueue } from '@jobmesh/worker-pool/testing';
 import { PYTHON, ROOT, cleanupPythonStubs, pythonStubs } from './python';
 
 const N = 3_000;

@@ -4,7 +4,7 @@
 // replay, released, replayed with a data patch that fixes it, and completes.
 // Missing tools fail the test (never skip it): `.ci/run` installs them on a fresh machine.
 import { join } from 'node:path';
-import { type DeadLetterHarness, startDeadLetterHarness, uniqueQueue } from '../../services/dead-letter/test/harness';
+import { type DeadLetterHarness, startDeadLetterHarness, uniqueQueue } from '@jobmesh/dead-letter/testing';
 import { cleanupPythonStubs, lastJsonLine, pythonStubs, runPython } from './python';
 
 const SCRIPT = join(__dirname, 'python_dead_letters.py');

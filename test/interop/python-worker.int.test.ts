@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Metadata, credentials } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { type PoolHarness, eventually, startPoolHarness, uniqueQueue } from '../../services/worker-pool/test/harness';
+import { type PoolHarness, eventually, startPoolHarness, uniqueQueue } from '@jobmesh/worker-pool/testing';
 import { PYTHON, ROOT, cleanupPythonStubs, killGroup, pythonStubs, run } from './python';
 
 const WORKER = join(ROOT, 'examples/python-worker/worker.py');

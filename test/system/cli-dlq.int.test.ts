@@ -12,7 +12,7 @@ import {
   startDeadLetterHarness,
   uniqueQueue,
   waitFor,
-} from '../../services/dead-letter/test/harness';
+} from '@jobmesh/dead-letter/testing';
 
 const CLI = resolve(__dirname, '../../cli/dist/main.js');
 const run = promisify(execFile);

@@ -4,7 +4,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import * as pb from '@jobmesh/contracts';
-import { eventually, type PoolHarness, startPoolHarness } from '../../services/worker-pool/test/harness';
+import { eventually, type PoolHarness, startPoolHarness } from '@jobmesh/worker-pool/testing';
 
 const DIST = resolve(__dirname, '../../examples/processors/dist');
 const MODULES = ['data-pipeline.js', 'bulk-email.js'].map((f) => resolve(DIST, f));

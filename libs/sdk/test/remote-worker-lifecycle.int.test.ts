@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { credentials, Metadata, Server, ServerCredentials, type ServerDuplexStream, status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor, RemoteWorker, WorkerRejectedError } from '@jobmesh/sdk';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../../../services/worker-pool/test/harness';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '@jobmesh/worker-pool/testing';
 
 let h: PoolHarness;
 let address: string;

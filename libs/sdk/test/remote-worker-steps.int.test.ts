@@ -3,7 +3,7 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor, RemoteWorker, runSteps, WorkerRequestError } from '@jobmesh/sdk';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../../../services/worker-pool/test/harness';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '@jobmesh/worker-pool/testing';
 
 const S = pb.JobState;
 const fast = { attempts: 3, backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: { seconds: 0, nanos: 50e6 } } };

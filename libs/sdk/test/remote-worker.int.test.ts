@@ -2,7 +2,7 @@ import { createServer } from 'node:net';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor, RateLimitError, RemoteWorker, UnrecoverableError } from '@jobmesh/sdk';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../../../services/worker-pool/test/harness';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '@jobmesh/worker-pool/testing';
 
 const S = pb.JobState;
 let h: PoolHarness;

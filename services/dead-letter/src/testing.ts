@@ -1,9 +1,9 @@
 import * as pb from '@jobmesh/contracts';
-import type Redis from 'ioredis';
+import type { RedisClient as Redis } from '@jobmesh/testing';
 import { DeadLetterClient, defineProcessor, UnrecoverableError } from '@jobmesh/sdk';
 import { silentLogger } from '@jobmesh/telemetry';
-import { type PoolHarness, startPoolHarness } from '../../worker-pool/test/harness';
-import { loadDeadLetterEnv, type RunningDeadLetter, startDeadLetter } from '../src';
+import { type PoolHarness, startPoolHarness } from '@jobmesh/worker-pool/testing';
+import { loadDeadLetterEnv, type RunningDeadLetter, startDeadLetter } from './index';
 
 export { uniqueQueue, waitFor } from '@jobmesh/testing';
 

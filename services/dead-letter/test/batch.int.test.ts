@@ -1,8 +1,8 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
-import type Redis from 'ioredis';
+import type { RedisClient as Redis } from '@jobmesh/testing';
 import { keyspace } from '@jobmesh/testing';
-import { type DeadLetterClient, type DeadLetterHarness, failedCount, startDeadLetterHarness, uniqueQueue, waitFor } from './harness';
+import { type DeadLetterClient, type DeadLetterHarness, failedCount, startDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
 
 // Quarantine, release and purge by ids are all or nothing, and a batch costs the same number of
 // Redis commands whatever its size.

@@ -1,6 +1,6 @@
 import * as pb from '@jobmesh/contracts';
-import type Redis from 'ioredis';
-import { type DeadLetterHarness, enqueueFailures, failedCount, startDeadLetterHarness, uniqueQueue, waitFor } from './harness';
+import type { RedisClient as Redis } from '@jobmesh/testing';
+import { type DeadLetterHarness, enqueueFailures, failedCount, startDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
 
 let h: DeadLetterHarness;
 let redis: Redis;

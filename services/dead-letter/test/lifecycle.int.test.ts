@@ -1,7 +1,7 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import type Redis from 'ioredis';
-import { type DeadLetterClient, type DeadLetterHarness, enqueueFailures, failedCount, startDeadLetterHarness, uniqueQueue, waitFor } from './harness';
+import type { RedisClient as Redis } from '@jobmesh/testing';
+import { type DeadLetterClient, type DeadLetterHarness, enqueueFailures, failedCount, startDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
 
 // What happens to a job around its dead letter: its state through SchedulerService, BullMQ's
 // copy under keep_failed, the dead letters' own retention, and a replay that completes.

@@ -1,6 +1,6 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { type DeadLetterClient, type DeadLetterHarness, startDeadLetterHarness, uniqueQueue, waitFor } from './harness';
+import { type DeadLetterClient, type DeadLetterHarness, startDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
 
 // Replays as a resumable operation: interrupted and run again, each dead letter is replayed
 // exactly once; a failure part-way answers with the scheduler's own code and what was done; a

@@ -1,6 +1,6 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { type DeadLetterClient, type DeadLetterHarness, enqueueFailures, startDeadLetterHarness, uniqueQueue, waitFor } from './harness';
+import { type DeadLetterClient, type DeadLetterHarness, enqueueFailures, startDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
 
 let h: DeadLetterHarness;
 let dl: DeadLetterClient;

@@ -1,7 +1,7 @@
 import { silentLogger } from '@jobmesh/telemetry';
 import type { AnyProcessorDefinition } from '@jobmesh/sdk';
 import { type SchedulerHarness, startSchedulerHarness } from '@jobmesh/scheduler/testing';
-import { loadWorkerPoolEnv, ProcessorRegistry, type RunningWorkerPool, startWorkerPool } from '../src';
+import { loadWorkerPoolEnv, ProcessorRegistry, type RunningWorkerPool, startWorkerPool } from './index';
 
 export { uniqueQueue } from '@jobmesh/testing';
 export { eventually } from '@jobmesh/testing';

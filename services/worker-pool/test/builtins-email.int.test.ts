@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import * as pb from '@jobmesh/contracts';
 import { SMTPServer } from 'smtp-server';
 import type { RunningWorkerPool } from '../src';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 
 /** A message as the SMTP server received it: the envelope and the raw RFC 5322 text. */
 interface Received {

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import * as pb from '@jobmesh/contracts';
 import type { DeepPartial } from '@jobmesh/sdk';
 import type { RunningWorkerPool } from '../src';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 
 /** What the test server saw: one entry per request. */
 interface Seen {

@@ -1,6 +1,6 @@
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor, type AnyProcessorDefinition } from '@jobmesh/sdk';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 
 const S = pb.JobState;
 const T = pb.JobEventType;

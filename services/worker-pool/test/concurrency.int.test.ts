@@ -1,7 +1,7 @@
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor } from '@jobmesh/sdk';
 import type { RunningWorkerPool } from '../src';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 
 const S = pb.JobState;
 

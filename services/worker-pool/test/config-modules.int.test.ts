@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import * as pb from '@jobmesh/contracts';
 import type { RunningWorkerPool } from '../src';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 
 const S = pb.JobState;
 const run = promisify(execFile);

@@ -1,6 +1,6 @@
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor, RateLimitError, UnrecoverableError } from '@jobmesh/sdk';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 
 const S = pb.JobState;
 const ms = (n: number) => ({ seconds: Math.floor(n / 1000), nanos: (n % 1000) * 1_000_000 });

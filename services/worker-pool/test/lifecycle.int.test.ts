@@ -1,6 +1,6 @@
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor, type AnyProcessorDefinition } from '@jobmesh/sdk';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 
 const S = pb.JobState;
 
@@ -56,7 +56,7 @@ async function newQueue(concurrency = 10, extra: Partial<pb.QueueConfig> = {}): 
 
 const state = async (queue: string, id: string): Promise<pb.JobState> => (await h.client.getJob(queue, id)).state;
 
-it('passes JOBMESH_LOCK_DURATION, STALLED_INTERVAL and MAX_STALLED_COUNT to the BullMQ Worker', async () => {
+it('passes JOBMESH_LOCK_DURATION, STALLED_INTERVAL and MAX_STALLED_COUNT to the queue runner', async () => {
   const queue = await newQueue(7);
   const pool = await h.startPool(processors('settings'), {
     JOBMESH_LOCK_DURATION: '12s',
@@ -64,7 +64,7 @@ it('passes JOBMESH_LOCK_DURATION, STALLED_INTERVAL and MAX_STALLED_COUNT to the 
     JOBMESH_MAX_STALLED_COUNT: '3',
   });
   const worker = await eventually(() => pool.worker.pool.worker(queue), 10_000, 'the pool to serve the queue');
-  expect(worker.opts).toMatchObject({ lockDuration: 12_000, stalledInterval: 7_000, maxStalledCount: 3, lockRenewTime: 6_000 });
+  expect(worker.settings).toMatchObject({ lockDurationMs: 12_000, stalledIntervalMs: 7_000, maxStalledCount: 3, lockRenewMs: 6_000 });
   expect(worker.concurrency).toBe(7);
   await pool.stop();
 });

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor } from '@jobmesh/sdk';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 import { call, connect, ms, type RawStream, unaryClient } from './remote-helpers';
 
 const S = pb.JobState;
@@ -122,10 +122,12 @@ describe('a job whose name nothing serves', () => {
       const done = await eventually(async () => {
         const j = await h.client.getJob(queue, job!.id);
         return j.state === S.JOB_STATE_COMPLETED && j;
-      }, 5000, 'COMPLETED');
+      }, 15_000, 'COMPLETED');
       // Promoted at the replica's start; the first replica may fetch it first and hand it back
-      // (100-300 ms each time) until the new one gets it. A bound for a loaded machine.
-      expect(done.finishedAt!.getTime() - upAt).toBeLessThan(3000);
+      // (100-300 ms each time) until the new one gets it: a random walk, usually one or two
+      // rounds, with a long tail on a loaded machine (3.4 s seen in CI). The bound is loose on
+      // purpose; the point is that it runs without using an attempt.
+      expect(done.finishedAt!.getTime() - upAt).toBeLessThan(10_000);
       expect(done).toMatchObject({ result: { doubled: 14 }, attemptsMade: 1, processorWaitUntil: undefined });
     } finally {
       await pool.stop();

@@ -1,6 +1,6 @@
 import { credentials, type ClientDuplexStream, status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 
 let h: PoolHarness;
 let workerAddress: string;

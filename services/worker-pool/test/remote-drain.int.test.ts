@@ -1,5 +1,5 @@
 import * as pb from '@jobmesh/contracts';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 import { connect } from './remote-helpers';
 
 const S = pb.JobState;

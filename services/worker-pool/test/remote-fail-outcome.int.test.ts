@@ -1,7 +1,7 @@
 // What a Fail answers (the stream's Ack, FailJobResponse) is what really happens to the job.
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 import { call, connect, ms, type RawStream, unaryClient } from './remote-helpers';
 
 const S = pb.JobState;

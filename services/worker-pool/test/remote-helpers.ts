@@ -1,6 +1,6 @@
 import { type ClientDuplexStream, credentials, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { eventually } from './harness';
+import { eventually } from '../src/testing';
 
 /** A raw Connect stream, with every server message collected in order, and how it ended. */
 export interface RawStream {

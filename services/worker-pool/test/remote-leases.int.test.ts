@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 import { call, connect, ms, type RawStream, unaryClient } from './remote-helpers';
 
 const S = pb.JobState;

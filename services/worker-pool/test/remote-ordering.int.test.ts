@@ -2,7 +2,7 @@
 // applied in the order sent. A raw grpc-js client (no SDK) writes them back-to-back.
 import { type ClientDuplexStream, credentials } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 
 const T = pb.JobEventType;
 const S = pb.JobState;

@@ -2,7 +2,7 @@ import * as pb from '@jobmesh/contracts';
 import { defineBackoff, defineProcessor } from '@jobmesh/sdk';
 import { silentLogger } from '@jobmesh/telemetry';
 import { loadWorkerPoolEnv, ProcessorRegistry, type RunningWorkerPool, startWorkerPool } from '../src';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from './harness';
+import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 
 /**
  * Measured gaps between attempt starts may be a little shorter than the delay (Date.now() is read
