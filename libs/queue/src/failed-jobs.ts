@@ -19,6 +19,8 @@ export interface FailedJob {
   reason: string;
   /** One stack per failed attempt that had one, oldest first; a stalled attempt has none. */
   stacks: string[];
+  /** It failed because it stalled (its worker went away) more often than the queue allows. */
+  stalledOut: boolean;
   attemptsMade: number;
   /** The job's `attempts` option. */
   attempts: number;
@@ -29,6 +31,12 @@ export interface FailedJob {
   /** The job as GetJob shows it, in state DEAD_LETTERED. */
   snapshot: pb.Job;
 }
+
+/**
+ * Whether a failure message is BullMQ's for a job that stalled more often than allowed (older
+ * BullMQ stores it as a plain failure, BullMQ 6 as an UnrecoverableError of its own).
+ */
+export const isStalledOut = (reason: string): boolean => /stalled more than allowable limit/i.test(reason);
 
 /** A job in a failed set: its id and when it failed for good (ms). */
 export interface FailedEntry {
@@ -112,6 +120,7 @@ export class FailedJobs {
       name: job.name,
       reason: job.failedReason ?? '',
       stacks: job.stacktrace ?? [],
+      stalledOut: isStalledOut(job.failedReason ?? ''),
       attemptsMade: job.attemptsMade,
       attempts: job.opts.attempts ?? 1,
       failedAt: job.finishedOn,

@@ -86,3 +86,8 @@ export async function keyspace(redis: RedisClient, prefix: string): Promise<Reco
   }
   return out;
 }
+
+/** The number of jobs in BullMQ's failed set of `queue`, as a BullMQ worker process sees it. */
+export function failedCount(redis: RedisClient, prefix: string, queue: string): Promise<number> {
+  return redis.zcard(`${prefix}:${queue}:failed`);
+}

@@ -150,7 +150,7 @@ export class Capturer {
     // Whether it is still this failure in the failed set is checked by the store's capture itself.
     if (!job) return;
     const { category, severity, quarantine } = categorize(
-      { jobName: job.name, reason: job.reason, stack: job.stacks[job.stacks.length - 1], attemptsMade: job.attemptsMade, attempts: job.attempts },
+      { jobName: job.name, reason: job.reason, stack: job.stacks[job.stacks.length - 1], attemptsMade: job.attemptsMade, attempts: job.attempts, stalledOut: job.stalledOut },
       spec.deadLetter.rules,
     );
     const { id, created, deadLetter } = await store.capture({

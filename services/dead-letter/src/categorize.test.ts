@@ -46,11 +46,11 @@ describe('categorize', () => {
     expect(categorize(facts({ reason: 'x', stack: 'TimeoutError: x' })).category).toBe('TIMEOUT');
   });
 
-  it("recognises BullMQ's stalled limit", () => {
-    expect(categorize(facts({ reason: 'job stalled more than allowable limit', attemptsMade: 1 })).category).toBe('STALLED_LIMIT');
+  it('files a job that stalled out as STALLED_LIMIT, before UNRECOVERABLE', () => {
+    expect(categorize(facts({ reason: 'job stalled more than allowable limit', attemptsMade: 1, stalledOut: true })).category).toBe('STALLED_LIMIT');
     // As BullMQ 6 stores it: an UnrecoverableError of its own, before any attempt finished.
     const stack = 'UnrecoverableError: job stalled more than allowable limit\n    at Worker.processJob (bullmq/dist/cjs/classes/worker.js:578:21)';
-    expect(categorize(facts({ reason: 'job stalled more than allowable limit', stack, attemptsMade: 0 })).category).toBe('STALLED_LIMIT');
+    expect(categorize(facts({ reason: 'job stalled more than allowable limit', stack, attemptsMade: 0, stalledOut: true })).category).toBe('STALLED_LIMIT');
   });
 
   it('calls a job that used every attempt EXHAUSTED_RETRIES', () => {

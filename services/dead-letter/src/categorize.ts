@@ -10,6 +10,8 @@ export interface FailureFacts {
   attemptsMade: number;
   /** The job's `attempts` option. */
   attempts: number;
+  /** It stalled (its worker went away) more often than the queue allows (FailedJob.stalledOut). */
+  stalledOut?: boolean;
 }
 
 export interface Category {
@@ -44,7 +46,6 @@ function ruleMatches(rule: DeadLetterRuleSpec, f: FailureFacts, errorName: strin
   return true;
 }
 
-const STALLED = /stalled more than allowable limit/i;
 const EXTERNAL = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EAI_AGAIN|ENOTFOUND|socket hang up|\b5\d\d\b|timeout|unavailable/i;
 const CONFIGURATION = /config|missing (env|environment|setting|credential)|not configured|credentials?|api key/i;
 const DATA = /validat|invalid|parse|malformed|unexpected token|schema/i;
@@ -57,7 +58,7 @@ export const DATA_QUARANTINE = 'bad data fails the same way again: fix it, relea
 
 /**
  * The category of a dead letter: the queue's rules first (first match wins), then the built-ins.
- * Built-ins, in order: PROCESSOR_NOT_FOUND, STALLED_LIMIT (BullMQ fails such a job with an
+ * Built-ins, in order: PROCESSOR_NOT_FOUND, STALLED_LIMIT (BullMQ may fail such a job with an
  * UnrecoverableError of its own, so this comes first), UNRECOVERABLE, TIMEOUT, EXHAUSTED_RETRIES;
  * a job that failed for good otherwise (e.g. a remote worker's unrecoverable FailJob) is guessed
  * from its message (CONFIGURATION, EXTERNAL_SERVICE, DATA), else UNRECOVERABLE.
@@ -73,7 +74,7 @@ export function categorize(f: FailureFacts, rules: readonly DeadLetterRuleSpec[]
   }
   const reason = f.reason;
   if (reason.startsWith(PROCESSOR_NOT_FOUND)) return { category: 'PROCESSOR_NOT_FOUND', severity: 'critical' };
-  if (STALLED.test(reason)) return { category: 'STALLED_LIMIT', severity: 'warning' };
+  if (f.stalledOut) return { category: 'STALLED_LIMIT', severity: 'warning' };
   if (isUnrecoverable({ name: errorName })) return { category: 'UNRECOVERABLE', severity: 'warning' };
   if (isTimeout({ name: errorName }) || /timed out/i.test(reason)) return { category: 'TIMEOUT', severity: 'warning' };
   if (f.attemptsMade >= f.attempts) return { category: 'EXHAUSTED_RETRIES', severity: 'warning' };

@@ -1,11 +1,10 @@
 import * as pb from '@jobmesh/contracts';
-import type { RedisClient as Redis } from '@jobmesh/testing';
 import { DeadLetterClient, defineProcessor, UnrecoverableError } from '@jobmesh/sdk';
 import { silentLogger } from '@jobmesh/telemetry';
 import { type PoolHarness, startPoolHarness } from '@jobmesh/worker-pool/testing';
 import { loadDeadLetterEnv, type RunningDeadLetter, startDeadLetter } from './index';
 
-export { uniqueQueue, waitFor } from '@jobmesh/testing';
+export { failedCount, uniqueQueue, waitFor } from '@jobmesh/testing';
 
 export { DeadLetterClient };
 
@@ -94,9 +93,4 @@ export async function enqueueFailures(h: PoolHarness, queue: string, n: { fail?:
     ...Array.from({ length: n.ghost ?? 0 }, (_, i) => ({ name: 'ghost', data: { i }, options: { attempts: 3 } })),
   ];
   await h.client.enqueueJobs({ queue, jobs });
-}
-
-/** The number of jobs in BullMQ's failed set of `queue`. */
-export function failedCount(redis: Redis, prefix: string, queue: string): Promise<number> {
-  return redis.zcard(`${prefix}:${queue}:failed`);
 }
