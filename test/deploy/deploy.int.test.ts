@@ -6,9 +6,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { posix, resolve } from 'node:path';
 import { commonEnvSchema, parseConfigFile, parseEnv, splitHostPort } from '@jobmesh/config';
 import YAML from 'yaml';
-import { deadLetterEnvSchema } from '../../services/dead-letter/src/config';
-import { schedulerEnvSchema } from '../../services/scheduler/src/config';
-import { workerPoolEnvSchema } from '../../services/worker-pool/src/config';
+import { deadLetterEnvSchema } from '@jobmesh/dead-letter';
+import { schedulerEnvSchema } from '@jobmesh/scheduler';
+import { workerPoolEnvSchema } from '@jobmesh/worker-pool';
 
 const ROOT = resolve(__dirname, '../..');
 const read = (path: string): string => readFileSync(resolve(ROOT, path), 'utf8');

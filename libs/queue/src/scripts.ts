@@ -17,7 +17,7 @@ export class LuaScript<Keys extends string[], Args extends (string | number)[]> 
   private readonly numberOfKeys: number;
   private lua?: string;
 
-  /** `file` is the base name without `.lua`, e.g. "park-job-3". */
+  /** `file` is the base name without `.lua`, e.g. "park-job-4". */
   constructor(private readonly file: string) {
     const m = /^(.+)-(\d+)$/.exec(file);
     if (!m) throw new Error(`script file name "${file}" must end in -<number of keys>`);
