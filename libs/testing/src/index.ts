@@ -4,3 +4,4 @@ export * from './raw-redis';
 export * from './redis-proxy';
 export * from './names';
 export * from './deferred';
+export * from './use-harness';

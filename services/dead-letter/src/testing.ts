@@ -1,6 +1,7 @@
 import * as pb from '@jobmesh/contracts';
 import { DeadLetterClient, defineProcessor, UnrecoverableError } from '@jobmesh/sdk';
 import { silentLogger } from '@jobmesh/telemetry';
+import { useHarness } from '@jobmesh/testing';
 import { type PoolHarness, startPoolHarness } from '@jobmesh/worker-pool/testing';
 import { loadDeadLetterEnv, type RunningDeadLetter, startDeadLetter } from './index';
 
@@ -14,6 +15,11 @@ export interface DeadLetterHarness extends PoolHarness {
    * with `env` on top (e.g. JOBMESH_DLQ_WEBHOOK_*); its stop() is idempotent.
    */
   startDeadLetter(env?: Record<string, string>): Promise<{ service: RunningDeadLetter; client: DeadLetterClient }>;
+}
+
+/** startDeadLetterHarness for a test file: started in beforeAll, stopped in afterAll (see useHarness). */
+export function useDeadLetterHarness(poolEnv: Record<string, string> = {}): DeadLetterHarness {
+  return useHarness('dead-letter', () => startDeadLetterHarness(poolEnv));
 }
 
 /**

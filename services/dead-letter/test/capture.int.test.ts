@@ -1,16 +1,11 @@
 import * as pb from '@jobmesh/contracts';
 import type { RedisClient as Redis } from '@jobmesh/testing';
-import { type DeadLetterHarness, enqueueFailures, failedCount, startDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
+import { enqueueFailures, failedCount, useDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
 
-let h: DeadLetterHarness;
+const h = useDeadLetterHarness();
 let redis: Redis;
-
-beforeAll(async () => {
-  h = await startDeadLetterHarness();
+beforeAll(() => {
   redis = h.redisClient();
-});
-afterAll(async () => {
-  await h.stop();
 });
 
 const byCategory = (r: pb.GetDeadLetterStatsResponse): Record<string, number> => Object.fromEntries(r.counts.map((c) => [c.category, c.count]));

@@ -1,20 +1,15 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import type { RedisClient as Redis } from '@jobmesh/testing';
-import { type DeadLetterClient, type DeadLetterHarness, enqueueFailures, failedCount, startDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
+import { type DeadLetterClient, type DeadLetterHarness, enqueueFailures, failedCount, useDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
 
 // What happens to a job around its dead letter: its state through SchedulerService, BullMQ's
 // copy under keep_failed, the dead letters' own retention, and a replay that completes.
 
-let h: DeadLetterHarness;
+const h = useDeadLetterHarness();
 let redis: Redis;
-
-beforeAll(async () => {
-  h = await startDeadLetterHarness();
+beforeAll(() => {
   redis = h.redisClient();
-});
-afterAll(async () => {
-  await h.stop();
 });
 
 // Each test runs its own dead-letter service, stopped after it: some tests need none running.

@@ -1,20 +1,15 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { type DeadLetterClient, type DeadLetterHarness, startDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
+import { type DeadLetterClient, useDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
 
 // Replays as a resumable operation: interrupted and run again, each dead letter is replayed
 // exactly once; a failure part-way answers with the scheduler's own code and what was done; a
 // filter is read page by page; progress is streamed.
 
-let h: DeadLetterHarness;
+const h = useDeadLetterHarness();
 let dl: DeadLetterClient;
-
 beforeAll(async () => {
-  h = await startDeadLetterHarness();
   dl = (await h.startDeadLetter()).client;
-});
-afterAll(async () => {
-  await h.stop();
 });
 
 /** `n` UNRECOVERABLE dead letters on a new queue (data { i, ...extra(i) }), oldest first by i. */

@@ -1,16 +1,11 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { type DeadLetterClient, type DeadLetterHarness, enqueueFailures, startDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
+import { type DeadLetterClient, enqueueFailures, useDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
 
-let h: DeadLetterHarness;
+const h = useDeadLetterHarness();
 let dl: DeadLetterClient;
-
 beforeAll(async () => {
-  h = await startDeadLetterHarness();
   dl = (await h.startDeadLetter()).client;
-});
-afterAll(async () => {
-  await h.stop();
 });
 
 async function deadLetters(queue: string, n: { fail?: number; fatal?: number; ghost?: number }): Promise<void> {

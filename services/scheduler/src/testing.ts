@@ -3,7 +3,7 @@
 import type * as pb from '@jobmesh/contracts';
 import { type DeepPartial, JobmeshClient } from '@jobmesh/sdk';
 import { silentLogger } from '@jobmesh/telemetry';
-import { type RedisHandle, type RedisProxy, RawRedis, startRedis, startRedisProxy, uniquePrefix, uniqueQueue } from '@jobmesh/testing';
+import { type RedisHandle, type RedisProxy, RawRedis, startRedis, startRedisProxy, uniquePrefix, uniqueQueue, useHarness } from '@jobmesh/testing';
 import { loadSchedulerEnv } from './config';
 import { type RunningScheduler, startScheduler } from './start';
 
@@ -96,17 +96,5 @@ export async function startSchedulerHarness(opts: SchedulerHarnessOptions = {}):
  * returned stands for it; use it inside tests and hooks, once beforeAll has run.
  */
 export function useSchedulerHarness(opts: SchedulerHarnessOptions = {}): SchedulerHarness {
-  let current: SchedulerHarness | undefined;
-  beforeAll(async () => {
-    current = await startSchedulerHarness(opts);
-  });
-  afterAll(async () => {
-    await current?.stop();
-  });
-  return new Proxy({} as SchedulerHarness, {
-    get(_, key) {
-      if (!current) throw new Error(`the scheduler harness starts in beforeAll; read "${String(key)}" inside a test or a hook`);
-      return current[key as keyof SchedulerHarness];
-    },
-  });
+  return useHarness('scheduler', () => startSchedulerHarness(opts));
 }

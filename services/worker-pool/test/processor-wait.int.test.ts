@@ -1,36 +1,14 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor } from '@jobmesh/sdk';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
-import { call, connect, ms, type RawStream, unaryClient } from './remote-helpers';
+import { eventually, uniqueQueue } from '../src/testing';
+import { call, ms, type RawStream, unaryClient, useRemotePool } from './remote-helpers';
 
 const S = pb.JobState;
-let h: PoolHarness;
 /** A worker-pool with no processors of its own (only the built-ins), that remote workers connect to. */
-let address: string;
-const open: RawStream[] = [];
-
-beforeAll(async () => {
-  h = await startPoolHarness();
-  const pool = await h.startPool([]);
-  address = `127.0.0.1:${pool.grpcPort}`;
-});
-afterAll(async () => {
-  for (const s of open) s.close();
-  await h.stop();
-});
-
-function stream(): RawStream {
-  const s = connect(address);
-  open.push(s);
-  return s;
-}
-
-async function newQueue(prefix: string, extra: Partial<pb.QueueConfig> = {}): Promise<string> {
-  const name = uniqueQueue(prefix);
-  await h.client.createQueue({ queue: { name, ...extra } });
-  return name;
-}
+const h = useRemotePool();
+const stream = (): RawStream => h.stream();
+const newQueue = (prefix: string, config?: Partial<pb.QueueConfig>): Promise<string> => h.newQueue(prefix, config);
 
 const seconds = (n: number) => ({ seconds: n, nanos: 0 });
 
@@ -138,7 +116,7 @@ describe('a job whose name nothing serves', () => {
     const queue = await newQueue('pw-lease');
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'poll-me' } });
     await waitingForProcessor(queue, [job!.id]);
-    const c = unaryClient(address);
+    const c = unaryClient(h.address);
     try {
       const t0 = Date.now();
       const res = await call<pb.LeaseJobsRequest, pb.LeaseJobsResponse>(c, 'leaseJobs', { queue, max: 1, wait: ms(5000), workerId: 'poller', jobNames: ['poll-me'] });

@@ -1,6 +1,8 @@
 import { type ClientDuplexStream, credentials, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { eventually } from '../src/testing';
+import type { AnyProcessorDefinition } from '@jobmesh/sdk';
+import { useHarness } from '@jobmesh/testing';
+import { eventually, type PoolHarness, startPoolHarness } from '../src/testing';
 
 /** A raw Connect stream, with every server message collected in order, and how it ended. */
 export interface RawStream {
@@ -69,3 +71,37 @@ export function call<Req, Res>(client: pb.WorkerServiceClient, method: string, r
 }
 
 export const ms = (n: number) => ({ seconds: Math.floor(n / 1000), nanos: (n % 1000) * 1e6 });
+
+/** A scheduler and one worker-pool replica that remote workers connect to, for a test file. */
+export interface RemotePool extends PoolHarness {
+  /** The replica's gRPC address. */
+  address: string;
+  /** A raw Connect stream to the replica, closed when the harness stops. */
+  stream(): RawStream;
+}
+
+/**
+ * useHarness for remote-worker tests: the replica runs `processors` (none by default: only the
+ * built-ins) with `env` (e.g. a short JOBMESH_LEASE_TTL).
+ */
+export function useRemotePool(env: Record<string, string> = {}, processors: AnyProcessorDefinition[] = []): RemotePool {
+  return useHarness('remote pool', async () => {
+    const h = await startPoolHarness();
+    const pool = await h.startPool(processors, env);
+    const address = `127.0.0.1:${pool.grpcPort}`;
+    const open: RawStream[] = [];
+    return {
+      ...h,
+      address,
+      stream: () => {
+        const s = connect(address);
+        open.push(s);
+        return s;
+      },
+      stop: async () => {
+        for (const s of open) s.close();
+        await h.stop();
+      },
+    };
+  });
+}

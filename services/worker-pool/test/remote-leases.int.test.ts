@@ -1,34 +1,12 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
-import { call, connect, ms, type RawStream, unaryClient } from './remote-helpers';
+import { eventually, uniqueQueue } from '../src/testing';
+import { call, ms, type RawStream, unaryClient, useRemotePool } from './remote-helpers';
 
 const S = pb.JobState;
-let h: PoolHarness;
-let address: string;
-const open: RawStream[] = [];
-
-beforeAll(async () => {
-  h = await startPoolHarness();
-  const pool = await h.startPool([], { JOBMESH_LEASE_TTL: '1s' });
-  address = `127.0.0.1:${pool.grpcPort}`;
-});
-afterAll(async () => {
-  for (const s of open) s.close();
-  await h.stop();
-});
-
-function stream(): RawStream {
-  const s = connect(address);
-  open.push(s);
-  return s;
-}
-
-async function newQueue(prefix: string): Promise<string> {
-  const q = uniqueQueue(prefix);
-  await h.client.createQueue({ queue: { name: q } });
-  return q;
-}
+const h = useRemotePool({ JOBMESH_LEASE_TTL: '1s' });
+const stream = (): RawStream => h.stream();
+const newQueue = (prefix: string, config?: Partial<pb.QueueConfig>): Promise<string> => h.newQueue(prefix, config);
 
 describe('heartbeats (JOBMESH_LEASE_TTL=1s)', () => {
   it('a worker that heartbeats keeps its lease past the TTL', async () => {
@@ -87,7 +65,7 @@ it('refuses a late CompleteJob from a unary worker whose lease lapsed, though th
   // One job, so the runner slot that got it back fetches it again under the same BullMQ lock token;
   // the new lease still has a token of its own.
   const queue = await newQueue('unary-fence');
-  const c = unaryClient(address);
+  const c = unaryClient(h.address);
   try {
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'x', options: { attempts: 3 } } });
     const lease = (req: Partial<pb.LeaseJobsRequest>) => call<pb.LeaseJobsRequest, pb.LeaseJobsResponse>(c, 'leaseJobs', { queue, max: 1, wait: ms(5000), workerId: '', jobNames: [], ...req });

@@ -1,38 +1,18 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor } from '@jobmesh/sdk';
-import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
-import { call, connect, ms, type RawStream, unaryClient } from './remote-helpers';
+import { eventually, uniqueQueue } from '../src/testing';
+import { call, ms, type RawStream, unaryClient, useRemotePool } from './remote-helpers';
 
 const S = pb.JobState;
 const T = pb.JobEventType;
-let h: PoolHarness;
-let address: string;
 const markerQueue = uniqueQueue('marker');
-const open: RawStream[] = [];
-
+const h = useRemotePool({ JOBMESH_LEASE_TTL: '2s' }, [defineProcessor({ queue: markerQueue, name: 'mark', process: async () => 'marked' })]);
 beforeAll(async () => {
-  h = await startPoolHarness();
   await h.client.createQueue({ queue: { name: markerQueue } });
-  const pool = await h.startPool([defineProcessor({ queue: markerQueue, name: 'mark', process: async () => 'marked' })], { JOBMESH_LEASE_TTL: '2s' });
-  address = `127.0.0.1:${pool.grpcPort}`;
 });
-afterAll(async () => {
-  for (const s of open) s.close();
-  await h.stop();
-});
-
-function stream(): RawStream {
-  const s = connect(address);
-  open.push(s);
-  return s;
-}
-
-async function newQueue(prefix: string): Promise<string> {
-  const q = uniqueQueue(prefix);
-  await h.client.createQueue({ queue: { name: q } });
-  return q;
-}
+const stream = (): RawStream => h.stream();
+const newQueue = (prefix: string, config?: Partial<pb.QueueConfig>): Promise<string> => h.newQueue(prefix, config);
 
 /** Ends an observation window: a job on another queue, run in-process, went all the way round. */
 async function marker(): Promise<void> {
@@ -275,7 +255,7 @@ describe('CancelJob', () => {
 describe('unary twins', () => {
   it('LeaseJobs, ReportProgress, ExtendLease and CompleteJob; a stale FailJob is FAILED_PRECONDITION', async () => {
     const queue = await newQueue('unary');
-    const c = unaryClient(address);
+    const c = unaryClient(h.address);
     try {
       // The call waits first, so the jobs find a worker for their name as they are enqueued.
       const leasing = call<pb.LeaseJobsRequest, pb.LeaseJobsResponse>(c, 'leaseJobs', { queue, max: 2, wait: ms(2000), workerId: 'u1', jobNames: [] });
@@ -313,7 +293,7 @@ describe('ListWorkers', () => {
     s.stream.write({ credit: { n: 1 } });
     await h.client.enqueueJob({ queue, job: { name: 'x' } });
     await eventually(() => s.assignments()[0], 10_000, 'the assignment');
-    const c = unaryClient(address);
+    const c = unaryClient(h.address);
     try {
       const res = await call<pb.ListWorkersRequest, pb.ListWorkersResponse>(c, 'listWorkers', { queue });
       const mine = res.workers.find((w) => w.workerId === 'w-list');
