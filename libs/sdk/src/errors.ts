@@ -50,6 +50,20 @@ function adopt(err: Error, s: ServiceError, message = s.details || s.message): v
 }
 
 /**
+ * The SDK class of a domain error whose constructor takes its message: made from a failed call's
+ * status, with the server's message and the status facts.
+ */
+function fromStatus<B extends abstract new (message: string) => Error>(Base: B) {
+  abstract class FromStatus extends withStatus(Base as abstract new (message: string) => Error) {
+    constructor(s: ServiceError) {
+      super(s.details || s.message);
+      adopt(this, s);
+    }
+  }
+  return FromStatus as unknown as abstract new (s: ServiceError) => InstanceType<B> & StatusFacts;
+}
+
+/**
  * A failed call whose status has no class of its own (CANCELLED, UNKNOWN, ABORTED, OUT_OF_RANGE,
  * UNIMPLEMENTED, INTERNAL, DATA_LOSS). `err instanceof StatusError` is true for every error this
  * SDK makes from a status, whatever its class (a check by brand, as Temporal's
@@ -69,12 +83,7 @@ export class StatusError extends withStatus(Error) {
 }
 
 /** NOT_FOUND: what the call named does not exist. The classes below say which kind of thing. */
-export class NotFoundError extends withStatus(core.NotFoundError) {
-  constructor(s: ServiceError) {
-    super(s.details || s.message);
-    adopt(this, s);
-  }
-}
+export class NotFoundError extends fromStatus(core.NotFoundError) {}
 
 /** NOT_FOUND for a queue: create it (CreateQueue, or the config file) before using it. */
 export class QueueNotFoundError extends NotFoundError {
@@ -127,44 +136,19 @@ export class InvalidArgumentError extends withStatus(core.InvalidArgumentError) 
 }
 
 /** ALREADY_EXISTS, e.g. CreateQueue of a name that is taken. */
-export class AlreadyExistsError extends withStatus(core.AlreadyExistsError) {
-  constructor(s: ServiceError) {
-    super(s.details || s.message);
-    adopt(this, s);
-  }
-}
+export class AlreadyExistsError extends fromStatus(core.AlreadyExistsError) {}
 
 /** FAILED_PRECONDITION: well formed, but the target is in the wrong state (e.g. retrying a job that has not failed). */
-export class FailedPreconditionError extends withStatus(core.FailedPreconditionError) {
-  constructor(s: ServiceError) {
-    super(s.details || s.message);
-    adopt(this, s);
-  }
-}
+export class FailedPreconditionError extends fromStatus(core.FailedPreconditionError) {}
 
 /** PERMISSION_DENIED: the API key lacks the role, or the queue is outside its scope. */
-export class PermissionDeniedError extends withStatus(core.PermissionDeniedError) {
-  constructor(s: ServiceError) {
-    super(s.details || s.message);
-    adopt(this, s);
-  }
-}
+export class PermissionDeniedError extends fromStatus(core.PermissionDeniedError) {}
 
 /** UNAUTHENTICATED: no API key, or one the server does not know. */
-export class UnauthenticatedError extends withStatus(core.UnauthenticatedError) {
-  constructor(s: ServiceError) {
-    super(s.details || s.message);
-    adopt(this, s);
-  }
-}
+export class UnauthenticatedError extends fromStatus(core.UnauthenticatedError) {}
 
 /** UNAVAILABLE: the server or its Redis could not be reached; the call may be tried again. */
-export class UnavailableError extends withStatus(core.UnavailableError) {
-  constructor(s: ServiceError) {
-    super(s.details || s.message);
-    adopt(this, s);
-  }
-}
+export class UnavailableError extends fromStatus(core.UnavailableError) {}
 
 /** RESOURCE_EXHAUSTED, e.g. a payload over the limit; `field` names it when the server did. */
 export class ResourceExhaustedError extends withStatus(core.JobmeshError) {
