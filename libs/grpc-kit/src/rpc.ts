@@ -169,40 +169,33 @@ export class RpcKit {
     method: string,
     fn: (req: Req, ctx: CallContext, send: (res: Res) => void) => Promise<void>,
   ): handleServerStreamingCall<Req, Res> {
-    return (call: ServerWritableStream<Req, Res>) => {
-      const started = process.hrtime.bigint();
-      const ctx = this.context(method, call);
-      this.settleStream(
-        method,
-        started,
-        ctx,
-        call,
-        (async () => {
-          if (this.opts.auth) ctx.principal = await this.opts.auth(ctx, call.request);
-          await fn(call.request, ctx, (res) => {
-            if (!ctx.signal.aborted) call.write(res);
-          });
-        })(),
+    return (call: ServerWritableStream<Req, Res>) =>
+      this.runStream(method, call, call.request, (ctx) =>
+        fn(call.request, ctx, (res) => {
+          if (!ctx.signal.aborted) call.write(res);
+        }),
       );
-    };
   }
 
   /** A bidi stream: `fn` owns the call and resolves when it is over. */
   bidi<Req, Res>(method: string, fn: (call: ServerDuplexStream<Req, Res>, ctx: CallContext) => Promise<void>): handleBidiStreamingCall<Req, Res> {
-    return (call: ServerDuplexStream<Req, Res>) => {
-      const started = process.hrtime.bigint();
-      const ctx = this.context(method, call);
-      this.settleStream(
-        method,
-        started,
-        ctx,
-        call,
-        (async () => {
-          if (this.opts.auth) ctx.principal = await this.opts.auth(ctx, undefined);
-          await fn(call, ctx);
-        })(),
-      );
-    };
+    return (call: ServerDuplexStream<Req, Res>) => this.runStream(method, call, undefined, (ctx) => fn(call, ctx));
+  }
+
+  /** Runs a stream's handler: its context, the auth hook (with the request, for a server stream), then `run`. */
+  private runStream(method: string, call: GrpcCall & { end(): void; emit(event: 'error', err: Error): boolean }, request: unknown, run: (ctx: CallContext) => Promise<void>): void {
+    const started = process.hrtime.bigint();
+    const ctx = this.context(method, call);
+    this.settleStream(
+      method,
+      started,
+      ctx,
+      call,
+      (async () => {
+        if (this.opts.auth) ctx.principal = await this.opts.auth(ctx, request);
+        await run(ctx);
+      })(),
+    );
   }
 }
 
