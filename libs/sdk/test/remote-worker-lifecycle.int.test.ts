@@ -1,9 +1,9 @@
 // RemoteWorker.start() and run(): welcomed means started; a refusal for good rejects instead of
 // reconnecting forever; transient failures (nothing listening, a replica restart) are retried.
-import { createServer } from 'node:net';
 import { credentials, Metadata, Server, ServerCredentials, type ServerDuplexStream, status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor, RemoteWorker, WorkerRejectedError } from '@jobmesh/sdk';
+import { freePort } from '@jobmesh/testing';
 import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '@jobmesh/worker-pool/testing';
 
 let h: PoolHarness;
@@ -122,17 +122,6 @@ it.each([
     await server.stop();
   }
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 it('keeps reconnecting through UNAVAILABLE: start() resolves once a replica listens; run() stays pending through a replica restart', async () => {
   const queue = uniqueQueue('rw-transient');

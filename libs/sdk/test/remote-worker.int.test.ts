@@ -1,7 +1,7 @@
-import { createServer } from 'node:net';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor, RateLimitError, RemoteWorker, UnrecoverableError } from '@jobmesh/sdk';
+import { freePort } from '@jobmesh/testing';
 import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '@jobmesh/worker-pool/testing';
 
 const S = pb.JobState;
@@ -269,17 +269,6 @@ it('stop() is graceful: running jobs finish and complete before the stream ends'
   expect((await terminal(queue, c.job!.id)).result).toBe('next');
   expect(started).toBe(2);
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Whether a worker with this id is connected to the replica at `addr`. */
 async function connected(addr: string, workerId: string): Promise<boolean> {

@@ -274,7 +274,7 @@ function close(client: Redis): void {
 }
 
 /** A port that was free a moment ago: the OS picks it for a listener on port 0, which we close. */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
