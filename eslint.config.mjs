@@ -161,20 +161,6 @@ export default [
     }),
   ),
 
-  // Known violations: system and fault tests that read and write Redis directly instead of through
-  // @jobmesh/testing. Fix a file, then drop it from this list; until then only the bullmq/ioredis rule
-  // is lifted for these files (the block is theirs in full, so it repeats the rest).
-  ...boundary(
-    'known/raw-queue',
-    [
-      'test/faults/fixtures/ledger.ts',
-      'test/faults/idempotency.int.test.ts',
-      'test/system/dead-letter.int.test.ts',
-      'test/system/processor-wait.int.test.ts',
-    ],
-    { rawQueue: true },
-  ),
-
   // Library and service code logs through @jobmesh/telemetry's logger, never the console.
   {
     name: 'jobmesh/no-console',

@@ -9,8 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JobmeshClient, type RetryPolicy } from '@jobmesh/sdk';
-import { type RedisHandle, startRedis } from '@jobmesh/testing';
-import Redis from 'ioredis';
+import { connectRedis, type RedisHandle, startRedis } from '@jobmesh/testing';
 import { killAll, type ServiceProcess, startService } from '../system/fixtures/services';
 import { KINDS, Ledger } from './fixtures/ledger';
 
@@ -97,7 +96,7 @@ it('Redis paused for writes again and again: tries time out while their writes w
   const svc = await scheduler({ JOBMESH_REDIS_COMMAND_TIMEOUT: '250ms' });
   const client = clientOf(svc, 8000, { maxTries: 20, attemptTimeoutMs: 600 });
   const queue = await newQueue(client);
-  const admin = new Redis(redis.url);
+  const admin = connectRedis(redis.url, { maxRetriesPerRequest: 20 });
   const ledger = new Ledger();
   const CALLS = 160;
   const PAUSES = 5;

@@ -8,8 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as pb from '@jobmesh/contracts';
 import { DeadLetterClient, JobmeshClient } from '@jobmesh/sdk';
-import { type RedisHandle, startRedis } from '@jobmesh/testing';
-import { Redis } from 'ioredis';
+import { connectRedis, type RedisClient, type RedisHandle, startRedis } from '@jobmesh/testing';
 import { eventually, FAILING_PROCESSOR, killAll, type ServiceProcess, spawnService, startService, stopService } from './fixtures/services';
 
 /** What each test enqueues: 500 `fail` (attempts 2), 500 `fatal` (attempts 3), 100 `ghost` (attempts 3, no processor). */
@@ -23,7 +22,7 @@ const EXPECTED_COUNTS = { EXHAUSTED_RETRIES: FAIL, UNRECOVERABLE: FATAL, PROCESS
 const tinyBackoff = { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: { seconds: 0, nanos: 10_000_000 } };
 
 let redis: RedisHandle;
-let rc: Redis;
+let rc: RedisClient;
 let dir: string;
 let prefix: string;
 let scheduler: ServiceProcess;
@@ -35,7 +34,7 @@ let dlClients: DeadLetterClient[] = [];
 
 beforeAll(async () => {
   redis = await startRedis({ own: true });
-  rc = new Redis(redis.url, { maxRetriesPerRequest: 3 });
+  rc = connectRedis(redis.url, { maxRetriesPerRequest: 3 });
   dir = mkdtempSync(join(tmpdir(), 'jobmesh-system-dlq-'));
   prefix = `sys-${randomUUID().slice(0, 8)}`;
   scheduler = await startService('scheduler', { REDIS_URL: redis.url, JOBMESH_REDIS_PREFIX: prefix }, dir);

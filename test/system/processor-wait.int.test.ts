@@ -10,8 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as pb from '@jobmesh/contracts';
 import { DeadLetterClient, JobmeshClient } from '@jobmesh/sdk';
-import { type RedisHandle, startRedis } from '@jobmesh/testing';
-import { Redis } from 'ioredis';
+import { connectRedis, type RedisClient, type RedisHandle, startRedis } from '@jobmesh/testing';
 import { PYTHON, ROOT, cleanupPythonStubs, killGroup, pythonStubs } from '../interop/python';
 import { eventually, killAll, type ServiceProcess, startService } from './fixtures/services';
 
@@ -20,13 +19,13 @@ const WORKER = join(ROOT, 'examples/python-worker/worker.py');
 const seconds = (n: number) => ({ seconds: n, nanos: 0 });
 
 let redis: RedisHandle;
-let admin: Redis;
+let admin: RedisClient;
 let dir: string;
 const children: ChildProcess[] = [];
 
 beforeAll(async () => {
   redis = await startRedis({ own: true });
-  admin = new Redis(redis.url);
+  admin = connectRedis(redis.url, { maxRetriesPerRequest: 20 });
   dir = mkdtempSync(join(tmpdir(), 'jobmesh-system-wait-'));
 });
 

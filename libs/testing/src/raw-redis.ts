@@ -2,10 +2,15 @@
 // an operator with redis-cli) would use. Services reach Redis through libs/queue only; tests may
 // look underneath, to act as a worker or to check what was stored.
 import { type Processor, Queue, Worker, type WorkerOptions } from 'bullmq';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 
 /** An ioredis connection, as RawRedis.client() opens it. */
 export type RedisClient = Redis;
+
+/** A plain ioredis connection to `url` (retrying forever unless `opts` say otherwise), for a test to close. */
+export function connectRedis(url: string, opts: RedisOptions = {}): RedisClient {
+  return new Redis(url, { maxRetriesPerRequest: null, ...opts });
+}
 
 /** Where RawRedis connects: BullMQ to `port` on 127.0.0.1 (never through a test's proxy), clients to `url`. */
 export interface RawRedisTarget {
