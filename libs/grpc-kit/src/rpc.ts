@@ -9,7 +9,7 @@ import {
   type ServerWritableStream,
   type sendUnaryData,
 } from '@grpc/grpc-js';
-import { type Logger, type Registry, counter, histogram } from '@jobmesh/telemetry';
+import { type Counter, type Histogram, type Logger, type Registry, counter, histogram } from '@jobmesh/telemetry';
 import { type ErrorTranslator, type MappedStatus, serviceError, toStatus } from './status';
 
 /** What a handler knows about its call. */
@@ -93,6 +93,8 @@ export interface RpcKitOptions {
 export class RpcKit {
   private readonly requests;
   private readonly latency;
+  /** Each method's series, bound on its first call, so a call costs no label object or lookup. */
+  private readonly series = new Map<string, { latency: Histogram.Internal<string>; byCode: Map<Status, Counter.Internal> }>();
 
   constructor(private readonly opts: RpcKitOptions) {
     this.requests = counter(opts.registry, 'jobmesh_grpc_requests_total', 'gRPC calls handled, by method and status code', ['method', 'code']);
@@ -112,8 +114,12 @@ export class RpcKit {
   }
 
   private finish(method: string, started: bigint, code: Status, err?: unknown): void {
-    this.requests.inc({ method, code: Status[code] ?? String(code) });
-    this.latency.observe({ method }, Number(process.hrtime.bigint() - started) / 1e9);
+    let m = this.series.get(method);
+    if (!m) this.series.set(method, (m = { latency: this.latency.labels({ method }), byCode: new Map() }));
+    let requests = m.byCode.get(code);
+    if (!requests) m.byCode.set(code, (requests = this.requests.labels({ method, code: Status[code] ?? String(code) })));
+    requests.inc();
+    m.latency.observe(Number(process.hrtime.bigint() - started) / 1e9);
     if (err === undefined) return;
     const mapped = this.toStatus(err);
     if (!mapped.expected) this.opts.logger.error({ err, method }, 'unexpected error in handler');
