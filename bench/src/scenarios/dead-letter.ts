@@ -18,7 +18,7 @@ const POLL_MS = 20;
 export const deadLetter: Scenario = {
   name: 'dead-letter',
   title: `failing jobs to dead letters, concurrency ${CONCURRENCY}`,
-  defaultJobs: 10_000,
+  defaultJobs: 20_000,
 
   raw: (ctx) =>
     rawProcessing(ctx, CONCURRENCY, {
