@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { JobmeshClient } from '@jobmesh/sdk';
-import { type RedisHandle, startRedis } from '@jobmesh/testing';
+import { type Probe, type RedisHandle, startRedis, waitFor as poll } from '@jobmesh/testing';
 
 const MAIN = resolve(__dirname, '../../cli/dist/main.js');
 
@@ -29,14 +29,13 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** Polls `probe` every 50 ms until it returns a value other than undefined/false, or fails after `timeoutMs`. */
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${output}`);
-    await new Promise((r) => setTimeout(r, 50));
+/** @jobmesh/testing's waitFor, every 50 ms, with what `jobmesh up` printed when it times out. */
+async function waitFor<T>(what: string, probe: Probe<T>, timeoutMs = 15_000): Promise<T> {
+  try {
+    return await poll(what, probe, timeoutMs, 50);
+  } catch (err) {
+    (err as Error).message += `\n${output}`;
+    throw err;
   }
 }
 

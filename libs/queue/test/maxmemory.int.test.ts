@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { createLogger, type Logger } from '@jobmesh/telemetry';
-import { type RedisHandle, startRedis } from '@jobmesh/testing';
+import { type RedisHandle, startRedis, waitFor } from '@jobmesh/testing';
 import { Redis } from 'ioredis';
 import { checkMaxmemoryPolicy, openBackbone } from '../src';
 
@@ -104,12 +104,4 @@ describe('openBackbone', () => {
 async function jobmeshConnections(): Promise<number> {
   const list = (await admin.client('LIST')) as string;
   return list.split('\n').filter((l) => / name=jobmesh:/.test(l)).length;
-}
-
-async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
