@@ -5,3 +5,4 @@ export * from './redis-proxy';
 export * from './names';
 export * from './deferred';
 export * from './use-harness';
+export * from './otlp-receiver';
