@@ -1,7 +1,7 @@
 import { type CommonEnv, type LoadedConfigFile, loadConfigFile, splitHostPort } from '@jobmesh/config';
 import { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
 import { type Backbone, openBackboneFromEnv, redisUnavailable } from '@jobmesh/queue';
-import { type Logger, type OpsServer, type Registry, createLogger, createRegistry, startOpsServer } from '@jobmesh/telemetry';
+import { type Logger, type OpsServer, type Registry, createLogger, createRegistry, startOpsServer, startTracing } from '@jobmesh/telemetry';
 
 /**
  * What every Jobmesh process is built on: logger, metrics, config file, Redis backbone, one gRPC
@@ -22,17 +22,30 @@ export interface ServiceHost {
   listen(): Promise<{ grpcPort: number; grpcHost: string; ops: OpsServer }>;
   /**
    * NOT_SERVING, the onStop closes, gRPC calls drained within JOBMESH_SHUTDOWN_GRACE, the ops
-   * server, Redis. Idempotent, and safe after a start that failed part-way: whatever opened closes.
+   * server, Redis, then the spans not yet exported (in what is left of the grace). Idempotent, and
+   * safe after a start that failed part-way: whatever opened closes.
    */
   stop(): Promise<void>;
 }
 
 /** Opens a host. `redisUrl` overrides REDIS_URL (`jobmesh up`'s own redis-server). */
 export async function openServiceHost(env: CommonEnv, opts: { name: string; logger?: Logger; redisUrl?: string }): Promise<ServiceHost> {
+  // First, so that what the host opens is traced. Configured by the standard OTEL_* variables; without an
+  // exporter endpoint nothing starts. `name` is only the default service.name: OTEL_SERVICE_NAME wins.
+  const tracing = startTracing({ serviceName: opts.name });
   const logger = opts.logger ?? createLogger({ name: opts.name, level: env.LOG_LEVEL });
+  if (tracing.enabled) logger.info('tracing on: exporting spans over OTLP');
   const metrics = createRegistry();
-  const config = loadConfigFile(env.JOBMESH_CONFIG);
-  const backbone = await openBackboneFromEnv(env, logger, config.queues, opts.redisUrl ?? env.REDIS_URL);
+  let backbone: Backbone;
+  let config: LoadedConfigFile;
+  try {
+    config = loadConfigFile(env.JOBMESH_CONFIG);
+    backbone = await openBackboneFromEnv(env, logger, config.queues, opts.redisUrl ?? env.REDIS_URL);
+  } catch (err) {
+    // The host never existed, so no stop() will flush what the failed start traced.
+    await tracing.shutdown(STOP_MARGIN_MS).catch(() => undefined);
+    throw err;
+  }
   const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES });
   // grpc-kit knows no backend: libs/queue tells it which errors are a Redis outage.
   const kit = new RpcKit({ logger, registry: metrics, translate: redisUnavailable });
@@ -57,6 +70,7 @@ export async function openServiceHost(env: CommonEnv, opts: { name: string; logg
     },
     stop: () =>
       (stopping ??= (async () => {
+        const graceEnds = Date.now() + env.JOBMESH_SHUTDOWN_GRACE;
         server.setStatus('NOT_SERVING');
         // A close gets the grace period (the worker-pool's uses it for running jobs) and a margin;
         // one that hangs, say on a Redis that is gone, must not keep the process from exiting.
@@ -68,12 +82,18 @@ export async function openServiceHost(env: CommonEnv, opts: { name: string; logg
         else server.server.forceShutdown();
         await ops?.close();
         await within(backbone.close(), STOP_MARGIN_MS, logger, 'closing the Redis connections');
+        // Last, so the spans of everything above go too; bounded by what is left of the grace, with a
+        // floor so that a stop which used it all still gets one export attempt.
+        await tracing.shutdown(Math.max(graceEnds - Date.now(), MIN_FLUSH_MS)).catch((err: Error) => logger.warn({ err: err.message }, 'flushing spans failed during stop'));
       })()),
   };
 }
 
 /** How much longer than the grace period a step of stop() may take before stop() goes on without it. */
 const STOP_MARGIN_MS = 5000;
+
+/** The least time stop() gives the span flush, even when the grace is used up. */
+const MIN_FLUSH_MS = 1000;
 
 /** Waits for `work` for at most `ms`; past that, logs and resolves (the work goes on unawaited). */
 async function within(work: Promise<void>, ms: number, logger: Logger, what: string): Promise<void> {
