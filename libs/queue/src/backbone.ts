@@ -1,6 +1,6 @@
 import type { Logger } from '@jobmesh/telemetry';
 import type { Redis, RedisOptions } from 'ioredis';
-import { checkMaxmemoryPolicy, createRedis, redisOptions, type RedisSettings, waitUntilReady } from './connection';
+import { checkMaxmemoryPolicy, closeConnection, createRedis, redisOptions, type RedisSettings, waitUntilReady } from './connection';
 import { QueueRegistry } from './registry';
 import type { CommonEnv, DeclaredQueue } from '@jobmesh/config';
 
@@ -74,7 +74,7 @@ export async function openBackbone(opts: BackboneOptions): Promise<Backbone> {
     },
     close: async () => {
       await registry.close();
-      await Promise.all([redis.quit().catch(() => redis.disconnect()), subscriber.quit().catch(() => subscriber.disconnect())]);
+      await Promise.all([closeConnection(redis), closeConnection(subscriber)]);
     },
   };
 }

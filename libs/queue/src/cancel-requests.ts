@@ -4,7 +4,7 @@ import type { Logger } from '@jobmesh/telemetry';
 import type { Redis } from 'ioredis';
 import type { Backbone } from './backbone';
 import type { CancelRequest } from './cancellation';
-import { createRedis } from './connection';
+import { closeConnection, createRedis } from './connection';
 
 /**
  * Listens for cancel requests for active jobs. Requests published while the subscription was
@@ -46,6 +46,6 @@ export class CancelRequests {
   }
 
   async close(): Promise<void> {
-    await this.subscriber.quit().catch(() => this.subscriber.disconnect());
+    await closeConnection(this.subscriber);
   }
 }

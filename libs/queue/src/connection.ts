@@ -97,6 +97,19 @@ function failUnansweredOnClose(redis: Redis): void {
 }
 
 /** Waits until the connection is ready, or throws UnavailableError after `timeoutMs`. */
+/**
+ * Closes a connection: QUIT when it is connected, so what it sent is answered first; otherwise
+ * drops it at once. A QUIT on a connection that is reconnecting waits behind whatever is in its
+ * offline queue (a SUBSCRIBE, say) until Redis is back, which with Redis gone is never.
+ */
+export async function closeConnection(c: Redis): Promise<void> {
+  if (c.status !== 'ready') {
+    c.disconnect();
+    return;
+  }
+  await c.quit().catch(() => c.disconnect());
+}
+
 export async function waitUntilReady(redis: Redis, timeoutMs = 10_000): Promise<void> {
   if (redis.status === 'ready') return;
   await new Promise<void>((resolve, reject) => {

@@ -2,6 +2,7 @@ import * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError, NotFoundError, type RetentionSpec, type SeverityName } from '@jobmesh/core';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Backbone } from './backbone';
+import { closeConnection } from './connection';
 import { deadLetterId } from './dead-letters';
 import type { Keys } from './keys';
 import { severityToProto } from './proto-mapping';
@@ -154,7 +155,7 @@ export class DeadLetterStore {
     const sub = await this.subscriber?.catch(() => undefined);
     this.subscriber = undefined;
     this.listeners.clear();
-    if (sub) await sub.quit().catch(() => sub.disconnect());
+    if (sub) await closeConnection(sub);
   }
 
   /**
