@@ -15,6 +15,8 @@ export interface CommandContext {
   deadLetters: DeadLetterClient;
   json: boolean;
   out(line: string): void;
+  /** The trace viewer's link for a trace id, when JOBMESH_TRACE_UI_URL is set. */
+  traceUrl?: (traceId: string) => string;
 }
 
 export type Handler = (args: string[], ctx: CommandContext) => Promise<void>;
@@ -169,7 +171,7 @@ const enqueue: Handler = async (args, ctx) => {
 const get: Handler = async (args, ctx) => {
   const [queue, id] = positional(args, 2, 'get <queue> <job-id>');
   const job = await ctx.client.getJob(queue!, id!);
-  print(ctx, pb.Job.toJSON(job), () => describeJob(job));
+  print(ctx, pb.Job.toJSON(job), () => describeJob(job, ctx.traceUrl));
 };
 
 const STATES = ['waiting', 'delayed', 'prioritized', 'active', 'waiting-children', 'completed', 'failed', 'dead-lettered', 'cancelled'];

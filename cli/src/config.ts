@@ -11,6 +11,11 @@ export const cliEnvSchema = z.object({
   JOBMESH_DLQ_ADDRESS: z.string().optional(),
   /** Deadline of each call. @default 10s */
   JOBMESH_TIMEOUT: durationMs.default(10_000),
+  /** A trace viewer's page for one trace, e.g. Jaeger's `http://localhost:16686/trace/{trace_id}`: `get` and `dlq show` print the link. */
+  JOBMESH_TRACE_UI_URL: z
+    .string()
+    .refine((v) => v.includes('{trace_id}'), 'must contain {trace_id} where the trace id goes, e.g. http://localhost:16686/trace/{trace_id}')
+    .optional(),
 });
 
 export const loadCliEnv = (env: NodeJS.ProcessEnv = process.env): z.infer<typeof cliEnvSchema> => parseEnv(cliEnvSchema, env);

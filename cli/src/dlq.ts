@@ -162,7 +162,7 @@ export const dlq: Handler = async (args, ctx) => {
     case 'show': {
       const [id] = ids(positionals, 'dlq show <id>');
       const deadLetter = await d.get(id!);
-      return print(ctx, pb.GetDeadLetterResponse.toJSON({ deadLetter }), () => describeDeadLetter(deadLetter));
+      return print(ctx, pb.GetDeadLetterResponse.toJSON({ deadLetter }), () => describeDeadLetter(deadLetter, ctx.traceUrl));
     }
     case 'replay': {
       const dataPatch = v.patch === undefined ? undefined : jsonObject(v.patch, '--patch');

@@ -28,7 +28,8 @@ export function ms(d: pb.Duration | undefined): string {
   return v % 1000 === 0 ? `${v / 1000}s` : `${v}ms`;
 }
 
-export function describeJob(j: pb.Job): string {
+/** A job in full; `traceUrl` (JOBMESH_TRACE_UI_URL) adds a link to its trace. */
+export function describeJob(j: pb.Job, traceUrl?: (traceId: string) => string): string {
   const lines: [string, string][] = [
     ['id', j.id],
     ['queue', j.queue],
@@ -47,6 +48,7 @@ export function describeJob(j: pb.Job): string {
   if (j.parent) lines.push(['parent', `${j.parent.queue}/${j.parent.id}`]);
   if (j.idempotencyKey) lines.push(['idem. key', j.idempotencyKey]);
   if (j.traceId) lines.push(['trace id', j.traceId]);
+  if (j.traceId && traceUrl) lines.push(['trace', traceUrl(j.traceId)]);
   return keyValues(lines);
 }
 
@@ -102,7 +104,7 @@ export function deadLetterRow(d: pb.DeadLetter): Record<string, string> {
 }
 
 /** A dead letter in full: summary, job snapshot, every attempt's error with its stack, replays. */
-export function describeDeadLetter(d: pb.DeadLetter): string {
+export function describeDeadLetter(d: pb.DeadLetter, traceUrl?: (traceId: string) => string): string {
   const indent = (text: string): string => text.replace(/^/gm, '  ');
   const summary = keyValues(
     [
@@ -111,6 +113,7 @@ export function describeDeadLetter(d: pb.DeadLetter): string {
       ['severity', severityName(d.severity)],
       ['dead-lettered', time(d.deadLetteredAt)],
       ['trace id', d.traceId],
+      ...(d.traceId && traceUrl ? [['trace', traceUrl(d.traceId)] as [string, string]] : []),
       ['quarantined', d.quarantined ? `yes${d.quarantineReason ? ` (${d.quarantineReason})` : ''}` : 'no'],
     ],
     13,

@@ -36,7 +36,8 @@ Usage:
 
 Global flags: --address host:port (env JOBMESH_ADDRESS), --api-key KEY (env JOBMESH_API_KEY),
               --timeout 10s (env JOBMESH_TIMEOUT), --json (machine-readable output, one JSON value per line),
-              --dlq-address host:port (env JOBMESH_DLQ_ADDRESS; DeadLetterService, when not at --address)`;
+              --dlq-address host:port (env JOBMESH_DLQ_ADDRESS; DeadLetterService, when not at --address)
+Environment:  JOBMESH_TRACE_UI_URL, e.g. http://localhost:16686/trace/{trace_id}: get and dlq show link a job's trace`;
 
 /** Pulls the global flags out of argv, wherever they stand. */
 function globalFlags(argv: string[]): { rest: string[]; address?: string; dlqAddress?: string; apiKey?: string; timeout?: string; json: boolean; help: boolean } {
@@ -97,7 +98,9 @@ async function main(argv: string[]): Promise<number> {
   const deadLetterAddress = flags.dlqAddress ?? env.JOBMESH_DLQ_ADDRESS;
   const client = new JobmeshClient({ address, apiKey, timeoutMs: env.JOBMESH_TIMEOUT, deadLetterAddress });
   try {
-    await handler(args, { client, deadLetters: client.deadLetters, json: flags.json, out: (l) => process.stdout.write(`${l}\n`) });
+    const traceUi = env.JOBMESH_TRACE_UI_URL;
+    const traceUrl = traceUi ? (traceId: string) => traceUi.replaceAll('{trace_id}', traceId) : undefined;
+    await handler(args, { client, deadLetters: client.deadLetters, json: flags.json, out: (l) => process.stdout.write(`${l}\n`), traceUrl });
     return 0;
   } finally {
     client.close();

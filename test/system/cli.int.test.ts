@@ -6,6 +6,7 @@ import { createServer } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { JobmeshClient } from '@jobmesh/sdk';
 
 const CLI = resolve(__dirname, '../../cli/bin/jobmesh.js');
 const run = promisify(execFile);
@@ -84,6 +85,29 @@ describe('jobmesh up and the CLI', () => {
     expect(text.stdout).toContain('{"to":"ada@example.com"}');
     const json = JSON.parse((await jobmesh('--json', 'get', 'emails', id)).stdout) as { state: string; data: unknown };
     expect(json).toMatchObject({ state: 'JOB_STATE_WAITING', data: { to: 'ada@example.com' } });
+  });
+
+  it("links a job's trace when JOBMESH_TRACE_UI_URL is set, and refuses a link without {trace_id}", async () => {
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const client = new JobmeshClient({ address: up.address });
+    let id: string;
+    try {
+      await client.createQueue({ queue: { name: 'traced', paused: true } });
+      const { job } = await client.enqueueJob({ queue: 'traced', job: { name: 'x' } }, { metadata: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } });
+      id = job!.id;
+    } finally {
+      client.close();
+    }
+    const ui = { ...env, JOBMESH_TRACE_UI_URL: 'http://localhost:16686/trace/{trace_id}' };
+    const shown = await run(process.execPath, [CLI, '--address', up.address, 'get', 'traced', id], { env: ui });
+    expect(shown.stdout).toMatch(new RegExp(`^trace +http://localhost:16686/trace/${traceId}$`, 'm'));
+    // Without the variable, no link.
+    expect((await jobmesh('get', 'traced', id)).stdout).not.toMatch(/^trace +http/m);
+    const bad = { ...env, JOBMESH_TRACE_UI_URL: 'http://localhost:16686/trace/' };
+    await expect(run(process.execPath, [CLI, '--address', up.address, 'get', 'traced', id], { env: bad })).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/JOBMESH_TRACE_UI_URL.*must contain \{trace_id\}/),
+    });
   });
 
   it('runs a job with a built-in processor of the in-process worker-pool', async () => {
