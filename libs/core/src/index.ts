@@ -5,4 +5,3 @@ export * from './options';
 export * from './backoff';
 export * from './validation';
 export * from './job-errors';
-export * from './within';

@@ -1,5 +1,5 @@
 import type * as pb from '@jobmesh/contracts';
-import { type RetentionSpec, settlesWithin } from '@jobmesh/core';
+import type { RetentionSpec } from '@jobmesh/core';
 import { type ConnectionOptions, Job as BullJob, QueueEvents } from 'bullmq';
 import type { Redis, RedisOptions } from 'ioredis';
 import type { Backbone } from './backbone';
@@ -174,12 +174,11 @@ export class FailedJobs {
         () => undefined,
         () => undefined,
       ),
-      close: async () => {
-        await settlesWithin(
+      close: () =>
+        Promise.race([
           events.close().catch(() => undefined),
-          WATCH_CLOSE_MS,
-        );
-      },
+          new Promise<void>((r) => setTimeout(r, WATCH_CLOSE_MS).unref()),
+        ]),
     };
   }
 }

@@ -1,4 +1,3 @@
-import { settlesWithin } from '@jobmesh/core';
 // Reading a queue's job events: BullMQ's own and those Jobmesh adds (events.ts), as
 // jobmesh.v1 JobEvents, for WatchJob.
 import * as pb from '@jobmesh/contracts';
@@ -127,5 +126,8 @@ export class JobEventReader {
 
 /** Waits for `p`, or for CLOSE_BOUND_MS, whichever comes first. */
 async function bounded(p: Promise<unknown>): Promise<void> {
-  await settlesWithin(p, CLOSE_BOUND_MS);
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_BOUND_MS)));
+  await Promise.race([p, bound]);
+  clearTimeout(timer);
 }
