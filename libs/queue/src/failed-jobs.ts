@@ -163,9 +163,18 @@ export class FailedJobs {
    * Calls `onFailed` with the id of each job of `queue` that fails for good from now on, on a
    * connection of its own that reconnects by itself (`onError` hears its errors). Events may be
    * missed while it reconnects: the sweep is what makes capture complete.
+   *
+   * With `sinceMs`, it also hears the failures from then on that came before it was listening
+   * (the events stream is read from that time, by Redis's clock, instead of from its end): a
+   * queue created a moment ago may have failed jobs before its listener's first read.
    */
-  watch(queue: string, onFailed: (jobId: string) => void, onError: (err: Error) => void): FailedJobsWatch {
-    const events = new QueueEvents(queue, { connection: this.watchConnection as ConnectionOptions, prefix: this.registry.keys.prefix, blockingTimeout: 1000 });
+  watch(queue: string, onFailed: (jobId: string) => void, onError: (err: Error) => void, { sinceMs }: { sinceMs?: number } = {}): FailedJobsWatch {
+    const events = new QueueEvents(queue, {
+      connection: this.watchConnection as ConnectionOptions,
+      prefix: this.registry.keys.prefix,
+      blockingTimeout: 1000,
+      ...(sinceMs === undefined ? {} : { lastEventId: `${Math.max(0, Math.floor(sinceMs))}-0` }),
+    });
     events.on('error', onError);
     events.on('failed', ({ jobId }) => onFailed(jobId));
     return {

@@ -72,6 +72,8 @@ export class Capturer {
   private sweeping: Promise<void> | undefined;
   private closed = false;
   private unwatchRegistry: (() => void) | undefined;
+  /** Taps are opened from the events stream's end until start() has its first set listening. */
+  private started = false;
 
   constructor(
     private readonly parts: CaptureParts,
@@ -90,6 +92,7 @@ export class Capturer {
     // A listener that cannot connect yet retries by itself (and logs); the sweep below catches up
     // on whatever it misses, so start-up does not wait for it.
     await Promise.all([...this.taps.values()].map((t) => t.ready()));
+    this.started = true;
     const tick = (): void => {
       this.timer = setTimeout(() => {
         void this.sweep().finally(() => {
@@ -188,7 +191,14 @@ export class Capturer {
     for (const id of await this.parts.store.unsettled(before)) await this.followUp(id);
   }
 
-  /** One 'failed' listener per registry queue: opened for new queues, closed for deleted ones. */
+  /**
+   * One 'failed' listener per registry queue: opened for new queues, closed for deleted ones. The
+   * queues there at start are listened to from now on (the first sweep covers their past). A
+   * queue heard of later is listened to from a little before it was heard of: its producers may
+   * have enqueued and failed jobs before its listener's first read, and with a long sweep interval
+   * those would wait for the next sweep. Capture is idempotent, so hearing a failure twice costs a
+   * read.
+   */
   private syncTaps(queues: QueueSpec[]): void {
     if (this.closed) return;
     const { registry, failed, logger } = this.parts;
@@ -209,6 +219,7 @@ export class Capturer {
           void this.captureJob(current, jobId).catch((err: Error) => logger.warn({ err: err.message, queue: spec.name, jobId }, 'dead-letter capture failed'));
         },
         (err) => logger.warn({ err: err.message, queue: spec.name }, 'queue events error'),
+        this.started ? { sinceMs: Date.now() - SWEEP_OVERLAP_MS } : {},
       );
       this.taps.set(spec.name, tap);
     }
