@@ -5,3 +5,4 @@ export * from './options';
 export * from './backoff';
 export * from './validation';
 export * from './job-errors';
+export * from './within';

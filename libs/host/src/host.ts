@@ -1,3 +1,4 @@
+import { settlesWithin } from '@jobmesh/core';
 import { type CommonEnv, type LoadedConfigFile, loadConfigFile, splitHostPort } from '@jobmesh/config';
 import { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
 import { type Backbone, openBackboneFromEnv, redisUnavailable } from '@jobmesh/queue';
@@ -97,11 +98,5 @@ const MIN_FLUSH_MS = 1000;
 
 /** Waits for `work` for at most `ms`; past that, logs and resolves (the work goes on unawaited). */
 async function within(work: Promise<void>, ms: number, logger: Logger, what: string): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
-  try {
-    if ((await Promise.race([work, late])) === 'late') logger.warn({ afterMs: ms }, `${what} did not finish in time; stopping without it`);
-  } finally {
-    clearTimeout(timer);
-  }
+  if (!(await settlesWithin(work, ms))) logger.warn({ afterMs: ms }, `${what} did not finish in time; stopping without it`);
 }

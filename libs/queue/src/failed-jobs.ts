@@ -1,5 +1,5 @@
 import type * as pb from '@jobmesh/contracts';
-import type { RetentionSpec } from '@jobmesh/core';
+import { type RetentionSpec, settlesWithin } from '@jobmesh/core';
 import { type ConnectionOptions, Job as BullJob, QueueEvents } from 'bullmq';
 import type { Redis, RedisOptions } from 'ioredis';
 import type { Backbone } from './backbone';
@@ -183,11 +183,12 @@ export class FailedJobs {
         () => undefined,
         () => undefined,
       ),
-      close: () =>
-        Promise.race([
+      close: async () => {
+        await settlesWithin(
           events.close().catch(() => undefined),
-          new Promise<void>((r) => setTimeout(r, WATCH_CLOSE_MS).unref()),
-        ]),
+          WATCH_CLOSE_MS,
+        );
+      },
     };
   }
 }

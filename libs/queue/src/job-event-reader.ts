@@ -1,3 +1,4 @@
+import { settlesWithin } from '@jobmesh/core';
 // Reading a queue's job events: BullMQ's own and those Jobmesh adds (events.ts), as
 // jobmesh.v1 JobEvents, for WatchJob.
 import * as pb from '@jobmesh/contracts';
@@ -126,8 +127,5 @@ export class JobEventReader {
 
 /** Waits for `p`, or for CLOSE_BOUND_MS, whichever comes first. */
 async function bounded(p: Promise<unknown>): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_BOUND_MS)));
-  await Promise.race([p, bound]);
-  clearTimeout(timer);
+  await settlesWithin(p, CLOSE_BOUND_MS);
 }

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { type ChannelCredentials, type ClientDuplexStream, credentials as grpcCredentials, Metadata, type StatusObject, status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { JobCancelledError, RateLimitError, UnrecoverableError, isUnrecoverable } from '@jobmesh/core';
+import { JobCancelledError, RateLimitError, UnrecoverableError, isUnrecoverable, settlesWithin } from '@jobmesh/core';
 import { markStatusError, serviceErrorOf, type StatusFacts, toClientError } from './errors';
 import type { AnyProcessorDefinition, ChildJobSpec, JobContext, JobInfo } from './processor';
 
@@ -251,9 +251,7 @@ export class RemoteWorker {
     clearTimeout(this.reconnectTimer);
     const graceMs = opts.graceMs ?? 30_000;
     const all = Promise.all([...this.running.values()].map((r) => r.done));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
-    clearTimeout(timer);
+    await settlesWithin(all, graceMs);
     for (const r of this.running.values()) r.abort.abort(new WorkerShutdownError('the worker stopped before the job finished'));
     // Let verdicts already written reach the server before the stream ends.
     await new Promise((r) => setImmediate(r));

@@ -1,3 +1,4 @@
+import { settlesWithin } from '@jobmesh/core';
 import type { NodeSDK } from '@opentelemetry/sdk-node';
 
 /** What startTracing returns. */
@@ -75,20 +76,9 @@ export function startTracing(opts: TracingOptions = {}): TracingHandle {
         mine.users -= 1;
         if (mine.users > 0) return;
         mine.stopped ??= mine.sdk.shutdown();
-        await within(mine.stopped, timeoutMs);
+        await settlesWithin(mine.stopped, timeoutMs);
       })();
       return done;
     },
   };
-}
-
-/** Waits for `work` at most `ms`; a late one goes on unawaited (a late failure is dropped with it). */
-async function within(work: Promise<void>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, ms))));
-  try {
-    await Promise.race([work, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
