@@ -28,6 +28,14 @@ const DISABLED: TracingHandle = { enabled: false, shutdown: async () => undefine
 let shared: { sdk: NodeSDK; users: number; stopped?: Promise<void> } | undefined;
 
 /**
+ * Whether this process exports spans now: startTracing started an SDK that has not shut down. The
+ * span helpers (job-tracing.ts) do nothing else while it is false.
+ */
+export function tracingActive(): boolean {
+  return shared !== undefined && shared.stopped === undefined;
+}
+
+/**
  * Starts OpenTelemetry tracing for this process, configured by the standard variables only, which
  * the SDK reads itself: OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_ENDPOINT
  * (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), OTEL_EXPORTER_OTLP_PROTOCOL (`grpc`, `http/protobuf`,
