@@ -9,7 +9,7 @@ import {
   type ServerWritableStream,
   type sendUnaryData,
 } from '@grpc/grpc-js';
-import { type Counter, type Histogram, type Logger, type Registry, counter, histogram } from '@jobmesh/telemetry';
+import { type Counter, type Histogram, type Logger, type Registry, type ServerSpan, counter, histogram, otelContext, startServerSpan } from '@jobmesh/telemetry';
 import { type ErrorTranslator, type MappedStatus, serviceError, toStatus } from './status';
 
 /** What a handler knows about its call. */
@@ -22,6 +22,11 @@ export interface CallContext {
   signal: AbortSignal;
   /** Set by the auth hook, e.g. the API key's principal. */
   principal?: unknown;
+  /**
+   * The W3C traceparent to continue: this call's server span's when tracing is on, else the
+   * caller's `traceparent` metadata as sent (when valid), else undefined.
+   */
+  readonly traceparent?: string;
 }
 
 interface GrpcCall {
@@ -38,6 +43,7 @@ interface GrpcCall {
  */
 class CallScope implements CallContext {
   principal?: unknown;
+  traceparent: string | undefined;
   private controller?: AbortController;
   private over = false;
 
@@ -126,23 +132,34 @@ export class RpcKit {
     else if (mapped.code === Status.UNAVAILABLE) this.opts.logger.warn({ method, err: (err as Error).message }, 'backend unavailable');
   }
 
+  /**
+   * A unary call, in a SERVER span that continues the caller's traceparent when tracing is on.
+   * Streams get no span of their own: a WatchJob or Connect stream lives for minutes or hours,
+   * and the jobs it carries have their own spans.
+   */
   unary<Req, Res>(method: string, fn: (req: Req, ctx: CallContext) => Promise<Res>): handleUnaryCall<Req, Res> {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
       const started = process.hrtime.bigint();
       const ctx = this.context(method, call);
-      void (async () => {
+      const incoming = traceHeaders(call.metadata);
+      const span = startServerSpan(method, incoming.traceparent, incoming.tracestate);
+      ctx.traceparent = span ? span.traceparent : incoming.traceparent;
+      const handle = async (): Promise<Res> => {
         if (this.opts.auth) ctx.principal = await this.opts.auth(ctx, call.request);
         return fn(call.request, ctx);
-      })().then(
+      };
+      void (span ? otelContext.with(span.context, handle) : handle()).then(
         (res) => {
           ctx.end();
           this.finish(method, started, Status.OK);
+          span?.end(Status.OK);
           callback(null, res);
         },
         (err: unknown) => {
           ctx.end();
           const mapped = this.toStatus(err);
           this.finish(method, started, mapped.code, err);
+          endSpan(span, mapped);
           callback(serviceError(mapped));
         },
       );
@@ -203,6 +220,26 @@ export class RpcKit {
       })(),
     );
   }
+}
+
+const TRACEPARENT = /^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/;
+
+/** The caller's W3C trace headers, when its traceparent is well formed. */
+function traceHeaders(metadata: Metadata): { traceparent?: string; tracestate?: string } {
+  const tp = metadata.get('traceparent')[0];
+  if (typeof tp !== 'string' || !TRACEPARENT.test(tp)) return {};
+  const ts = metadata.get('tracestate');
+  return { traceparent: tp, tracestate: ts.length ? ts.map(String).join(',') : undefined };
+}
+
+/**
+ * Ends a call's span with its status: ERROR for the codes that mean the server failed (as the
+ * RPC conventions have it for servers), not for a caller's mistake such as INVALID_ARGUMENT.
+ */
+function endSpan(span: ServerSpan | undefined, mapped: MappedStatus): void {
+  if (!span) return;
+  const serverFault = [Status.UNKNOWN, Status.DEADLINE_EXCEEDED, Status.UNIMPLEMENTED, Status.INTERNAL, Status.UNAVAILABLE, Status.DATA_LOSS].includes(mapped.code);
+  span.end(mapped.code, serverFault ? new Error(mapped.details) : undefined);
 }
 
 /**

@@ -59,6 +59,8 @@ function failSpan(span: Span, err: unknown): void {
 export interface ServerSpan {
   /** The context the handler runs in (the span's). */
   readonly context: Context;
+  /** The span's traceparent. */
+  readonly traceparent: string;
   /** Ends it with the call's gRPC status code; `err` (unexpected failures) marks it ERROR. */
   end(code: number, err?: unknown): void;
 }
@@ -77,6 +79,7 @@ export function startServerSpan(method: string, traceparent: string | undefined,
   );
   return {
     context: trace.setSpan(contextOf(traceparent, tracestate), span),
+    traceparent: formatTraceparent(span.spanContext()),
     end(code, err) {
       span.setAttribute(C.ATTR_RPC_GRPC_STATUS_CODE, code);
       if (err !== undefined) failSpan(span, err);
@@ -315,17 +318,20 @@ export function startAttemptSpan(a: AttemptInfo): AttemptSpan {
 const CAPTURE_IN_TRACE_MS = 3_600_000;
 
 /**
- * Records the capture of a dead letter: a span `dead_letter <queue>` in the job's trace (a child of
- * its enqueue span, beside its attempts), or, for a failure older than an hour (found by a late
- * sweep), a new trace linked to it. Returns the traceparent to store with the dead letter (the
- * job's own with tracing off).
+ * The span of a dead letter's capture, `dead_letter <queue>`: in the job's trace (a child of its
+ * enqueue span, beside its attempts), or, for a failure older than an hour (found by a late
+ * sweep), a new trace linked to it. Its traceparent is stored with the dead letter (the job's own
+ * with tracing off), for replays to link to. Only a capture that stored the dead letter calls
+ * `end`: a span never ended is never exported, so a capture another replica won leaves none.
  */
-export function recordCapture(d: { queue: string; jobId: string; name: string; id: string; category: string; severity: string; traceparent?: string; failedAt: number }): string | undefined {
-  if (!tracingActive()) return d.traceparent;
+export function startCaptureSpan(d: { queue: string; jobId: string; name: string; category: string; severity: string; traceparent?: string; failedAt: number }): {
+  traceparent: string | undefined;
+  end(deadLetterId: string): void;
+} {
+  if (!tracingActive()) return { traceparent: d.traceparent, end: () => undefined };
   const attributes = messaging(d.queue, 'settle', 'dead_letter');
   attributes[C.ATTR_MESSAGING_MESSAGE_ID] = d.jobId;
   attributes[C.ATTR_JOB_NAME] = d.name;
-  attributes[C.ATTR_DEAD_LETTER_ID] = d.id;
   attributes[C.ATTR_DEAD_LETTER_CATEGORY] = d.category;
   attributes[C.ATTR_DEAD_LETTER_SEVERITY] = d.severity;
   const inTrace = Date.now() - d.failedAt < CAPTURE_IN_TRACE_MS;
@@ -334,8 +340,13 @@ export function recordCapture(d: { queue: string; jobId: string; name: string; i
     { kind: SpanKind.CONSUMER, attributes, links: inTrace ? [] : linksTo(d.traceparent, { 'jobmesh.link': 'job' }) },
     inTrace ? contextOf(d.traceparent) : ROOT_CONTEXT,
   );
-  span.end();
-  return formatTraceparent(span.spanContext());
+  return {
+    traceparent: formatTraceparent(span.spanContext()),
+    end(deadLetterId) {
+      span.setAttribute(C.ATTR_DEAD_LETTER_ID, deadLetterId);
+      span.end();
+    },
+  };
 }
 
 /**

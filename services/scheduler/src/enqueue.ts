@@ -9,6 +9,7 @@ import {
   validateQueueName,
 } from '@jobmesh/core';
 import { type Backbone, type JobAdmin, type NewFlowNode, type NewJob, JobData, JobProducer, jobOptionsFromProto } from '@jobmesh/queue';
+import { type FlowNodeRef, startEnqueueSpan, startFlowSpans } from '@jobmesh/telemetry';
 
 export interface EnqueueSettings {
   maxPayloadBytes: number;
@@ -40,21 +41,27 @@ export class Enqueuer {
   }
 
   /** Validates one spec against its queue; nothing is written. `field` prefixes error paths. */
-  private prepare(queue: QueueSpec, spec: pb.JobSpec | undefined, field: string, traceparent?: string): NewJob {
+  private prepare(queue: QueueSpec, spec: pb.JobSpec | undefined, field: string): NewJob {
     if (!spec) throw new InvalidArgumentError(field, 'is required');
     const name = validateJobName(spec.name, `${field}.name`);
     // Encoded once: measured here, stored as it is.
     const data = JobData.encode(spec.data ?? {}, this.settings.maxPayloadBytes, `${field}.data`);
     const own: JobOptionsSpec = jobOptionsFromProto(spec.options);
     validateJobOptions(own, `${field}.options`);
-    return { name, data, options: resolveJobOptions(own, queue.defaultJobOptions), traceparent, holdFailed: !queue.deadLetter.disabled };
+    return { name, data, options: resolveJobOptions(own, queue.defaultJobOptions), holdFailed: !queue.deadLetter.disabled };
   }
 
   async enqueue(req: pb.EnqueueJobRequest, traceparent?: string): Promise<pb.EnqueueJobResponse> {
     const queueName = validateQueueName(req.queue);
     const queue = await this.registry.get(queueName);
-    const job = this.prepare(queue, req.job, 'job', traceparent);
-    const outcome = await this.producer.add(queueName, job);
+    const job = this.prepare(queue, req.job, 'job');
+    const span = startEnqueueSpan(queueName, [{ name: job.name, id: job.options.jobId }], traceparent);
+    job.traceparent = span.traceparents[0];
+    const outcome = await this.producer.add(queueName, job).catch((err: unknown) => {
+      span.end({ err });
+      throw err;
+    });
+    span.end({ ids: [outcome.id] });
     // A fresh job is answered without `data`, which the caller just sent.
     if (outcome.job) return { job: { ...outcome.job, data: undefined }, deduplicated: false };
     return { job: await this.snapshot(queueName, outcome.id, job), deduplicated: true };
@@ -72,12 +79,18 @@ export class Enqueuer {
     if (req.jobs.length === 0) throw new InvalidArgumentError('jobs', 'must hold at least one job');
     if (req.jobs.length > MAX_BULK) throw new InvalidArgumentError('jobs', `holds ${req.jobs.length} jobs; at most ${MAX_BULK} per call`);
     const queue = await this.registry.get(queueName);
-    const jobs = req.jobs.map((spec, i) => this.prepare(queue, spec, `jobs[${i}]`, traceparent));
+    const jobs = req.jobs.map((spec, i) => this.prepare(queue, spec, `jobs[${i}]`));
     refuseRepeats(jobs, (j) => j.options.idempotencyKey, 'idempotency_key', 'key');
     refuseRepeats(jobs, (j) => j.options.jobId, 'job_id', 'id');
+    const span = startEnqueueSpan(queueName, jobs.map((j) => ({ name: j.name, id: j.options.jobId })), traceparent);
+    jobs.forEach((j, i) => (j.traceparent = span.traceparents[i]));
     // One transaction, keyed or not: BullMQ 6.7's addBulk pipelines its adds, so a connection
     // lost part-way would leave the first ones added; a transaction costs no more (measured).
-    const outcomes = await this.producer.addAll(queueName, jobs);
+    const outcomes = await this.producer.addAll(queueName, jobs).catch((err: unknown) => {
+      span.end({ err });
+      throw err;
+    });
+    span.end({ ids: outcomes.map((o) => o.id) });
     return { jobs: outcomes.map(({ id, deduplicated }) => ({ id, deduplicated })) };
   }
 
@@ -87,14 +100,31 @@ export class Enqueuer {
       if (depth > 32) throw new InvalidArgumentError(field, 'flows may be at most 32 levels deep');
       const queueName = validateQueueName(node.queue, `${field}.queue`);
       const queue = await this.registry.get(queueName);
-      const job = this.prepare(queue, node.job, `${field}.job`, traceparent);
+      const job = this.prepare(queue, node.job, `${field}.job`);
       if (job.options.idempotencyKey) {
         throw new InvalidArgumentError(`${field}.job.options.idempotency_key`, 'is not supported in flows; give the root a job_id instead');
       }
       const children = await Promise.all(node.children.map((c, i) => build(c, `${field}.children[${i}]`, depth + 1)));
       return { queue: queueName, job, children };
     };
-    return this.producer.addFlow(await build(req.root, 'root', 0));
+    const root = await build(req.root, 'root', 0);
+    // Each node stores its own span's context; a parent's span links its children's.
+    const ref = (n: NewFlowNode): FlowNodeRef => ({ queue: n.queue, name: n.job.name, id: n.job.options.jobId, children: n.children.map(ref) });
+    const spans = startFlowSpans(ref(root), traceparent);
+    let i = 0;
+    const assign = (n: NewFlowNode): void => {
+      n.job.traceparent = spans.traceparents[i++];
+      n.children.forEach(assign);
+    };
+    assign(root);
+    try {
+      const res = await this.producer.addFlow(root);
+      spans.end({});
+      return res;
+    } catch (err) {
+      spans.end({ err });
+      throw err;
+    }
   }
 
   async close(): Promise<void> {

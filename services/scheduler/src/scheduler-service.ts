@@ -20,11 +20,6 @@ export interface SchedulerParts {
 
 const M = (name: string): string => `/jobmesh.v1.SchedulerService/${name}`;
 
-function traceparent(ctx: CallContext): string | undefined {
-  const v = ctx.metadata.get('traceparent')[0];
-  return typeof v === 'string' && /^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/.test(v) ? v : undefined;
-}
-
 /** Thin handlers: decode, call the domain module, encode. Errors map to statuses in grpc-kit. */
 export function schedulerHandlers(kit: RpcKit, p: SchedulerParts): pb.SchedulerServiceServer {
   return {
@@ -41,9 +36,9 @@ export function schedulerHandlers(kit: RpcKit, p: SchedulerParts): pb.SchedulerS
     pauseQueue: kit.unary(M('PauseQueue'), async (req: pb.PauseQueueRequest) => ({ queue: queueSpecToProto(await p.queues.setPaused(req.name, true)) })),
     resumeQueue: kit.unary(M('ResumeQueue'), async (req: pb.ResumeQueueRequest) => ({ queue: queueSpecToProto(await p.queues.setPaused(req.name, false)) })),
 
-    enqueueJob: kit.unary(M('EnqueueJob'), (req: pb.EnqueueJobRequest, ctx) => p.enqueuer.enqueue(req, traceparent(ctx))),
-    enqueueJobs: kit.unary(M('EnqueueJobs'), (req: pb.EnqueueJobsRequest, ctx) => p.enqueuer.enqueueBulk(req, traceparent(ctx))),
-    enqueueFlow: kit.unary(M('EnqueueFlow'), (req: pb.EnqueueFlowRequest, ctx) => p.enqueuer.enqueueFlow(req, traceparent(ctx))),
+    enqueueJob: kit.unary(M('EnqueueJob'), (req: pb.EnqueueJobRequest, ctx) => p.enqueuer.enqueue(req, ctx.traceparent)),
+    enqueueJobs: kit.unary(M('EnqueueJobs'), (req: pb.EnqueueJobsRequest, ctx) => p.enqueuer.enqueueBulk(req, ctx.traceparent)),
+    enqueueFlow: kit.unary(M('EnqueueFlow'), (req: pb.EnqueueFlowRequest, ctx) => p.enqueuer.enqueueFlow(req, ctx.traceparent)),
 
     getJob: kit.unary(M('GetJob'), async (req: pb.GetJobRequest) => ({ job: await p.jobs.get(req.queue, req.id) })),
     listJobs: kit.unary(M('ListJobs'), (req: pb.ListJobsRequest) => p.jobs.list(req)),
@@ -52,7 +47,7 @@ export function schedulerHandlers(kit: RpcKit, p: SchedulerParts): pb.SchedulerS
     promoteJob: kit.unary(M('PromoteJob'), async (req: pb.PromoteJobRequest) => ({ job: await p.jobs.promote(req.queue, req.id) })),
     watchJob: kit.serverStream(M('WatchJob'), (req: pb.WatchJobRequest, ctx, send: (r: pb.WatchJobResponse) => void) => watchJob(p, req, ctx, send)),
 
-    upsertSchedule: kit.unary(M('UpsertSchedule'), async (req: pb.UpsertScheduleRequest) => ({ schedule: await p.schedules.upsert(req.schedule) })),
+    upsertSchedule: kit.unary(M('UpsertSchedule'), async (req: pb.UpsertScheduleRequest, ctx) => ({ schedule: await p.schedules.upsert(req.schedule, ctx.traceparent) })),
     getSchedule: kit.unary(M('GetSchedule'), async (req: pb.GetScheduleRequest) => ({ schedule: await p.schedules.get(req.queue, req.id) })),
     listSchedules: kit.unary(M('ListSchedules'), (req: pb.ListSchedulesRequest) => p.schedules.list(req)),
     deleteSchedule: kit.unary(M('DeleteSchedule'), async (req: pb.DeleteScheduleRequest) => (await p.schedules.delete(req.queue, req.id), {})),

@@ -35,7 +35,7 @@ export class Schedules {
     this.store = new ScheduleStore(registry);
   }
 
-  async upsert(s: pb.Schedule | undefined): Promise<pb.Schedule> {
+  async upsert(s: pb.Schedule | undefined, traceparent?: string): Promise<pb.Schedule> {
     if (!s) throw new InvalidArgumentError('schedule', 'is required');
     const queueName = validateQueueName(s.queue, 'schedule.queue');
     const queue = await this.registry.get(queueName);
@@ -53,7 +53,7 @@ export class Schedules {
       if (own[key] !== undefined) throw new InvalidArgumentError(`schedule.template.options.${field}`, 'is not allowed in a schedule template');
     }
     const options = resolveJobOptions(own, queue.defaultJobOptions);
-    await this.store.upsert(queueName, s.id, trigger, { name, data, options, holdFailed: !queue.deadLetter.disabled });
+    await this.store.upsert(queueName, s.id, trigger, { name, data, options, holdFailed: !queue.deadLetter.disabled, linkTraceparent: traceparent });
     return this.get(queueName, s.id);
   }
 
