@@ -37,6 +37,8 @@ export interface NewDeadLetter {
   /** When the job failed for good. */
   at: Date;
   traceId: string;
+  /** The W3C traceparent a replay links to (its capture span's), if known. */
+  traceparent?: string;
   /** Quarantined from the start, for this reason. */
   quarantine?: string;
 }
@@ -173,6 +175,7 @@ export class DeadLetterStore {
       severity: severityToProto(d.severity),
       deadLetteredAt: d.at,
       traceId: d.traceId,
+      traceparent: d.traceparent ?? '',
       quarantined: !!d.quarantine,
       quarantineReason: d.quarantine ?? '',
     });
@@ -190,6 +193,7 @@ export class DeadLetterStore {
       counter: `${d.queue}|${d.category}`,
       at: String(d.at.getTime()),
       trace_id: d.traceId,
+      traceparent: d.traceparent ?? '',
       job: JSON.stringify(pb.Job.toJSON(d.job)),
       errors: JSON.stringify(d.errors.map((e) => pb.AttemptError.toJSON(e))),
       quarantined: d.quarantine ? '1' : '0',
@@ -465,6 +469,7 @@ function decode(h: Record<string, string>): pb.DeadLetter {
     severity: severityToProto(h.severity as SeverityName | undefined),
     deadLetteredAt: new Date(Number(h.at)),
     traceId: h.trace_id ?? '',
+    traceparent: h.traceparent ?? '',
     quarantined: h.quarantined === '1',
     quarantineReason: h.quarantined === '1' ? (h.quarantine_reason ?? '') : '',
     replays: (JSON.parse(h.replays ?? '[]') as unknown[]).map((r) => pb.Replay.fromJSON(r)),

@@ -28,6 +28,8 @@ export interface FailedJob {
   failedAt: number;
   /** keep_failed set on the job itself, if any (applied once the job is captured). */
   keepFailed?: RetentionSpec;
+  /** The W3C traceparent stored with the job at its enqueue, if any. */
+  traceparent?: string;
   /** The job as GetJob shows it, in state DEAD_LETTERED. */
   snapshot: pb.Job;
 }
@@ -125,6 +127,7 @@ export class FailedJobs {
       attempts: job.opts.attempts ?? 1,
       failedAt: job.finishedOn,
       keepFailed: jobmeshOpts(job).keepFailed,
+      traceparent: jobmeshOpts(job).traceparent,
       snapshot: toProtoJob(job, queue, 'dead-lettered'),
     };
   }

@@ -18,6 +18,11 @@ export interface JobmeshOpts {
   idempotencyKey?: string;
   /** W3C traceparent of the enqueue. */
   traceparent?: string;
+  /**
+   * A traceparent for the job's attempts to link to rather than continue: a schedule's, so that
+   * each run starts a trace of its own instead of all runs joining one endless trace.
+   */
+  linkTraceparent?: string;
   /** The dead letter this job replays. */
   replayOf?: string;
   /**
@@ -59,7 +64,7 @@ function keepFromBull(k: boolean | number | KeepJobs | undefined): RetentionSpec
  * says: removing it before the dead-letter service read it would lose it. The dead-letter service
  * applies keep_failed (kept in `jobmesh.keepFailed`) once it has captured the job.
  */
-export function toBullOptions(o: ResolvedJobOptions, extra: { jobId?: string; traceparent?: string; holdFailed?: boolean }, now = Date.now()): JobsOptions {
+export function toBullOptions(o: ResolvedJobOptions, extra: { jobId?: string; traceparent?: string; linkTraceparent?: string; holdFailed?: boolean }, now = Date.now()): JobsOptions {
   const jm: JobmeshOpts = {};
   const b = o.backoff;
   // BullMQ's own fixed/exponential (with its jitter) match ours exactly; the rest need our strategy.
@@ -68,6 +73,7 @@ export function toBullOptions(o: ResolvedJobOptions, extra: { jobId?: string; tr
   if (o.timeoutMs) jm.timeoutMs = o.timeoutMs;
   if (o.idempotencyKey) jm.idempotencyKey = o.idempotencyKey;
   if (extra.traceparent) jm.traceparent = extra.traceparent;
+  if (extra.linkTraceparent) jm.linkTraceparent = extra.linkTraceparent;
   if (o.replayOf) jm.replayOf = o.replayOf;
   if (extra.holdFailed) jm.keepFailed = o.keepFailed;
   const delay = o.runAt ? Math.max(0, o.runAt.getTime() - now) : o.delayMs;

@@ -95,6 +95,11 @@ export class RunningJob {
     return parentRef(this.job);
   }
 
+  /** The schedule that added the job, if one did. */
+  get scheduleId(): string | undefined {
+    return this.job.repeatJobKey || undefined;
+  }
+
   /** Jobmesh's own options on the job: timeout, backoff, traceparent, … */
   get options(): JobmeshOpts {
     return jobmeshOpts(this.job);

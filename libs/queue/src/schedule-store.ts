@@ -22,6 +22,8 @@ export interface ScheduleTemplate {
   options: ResolvedJobOptions;
   /** The queue captures dead letters (see toBullOptions). */
   holdFailed: boolean;
+  /** The traceparent each run's attempts link to (the upsert's), not continue. */
+  linkTraceparent?: string;
 }
 
 /** Schedules of a queue, by id. Queue names are not checked against the registry here. */
@@ -35,7 +37,7 @@ export class ScheduleStore {
     if (trigger.endAt) repeat.endDate = trigger.endAt;
     if (trigger.limit !== undefined) repeat.limit = trigger.limit;
     // BullMQ gives each run its own id and delay.
-    const { delay: _delay, jobId: _jobId, ...opts } = toBullOptions(template.options, { holdFailed: template.holdFailed });
+    const { delay: _delay, jobId: _jobId, ...opts } = toBullOptions(template.options, { holdFailed: template.holdFailed, linkTraceparent: template.linkTraceparent });
     await this.registry.bullQueue(queue).upsertJobScheduler(id, repeat, { name: template.name, data: template.data, opts });
   }
 

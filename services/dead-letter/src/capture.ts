@@ -1,7 +1,7 @@
 import * as pb from '@jobmesh/contracts';
 import { DEFAULT_DEAD_LETTER_RETENTION, type QueueSpec, type RetentionSpec, resolveJobOptions } from '@jobmesh/core';
 import type { DeadLetterStore, FailedJob, FailedJobs, FailedJobsWatch, QueueRegistry } from '@jobmesh/queue';
-import type { Logger } from '@jobmesh/telemetry';
+import { type Logger, startCaptureSpan } from '@jobmesh/telemetry';
 import { categorize, errorNameOf } from './categorize';
 
 export interface CaptureOptions {
@@ -156,6 +156,7 @@ export class Capturer {
       { jobName: job.name, reason: job.reason, stack: job.stacks[job.stacks.length - 1], attemptsMade: job.attemptsMade, attempts: job.attempts, stalledOut: job.stalledOut },
       spec.deadLetter.rules,
     );
+    const span = startCaptureSpan({ queue: spec.name, jobId: job.id, name: job.name, category, severity, traceparent: job.traceparent, failedAt: job.failedAt });
     const { id, created, deadLetter } = await store.capture({
       queue: spec.name,
       job: job.snapshot,
@@ -165,8 +166,10 @@ export class Capturer {
       quarantine,
       at: new Date(job.failedAt),
       traceId: job.snapshot.traceId,
+      traceparent: span.traceparent,
     });
     if (!created) return;
+    span.end(id);
     // The job's own keep_failed, now that losing BullMQ's copy loses nothing; the queue's is
     // applied by every sweep anyway.
     const kf: RetentionSpec | undefined = job.keepFailed;

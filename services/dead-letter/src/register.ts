@@ -63,9 +63,9 @@ export function register(server: GrpcServer, deps: DeadLetterDeps): Registered {
   const address = deps.schedulerAddress;
   const enqueue: EnqueueFn =
     deps.enqueue ??
-    ((req, signal) => {
+    ((req, signal, traceparent) => {
       scheduler ??= schedulerEnqueuer(typeof address === 'function' ? address() : address, deps.enqueueTimeoutMs ?? 10_000);
-      return scheduler.enqueue(req, signal);
+      return scheduler.enqueue(req, signal, traceparent);
     });
   server.add('jobmesh.v1.DeadLetterService', DeadLetterServiceService, deadLetterHandlers(deps.kit, { store, enqueue, shutdown: shutdown.signal }) as never);
   return {

@@ -3,18 +3,21 @@ import * as pb from '@jobmesh/contracts';
 import { FailedPreconditionError, InvalidArgumentError } from '@jobmesh/core';
 import { toStatus } from '@jobmesh/grpc-kit';
 import { type DeadLetterCursor, type DeadLetterFilter, DeadLetterNotFoundError, type DeadLetterStore, redisUnavailable } from '@jobmesh/queue';
+import { inReplaySpan } from '@jobmesh/telemetry';
 import { ReplayStoppedError } from './errors';
 
 /** Enqueues a job on the scheduler; a seam so replay needs no real scheduler in unit tests. */
-export type EnqueueFn = (req: pb.EnqueueJobRequest, signal?: AbortSignal) => Promise<pb.EnqueueJobResponse>;
+export type EnqueueFn = (req: pb.EnqueueJobRequest, signal?: AbortSignal, traceparent?: string) => Promise<pb.EnqueueJobResponse>;
 
 /** An EnqueueFn calling SchedulerService.EnqueueJob at `address` over gRPC. */
 export function schedulerEnqueuer(address: string, timeoutMs: number): { enqueue: EnqueueFn; close(): void } {
   const client = new pb.SchedulerServiceClient(address, credentials.createInsecure());
-  const enqueue: EnqueueFn = (req, signal) =>
+  const enqueue: EnqueueFn = (req, signal, traceparent) =>
     new Promise((resolve, reject) => {
       const cancel = (): void => call.cancel();
-      const call = client.enqueueJob(req, new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err: ServiceError | null, res) => {
+      const metadata = new Metadata();
+      if (traceparent) metadata.set('traceparent', traceparent);
+      const call = client.enqueueJob(req, metadata, { deadline: new Date(Date.now() + timeoutMs) }, (err: ServiceError | null, res) => {
         signal?.removeEventListener('abort', cancel);
         if (err) reject(err);
         else resolve(res);
@@ -158,7 +161,10 @@ async function replayOne(store: DeadLetterStore, enqueue: EnqueueFn, req: pb.Rep
   const queue = req.targetQueue || job.queue;
   let res: pb.EnqueueJobResponse;
   try {
-    res = await enqueue({ queue, job: { name: job.name, data: { ...(job.data ?? {}), ...(req.dataPatch ?? {}) }, options } }, signal);
+    // In a replay span of its own, linked to the dead letter's trace; the new job's enqueue continues it.
+    res = await inReplaySpan({ id: d.id, queue, traceparent: d.traceparent || undefined }, (traceparent) =>
+      enqueue({ queue, job: { name: job.name, data: { ...(job.data ?? {}), ...(req.dataPatch ?? {}) }, options } }, signal, traceparent),
+    );
   } catch (err) {
     if (signal?.aborted) return undefined;
     throw err;

@@ -24,7 +24,7 @@ import {
 } from '@jobmesh/queue';
 import { FailOutcome } from '@jobmesh/contracts';
 import type { JobInfo } from '@jobmesh/sdk';
-import type { Logger } from '@jobmesh/telemetry';
+import { type AttemptSpan, type Logger, otelContext, startAttemptSpan } from '@jobmesh/telemetry';
 import { AttemptContext } from './context';
 import { QueueMetrics, type WorkerMetrics } from './metrics';
 import type { ProcessorRegistry } from './processors';
@@ -38,6 +38,8 @@ export interface RunnerDeps {
   metrics: WorkerMetrics;
   logger: Logger;
   settings: RunnerSettings;
+  /** This replica's name, for its spans. */
+  replica?: string;
   /** This replica's remote workers, who serves what on other replicas, and jobs waiting for a processor. */
   remote: { dispatcher: RemoteDispatcher; directory: ServedDirectory; processorWait: ProcessorWait };
 }
@@ -177,13 +179,26 @@ export class QueueRunner {
     const timer = timeoutMs ? setTimeout(() => run.abort(new JobTimeoutError(timeoutMs)), timeoutMs) : undefined;
     const metrics = this.metrics;
     const named = metrics.of(job.name);
-    if (job.firstStart) metrics.wait.observe(Math.max(0, Date.now() - job.readyAt) / 1000);
+    const waitMs = job.firstStart ? Math.max(0, Date.now() - job.readyAt) : undefined;
+    if (waitMs !== undefined) metrics.wait.observe(waitMs / 1000);
     metrics.active.inc();
     const started = process.hrtime.bigint();
     const ctx = new AttemptContext(job, run, this.deps.backbone.registry);
+    const span: AttemptSpan = startAttemptSpan({
+      queue: this.queue,
+      jobId: id,
+      name: job.name,
+      attempt,
+      maxAttempts: job.maxAttempts,
+      traceparent: options.traceparent,
+      linkTraceparent: options.linkTraceparent,
+      scheduleId: job.scheduleId,
+      waitMs,
+      replica: this.deps.replica,
+    });
     try {
       let work: Promise<unknown>;
-      if (remote) work = dispatcher.delegate(this.queue, job, ctx);
+      if (remote) work = dispatcher.delegate(this.queue, job, ctx, span);
       else {
         const info: JobInfo = {
           id,
@@ -196,24 +211,31 @@ export class QueueRunner {
           parent: job.parent,
           traceId: traceIdOf(options.traceparent) || undefined,
         };
-        work = Promise.resolve().then(() => def!.process(info, ctx));
+        // In the attempt's span, so the processor's own spans nest under it.
+        work = otelContext.with(span.context, () => Promise.resolve().then(() => def!.process(info, ctx)));
       }
       const result = await Promise.race([work, run.aborted]);
       await ctx.clear();
       named.completed.inc();
+      span.completed();
       return result;
     } catch (thrown) {
       // Once the signal fired, its reason is why the attempt ended, whatever the processor threw.
       const err = asError(run.reason ?? thrown);
       if (remote && run.reason) dispatcher.withdraw(token!, run.reason instanceof JobCancelledError ? run.reason.reason : run.reason.message);
-      if (err instanceof JobSetAside) throw err;
+      if (err instanceof JobSetAside) {
+        span.setAside(err.kind);
+        throw err;
+      }
       if (err instanceof WorkerShutdownError || err instanceof LeaseLostError) {
         // Not the job's fault: back to the front of the queue at once, without using an attempt,
         // for another replica.
+        span.setAside('requeued');
         await job.requeue();
         throw new JobSetAside('requeued', err.message);
       }
       if (err instanceof JobCancelledError) {
+        span.setAside('cancelled');
         const { backbone } = this.deps;
         await recordCancelled(backbone.redis, backbone.registry.keys, job.snapshot('active'), err.reason);
         if (remote) dispatcher.reportOutcome(job, { outcome: FailOutcome.FAIL_OUTCOME_CANCELLED });
@@ -227,10 +249,12 @@ export class QueueRunner {
         const backOffMs = Math.min(MAX_RATE_LIMIT_MS, Math.max(1, err.retryAfterMs ?? 1000));
         await this.jobs.backOff(backOffMs);
         if (remote) dispatcher.reportOutcome(job, { outcome: FailOutcome.FAIL_OUTCOME_RATE_LIMITED, retryAt: new Date(Date.now() + backOffMs) });
+        span.setAside('rate-limited');
         throw new JobSetAside('rate-limited', err.message);
       }
       const final = isUnrecoverable(err) || attempt >= job.maxAttempts;
       (final ? named.failedFinal : named.failedRetried).inc();
+      span.failed(err, final);
       throw err;
     } finally {
       clearTimeout(timer);

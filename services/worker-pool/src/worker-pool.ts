@@ -179,6 +179,7 @@ export class WorkerPool {
           metrics: this.metrics,
           logger,
           settings,
+          replica: this.opts.replica,
           remote: { dispatcher: this.dispatcher, directory: this.directory, processorWait: this.processorWait },
         }),
       );

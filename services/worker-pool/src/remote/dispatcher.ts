@@ -1,7 +1,7 @@
 import * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError, RateLimitError, StaleLeaseError, UnrecoverableError } from '@jobmesh/core';
 import { type FailedAttempt, JobSetAside, type RunningJob, durationToMs } from '@jobmesh/queue';
-import type { Logger } from '@jobmesh/telemetry';
+import type { AttemptSpan, Logger } from '@jobmesh/telemetry';
 import type { AttemptContext } from '../context';
 import { type Clock, type Lease, LeaseTable, systemClock } from './lease-table';
 import { PendingAssignments, type PendingJob } from './pending';
@@ -209,9 +209,9 @@ export class RemoteDispatcher {
    * Runs a job on a remote worker: resolves with its result, rejects with its failure, or with
    * LeaseLostError when the lease ends without a verdict.
    */
-  delegate(queue: string, job: RunningJob, ctx: AttemptContext): Promise<unknown> {
+  delegate(queue: string, job: RunningJob, ctx: AttemptContext, span?: AttemptSpan): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      this.pending.add({ queue, job, ctx, resolve, reject });
+      this.pending.add({ queue, job, ctx, span, resolve, reject });
       this.pumpQueue(queue);
     });
   }
@@ -269,13 +269,15 @@ export class RemoteDispatcher {
           job: p.job.snapshot('active'),
           leaseToken: lease.token,
           leaseExpiresAt: new Date(lease.expiresAt),
-          traceparent: p.job.options.traceparent ?? '',
+          // The attempt span's, so the worker's spans nest under it (the stored one with tracing off).
+          traceparent: (p.span ? p.span.traceparent : p.job.options.traceparent) ?? '',
           attempt: p.job.attempt,
           steps: state.steps,
           childrenAdded: state.childrenAdded,
           childrenResults: state.childrenResults ?? {},
           childrenResultsLoaded: state.childrenResults !== undefined,
         };
+        p.span?.assigned(session.workerId);
         // A LeaseJobs call that stopped waiting while the state was read: back to waiting.
         if (!session.deliver(assignment)) this.settle(lease, (a) => a.reject(new LeaseLostError(`unary worker ${session.workerId} stopped waiting`)));
       },
@@ -346,7 +348,10 @@ export class RemoteDispatcher {
 
   complete(c: pb.Complete, session?: Session): void {
     const lease = this.lease(c.queue, c.jobId, c.leaseToken, session);
-    this.settle(lease, (a) => a.resolve(c.result ?? null));
+    this.settle(lease, (a) => {
+      reportSpan(a, c.span);
+      a.resolve(c.result ?? null);
+    });
   }
 
   /**
@@ -364,7 +369,10 @@ export class RemoteDispatcher {
         resolve(r);
       });
     });
-    this.settle(lease, (a) => a.reject(failureOf(f)));
+    this.settle(lease, (a) => {
+      reportSpan(a, f.span, f.message || 'failed');
+      a.reject(failureOf(f));
+    });
     return result;
   }
 
@@ -454,6 +462,12 @@ export class RemoteDispatcher {
 }
 
 /** The error a remote Fail stands for, as the runner understands it. */
+/** Records a worker's own timing (Complete/Fail.span) under the attempt's span; ignored without both times. */
+function reportSpan(a: PendingJob, s: pb.WorkerSpan | undefined, failed?: string): void {
+  if (!a.span || !s?.startTime || !s.endTime) return;
+  a.span.reported({ name: s.name, start: s.startTime, end: s.endTime, attributes: s.attributes }, failed);
+}
+
 export function failureOf(f: pb.Fail): Error {
   let err: Error;
   if (f.kind === pb.FailureKind.FAILURE_KIND_UNRECOVERABLE) err = new UnrecoverableError(f.message);

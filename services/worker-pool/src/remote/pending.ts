@@ -1,5 +1,6 @@
 import type { RunningJob } from '@jobmesh/queue';
 import type { AttemptContext } from '../context';
+import type { AttemptSpan } from '@jobmesh/telemetry';
 
 /** A job the runner fetched for remote workers, and how its attempt ends. */
 export interface PendingJob {
@@ -7,6 +8,8 @@ export interface PendingJob {
   job: RunningJob;
   /** The attempt's context, made by the runner: it carries out SaveStep and AddChildren. */
   ctx: AttemptContext;
+  /** The attempt's span: its traceparent goes in the Assignment, and it records the worker. */
+  span?: AttemptSpan;
   resolve(result: unknown): void;
   reject(err: Error): void;
 }
