@@ -700,6 +700,9 @@ describe('docker-compose.yml', () => {
       for (const key of Object.keys(raw).filter((k) => !k.startsWith('OTEL_'))) expect({ name, key, known: own.has(key) }).toEqual({ name, key, known: true });
       const values = Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, interpolate(String(v))]));
       expect(values.OTEL_SERVICE_NAME).toBe(`jobmesh-${service}`);
+      // Every service's spans go to the Jaeger service, over OTLP/gRPC (its port 4317 receives OTLP).
+      expect({ name, endpoint: values.OTEL_EXPORTER_OTLP_ENDPOINT, protocol: values.OTEL_EXPORTER_OTLP_PROTOCOL }).toEqual({ name, endpoint: 'http://jaeger:4317', protocol: 'grpc' });
+      expect(services.jaeger!.ports).toContain('127.0.0.1:4317:4317');
       const parsed = parseEnv(SERVICES[service], values);
       expect(new URL(parsed.REDIS_URL!).hostname).toBe('redis');
       expect(splitHostPort(parsed.JOBMESH_GRPC_ADDRESS)).toEqual({ host: '0.0.0.0', port: GRPC_PORT });
