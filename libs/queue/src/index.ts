@@ -10,6 +10,8 @@ export * from './atomic-enqueue';
 export * from './children';
 export * from './scripts';
 export * from './served-directory';
+export * from './worker-directory';
+export * from './queue-stats';
 export * from './processor-wait';
 export * from './events';
 export * from './redis-errors';

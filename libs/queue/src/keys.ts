@@ -64,6 +64,17 @@ export class Keys {
   served(queue: string): string {
     return `${this.prefix}:_served:${queue}`;
   }
+  /**
+   * Hash: one 10-second slot of `queue`'s attempts, as worker-pool replicas counted them ("c"
+   * completed, "f" failed, "d<i>" in processing-time bucket i), expiring after a minute and a half.
+   */
+  statsSlot(queue: string, slot: number): string {
+    return `${this.prefix}:_stats:${queue}:${slot}`;
+  }
+  /** Hash: "<replica>|<worker id>" → the worker as that replica last published it, JSON, with its expiry. */
+  get workers(): string {
+    return `${this.prefix}:_workers`;
+  }
   /** Set: the job names of `queue` that have jobs waiting for a processor. */
   parkedNames(queue: string): string {
     return `${this.prefix}:_parked:${queue}`;

@@ -40,6 +40,8 @@ export interface RunnerDeps {
   settings: RunnerSettings;
   /** This replica's name, for its spans. */
   replica?: string;
+  /** Told of every attempt that completed or failed, with how long it ran (the monitor's figures). */
+  onAttempt?: (outcome: 'completed' | 'failed', durationMs: number) => void;
   /** This replica's remote workers, who serves what on other replicas, and jobs waiting for a processor. */
   remote: { dispatcher: RemoteDispatcher; directory: ServedDirectory; processorWait: ProcessorWait };
 }
@@ -196,6 +198,7 @@ export class QueueRunner {
       waitMs,
       replica: this.deps.replica,
     });
+    let outcome: 'completed' | 'failed' | undefined;
     try {
       let work: Promise<unknown>;
       if (remote) work = dispatcher.delegate(this.queue, job, ctx, span);
@@ -218,6 +221,7 @@ export class QueueRunner {
       await ctx.clear();
       named.completed.inc();
       span.completed();
+      outcome = 'completed';
       return result;
     } catch (thrown) {
       // Once the signal fired, its reason is why the attempt ended, whatever the processor threw.
@@ -255,12 +259,15 @@ export class QueueRunner {
       const final = isUnrecoverable(err) || attempt >= job.maxAttempts;
       (final ? named.failedFinal : named.failedRetried).inc();
       span.failed(err, final);
+      outcome = 'failed';
       throw err;
     } finally {
       clearTimeout(timer);
       this.active.delete(id);
       metrics.active.dec();
-      named.duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      named.duration.observe(seconds);
+      if (outcome) this.deps.onAttempt?.(outcome, seconds * 1000);
     }
   }
 

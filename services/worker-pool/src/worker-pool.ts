@@ -1,5 +1,6 @@
+import * as pb from '@jobmesh/contracts';
 import type { QueueSpec } from '@jobmesh/core';
-import { type Backbone, CancelRequests, type JobRunner, ProcessorWait, ServedDirectory, type ServedPair } from '@jobmesh/queue';
+import { type Backbone, CancelRequests, type JobRunner, ProcessorWait, ServedDirectory, type ServedPair, WindowRecorder, WorkerDirectory } from '@jobmesh/queue';
 import type { Logger, Registry } from '@jobmesh/telemetry';
 import { type WorkerMetrics, workerMetrics } from './metrics';
 import type { ProcessorRegistry } from './processors';
@@ -35,6 +36,10 @@ export class WorkerPool {
   private closing = false;
   readonly dispatcher: RemoteDispatcher;
   private readonly directory: ServedDirectory;
+  /** Every replica's workers; this replica publishes its own in it every heartbeat. */
+  readonly workers: WorkerDirectory;
+  /** The last minute's attempts, counted here and written for the monitor. */
+  private readonly window: WindowRecorder;
   private readonly processorWait: ProcessorWait;
   private publishTimer?: NodeJS.Timeout;
   /** The publish-and-promote round in progress, and whether another was asked for meanwhile. */
@@ -47,6 +52,8 @@ export class WorkerPool {
     this.cancels = new CancelRequests(opts.backbone, opts.logger);
     this.metrics = workerMetrics(opts.metrics);
     this.directory = new ServedDirectory(opts.backbone.redis, opts.backbone.registry.keys, opts.replica, opts.remote.leaseTtlMs);
+    this.workers = new WorkerDirectory(opts.backbone.redis, opts.backbone.registry.keys, opts.replica, opts.remote.leaseTtlMs);
+    this.window = new WindowRecorder(opts.backbone.redis, opts.backbone.registry.keys, (err) => opts.logger.warn({ err: err.message }, 'could not write the last minute’s job figures for the monitor'));
     this.processorWait = new ProcessorWait(opts.backbone.redis, opts.backbone.registry);
     this.dispatcher = new RemoteDispatcher({
       leaseTtlMs: opts.remote.leaseTtlMs,
@@ -92,6 +99,11 @@ export class WorkerPool {
 
   private async publishRound(): Promise<void> {
     const { logger } = this.opts;
+    try {
+      await this.workers.publish(this.closing ? [] : this.localWorkers());
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'could not publish this replica’s workers; retrying');
+    }
     try {
       for (const p of await this.directory.publish(this.closing ? [] : this.servedPairs())) this.toPromote.set(`${p.queue}\n${p.name}`, p);
     } catch (err) {
@@ -180,6 +192,7 @@ export class WorkerPool {
           logger,
           settings,
           replica: this.opts.replica,
+          onAttempt: (outcome, ms) => this.window.record(name, outcome, ms),
           remote: { dispatcher: this.dispatcher, directory: this.directory, processorWait: this.processorWait },
         }),
       );
@@ -190,6 +203,50 @@ export class WorkerPool {
       void runner.close(0);
       this.publishServed();
     }
+  }
+
+  /** This replica's workers: the remote workers connected to it, and an in-process pool per queue it runs. */
+  localWorkers(queue?: string): pb.WorkerInfo[] {
+    const { replica } = this.opts;
+    const workers: pb.WorkerInfo[] = [];
+    for (const s of this.dispatcher.sessions.values()) {
+      if (queue && !s.queues.has(queue)) continue;
+      workers.push({
+        workerId: s.workerId,
+        kind: s.kind === 'stream' ? pb.WorkerKind.WORKER_KIND_STREAM : pb.WorkerKind.WORKER_KIND_UNARY,
+        queues: [...s.queues],
+        inFlight: s.leases.size,
+        maxInFlight: s.maxInFlight,
+        labels: s.labels,
+        sdk: s.sdk,
+        connectedAt: s.connectedAt,
+        replica,
+      });
+    }
+    for (const r of this.status()) {
+      if (queue && r.queue !== queue) continue;
+      workers.push({
+        workerId: `${replica}/${r.queue}`,
+        kind: pb.WorkerKind.WORKER_KIND_IN_PROCESS,
+        queues: [r.queue],
+        inFlight: r.active,
+        maxInFlight: r.concurrency,
+        labels: {},
+        sdk: 'jobmesh-worker-pool',
+        connectedAt: undefined,
+        replica,
+      });
+    }
+    return workers;
+  }
+
+  /**
+   * Every replica's workers (of `queue`, when given): this replica's as they are now, the others'
+   * as they last published them (within a heartbeat).
+   */
+  async allWorkers(queue?: string): Promise<pb.WorkerInfo[]> {
+    const others = (await this.workers.list(queue)).filter((w) => w.replica !== this.opts.replica);
+    return [...this.localWorkers(queue), ...others];
   }
 
   /** Queues served now, with their active job counts. */
@@ -215,7 +272,9 @@ export class WorkerPool {
     // themselves after a lease TTL, so the error is only logged.
     await this.publishing;
     await this.directory.clear().catch((err: Error) => this.opts.logger.warn({ err: err.message }, 'could not withdraw the served job names; they lapse after the lease TTL'));
+    await this.workers.clear().catch((err: Error) => this.opts.logger.warn({ err: err.message }, 'could not withdraw this replica’s workers; they lapse after the lease TTL'));
     await closing;
+    await this.window.close();
     this.runners.clear();
     // Nothing is in flight any more: end the streams, so the server's shutdown need not wait for them.
     this.dispatcher.endAll('the worker-pool stopped');

@@ -301,37 +301,7 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
       if (!req.getChildrenResults) throw new InvalidArgumentError('get_children_results', 'is required');
       return { childrenResults: await dispatcher.childrenResults(req.getChildrenResults) };
     }),
-    listWorkers: kit.unary(M('ListWorkers'), async (req: pb.ListWorkersRequest) => {
-      const workers: pb.WorkerInfo[] = [];
-      for (const s of dispatcher.sessions.values()) {
-        if (req.queue && !s.queues.has(req.queue)) continue;
-        workers.push({
-          workerId: s.workerId,
-          kind: s.kind === 'stream' ? pb.WorkerKind.WORKER_KIND_STREAM : pb.WorkerKind.WORKER_KIND_UNARY,
-          queues: [...s.queues],
-          inFlight: s.leases.size,
-          maxInFlight: s.maxInFlight,
-          labels: s.labels,
-          sdk: s.sdk,
-          connectedAt: s.connectedAt,
-          replica: p.replica,
-        });
-      }
-      for (const r of p.pool.status()) {
-        if (req.queue && r.queue !== req.queue) continue;
-        workers.push({
-          workerId: `${p.replica}/${r.queue}`,
-          kind: pb.WorkerKind.WORKER_KIND_IN_PROCESS,
-          queues: [r.queue],
-          inFlight: r.active,
-          maxInFlight: r.concurrency,
-          labels: {},
-          sdk: 'jobmesh-worker-pool',
-          connectedAt: undefined,
-          replica: p.replica,
-        });
-      }
-      return { workers };
-    }),
+    // Every replica's workers, from the shared directory (this replica's as they are now).
+    listWorkers: kit.unary(M('ListWorkers'), async (req: pb.ListWorkersRequest) => ({ workers: await p.pool.allWorkers(req.queue || undefined) })),
   };
 }

@@ -1,0 +1,54 @@
+--[[
+  Reads what the monitor shows of each queue, for many queues in one call. Changes nothing.
+
+  ARGV[1] the key prefix (BullMQ's queue keys are "<prefix>:<queue>:...", Jobmesh's "<prefix>:_...")
+  ARGV[2] now, ms
+  ARGV[3..] queue names
+
+  Returns one entry per queue, in order:
+    { waiting, delayed, due, prioritized, active, waiting_children, completed, failed,
+      dead_lettered, waiting_for_processor, paused (1/0), oldest_ready_ms (-1: none) }
+  where `delayed` leaves out the jobs waiting for a processor (BullMQ holds those as delayed,
+  see park-job-4.lua), `due` counts the delayed jobs whose time has come but that BullMQ has not
+  promoted yet, and `oldest_ready_ms` is when the longest-waiting job became ready: the oldest
+  job of the wait list, or a due delayed job, whichever is older.
+]]
+local rcall = redis.call
+local prefix, now = ARGV[1], tonumber(ARGV[2])
+local out = {}
+for i = 3, #ARGV do
+  local q = ARGV[i]
+  local b = prefix .. ':' .. q .. ':'
+  local parked = 0
+  for _, name in ipairs(rcall('SMEMBERS', prefix .. ':_parked:' .. q)) do
+    parked = parked + rcall('ZCARD', prefix .. ':_parked:' .. q .. ':' .. name)
+  end
+  -- A delayed job's score is its due time * 0x1000 plus an order within the millisecond.
+  local dueBelow = now * 0x1000
+  local oldest = -1
+  local tail = rcall('LINDEX', b .. 'wait', -1)
+  if tail then
+    local h = rcall('HMGET', b .. tail, 'timestamp', 'delay')
+    if h[1] then oldest = tonumber(h[1]) + (tonumber(h[2]) or 0) end
+  end
+  local first = rcall('ZRANGE', b .. 'delayed', 0, 0, 'WITHSCORES')
+  if first[2] and tonumber(first[2]) < dueBelow then
+    local due = math.floor(tonumber(first[2]) / 0x1000)
+    if oldest < 0 or due < oldest then oldest = due end
+  end
+  out[#out + 1] = {
+    rcall('LLEN', b .. 'wait'),
+    rcall('ZCARD', b .. 'delayed') - parked,
+    rcall('ZCOUNT', b .. 'delayed', '-inf', '(' .. dueBelow),
+    rcall('ZCARD', b .. 'prioritized'),
+    rcall('LLEN', b .. 'active'),
+    rcall('ZCARD', b .. 'waiting-children'),
+    rcall('ZCARD', b .. 'completed'),
+    rcall('ZCARD', b .. 'failed'),
+    rcall('ZCARD', prefix .. ':_dlq:q:' .. q),
+    parked,
+    rcall('HEXISTS', b .. 'meta', 'paused'),
+    oldest,
+  }
+end
+return out
