@@ -6,3 +6,4 @@ export * from './names';
 export * from './deferred';
 export * from './use-harness';
 export * from './otlp-receiver';
+export { renderWaterfall, type WaterfallOptions } from './waterfall';
