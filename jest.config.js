@@ -2,8 +2,8 @@
 // @jobmesh/* imports resolve to each package's src so a test sees one copy of every module.
 const moduleNameMapper = {
   '^@jobmesh/(contracts|core|config|telemetry|queue|grpc-kit|host|testing|sdk)$': '<rootDir>/libs/$1/src/index.ts',
-  '^@jobmesh/(scheduler|worker-pool|dead-letter)$': '<rootDir>/services/$1/src/index.ts',
-  '^@jobmesh/(scheduler|worker-pool|dead-letter)/testing$': '<rootDir>/services/$1/src/testing.ts',
+  '^@jobmesh/(scheduler|worker-pool|dead-letter|monitor)$': '<rootDir>/services/$1/src/index.ts',
+  '^@jobmesh/(scheduler|worker-pool|dead-letter|monitor)/testing$': '<rootDir>/services/$1/src/testing.ts',
   '^@jobmesh/cli$': '<rootDir>/cli/src/index.ts',
 };
 const transform = { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.jest.json' }] };

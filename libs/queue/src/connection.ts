@@ -153,3 +153,17 @@ export async function checkMaxmemoryPolicy(redis: Redis, mode: 'development' | '
   if (mode === 'production') throw new Error(message);
   logger.warn(message);
 }
+
+/** Redis's memory figures, from INFO memory (which managed Redis allows where CONFIG is refused). */
+export interface RedisMemory {
+  usedBytes: number;
+  /** 0: no limit. */
+  maxBytes: number;
+  policy: string;
+}
+
+export async function redisMemory(redis: Redis): Promise<RedisMemory> {
+  const info = await redis.info('memory');
+  const field = (name: string): string => new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim() ?? '';
+  return { usedBytes: Number(field('used_memory')) || 0, maxBytes: Number(field('maxmemory')) || 0, policy: field('maxmemory_policy') };
+}

@@ -205,7 +205,10 @@ export class WorkerPool {
     }
   }
 
-  /** This replica's workers: the remote workers connected to it, and an in-process pool per queue it runs. */
+  /**
+   * This replica's workers: the remote workers connected to it, and an in-process pool per queue
+   * it has processors for.
+   */
   localWorkers(queue?: string): pb.WorkerInfo[] {
     const { replica } = this.opts;
     const workers: pb.WorkerInfo[] = [];
@@ -225,6 +228,8 @@ export class WorkerPool {
     }
     for (const r of this.status()) {
       if (queue && r.queue !== queue) continue;
+      // A replica without processors for the queue runs it only for its remote workers.
+      if (!this.opts.processors.names(r.queue).length) continue;
       workers.push({
         workerId: `${replica}/${r.queue}`,
         kind: pb.WorkerKind.WORKER_KIND_IN_PROCESS,

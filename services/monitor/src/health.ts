@@ -1,0 +1,122 @@
+import { type ChannelCredentials, credentials, loadPackageDefinition, type ServiceError, status } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import * as pb from '@jobmesh/contracts';
+import { type Backbone, DeadLetterStore, redisMemory } from '@jobmesh/queue';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
+import { countWorkers, type QueueFigures } from './figures';
+
+/** A service GetSystemHealth asks: its full gRPC name, checked with grpc.health.v1 at `address`. */
+export interface HealthTarget {
+  service: string;
+  address: string;
+}
+
+type HealthStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
+
+interface HealthClient {
+  check(req: { service: string }, opts: { deadline: Date }, cb: (err: ServiceError | null, res?: { status: HealthStatus }) => void): void;
+  close(): void;
+}
+
+type HealthClientCtor = new (address: string, creds: ChannelCredentials) => HealthClient;
+
+let ctor: HealthClientCtor | undefined;
+
+/** grpc.health.v1.Health's client, built once from grpc-health-check's own proto file. */
+function healthClientCtor(): HealthClientCtor {
+  if (!ctor) {
+    const def = loadSync(healthProtoPath, { keepCase: true, enums: String, defaults: true });
+    ctor = (loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: HealthClientCtor } } } }).grpc.health.v1.Health;
+  }
+  return ctor;
+}
+
+const SERVING_OF: Record<HealthStatus, pb.ServingStatus> = {
+  SERVING: pb.ServingStatus.SERVING_STATUS_SERVING,
+  NOT_SERVING: pb.ServingStatus.SERVING_STATUS_NOT_SERVING,
+  UNKNOWN: pb.ServingStatus.SERVING_STATUS_UNSPECIFIED,
+  SERVICE_UNKNOWN: pb.ServingStatus.SERVING_STATUS_UNSPECIFIED,
+};
+
+/**
+ * GetSystemHealth: each service's grpc.health.v1 status at its address, each within the timeout
+ * (all asked at once), Redis's own health, and key figures: connected workers and replicas,
+ * dead letters, Redis memory and its maxmemory-policy.
+ */
+export class SystemHealth {
+  private readonly clients = new Map<string, HealthClient>();
+  private readonly deadLetters: DeadLetterStore;
+
+  constructor(
+    private readonly backbone: Backbone,
+    private readonly figures: QueueFigures,
+    private readonly targets: () => HealthTarget[],
+    private readonly timeoutMs: number,
+  ) {
+    this.deadLetters = new DeadLetterStore(backbone);
+  }
+
+  private client(address: string): HealthClient {
+    let c = this.clients.get(address);
+    if (!c) this.clients.set(address, (c = new (healthClientCtor())(address, credentials.createInsecure())));
+    return c;
+  }
+
+  /** One service's health, never throwing: a service that cannot be reached is UNSPECIFIED with the error. */
+  private check(t: HealthTarget): Promise<pb.ServiceHealth> {
+    return new Promise((resolve) => {
+      this.client(t.address).check({ service: t.service }, { deadline: new Date(Date.now() + this.timeoutMs) }, (err, res) => {
+        const base = { service: t.service, address: t.address, figures: {} };
+        if (err) {
+          const why = err.code === status.DEADLINE_EXCEEDED ? `no answer within ${this.timeoutMs} ms` : err.code === status.NOT_FOUND ? 'not served at this address' : err.details || err.message;
+          resolve({ ...base, status: pb.ServingStatus.SERVING_STATUS_UNSPECIFIED, error: why });
+        } else {
+          const s = SERVING_OF[res?.status ?? 'UNKNOWN'] ?? pb.ServingStatus.SERVING_STATUS_UNSPECIFIED;
+          resolve({ ...base, status: s, error: s === pb.ServingStatus.SERVING_STATUS_SERVING ? '' : `reports ${res?.status ?? 'UNKNOWN'}` });
+        }
+      });
+    });
+  }
+
+  private async redis(): Promise<pb.ServiceHealth> {
+    const base = { service: 'redis', address: redact(this.backbone.settings.url ?? 'sentinel') };
+    try {
+      const mem = await redisMemory(this.backbone.redis);
+      const figures: Record<string, string> = { used_memory_bytes: String(mem.usedBytes), maxmemory_bytes: String(mem.maxBytes), maxmemory_policy: mem.policy };
+      const warn = mem.policy && mem.policy !== 'noeviction' ? `maxmemory-policy is ${mem.policy}: Redis may evict job keys; set noeviction` : '';
+      return { ...base, status: pb.ServingStatus.SERVING_STATUS_SERVING, error: warn, figures };
+    } catch (err) {
+      return { ...base, status: pb.ServingStatus.SERVING_STATUS_NOT_SERVING, error: (err as Error).message, figures: {} };
+    }
+  }
+
+  async get(): Promise<pb.GetSystemHealthResponse> {
+    const [services, redis, workers, dead] = await Promise.all([
+      Promise.all(this.targets().map((t) => this.check(t))),
+      this.redis(),
+      this.figures.allWorkers().catch(() => undefined),
+      this.deadLetters.stats().catch(() => undefined),
+    ]);
+    for (const s of services) {
+      if (s.service === 'jobmesh.v1.WorkerService' && workers) {
+        const remote = workers.filter((w) => w.kind !== pb.WorkerKind.WORKER_KIND_IN_PROCESS);
+        s.figures.connected_workers = String(remote.length);
+        s.figures.replicas = String(new Set(workers.map((w) => w.replica)).size);
+        s.figures.queues_served = String(countWorkers(workers).size);
+      }
+      if (s.service === 'jobmesh.v1.DeadLetterService' && dead) s.figures.dead_letters = String(dead.total);
+    }
+    const all = [...services, redis];
+    const serving = all.every((s) => s.status === pb.ServingStatus.SERVING_STATUS_SERVING);
+    return { status: serving ? pb.ServingStatus.SERVING_STATUS_SERVING : pb.ServingStatus.SERVING_STATUS_NOT_SERVING, services: all };
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+}
+
+function redact(url: string): string {
+  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+}

@@ -1,0 +1,30 @@
+import { openServiceHost } from '@jobmesh/host';
+import type { Logger } from '@jobmesh/telemetry';
+import type { MonitorEnv } from './config';
+import { healthTargets, register } from './register';
+
+export interface RunningMonitor {
+  /** The bound gRPC port (useful with port 0). */
+  grpcPort: number;
+  httpPort: number;
+  logger: Logger;
+  /** Graceful stop: NOT_SERVING, drain calls within the grace period, close Redis. */
+  stop(): Promise<void>;
+}
+
+/** Starts the monitor as its own process would: Redis, MonitorService, the queue gauges on /metrics. */
+export async function startMonitor(env: MonitorEnv, opts: { logger?: Logger } = {}): Promise<RunningMonitor> {
+  const host = await openServiceHost(env, { name: 'monitor', logger: opts.logger });
+  try {
+    const { backbone, kit, logger, metrics } = host;
+    const targets = healthTargets({ scheduler: env.JOBMESH_SCHEDULER_ADDRESS, workerPool: env.JOBMESH_WORKER_POOL_ADDRESS, deadLetter: env.JOBMESH_DEAD_LETTER_ADDRESS });
+    const monitor = register(host.server, { backbone, kit, logger, metrics, targets, healthTimeoutMs: env.JOBMESH_HEALTH_TIMEOUT });
+    host.onStop(() => monitor.close());
+    const { grpcPort, grpcHost, ops } = await host.listen();
+    logger.info({ grpc: `${grpcHost}:${grpcPort}`, http: ops.address, checks: targets.map((t) => `${t.service}@${t.address}`) }, 'monitor listening');
+    return { grpcPort, httpPort: ops.port, logger, stop: host.stop };
+  } catch (err) {
+    await host.stop();
+    throw err;
+  }
+}

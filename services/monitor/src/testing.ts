@@ -1,0 +1,77 @@
+// @jobmesh/monitor/testing: a monitor on port 0 beside the worker-pool harness, for tests. Not
+// part of the service: only tests import it.
+import * as pb from '@jobmesh/contracts';
+import { credentials } from '@grpc/grpc-js';
+import { silentLogger } from '@jobmesh/telemetry';
+import { useHarness } from '@jobmesh/testing';
+import { type PoolHarness, startPoolHarness } from '@jobmesh/worker-pool/testing';
+import { loadMonitorEnv, type RunningMonitor, startMonitor } from './index';
+
+export { eventually, uniqueQueue, waitFor } from '@jobmesh/testing';
+
+/** A promise-returning MonitorService client. */
+export interface MonitorClient {
+  raw: pb.MonitorServiceClient;
+  getQueueStats(queue: string): Promise<pb.QueueStats>;
+  listQueueStats(): Promise<pb.QueueStats[]>;
+  getSystemHealth(): Promise<pb.GetSystemHealthResponse>;
+  close(): void;
+}
+
+export function monitorClient(address: string): MonitorClient {
+  const raw = new pb.MonitorServiceClient(address, credentials.createInsecure());
+  const call = <Res>(invoke: (cb: (err: Error | null, res: Res) => void) => unknown): Promise<Res> =>
+    new Promise((resolve, reject) => invoke((err, res) => (err ? reject(err) : resolve(res))));
+  return {
+    raw,
+    getQueueStats: async (queue) => (await call<pb.GetQueueStatsResponse>((cb) => raw.getQueueStats({ queue }, cb))).stats!,
+    listQueueStats: async () => (await call<pb.ListQueueStatsResponse>((cb) => raw.listQueueStats({}, cb))).stats,
+    getSystemHealth: () => call<pb.GetSystemHealthResponse>((cb) => raw.getSystemHealth({}, cb)),
+    close: () => raw.close(),
+  };
+}
+
+export interface MonitorHarness extends PoolHarness {
+  /** Starts a monitor on the harness's Redis and prefix, checking the harness's scheduler by default; `env` on top. */
+  startMonitor(env?: Record<string, string>): Promise<{ service: RunningMonitor; client: MonitorClient; address: string }>;
+}
+
+/** startMonitorHarness for a test file: started in beforeAll, stopped in afterAll (see useHarness). */
+export function useMonitorHarness(): MonitorHarness {
+  return useHarness('monitor', () => startMonitorHarness());
+}
+
+/** A scheduler, worker-pool replicas started on demand and monitors started on demand; stop() stops them all. */
+export async function startMonitorHarness(): Promise<MonitorHarness> {
+  const h = await startPoolHarness();
+  const running: Array<{ service: RunningMonitor; client: MonitorClient }> = [];
+  return {
+    ...h,
+    startMonitor: async (env = {}) => {
+      const service = await startMonitor(
+        loadMonitorEnv({
+          REDIS_URL: h.redis.url,
+          JOBMESH_REDIS_PREFIX: h.prefix,
+          JOBMESH_GRPC_ADDRESS: '127.0.0.1:0',
+          JOBMESH_HTTP_ADDRESS: '127.0.0.1:0',
+          JOBMESH_SHUTDOWN_GRACE: '2s',
+          JOBMESH_CONFIG: '',
+          JOBMESH_SCHEDULER_ADDRESS: h.address,
+          JOBMESH_WORKER_POOL_ADDRESS: h.address,
+          JOBMESH_DEAD_LETTER_ADDRESS: h.address,
+          ...env,
+        }),
+        { logger: silentLogger() },
+      );
+      const address = `127.0.0.1:${service.grpcPort}`;
+      const client = monitorClient(address);
+      running.push({ service, client });
+      return { service, client, address };
+    },
+    stop: async () => {
+      for (const r of running) r.client.close();
+      await Promise.all(running.map((r) => r.service.stop()));
+      await h.stop();
+    },
+  };
+}
