@@ -46,6 +46,8 @@ export interface JobRunnerOptions extends JobRunnerSettings {
   onFailed?(job: RunningJob, attempt: FailedAttempt): void;
   /** A connection or script error the runner recovers from by itself. */
   onError(err: Error): void;
+  /** A job of the queue stalled: its worker (on any replica) stopped renewing its lock; it runs again or fails. */
+  onStalled?(jobId: string): void;
 }
 
 /** Runs one attempt: resolves with the job's result, or throws its failure or a JobSetAside. */
@@ -104,6 +106,7 @@ export class JobRunner {
     });
     this.worker.on('error', (err) => opts.onError(err));
     if (opts.onFailed) this.worker.on('failed', (job) => job && this.failed(job));
+    if (opts.onStalled) this.worker.on('stalled', (jobId) => opts.onStalled!(jobId));
   }
 
   private backoff(attemptsMade: number, err: Error | undefined, job: MinimalJob | undefined): number {

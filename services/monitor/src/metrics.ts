@@ -1,5 +1,6 @@
 import type * as pb from '@jobmesh/contracts';
 import { durationToMs } from '@jobmesh/contracts';
+import { type Backbone, redisMemory } from '@jobmesh/queue';
 import { Gauge, type Logger, type Registry } from '@jobmesh/telemetry';
 import type { QueueFigures } from './figures';
 
@@ -30,9 +31,11 @@ const STATE_LABEL: Record<(typeof STATES)[number], string> = {
  * - `jobmesh_queue_oldest_waiting_age_seconds{queue}`;
  * - `jobmesh_queue_paused{queue}`: 1 while paused;
  * - `jobmesh_workers{queue,kind}`: kind `remote` or `in_process`.
+ * - `jobmesh_redis_up`: 1 when Redis answered INFO within the command timeout, else 0;
+ * - `jobmesh_redis_memory_used_bytes`, `jobmesh_redis_memory_max_bytes` (0: no limit).
  * A scrape that cannot read Redis gets no queue series (rather than stale ones); the rest answers.
  */
-export function monitorMetrics(registry: Registry, figures: QueueFigures, logger: Logger): void {
+export function monitorMetrics(registry: Registry, backbone: Backbone, figures: QueueFigures, logger: Logger): void {
   let last: { at: number; stats: Promise<pb.QueueStats[] | undefined> } | undefined;
   const read = (): Promise<pb.QueueStats[] | undefined> => {
     if (!last || Date.now() - last.at > SHARED_FOR_MS) {
@@ -75,4 +78,22 @@ export function monitorMetrics(registry: Registry, figures: QueueFigures, logger
     g.labels({ queue: s.queue, kind: 'remote' }).set(s.remoteWorkers);
     g.labels({ queue: s.queue, kind: 'in_process' }).set(s.inProcessWorkers);
   });
+
+  const memory = (): Promise<{ usedBytes: number; maxBytes: number } | undefined> => redisMemory(backbone.redis).catch(() => undefined);
+  const redisGauge = (name: string, help: string, value: (m: { usedBytes: number; maxBytes: number } | undefined) => number | undefined): void => {
+    registry.removeSingleMetric(name);
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      async collect() {
+        const v = value(await memory());
+        this.reset();
+        if (v !== undefined) this.set(v);
+      },
+    });
+  };
+  redisGauge('jobmesh_redis_up', '1 when Redis answers the monitor, else 0', (m) => (m ? 1 : 0));
+  redisGauge('jobmesh_redis_memory_used_bytes', "Redis's used_memory", (m) => m?.usedBytes);
+  redisGauge('jobmesh_redis_memory_max_bytes', "Redis's maxmemory; 0 when it has no limit", (m) => m?.maxBytes);
 }

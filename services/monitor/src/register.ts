@@ -45,7 +45,7 @@ export function register(server: GrpcServer, deps: MonitorDeps): Registered {
   const figures = new QueueFigures(deps.backbone);
   const targets = deps.targets;
   const health = new SystemHealth(deps.backbone, figures, typeof targets === 'function' ? targets : () => targets, deps.healthTimeoutMs);
-  monitorMetrics(deps.metrics, figures, deps.logger);
+  monitorMetrics(deps.metrics, deps.backbone, figures, deps.logger);
   server.add('jobmesh.v1.MonitorService', MonitorServiceService, monitorHandlers(deps.kit, { figures, health, shutdown: shutdown.signal }) as never);
   return {
     figures,

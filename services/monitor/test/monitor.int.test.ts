@@ -226,4 +226,7 @@ it('exports the queue-level gauges on /metrics, read at scrape time', async () =
   expect(line(new RegExp(`^jobmesh_active_jobs\\{queue="${queue}"\\} 0$`))).toBeDefined();
   expect(line(new RegExp(`^jobmesh_queue_oldest_waiting_age_seconds\\{queue="${queue}"\\} `))).toBeDefined();
   expect(line(new RegExp(`^jobmesh_workers\\{queue="${queue}",kind="in_process"\\} `))).toBeDefined();
+  expect(line(/^jobmesh_redis_up 1$/)).toBeDefined();
+  expect(Number(line(/^jobmesh_redis_memory_used_bytes /)?.split(' ')[1])).toBeGreaterThan(0);
+  expect(line(/^jobmesh_redis_memory_max_bytes \d+$/)).toBeDefined();
 });

@@ -84,6 +84,7 @@ export class QueueRunner {
       rateLimit: spec.rateLimit,
       backoff: (attemptsMade, err, job) => this.backoff(attemptsMade, err, job),
       onError: (err) => deps.logger.warn({ err: err.message, queue }, 'worker error'),
+      onStalled: () => this.metrics.stalled.inc(),
       // Tells a remote worker's Fail what became of the job (retry or final).
       onFailed: (job: RunningJob, attempt: FailedAttempt) => dispatcher.afterFailed(job, attempt),
     });
@@ -180,7 +181,6 @@ export class QueueRunner {
     const timeoutMs = options.timeoutMs;
     const timer = timeoutMs ? setTimeout(() => run.abort(new JobTimeoutError(timeoutMs)), timeoutMs) : undefined;
     const metrics = this.metrics;
-    const named = metrics.of(job.name);
     const waitMs = job.firstStart ? Math.max(0, Date.now() - job.readyAt) : undefined;
     if (waitMs !== undefined) metrics.wait.observe(waitMs / 1000);
     metrics.active.inc();
@@ -219,7 +219,7 @@ export class QueueRunner {
       }
       const result = await Promise.race([work, run.aborted]);
       await ctx.clear();
-      named.completed.inc();
+      metrics.completed.inc();
       span.completed();
       outcome = 'completed';
       return result;
@@ -257,7 +257,7 @@ export class QueueRunner {
         throw new JobSetAside('rate-limited', err.message);
       }
       const final = isUnrecoverable(err) || attempt >= job.maxAttempts;
-      (final ? named.failedFinal : named.failedRetried).inc();
+      metrics.failure(err.name, final);
       span.failed(err, final);
       outcome = 'failed';
       throw err;
@@ -266,7 +266,7 @@ export class QueueRunner {
       this.active.delete(id);
       metrics.active.dec();
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      named.duration.observe(seconds);
+      metrics.duration.observe(seconds);
       if (outcome) this.deps.onAttempt?.(outcome, seconds * 1000);
     }
   }
@@ -301,7 +301,7 @@ export class QueueRunner {
         throw new JobSetAside('delayed', 'waits for a processor');
       }
     }
-    this.metrics.of(job.name).failedFinal.inc();
+    this.metrics.failure('ProcessorNotFound', true);
     const waited = waitMs > 0 ? ` within the queue's processor_wait (${waitMs} ms)` : '';
     throw new UnrecoverableError(`${PROCESSOR_NOT_FOUND}: no processor for job "${job.name}" on queue "${this.queue}"${waited}`);
   }

@@ -138,10 +138,13 @@ it('serves /metrics with completed, failed, processing and wait figures and the 
   const text = await res.text();
   const q = `queue="${queue}"`;
   const line = (re: RegExp): string | undefined => text.split('\n').find((l) => re.test(l) && l.includes(q));
-  expect(line(/^jobmesh_jobs_completed_total\{.*name="quick"/)).toMatch(/ 2$/);
-  expect(line(/^jobmesh_jobs_failed_total\{.*name="broken".*final="true"/)).toMatch(/ 1$/);
-  expect(line(/^jobmesh_job_processing_seconds_count\{.*name="quick"/)).toMatch(/ 2$/);
-  expect(line(/^jobmesh_jobs_failed_total\{.*name="nobody-handles-this".*final="true"/)).toMatch(/ 1$/);
+  expect(line(/^jobmesh_jobs_processed_total\{.*status="completed"/)).toMatch(/ 2$/);
+  // `broken` failed for good, and so did the job nothing serves (processor_wait 0).
+  expect(line(/^jobmesh_jobs_processed_total\{.*status="failed"/)).toMatch(/ 2$/);
+  expect(line(/^jobmesh_jobs_failed_total\{.*error_type="Error"/)).toMatch(/ 1$/);
+  expect(line(/^jobmesh_jobs_failed_total\{.*error_type="ProcessorNotFound"/)).toMatch(/ 1$/);
+  // Two completions and `broken`'s attempt ran; the job nothing serves never started one.
+  expect(line(/^jobmesh_job_processing_duration_seconds_count\{/)).toMatch(/ 3$/);
   expect(line(/^jobmesh_job_wait_seconds_count\{/)).toMatch(/ 3$/);
-  expect(line(/^jobmesh_jobs_active\{/)).toMatch(/ 0$/);
+  expect(line(/^jobmesh_worker_active_jobs\{/)).toMatch(/ 0$/);
 });
