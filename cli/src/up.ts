@@ -1,6 +1,7 @@
 import { parseEnv } from '@jobmesh/config';
 import { onShutdownSignal, openServiceHost } from '@jobmesh/host';
 import { deadLetterOwnEnvShape, register as registerDeadLetter, webhookSettings } from '@jobmesh/dead-letter';
+import { healthTargets, monitorOwnEnvShape, register as registerMonitor } from '@jobmesh/monitor';
 import { register as registerScheduler } from '@jobmesh/scheduler';
 import { register as registerWorkerPool, workerPoolEnvSchema } from '@jobmesh/worker-pool';
 import { createLogger } from '@jobmesh/telemetry';
@@ -10,7 +11,7 @@ import { type LocalRedis, NO_REDIS_HELP, hasRedisServer, startLocalRedis } from 
  * Every service's settings: the worker-pool's schema extends the common one (and so covers the
  * scheduler's); the dead-letter service adds its capture and alerting settings.
  */
-export const upEnvSchema = workerPoolEnvSchema.extend(deadLetterOwnEnvShape);
+export const upEnvSchema = workerPoolEnvSchema.extend({ ...deadLetterOwnEnvShape, ...monitorOwnEnvShape });
 
 export interface UpHandle {
   grpcAddress: string;
@@ -67,6 +68,16 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
     host.onStop(() => deadLetter.close());
     const workerPool = await registerWorkerPool(host.server, { backbone, kit, logger, metrics, env, config });
     host.onStop(() => workerPool.close());
+    // Every service is on this process's one port: GetSystemHealth asks them there.
+    const monitor = registerMonitor(host.server, {
+      backbone,
+      kit,
+      logger,
+      metrics,
+      targets: () => healthTargets({ scheduler: selfAddress, workerPool: selfAddress, deadLetter: selfAddress, monitor: selfAddress }),
+      healthTimeoutMs: env.JOBMESH_HEALTH_TIMEOUT,
+    });
+    host.onStop(() => monitor.close());
     const { grpcPort, grpcHost, ops } = await host.listen();
     const grpcAddress = `${grpcHost}:${grpcPort}`;
     selfAddress = dialAddress(grpcHost, grpcPort);
@@ -75,7 +86,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
     await deadLetter.start();
 
     out('Jobmesh is up.');
-    out(`  gRPC   ${grpcAddress}   jobmesh.v1.SchedulerService, WorkerService and DeadLetterService, grpc.health.v1, reflection`);
+    out(`  gRPC   ${grpcAddress}   jobmesh.v1.SchedulerService, WorkerService, DeadLetterService and MonitorService, grpc.health.v1, reflection`);
     out(`  HTTP   http://${ops.address}   /metrics /livez /readyz`);
     const modules = env.JOBMESH_PROCESSORS.length + config.processors.modules.length;
     out(`  Worker in-process, built-in processors: ${workerPool.processors.names('*').join(', ') || 'none'}; ${modules} processor module(s) loaded`);

@@ -1,5 +1,7 @@
 // `jobmesh up` mounts DeadLetterService: it captures dead letters of the in-process worker-pool,
 // alerts them with the DLQ webhook settings, and replays them through its own SchedulerService.
+// It mounts MonitorService too, which sees every service healthy on the one port and counts the
+// dead letter.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -46,6 +48,13 @@ function unary<Req, Res>(client: pb.DeadLetterServiceClient, method: 'listDeadLe
   });
 }
 
+function monitorCall<Res>(client: pb.MonitorServiceClient, method: 'getSystemHealth' | 'getQueueStats', req: object): Promise<Res> {
+  return new Promise((res, rej) => {
+    const m = client[method] as unknown as (r: object, md: Metadata, o: object, cb: (err: ServiceError | null, r: Res) => void) => void;
+    m.call(client, req, new Metadata(), { deadline: new Date(Date.now() + 10_000) }, (err, r) => (err ? rej(err) : res(r)));
+  });
+}
+
 it('serves DeadLetterService: captures, alerts and replays through its own scheduler', async () => {
   redis = await startRedis({ own: true });
   dir = mkdtempSync(join(tmpdir(), 'jobmesh-up-dlq-'));
@@ -83,11 +92,12 @@ it('serves DeadLetterService: captures, alerts and replays through its own sched
     waitFor('jobmesh up to start', () => output.includes('Stop:') && /gRPC\s+(\S+)/.exec(output)?.[1], 20_000),
     exited.then((code) => Promise.reject(new Error(`jobmesh up exited with ${code}:\n${output}`))),
   ]);
-  expect(output).toMatch(/gRPC\s+\S+\s+jobmesh\.v1\.SchedulerService, WorkerService and DeadLetterService/);
+  expect(output).toMatch(/gRPC\s+\S+\s+jobmesh\.v1\.SchedulerService, WorkerService, DeadLetterService and MonitorService/);
   expect(output).toMatch(/webhook alerts: critical/);
 
   const client = new JobmeshClient({ address });
   const dlq = new pb.DeadLetterServiceClient(address, credentials.createInsecure());
+  const monitor = new pb.MonitorServiceClient(address, credentials.createInsecure());
   try {
     const queue = `ghosts-${randomUUID().slice(0, 6)}`;
     // processor_wait 0: a job nothing serves fails at once instead of waiting for a processor.
@@ -108,7 +118,21 @@ it('serves DeadLetterService: captures, alerts and replays through its own sched
     expect(replayed.replayed).toEqual([{ deadLetterId: d!.id, job: { queue, id: expect.any(String) }, deduplicated: false }]);
     expect(replayed.replayed[0]!.job!.id).not.toBe(job!.id);
     await expect(client.getJob(queue, replayed.replayed[0]!.job!.id)).resolves.toMatchObject({ name: 'ghost', data: { n: 1 } });
+
+    const health = await monitorCall<pb.GetSystemHealthResponse>(monitor, 'getSystemHealth', {});
+    expect(health.services.map((s) => [s.service, s.status])).toEqual(
+      ['jobmesh.v1.SchedulerService', 'jobmesh.v1.WorkerService', 'jobmesh.v1.DeadLetterService', 'jobmesh.v1.MonitorService', 'redis'].map((n) => [n, pb.ServingStatus.SERVING_STATUS_SERVING]),
+    );
+    expect(health.status).toBe(pb.ServingStatus.SERVING_STATUS_SERVING);
+    // The replayed ghost has no processor either: it is the second dead letter of the queue.
+    const stats = await waitFor('the monitor to count both dead letters', async () => {
+      const s = (await monitorCall<pb.GetQueueStatsResponse>(monitor, 'getQueueStats', { queue })).stats!;
+      return s.counts?.deadLettered === 2 ? s : undefined;
+    });
+    expect(stats.counts).toMatchObject({ waiting: 0, active: 0, failed: 2 });
+    expect(stats.inProcessWorkers).toBe(1);
   } finally {
+    monitor.close();
     dlq.close();
     client.close();
     hook.closeAllConnections();
