@@ -7,6 +7,7 @@ import { posix, resolve } from 'node:path';
 import { commonEnvSchema, parseConfigFile, parseEnv, splitHostPort } from '@jobmesh/config';
 import YAML from 'yaml';
 import { deadLetterEnvSchema } from '@jobmesh/dead-letter';
+import { monitorEnvSchema } from '@jobmesh/monitor';
 import { schedulerEnvSchema } from '@jobmesh/scheduler';
 import { workerPoolEnvSchema } from '@jobmesh/worker-pool';
 
@@ -21,6 +22,7 @@ const SERVICES = {
   scheduler: schedulerEnvSchema,
   'worker-pool': workerPoolEnvSchema,
   'dead-letter': deadLetterEnvSchema,
+  monitor: monitorEnvSchema,
 } as const;
 type ServiceName = keyof typeof SERVICES;
 const SERVICE_NAMES = Object.keys(SERVICES) as ServiceName[];
@@ -722,7 +724,7 @@ describe('docker-compose.yml', () => {
     expect(workerPool!.s.ports ?? []).toEqual([]);
   });
 
-  it('publishes host ports on 127.0.0.1 only, none twice: gRPC of the scheduler and the dead-letter service', () => {
+  it('publishes host ports on 127.0.0.1 only, none twice: gRPC of the scheduler, the dead-letter service and the monitor', () => {
     const published = Object.entries(services).flatMap(([name, s]) =>
       (s.ports ?? []).map((p) => {
         const [ip, host, container] = String(p).split(':');
@@ -733,7 +735,7 @@ describe('docker-compose.yml', () => {
     const hostPorts = published.map((p) => p.host);
     expect(new Set(hostPorts).size).toBe(hostPorts.length);
     const grpc = published.filter((p) => jobmesh.some((j) => j.name === p.name) && p.container === GRPC_PORT);
-    expect(grpc.map((p) => jobmesh.find((j) => j.name === p.name)!.service).sort()).toEqual(['dead-letter', 'scheduler']);
+    expect(grpc.map((p) => jobmesh.find((j) => j.name === p.name)!.service).sort()).toEqual(['dead-letter', 'monitor', 'scheduler']);
   });
 
   it('points the dead-letter service at the scheduler’s gRPC port, and webhooks default to none', () => {
