@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { type ChannelCredentials, type ClientDuplexStream, credentials as grpcCredentials, Metadata, type StatusObject, status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { JobCancelledError, RateLimitError, UnrecoverableError, isUnrecoverable, settlesWithin } from '@jobmesh/core';
+import { type Context, ROOT_CONTEXT, context as otelContext, trace } from '@opentelemetry/api';
 import { markStatusError, serviceErrorOf, type StatusFacts, toClientError } from './errors';
 import type { AnyProcessorDefinition, ChildJobSpec, JobContext, JobInfo } from './processor';
 
@@ -50,6 +51,20 @@ const msDuration = pb.msToDuration;
 /** A value as JSON would store it, as ctx.step results are in-process. */
 function asJson(value: unknown): unknown {
   return value === undefined ? null : (JSON.parse(JSON.stringify(value)) as unknown);
+}
+
+const TRACEPARENT = /^([\da-f]{2})-([\da-f]{32})-([\da-f]{16})-([\da-f]{2})$/;
+
+/**
+ * The context a processor runs in: its parent is the remote span an Assignment's W3C traceparent
+ * names (the worker-pool's span of the attempt, or the producer's), so the spans a processor makes
+ * with @opentelemetry/api nest under it once the process registered an SDK. The root context for
+ * an empty or invalid traceparent (version ff, an all-zero trace or span id).
+ */
+function traceContextOf(traceparent: string): Context {
+  const m = TRACEPARENT.exec(traceparent.trim());
+  if (!m || m[1] === 'ff' || /^0+$/.test(m[2]!) || /^0+$/.test(m[3]!)) return ROOT_CONTEXT;
+  return trace.setSpanContext(ROOT_CONTEXT, { traceId: m[2]!, spanId: m[3]!, traceFlags: parseInt(m[4]!, 16) & 1, isRemote: true });
 }
 
 /**
@@ -166,6 +181,10 @@ function deferred(): Deferred {
  * backoff (250 ms → 10 s, jittered) when the stream drops for a transient reason; jobs in flight
  * then are abandoned (the server has already put them back to waiting, so their results would be
  * stale). A fatal refusal (see {@link WorkerRejectedError}) stops it instead.
+ *
+ * A processor runs in the OpenTelemetry context of its Assignment's traceparent (see
+ * docs/worker-protocol.md §15): once the process has registered an SDK, the spans it makes through
+ * `@opentelemetry/api` are children of the worker-pool's span of the attempt.
  *
  * ```ts
  * const worker = new RemoteWorker({ address, processors: [resize] });
@@ -507,7 +526,7 @@ export class RemoteWorker {
       try {
         if (!def) throw new UnrecoverableError(`PROCESSOR_NOT_FOUND: no processor for ${queue}/${job.name} in worker ${this.workerId}`);
         const result = await Promise.race([
-          Promise.resolve().then(() => def.process(info, ctx)),
+          Promise.resolve().then(() => otelContext.with(traceContextOf(a.traceparent), () => def.process(info, ctx))),
           new Promise<never>((_, reject) => abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true })),
         ]);
         if (r.ended) return;
