@@ -20,12 +20,19 @@ reconnects (to another replica), or exits with --exit-on-drain. A dropped stream
 with exponential backoff; jobs that were in hand went back to waiting on the server, so their late
 results are dropped. A refusal for good (bad credentials, unknown queue, refused Hello) ends the
 process with exit code 2 instead.
+
+Tracing without an OpenTelemetry SDK: when an Assignment carries a valid W3C traceparent (the
+worker-pool's span of the attempt), the worker times the handler on the wall clock and sends that
+timing as `span` on its Complete or Fail; the worker-pool records it as a child of the attempt's
+span. ctx.trace_id is then the job's trace id, for log lines.
 """
 
 import argparse
 import itertools
 import os
+import platform
 import queue
+import re
 import signal
 import socket
 import sys
@@ -70,6 +77,29 @@ class Refused(Exception):
         self.code = code
 
 
+# ---------------------------------------------------------------- trace context
+
+# version-traceid-parentid-flags, lowercase hex (https://www.w3.org/TR/trace-context/#traceparent-header).
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
+def parse_traceparent(value):
+    """(trace_id, span_id, flags) of a valid W3C traceparent, else None: version ff, an all-zero
+    trace id or span id, upper-case or wrong-length fields are not valid."""
+    m = _TRACEPARENT.match(value.strip()) if value else None
+    if not m or m.group(1) == "ff" or set(m.group(2)) == {"0"} or set(m.group(3)) == {"0"}:
+        return None
+    return m.group(2), m.group(3), int(m.group(4), 16)
+
+
+# Attributes of every span this worker reports: what runs the handler.
+SPAN_ATTRIBUTES = {
+    "process.runtime.name": platform.python_implementation().lower(),  # "cpython"
+    "process.runtime.version": platform.python_version(),
+    "process.pid": str(os.getpid()),
+}
+
+
 # ---------------------------------------------------------------- handler registry
 
 HANDLERS = {}
@@ -101,6 +131,9 @@ class JobContext:
         self.attempt = assignment.attempt
         self.lease_token = assignment.lease_token
         self.traceparent = assignment.traceparent
+        # (trace_id, span_id, flags) of the attempt's span when traced; trace_id for log lines.
+        self.trace = parse_traceparent(assignment.traceparent)
+        self.trace_id = self.trace[0] if self.trace else None
         self.cancelled = threading.Event()
         # What earlier runs of the job left on the server.
         to_py = worker.json_format.MessageToDict
@@ -417,7 +450,7 @@ class Worker:
                     with stream.lock:
                         ctxs = [c for c in stream.leases.values() if c.id == msg.cancel.job_id and c.queue == msg.cancel.queue]
                     for c in ctxs:
-                        self.log("cancel %s/%s: %s" % (c.queue, c.id, msg.cancel.reason))
+                        self.log("cancel %s/%s%s: %s" % (c.queue, c.id, " trace %s" % c.trace_id if c.trace_id else "", msg.cancel.reason))
                         c.cancelled.set()
                 elif kind == "ack":
                     if msg.ack.request_id:
@@ -472,13 +505,15 @@ class Worker:
 
     def run_job(self, stream, ctx, draining):
         pb = self.pb
+        started = time.time_ns()
         try:
             fn = HANDLERS.get(ctx.name)
             if fn is None:
                 raise Unrecoverable("no handler for job name %r" % ctx.name)
             result = fn(ctx)
-            reply = pb.ConnectRequest(complete=pb.Complete(
-                queue=ctx.queue, job_id=ctx.id, lease_token=ctx.lease_token, result=self.to_value(result)))
+            complete = pb.Complete(queue=ctx.queue, job_id=ctx.id, lease_token=ctx.lease_token, result=self.to_value(result))
+            self.report_span(complete, ctx, started)
+            reply = pb.ConnectRequest(complete=complete)
         except WaitingForChildren:
             # The lease ended on the server: no verdict; the job comes back once its children completed.
             reply = None
@@ -492,6 +527,7 @@ class Worker:
                 f.retry_after.FromMilliseconds(int(err.seconds * 1000))
             else:
                 f.kind = pb.FAILURE_KIND_RETRYABLE
+            self.report_span(f, ctx, started)
             reply = pb.ConnectRequest(fail=f)
         with stream.lock:
             stream.leases.pop(ctx.lease_token, None)
@@ -500,6 +536,19 @@ class Worker:
             stream.send(reply)
         if not draining.is_set() and not self.stopping.is_set():
             stream.send(pb.ConnectRequest(credit=pb.Credit(n=1)))
+
+    @staticmethod
+    def report_span(verdict, ctx, started_ns):
+        """Sets the verdict's (Complete or Fail) `span` to the handler's wall-clock timing, when the
+        Assignment was traced: this worker has no OpenTelemetry SDK, so the worker-pool records
+        the span for it, as a child of the attempt's span."""
+        if ctx.trace is None:
+            return
+        span = verdict.span
+        span.name = "work %s" % ctx.name
+        span.start_time.FromNanoseconds(started_ns)
+        span.end_time.FromNanoseconds(time.time_ns())
+        span.attributes.update(SPAN_ATTRIBUTES)
 
     def stop(self):
         self.stopping.set()
