@@ -7,6 +7,21 @@ import type { Keys } from './keys';
 import { LuaScript } from './scripts';
 
 const STATS = new LuaScript<[], (string | number)[]>('queue-stats-0');
+const NAME_BACKLOG = new LuaScript<[], (string | number)[]>('name-backlog-0');
+
+/** How many jobs of each list a per-name count reads at most; beyond, it estimates from them. */
+export const NAME_SCAN_CAP = 1000;
+
+/** A queue's backlog of some job names, by state (see QueueStatsReader.nameBacklog). */
+export interface NameBacklog {
+  waiting: number;
+  prioritized: number;
+  dueDelayed: number;
+  active: number;
+  waitingForProcessor: number;
+  /** True when a list held more than NAME_SCAN_CAP jobs, so its count is an estimate. */
+  estimated: boolean;
+}
 
 /** A queue's jobs by state, as the monitor reports them. */
 export interface QueueCounts {
@@ -90,6 +105,22 @@ export class QueueStatsReader {
         oldestWaitingMs: oldest! >= 0 ? Math.max(0, now - oldest!) : 0,
       };
     });
+  }
+
+  /**
+   * The backlog of `names` on `queue`, in one script call. Jobs waiting for a processor are
+   * counted exactly; each other list is read from its oldest job, at most `cap` of them, and a
+   * longer list's count is scaled up from the share of those that have one of the names.
+   */
+  async nameBacklog(queue: string, names: string[], now = Date.now(), cap = NAME_SCAN_CAP): Promise<NameBacklog> {
+    const rows = (await NAME_BACKLOG.run(this.redis, [], [this.keys.prefix, now, queue, cap, ...names])) as number[][];
+    let estimated = false;
+    const [waiting, prioritized, dueDelayed, active, parked] = rows.map(([matched, lookedAt, total]) => {
+      if (!lookedAt) return 0;
+      if (lookedAt < total!) estimated = true;
+      return Math.round((matched! * total!) / lookedAt!);
+    });
+    return { waiting: waiting!, prioritized: prioritized!, dueDelayed: dueDelayed!, active: active!, waitingForProcessor: parked!, estimated };
   }
 
   /** Every queue's last minute, in one pipelined round trip. */

@@ -1,9 +1,10 @@
-import { MonitorServiceService } from '@jobmesh/contracts';
+import { keda, MonitorServiceService } from '@jobmesh/contracts';
 import type { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
 import type { Backbone } from '@jobmesh/queue';
 import type { Logger, Registry } from '@jobmesh/telemetry';
 import { QueueFigures } from './figures';
 import { type HealthTarget, SystemHealth } from './health';
+import { ScalerBacklog, scalerHandlers } from './keda';
 import { monitorMetrics } from './metrics';
 import { monitorHandlers } from './monitor-service';
 
@@ -39,7 +40,10 @@ export function healthTargets(a: { scheduler: string; workerPool: string; deadLe
   return targets;
 }
 
-/** Mounts MonitorService on `server` and its gauges on the metrics registry; `jobmesh up` and main.ts both call this. */
+/**
+ * Mounts MonitorService and KEDA's externalscaler.ExternalScaler on `server`, and the queue gauges
+ * on the metrics registry; `jobmesh up` and main.ts both call this.
+ */
 export function register(server: GrpcServer, deps: MonitorDeps): Registered {
   const shutdown = new AbortController();
   const figures = new QueueFigures(deps.backbone);
@@ -47,6 +51,7 @@ export function register(server: GrpcServer, deps: MonitorDeps): Registered {
   const health = new SystemHealth(deps.backbone, figures, typeof targets === 'function' ? targets : () => targets, deps.healthTimeoutMs);
   monitorMetrics(deps.metrics, deps.backbone, figures, deps.logger);
   server.add('jobmesh.v1.MonitorService', MonitorServiceService, monitorHandlers(deps.kit, { figures, health, shutdown: shutdown.signal }) as never);
+  server.add('externalscaler.ExternalScaler', keda.ExternalScalerService, scalerHandlers(deps.kit, new ScalerBacklog(deps.backbone), shutdown.signal) as never);
   return {
     figures,
     close: async () => {
