@@ -51,6 +51,7 @@ async function tracedWorker(ambient?: SpanContext): Promise<{ queue: string; see
         async process(job, ctx) {
           const atStart = trace.getSpanContext(context.active());
           await ctx.progress(50);
+          // A timer hop too (not a wait for anything): the context must survive both kinds of await.
           await new Promise((r) => setTimeout(r, 1));
           seen.set(job.id, { atStart, afterAwait: trace.getSpanContext(context.active()) });
           return 'ok';
