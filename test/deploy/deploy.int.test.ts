@@ -152,7 +152,15 @@ function serviceOf(d: K8sObject): ServiceName {
 const selects = (s: K8sObject, d: K8sObject): boolean =>
   Object.entries(s.spec.selector as Record<string, string>).every(([k, v]) => d.spec.template.metadata.labels[k] === v);
 
-describe.each(['dev', 'prod'])('deploy/k8s/overlays/%s', (overlay) => {
+/** What scales a Deployment: a KEDA ScaledObject or an HPA targeting it, with its bounds. */
+function autoscalerOf(objects: K8sObject[], deployment: string): { kind: string; min: number; max: number } | undefined {
+  const so = ofKind(objects, 'ScaledObject').find((o) => o.spec.scaleTargetRef?.name === deployment);
+  if (so) return { kind: 'ScaledObject', min: (so.spec.minReplicaCount as number | undefined) ?? 0, max: (so.spec.maxReplicaCount as number | undefined) ?? 100 };
+  const hpa = ofKind(objects, 'HorizontalPodAutoscaler').find((o) => o.spec.scaleTargetRef?.name === deployment);
+  return hpa ? { kind: 'HorizontalPodAutoscaler', min: (hpa.spec.minReplicas as number | undefined) ?? 1, max: hpa.spec.maxReplicas as number } : undefined;
+}
+
+describe.each(['dev', 'dev-keda', 'prod', 'prod-hpa'])('deploy/k8s/overlays/%s', (overlay) => {
   let objects: K8sObject[];
 
   beforeAll(() => {
@@ -346,12 +354,28 @@ describe.each(['dev', 'prod'])('deploy/k8s/overlays/%s', (overlay) => {
     }
   });
 
-  if (overlay === 'prod') {
+  it('leaves the replica count of an autoscaled Deployment to its autoscaler, and scales only the worker-pool and the Python worker', () => {
+    for (const d of ofKind(objects, 'Deployment')) {
+      const scaler = autoscalerOf(objects, d.metadata.name);
+      if (!scaler) continue;
+      expect({ deployment: d.metadata.name, replicas: d.spec.replicas }).toEqual({ deployment: d.metadata.name, replicas: undefined });
+      expect(['jobmesh-worker-pool', 'jobmesh-python-worker']).toContain(d.metadata.name);
+      expect(scaler.max).toBeGreaterThan(scaler.min);
+    }
+    const pool = autoscalerOf(objects, 'jobmesh-worker-pool');
+    if (overlay.endsWith('keda') || overlay === 'prod') expect(pool).toMatchObject({ kind: 'ScaledObject', min: 0 });
+    else if (overlay === 'prod-hpa') expect(pool).toMatchObject({ kind: 'HorizontalPodAutoscaler', min: 2 });
+    else expect(pool).toBeUndefined();
+  });
+
+  if (overlay.startsWith('prod')) {
     it('runs several read-only replicas of each service in production mode, behind a PodDisruptionBudget', () => {
       const pdbs = ofKind(objects, 'PodDisruptionBudget');
       expect(named(objects, 'Deployment', 'jobmesh-scheduler').spec.replicas).toBe(3);
       for (const d of jobmeshDeployments(objects)) {
-        const replicas = d.spec.replicas as number;
+        const scaler = autoscalerOf(objects, d.metadata.name);
+        // Autoscaled: up to several replicas (KEDA also down to zero, when nothing waits).
+        const replicas = scaler ? scaler.max : (d.spec.replicas as number);
         expect({ deployment: d.metadata.name, replicas }).toEqual({ deployment: d.metadata.name, replicas: expect.any(Number) });
         expect(replicas).toBeGreaterThanOrEqual(2);
         const c = jobmeshContainer(d);
@@ -364,6 +388,8 @@ describe.each(['dev', 'prod'])('deploy/k8s/overlays/%s', (overlay) => {
         // One pod at a time through a drain: some keep running, and a drain can still proceed.
         if (pdb!.spec.maxUnavailable !== undefined) expect(pdb!.spec.maxUnavailable).toBe(1);
         else expect(pdb!.spec.minAvailable).toBe(replicas - 1);
+        // Long enough for SIGTERM's shutdown grace (30 s) to run its course.
+        expect(d.spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThan(30);
       }
     });
 
@@ -372,10 +398,10 @@ describe.each(['dev', 'prod'])('deploy/k8s/overlays/%s', (overlay) => {
     });
   }
 
-  if (overlay === 'dev') {
+  if (overlay.startsWith('dev')) {
     it('runs one replica with debug logs, writable for Tilt’s live_update', () => {
       for (const d of jobmeshDeployments(objects)) {
-        expect(d.spec.replicas).toBe(1);
+        expect(d.spec.replicas).toBe(autoscalerOf(objects, d.metadata.name) ? undefined : 1);
         const c = jobmeshContainer(d);
         expect(podEnv(objects, c).LOG_LEVEL).toBe('debug');
         expect(c.securityContext?.readOnlyRootFilesystem).toBe(false);
