@@ -461,13 +461,13 @@ export class RemoteDispatcher {
   }
 }
 
-/** The error a remote Fail stands for, as the runner understands it. */
 /** Records a worker's own timing (Complete/Fail.span) under the attempt's span; ignored without both times. */
 function reportSpan(a: PendingJob, s: pb.WorkerSpan | undefined, failed?: string): void {
   if (!a.span || !s?.startTime || !s.endTime) return;
   a.span.reported({ name: s.name, start: s.startTime, end: s.endTime, attributes: s.attributes }, failed);
 }
 
+/** The error a remote Fail stands for, as the runner understands it. */
 export function failureOf(f: pb.Fail): Error {
   let err: Error;
   if (f.kind === pb.FailureKind.FAILURE_KIND_UNRECOVERABLE) err = new UnrecoverableError(f.message);
