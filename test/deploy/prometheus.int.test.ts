@@ -1,5 +1,6 @@
 // deploy/prometheus checked by the real promtool: the config (with the rule files it loads), the
-// alert rules, and their unit tests (deploy/prometheus/rules/jobmesh.rules.test.yml).
+// alert rules, and their unit tests (deploy/prometheus/rules/jobmesh.rules.test.yml); and each
+// alert's labels, annotations and runbook section in docs/operations.md.
 // promtool comes with Debian's prometheus package; .ci/run installs it.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -10,6 +11,21 @@ const ROOT = resolve(__dirname, '../..');
 const CONFIG = 'deploy/prometheus/prometheus.yml';
 const RULES = 'deploy/prometheus/rules/jobmesh.rules.yml';
 const RULES_TEST = 'deploy/prometheus/rules/jobmesh.rules.test.yml';
+const THRESHOLDS = 'deploy/prometheus/rules/queue-thresholds.yml';
+/** The unit test's own queue-thresholds.yml, written as docs/operations.md shows. */
+const THRESHOLDS_EXAMPLE = 'deploy/prometheus/rules/testdata/queue-thresholds.yml';
+const RUNBOOKS = 'docs/operations.md';
+
+interface Rule {
+  alert?: string;
+  record?: string;
+  expr: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+const readRules = (file: string): Rule[] =>
+  (YAML.parse(readFileSync(resolve(ROOT, file), 'utf8')) as { groups: { rules: Rule[] }[] }).groups.flatMap((g) => g.rules);
 
 function promtool(...args: string[]): string {
   try {
@@ -31,12 +47,45 @@ describe('deploy/prometheus (promtool)', () => {
     // rule_files are relative to the config file, so the paths that resolve to /etc/prometheus/rules
     // in the container (docker-compose.yml mounts deploy/prometheus there) resolve here too.
     const config = YAML.parse(readFileSync(resolve(ROOT, CONFIG), 'utf8')) as { rule_files?: string[] };
-    expect((config.rule_files ?? []).map((f) => resolve(ROOT, dirname(CONFIG), f))).toContain(resolve(ROOT, RULES));
+    expect((config.rule_files ?? []).map((f) => resolve(ROOT, dirname(CONFIG), f))).toEqual([resolve(ROOT, RULES), resolve(ROOT, THRESHOLDS)]);
     expect(promtool('check', 'config', CONFIG)).toMatch(/SUCCESS: .*is valid prometheus config file/);
   });
 
   it('has alert rules that promtool accepts', () => {
     expect(promtool('check', 'rules', RULES)).toMatch(/SUCCESS: \d+ rules found/);
+    // No per-queue threshold by default; the example the docs give is valid too.
+    expect(promtool('check', 'rules', THRESHOLDS)).toMatch(/SUCCESS: 0 rules found/);
+    expect(promtool('check', 'rules', THRESHOLDS_EXAMPLE)).toMatch(/SUCCESS: 1 rules found/);
+    const doc = readFileSync(resolve(ROOT, RUNBOOKS), 'utf8');
+    const example = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).find((b) => b.includes('jobmesh:queue_max_wait_seconds'));
+    expect(YAML.parse(example ?? '')).toEqual(YAML.parse(readFileSync(resolve(ROOT, THRESHOLDS_EXAMPLE), 'utf8')));
+  });
+
+  it('gives every alert a severity, a summary, a description naming its queue, and a runbook section', () => {
+    const doc = readFileSync(resolve(ROOT, RUNBOOKS), 'utf8');
+    // GitHub's anchors: a heading in lower case, spaces as dashes, punctuation dropped.
+    const anchors = new Set([...doc.matchAll(/^#{2,4} (.+)$/gm)].map((m) => m[1]!.trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-')));
+    const alerts = readRules(RULES).filter((r) => r.alert);
+    expect(alerts.length).toBeGreaterThanOrEqual(17);
+    for (const r of alerts) {
+      const anchor = r.alert!.toLowerCase();
+      expect({ alert: r.alert, severity: r.labels?.severity }).toEqual({ alert: r.alert, severity: expect.stringMatching(/^(critical|warning)$/) });
+      expect({ alert: r.alert, runbook: r.annotations?.runbook_url }).toEqual({ alert: r.alert, runbook: `${RUNBOOKS}#${anchor}` });
+      expect({ alert: r.alert, section: anchors.has(anchor) }).toEqual({ alert: r.alert, section: true });
+      expect(r.annotations?.summary).toBeTruthy();
+      expect(r.annotations?.description).toBeTruthy();
+      // An alert per queue says which queue, in its summary and in its description.
+      if (/by \(queue\b|queue_ready_jobs/.test(r.expr)) {
+        expect({ alert: r.alert, summary: r.annotations!.summary, description: r.annotations!.description }).toEqual({
+          alert: r.alert,
+          summary: expect.stringContaining('{{ $labels.queue }}'),
+          description: expect.stringContaining('{{ $labels.queue }}'),
+        });
+      }
+    }
+    // …and the runbook lists no alert that does not exist.
+    const documented = [...doc.matchAll(/^### (Jobmesh\w+)$/gm)].map((m) => m[1]);
+    expect(documented.sort()).toEqual(alerts.map((r) => r.alert).sort());
   });
 
   it('passes the rules’ unit tests, which cover every alert', () => {
@@ -45,9 +94,8 @@ describe('deploy/prometheus (promtool)', () => {
       rule_files: string[];
       tests: { alert_rule_test?: { alertname: string; exp_alerts: unknown[] }[] }[];
     };
-    expect(tests.rule_files.map((f) => resolve(ROOT, dirname(RULES_TEST), f))).toEqual([resolve(ROOT, RULES)]);
-    const rules = YAML.parse(readFileSync(resolve(ROOT, RULES), 'utf8')) as { groups: { rules: { alert?: string }[] }[] };
-    const alerts = rules.groups.flatMap((g) => g.rules.flatMap((r) => (r.alert ? [r.alert] : [])));
+    expect(tests.rule_files.map((f) => resolve(ROOT, dirname(RULES_TEST), f))).toEqual([resolve(ROOT, RULES), resolve(ROOT, THRESHOLDS_EXAMPLE)]);
+    const alerts = readRules(RULES).flatMap((r) => (r.alert ? [r.alert] : []));
     const cases = tests.tests.flatMap((t) => t.alert_rule_test ?? []);
     for (const alert of alerts) {
       const mine = cases.filter((c) => c.alertname === alert);
