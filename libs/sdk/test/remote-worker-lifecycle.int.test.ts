@@ -150,7 +150,9 @@ it('keeps reconnecting through UNAVAILABLE: start() resolves once a replica list
   await h.startPool([], env);
   await eventually(() => listed(addr, w.workerId), 20_000, 'the worker to reconnect');
   const { job } = await h.client.enqueueJob({ queue, job: { name: 'j' } });
-  await eventually(async () => (await h.client.getJob(queue, job!.id)).state === pb.JobState.JOB_STATE_COMPLETED, 10_000, 'a job after the reconnect');
+  // Liveness, not speed: on a loaded CI machine this round (fetch on the new replica, assign over
+  // the new stream, complete) has taken more than 10 s three times, though never alone.
+  await eventually(async () => (await h.client.getJob(queue, job!.id)).state === pb.JobState.JOB_STATE_COMPLETED, 30_000, 'a job after the reconnect');
   expect(runState.settled).toBe(false);
   await w.stop({ graceMs: 1_000 });
   await expect(running).resolves.toBeUndefined();
