@@ -3,8 +3,9 @@
 // their own redis-server, each scraped every second with the `service` label
 // deploy/prometheus/prometheus.yml gives it, and deploy/prometheus's alert rules loaded as they are
 // but with every `for:` cut to 1s. Jobs run on a test queue; the query API returns the pattern
-// document's five series for it, a queue whose jobs no processor serves is seen alerting through
-// /api/v1/alerts, every rule evaluates without error, and so does every dashboard query.
+// document's five series for it; a queue whose jobs no processor serves, and one that no worker
+// serves at all, are seen alerting through /api/v1/alerts; every rule evaluates without error, and
+// so does every dashboard query.
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -40,6 +41,8 @@ const services = new Map<ServiceKind, ServiceProcess>();
 const queue = `scrape-${randomUUID().slice(0, 8)}`;
 /** Jobs here have a name nothing serves. */
 const orphanQueue = `orphans-${randomUUID().slice(0, 8)}`;
+/** A queue the worker-pool leaves out (JOBMESH_WORKER_QUEUES), and no remote worker serves. */
+const unservedQueue = `unserved-${randomUUID().slice(0, 8)}`;
 
 beforeAll(async () => {
   redis = await startRedis({ own: true });
@@ -52,7 +55,7 @@ beforeAll(async () => {
   const scheduler = await startService('scheduler', env, dir);
   services.set('scheduler', scheduler);
   const [pool, deadLetter] = await Promise.all([
-    startService('worker-pool', { ...env, JOBMESH_PROCESSORS: METRICS_PROCESSOR }, dir),
+    startService('worker-pool', { ...env, JOBMESH_PROCESSORS: METRICS_PROCESSOR, JOBMESH_WORKER_QUEUES: `${queue},${orphanQueue}` }, dir),
     startService('dead-letter', { ...env, JOBMESH_SCHEDULER_ADDRESS: scheduler.grpcAddress, JOBMESH_DLQ_SWEEP_INTERVAL: '500ms' }, dir),
   ]);
   // The monitor checks the others' health where they really listen.
@@ -186,6 +189,26 @@ describe('a real Prometheus scraping Jobmesh', () => {
     expect(all.map((a) => a.labels.queue)).toEqual([orphanQueue]);
   });
 
+  it('fires JobmeshQueueWithoutWorkers for a queue with ready jobs that no worker serves', async () => {
+    await client.createQueue({ queue: { name: unservedQueue } });
+    await client.enqueueJobs({ queue: unservedQueue, jobs: [1, 2, 3].map((i) => ({ name: 'ok', data: { i } })) });
+    await queryUntil(`sum(jobmesh_workers{queue="${unservedQueue}"})`, single(0));
+    const alert = await eventually(
+      async () =>
+        (await prom.api<{ alerts: Alert[] }>('alerts')).alerts.find(
+          (a) => a.labels.alertname === 'JobmeshQueueWithoutWorkers' && a.labels.queue === unservedQueue && a.state === 'firing',
+        ),
+      WAIT_MS,
+      `JobmeshQueueWithoutWorkers to fire for ${unservedQueue}`,
+      200,
+    );
+    expect(alert.labels).toEqual({ alertname: 'JobmeshQueueWithoutWorkers', queue: unservedQueue, severity: 'critical' });
+    expect(alert.annotations.summary).toBe(`Queue ${unservedQueue} has 3 jobs ready and no worker`);
+    // The queues the worker-pool serves have no such alert, even the one whose jobs wait for a processor.
+    const all = (await prom.api<{ alerts: Alert[] }>('alerts')).alerts.filter((a) => a.labels.alertname === 'JobmeshQueueWithoutWorkers');
+    expect(all.map((a) => a.labels.queue)).toEqual([unservedQueue]);
+  });
+
   it('evaluates every rule of deploy/prometheus without error', async () => {
     type Rule = { name: string; health: string; lastError?: string; lastEvaluation: string };
     const rules = await eventually(
@@ -215,7 +238,7 @@ describe('a real Prometheus scraping Jobmesh', () => {
     expect(missing).toEqual([]);
     // The queue variable lists the test queues.
     const values = await prom.api<string[]>('label/queue/values', { 'match[]': 'jobmesh_queue_length' });
-    expect(values).toEqual(expect.arrayContaining([queue, orphanQueue]));
+    expect(values).toEqual(expect.arrayContaining([queue, orphanQueue, unservedQueue]));
   });
 
   it('uses only metric names that a Jobmesh process exposes, in the rules and the dashboard', async () => {
