@@ -1,7 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import * as pb from '@jobmesh/contracts';
 import { parseDuration } from '@jobmesh/core';
-import type { DeadLetterClient, JobmeshClient } from '@jobmesh/sdk';
+import type { DeadLetterClient, JobmeshClient, MonitorClient } from '@jobmesh/sdk';
 import { describeJob, eventName, queueRow, scheduleRow, stateName, table, time } from './format';
 
 /** A mistake in how the command was called; main prints it with the usage and exits 2. */
@@ -13,13 +13,16 @@ export interface CommandContext {
   client: JobmeshClient;
   /** DeadLetterService, at --dlq-address (the same address as `client` unless told otherwise). */
   deadLetters: DeadLetterClient;
+  /** MonitorService, at --monitor-address (the same address as `client` unless told otherwise). */
+  monitor: MonitorClient;
   json: boolean;
   out(line: string): void;
   /** The trace viewer's link for a trace id, when JOBMESH_TRACE_UI_URL is set. */
   traceUrl?: (traceId: string) => string;
 }
 
-export type Handler = (args: string[], ctx: CommandContext) => Promise<void>;
+/** A command; a number it resolves with is its exit code (0 when it resolves with nothing). */
+export type Handler = (args: string[], ctx: CommandContext) => Promise<void | number>;
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 

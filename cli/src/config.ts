@@ -9,6 +9,8 @@ export const cliEnvSchema = z.object({
   JOBMESH_API_KEY: z.string().optional(),
   /** DeadLetterService, when it is not served at JOBMESH_ADDRESS (a separate deployment). */
   JOBMESH_DLQ_ADDRESS: z.string().optional(),
+  /** MonitorService (stats, health, top), when it is not served at JOBMESH_ADDRESS (a separate deployment). */
+  JOBMESH_MONITOR_ADDRESS: z.string().optional(),
   /** Deadline of each call. @default 10s */
   JOBMESH_TIMEOUT: durationMs.default(10_000),
   /** A trace viewer's page for one trace, e.g. Jaeger's `http://localhost:16686/trace/{trace_id}`: `get` and `dlq show` print the link. */

@@ -132,3 +132,84 @@ export function describeDeadLetter(d: pb.DeadLetter, traceUrl?: (traceId: string
     `replays\n${indent(replays.join('\n') || '(none)')}`,
   ].join('\n\n');
 }
+
+/** A length of time for a glance: "850ms", "42s", "3m05s", "2h07m", "4d03h". */
+export function age(msValue: number): string {
+  if (msValue < 1000) return `${Math.max(0, Math.round(msValue))}ms`;
+  const s = Math.floor(msValue / 1000);
+  const two = (n: number): string => String(n).padStart(2, '0');
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${two(s % 60)}s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h${two(Math.floor(s / 60) % 60)}m`;
+  return `${Math.floor(s / 86_400)}d${two(Math.floor(s / 3600) % 24)}h`;
+}
+
+/** A per-second rate with two significant decimals below 10: "0", "0.33", "12.5", "340". */
+export function rate(perSecond: number): string {
+  if (perSecond === 0) return '0';
+  // Thresholds where rounding would carry over: 9.999 is "10.0", not "10.00".
+  if (perSecond < 9.995) return perSecond.toFixed(2);
+  if (perSecond < 99.95) return perSecond.toFixed(1);
+  return String(Math.round(perSecond));
+}
+
+export const QUEUE_STATS_COLUMNS = [
+  'queue',
+  'waiting',
+  'active',
+  'delayed',
+  'waiting-for-processor',
+  'failed',
+  'dead-lettered',
+  'completed/s',
+  'failed/s',
+  'oldest age',
+  'p50/p95',
+  'workers',
+  'paused',
+];
+
+/**
+ * One queue's figures as a row of QUEUE_STATS_COLUMNS. Processing times are blank when nothing
+ * finished in the last minute; workers show how many of them are remote ("3 (2 remote)").
+ */
+export function queueStatsRow(s: pb.QueueStats): Record<string, string> {
+  const c = s.counts;
+  const p50 = pb.durationToMs(s.processingP50);
+  const p95 = pb.durationToMs(s.processingP95);
+  return {
+    queue: s.queue,
+    waiting: String(c?.waiting ?? 0),
+    active: String(c?.active ?? 0),
+    delayed: String(c?.delayed ?? 0),
+    'waiting-for-processor': String(c?.waitingForProcessor ?? 0),
+    failed: String(c?.failed ?? 0),
+    'dead-lettered': String(c?.deadLettered ?? 0),
+    'completed/s': rate(s.completedPerSecond),
+    'failed/s': rate(s.failedPerSecond),
+    'oldest age': s.oldestWaitingAge ? age(pb.durationToMs(s.oldestWaitingAge)!) : '',
+    'p50/p95': p50 || p95 ? `${age(p50 ?? 0)}/${age(p95 ?? 0)}` : '',
+    workers: s.remoteWorkers ? `${s.workers} (${s.remoteWorkers} remote)` : String(s.workers),
+    paused: s.paused ? 'yes' : '',
+  };
+}
+
+/** "serving", "not-serving", or "unknown" (the service could not be asked). */
+export function servingName(s: pb.ServingStatus): string {
+  return s === pb.ServingStatus.SERVING_STATUS_UNSPECIFIED ? 'unknown' : pb.servingStatusToJSON(s).replace('SERVING_STATUS_', '').toLowerCase().replace('_', '-');
+}
+
+export const SERVICE_HEALTH_COLUMNS = ['service', 'status', 'address', 'error', 'figures'];
+
+export function serviceHealthRow(h: pb.ServiceHealth): Record<string, string> {
+  return {
+    service: h.service,
+    status: servingName(h.status),
+    address: h.address,
+    error: truncate(h.error, 60),
+    figures: Object.entries(h.figures)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' '),
+  };
+}

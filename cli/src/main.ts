@@ -1,10 +1,12 @@
 import { status } from '@grpc/grpc-js';
 import { ConfigError, parseEnv } from '@jobmesh/config';
 import { JobmeshClient } from '@jobmesh/sdk';
-import { COMMANDS, UsageError } from './commands';
+import { COMMANDS, type Handler, UsageError } from './commands';
 import { cliEnvSchema } from './config';
 import { runConformance } from './conformance';
 import { dlq } from './dlq';
+import { health, stats } from './monitor';
+import { top } from './top';
 import { runUp } from './up';
 
 const USAGE = `jobmesh — background jobs over gRPC
@@ -30,19 +32,36 @@ Usage:
                   dead letters; filter: [--queue Q] [--name JOB] [--category C] [--since T] [--until T],
                   T an ISO time or how long ago (30m, 2h, 7d). Without ids or a filter, replay and purge
                   need --all
+  jobmesh stats [queue]                        queue figures: counts by state, completed/s and failed/s over the last
+                                               minute, oldest waiting age, processing p50/p95, workers, paused
+  jobmesh health                               every service's status, address, error and figures; exit code 0 when
+                                               the system is SERVING, 1 otherwise
+  jobmesh top [queue…] [--interval 2s]         the queue figures live, redrawn every interval; q or Ctrl-C quits.
+                                               With --json, one JSON line per round instead
   jobmesh conformance --worker "<command>" [--rule NAME]…
                   start a Jobmesh of its own, run <command> as a remote worker (env JOBMESH_ADDRESS,
                   JOBMESH_QUEUES=conformance) and check it follows the WorkerService protocol
 
 Global flags: --address host:port (env JOBMESH_ADDRESS), --api-key KEY (env JOBMESH_API_KEY),
               --timeout 10s (env JOBMESH_TIMEOUT), --json (machine-readable output, one JSON value per line),
-              --dlq-address host:port (env JOBMESH_DLQ_ADDRESS; DeadLetterService, when not at --address)
+              --dlq-address host:port (env JOBMESH_DLQ_ADDRESS; DeadLetterService, when not at --address),
+              --monitor-address host:port (env JOBMESH_MONITOR_ADDRESS; MonitorService, when not at --address)
 Environment:  JOBMESH_TRACE_UI_URL, e.g. http://localhost:16686/trace/{trace_id}: get and dlq show link a job's trace`;
 
 /** Pulls the global flags out of argv, wherever they stand. */
-function globalFlags(argv: string[]): { rest: string[]; address?: string; dlqAddress?: string; apiKey?: string; timeout?: string; json: boolean; help: boolean } {
+interface GlobalFlags {
+  address?: string;
+  dlqAddress?: string;
+  monitorAddress?: string;
+  apiKey?: string;
+  timeout?: string;
+  json: boolean;
+  help: boolean;
+}
+
+function globalFlags(argv: string[]): GlobalFlags & { rest: string[] } {
   const rest: string[] = [];
-  const flags: { address?: string; dlqAddress?: string; apiKey?: string; timeout?: string; json: boolean; help: boolean } = { json: false, help: false };
+  const flags: GlobalFlags = { json: false, help: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const [name, inline] = a.startsWith('--') ? (a.split(/=(.*)/s, 2) as [string, string | undefined]) : [a, undefined];
@@ -55,12 +74,16 @@ function globalFlags(argv: string[]): { rest: string[]; address?: string; dlqAdd
     else if (name === '--help' || name === '-h') flags.help = true;
     else if (name === '--address') flags.address = value();
     else if (name === '--dlq-address') flags.dlqAddress = value();
+    else if (name === '--monitor-address') flags.monitorAddress = value();
     else if (name === '--api-key') flags.apiKey = value();
     else if (name === '--timeout') flags.timeout = value();
     else rest.push(a);
   }
   return { rest, ...flags };
 }
+
+/** MonitorService's commands, registered beside COMMANDS as dlq is (they import commands.ts). */
+const MONITOR_COMMANDS: Record<string, Handler> = { stats, health, top };
 
 async function main(argv: string[]): Promise<number> {
   const flags = globalFlags(argv);
@@ -90,18 +113,19 @@ async function main(argv: string[]): Promise<number> {
     if (!worker) throw new UsageError('conformance needs --worker "<command>"');
     return runConformance({ worker, only });
   }
-  const handler = command === 'dlq' ? dlq : COMMANDS[command];
+  const handler = command === 'dlq' ? dlq : (COMMANDS[command] ?? MONITOR_COMMANDS[command]);
   if (!handler) throw new UsageError(`unknown command "${command}"`);
   const env = parseEnv(cliEnvSchema, { ...process.env, ...(flags.timeout && { JOBMESH_TIMEOUT: flags.timeout }) });
   const address = flags.address ?? env.JOBMESH_ADDRESS;
   const apiKey = flags.apiKey ?? env.JOBMESH_API_KEY;
   const deadLetterAddress = flags.dlqAddress ?? env.JOBMESH_DLQ_ADDRESS;
-  const client = new JobmeshClient({ address, apiKey, timeoutMs: env.JOBMESH_TIMEOUT, deadLetterAddress });
+  const monitorAddress = flags.monitorAddress ?? env.JOBMESH_MONITOR_ADDRESS;
+  const client = new JobmeshClient({ address, apiKey, timeoutMs: env.JOBMESH_TIMEOUT, deadLetterAddress, monitorAddress });
   try {
     const traceUi = env.JOBMESH_TRACE_UI_URL;
     const traceUrl = traceUi ? (traceId: string) => traceUi.replaceAll('{trace_id}', traceId) : undefined;
-    await handler(args, { client, deadLetters: client.deadLetters, json: flags.json, out: (l) => process.stdout.write(`${l}\n`), traceUrl });
-    return 0;
+    const code = await handler(args, { client, deadLetters: client.deadLetters, monitor: client.monitor, json: flags.json, out: (l) => process.stdout.write(`${l}\n`), traceUrl });
+    return code ?? 0;
   } finally {
     client.close();
   }

@@ -13,6 +13,8 @@ export interface JobmeshClientOptions {
   timeoutMs?: number;
   /** "host:port" of DeadLetterService, when it runs apart (`jobmesh up` serves it at `address`). @default address */
   deadLetterAddress?: string;
+  /** "host:port" of MonitorService, when it runs apart (`jobmesh up` serves it at `address`). @default address */
+  monitorAddress?: string;
   /** How calls that may be repeated are retried (see Caller); a call's own `retry` overrides it. */
   retry?: RetryPolicy;
 }
@@ -140,7 +142,8 @@ export class Caller {
 }
 
 /**
- * A typed, promise-based client of SchedulerService, and of DeadLetterService as `deadLetters`.
+ * A typed, promise-based client of SchedulerService, of DeadLetterService as `deadLetters` and of
+ * MonitorService as `monitor`.
  *
  * Retried on `UNAVAILABLE` (see Caller), as repeating them cannot do anything twice:
  * - reads: `getQueue`, `listQueues`, `getJob`, `listJobs`, `getSchedule`, `listSchedules`;
@@ -162,6 +165,8 @@ export class JobmeshClient {
   readonly scheduler: pb.SchedulerServiceClient;
   /** DeadLetterService, at `deadLetterAddress` or `address`. */
   readonly deadLetters: DeadLetterClient;
+  /** MonitorService, at `monitorAddress` or `address`. */
+  readonly monitor: MonitorClient;
   private readonly caller: Caller;
 
   constructor(opts: JobmeshClientOptions = {}) {
@@ -170,6 +175,7 @@ export class JobmeshClient {
     this.scheduler = new pb.SchedulerServiceClient(address, creds, CHANNEL_OPTIONS);
     this.caller = new Caller(opts);
     this.deadLetters = new DeadLetterClient(new pb.DeadLetterServiceClient(opts.deadLetterAddress ?? address, creds, CHANNEL_OPTIONS), this.caller);
+    this.monitor = new MonitorClient(new pb.MonitorServiceClient(opts.monitorAddress ?? address, creds, CHANNEL_OPTIONS), this.caller);
   }
 
   private call<Req, Res>(method: Unary<Req, Res>, req: Req, s?: CallSettings, idempotent = false): Promise<Res> {
@@ -228,6 +234,7 @@ export class JobmeshClient {
   close(): void {
     this.scheduler.close();
     this.deadLetters.close();
+    this.monitor.close();
   }
 }
 
@@ -281,6 +288,48 @@ export class DeadLetterClient {
   async *watch(filter: DeepPartial<pb.DeadLetterFilter> = {}, s?: Omit<CallSettings, 'timeoutMs'>): AsyncGenerator<pb.DeadLetter> {
     const req = pb.WatchDeadLettersRequest.fromPartial({ filter });
     for await (const msg of this.caller.stream((md) => this.raw.watchDeadLetters(req, md), s)) if (msg.deadLetter) yield msg.deadLetter;
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+}
+
+/**
+ * MonitorService (get one from `JobmeshClient.monitor`): queue figures and every service's
+ * health. It reads and changes nothing, so every call is retried on UNAVAILABLE (see Caller). It
+ * throws the same typed errors as JobmeshClient: `QueueNotFoundError` for a queue that does not
+ * exist, `InvalidArgumentError` (field `interval`) for a watch interval under 1 s.
+ */
+export class MonitorClient {
+  constructor(
+    readonly raw: pb.MonitorServiceClient,
+    private readonly caller: Caller,
+  ) {}
+
+  /** A client of the MonitorService at `address` alone. */
+  static connect(address: string, opts: Omit<JobmeshClientOptions, 'address' | 'deadLetterAddress' | 'monitorAddress'> = {}): MonitorClient {
+    const raw = new pb.MonitorServiceClient(address, opts.credentials ?? grpcCredentials.createInsecure(), CHANNEL_OPTIONS);
+    return new MonitorClient(raw, new Caller(opts));
+  }
+
+  /** One queue's figures. */
+  queueStats = (queue: string, s?: CallSettings) => this.caller.unary(this.raw, this.raw.getQueueStats, { queue }, s, true).then((r) => r.stats!);
+  /** Every queue's figures, ordered by name. */
+  listQueueStats = (s?: CallSettings) => this.caller.unary(this.raw, this.raw.listQueueStats, {}, s, true).then((r) => r.stats);
+  /** Every service's grpc.health.v1 status and key figures; `status` is SERVING when every service is. */
+  systemHealth = (s?: CallSettings) => this.caller.unary(this.raw, this.raw.getSystemHealth, {}, s, true);
+
+  /**
+   * Yields the figures of `queues` (all when empty) at once and then every `intervalMs` (the
+   * server's default, 5 s, when unset; at least 1000), one array per round, until the loop is
+   * left or `signal` aborts. An unknown queue throws `QueueNotFoundError` before anything is
+   * yielded; a queue deleted while watched drops out of later rounds. Not retried: a stream that
+   * fails throws, and the caller decides whether to watch again.
+   */
+  async *watchQueueStats(opts: { queues?: string[]; intervalMs?: number } = {}, s?: Omit<CallSettings, 'timeoutMs'>): AsyncGenerator<pb.QueueStats[]> {
+    const req = pb.WatchQueueStatsRequest.fromPartial({ queues: opts.queues ?? [], interval: opts.intervalMs === undefined ? undefined : pb.msToDuration(opts.intervalMs) });
+    for await (const msg of this.caller.stream((md) => this.raw.watchQueueStats(req, md), s)) yield msg.stats;
   }
 
   close(): void {
