@@ -11,7 +11,9 @@
   where `delayed` leaves out the jobs waiting for a processor (BullMQ holds those as delayed,
   see park-job-4.lua), `due` counts the delayed jobs whose time has come but that BullMQ has not
   promoted yet, and `oldest_ready_ms` is when the longest-waiting job became ready: the oldest
-  job of the wait list, or a due delayed job, whichever is older.
+  of the wait list's oldest job, the first due delayed job, and of the prioritized jobs the first
+  of the highest priority and the first of the lowest (the one most likely starved; BullMQ scores
+  a prioritized job priority * 2^32 + its arrival counter).
 ]]
 local rcall = redis.call
 local prefix, now = ARGV[1], tonumber(ARGV[2])
@@ -26,10 +28,20 @@ for i = 3, #ARGV do
   -- A delayed job's score is its due time * 0x1000 plus an order within the millisecond.
   local dueBelow = now * 0x1000
   local oldest = -1
-  local tail = rcall('LINDEX', b .. 'wait', -1)
-  if tail then
-    local h = rcall('HMGET', b .. tail, 'timestamp', 'delay')
-    if h[1] then oldest = tonumber(h[1]) + (tonumber(h[2]) or 0) end
+  local function consider(id)
+    if not id then return end
+    local h = rcall('HMGET', b .. id, 'timestamp', 'delay')
+    if h[1] then
+      local ready = tonumber(h[1]) + (tonumber(h[2]) or 0)
+      if oldest < 0 or ready < oldest then oldest = ready end
+    end
+  end
+  consider(rcall('LINDEX', b .. 'wait', -1))
+  consider(rcall('ZRANGE', b .. 'prioritized', 0, 0)[1])
+  local last = rcall('ZRANGE', b .. 'prioritized', -1, -1, 'WITHSCORES')
+  if last[2] then
+    local lowest = math.floor(tonumber(last[2]) / 0x100000000) * 0x100000000
+    consider(rcall('ZRANGEBYSCORE', b .. 'prioritized', lowest, '+inf', 'LIMIT', 0, 1)[1])
   end
   local first = rcall('ZRANGE', b .. 'delayed', 0, 0, 'WITHSCORES')
   if first[2] and tonumber(first[2]) < dueBelow then

@@ -48,6 +48,17 @@ it('reads a paused queue of 25 jobs as 25 waiting, paused, with an oldest age th
   expect(later.counts?.waiting).toBe(25);
 });
 
+it('sees how long prioritized jobs have waited, the starved lowest priority included', async () => {
+  const queue = await h.newQueue('mon-prio');
+  await h.client.pauseQueue(queue);
+  await h.client.enqueueJobs({ queue, jobs: [{ name: 'ok', options: { priority: 10 } }] });
+  await h.client.enqueueJobs({ queue, jobs: [{ name: 'ok', options: { priority: 1 } }, { name: 'ok', options: { priority: 1 } }] });
+  const first = await monitor.getQueueStats(queue);
+  expect(first.counts).toMatchObject({ prioritized: 3, waiting: 0 });
+  const age = ms(first.oldestWaitingAge);
+  await eventually(async () => ms((await monitor.getQueueStats(queue)).oldestWaitingAge) > age + 50, 5000, 'the prioritized jobs’ age to grow');
+});
+
 it('reports completions and failures per second and processing times after a drain', async () => {
   const queue = await h.newQueue('mon-rates');
   await h.client.enqueueJobs({
