@@ -2,7 +2,7 @@ import { settlesWithin } from '@jobmesh/core';
 import { type CommonEnv, type LoadedConfigFile, loadConfigFile, splitHostPort } from '@jobmesh/config';
 import { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
 import { type Backbone, openBackboneFromEnv, redisUnavailable } from '@jobmesh/queue';
-import { type Logger, type OpsServer, type Registry, createLogger, createRegistry, startOpsServer, startTracing } from '@jobmesh/telemetry';
+import { type Logger, type OpsRoutes, type OpsServer, type Registry, createLogger, createRegistry, startOpsServer, startTracing } from '@jobmesh/telemetry';
 
 /**
  * What every Jobmesh process is built on: logger, metrics, config file, Redis backbone, one gRPC
@@ -19,8 +19,11 @@ export interface ServiceHost {
   readonly kit: RpcKit;
   /** Runs `close` when the host stops, after NOT_SERVING and before gRPC calls drain; the last added runs first. */
   onStop(close: () => Promise<void>): void;
-  /** Starts the ops HTTP server (/metrics, /livez, /readyz), then binds gRPC. */
-  listen(): Promise<{ grpcPort: number; grpcHost: string; ops: OpsServer }>;
+  /**
+   * Starts the ops HTTP server (/metrics, /livez, /readyz, and `routes`, e.g. the monitor's
+   * dashboard), then binds gRPC.
+   */
+  listen(opts?: { routes?: OpsRoutes }): Promise<{ grpcPort: number; grpcHost: string; ops: OpsServer }>;
   /**
    * NOT_SERVING, the onStop closes, gRPC calls drained within JOBMESH_SHUTDOWN_GRACE, the ops
    * server, Redis, then the spans not yet exported (in what is left of the grace). Idempotent, and
@@ -62,9 +65,9 @@ export async function openServiceHost(env: CommonEnv, opts: { name: string; logg
     server,
     kit,
     onStop: (close) => void closes.push(close),
-    async listen() {
+    async listen({ routes } = {}) {
       const http = splitHostPort(env.JOBMESH_HTTP_ADDRESS);
-      ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ready });
+      ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ready, routes });
       const grpcPort = await server.listen(env.JOBMESH_GRPC_ADDRESS);
       listening = true;
       return { grpcPort, grpcHost: splitHostPort(env.JOBMESH_GRPC_ADDRESS).host, ops };

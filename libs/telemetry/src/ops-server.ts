@@ -1,4 +1,4 @@
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
@@ -12,9 +12,15 @@ export interface OpsServerOptions {
    * says why not. /livez never calls it.
    */
   ready?: () => Promise<boolean | { ok: boolean; reason?: string }>;
-  /** Extra routes, e.g. the monitor's dashboard. Return false to fall through to 404. */
-  routes?: (path: string, res: ServerResponse) => boolean | Promise<boolean>;
+  /**
+   * Extra routes, e.g. the monitor's dashboard, tried after the ops paths. `req` gives the method,
+   * the query string and the body. Return false to fall through to 404.
+   */
+  routes?: OpsRoutes;
 }
+
+/** Serves a request the ops paths did not; false when `path` is not one of its own. */
+export type OpsRoutes = (path: string, res: ServerResponse, req: IncomingMessage) => boolean | Promise<boolean>;
 
 export interface OpsServer {
   server: Server;
@@ -28,13 +34,13 @@ export interface OpsServer {
 export async function startOpsServer(opts: OpsServerOptions): Promise<OpsServer> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    void handle(path, res).catch((err: Error) => {
+    void handle(path, res, req).catch((err: Error) => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
       res.end(`internal error: ${err.message}\n`);
     });
   });
 
-  async function handle(path: string, res: ServerResponse): Promise<void> {
+  async function handle(path: string, res: ServerResponse, req: IncomingMessage): Promise<void> {
     if (path === '/metrics') {
       const body = await opts.registry.metrics();
       res.writeHead(200, { 'content-type': opts.registry.contentType });
@@ -55,7 +61,7 @@ export async function startOpsServer(opts: OpsServerOptions): Promise<OpsServer>
       res.end(ok ? 'ready\n' : `not ready: ${reason}\n`);
       return;
     }
-    if (opts.routes && (await opts.routes(path, res))) return;
+    if (opts.routes && (await opts.routes(path, res, req))) return;
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('not found\n');
   }

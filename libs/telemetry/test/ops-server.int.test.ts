@@ -119,6 +119,25 @@ describe('startOpsServer', () => {
     expect((await fetch(`http://${server.address}/other`)).status).toBe(404);
   });
 
+  it('gives extra routes the request: its method, query string and body', async () => {
+    const registry = createRegistry({ defaultMetrics: false });
+    const server = await startOpsServer({
+      host: '127.0.0.1',
+      port: 0,
+      registry,
+      routes: async (path, res, req) => {
+        if (path !== '/echo') return false;
+        let body = '';
+        for await (const chunk of req) body += String(chunk);
+        res.writeHead(200, { 'content-type': 'text/plain' }).end(`${req.method} ${req.url} ${body}`);
+        return true;
+      },
+    });
+    servers.push(server);
+    const res = await fetch(`http://${server.address}/echo?x=1`, { method: 'POST', body: 'hello' });
+    expect(await res.text()).toBe('POST /echo?x=1 hello');
+  });
+
   it('stops accepting connections after close()', async () => {
     const { url, server } = await start();
     expect((await fetch(url('/livez'))).status).toBe(200);

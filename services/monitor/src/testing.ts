@@ -4,6 +4,7 @@ import * as pb from '@jobmesh/contracts';
 import { credentials } from '@grpc/grpc-js';
 import { silentLogger } from '@jobmesh/telemetry';
 import { useHarness } from '@jobmesh/testing';
+import { type DeadLetterClient, type DeadLetterHarness, startDeadLetterHarness } from '@jobmesh/dead-letter/testing';
 import { type PoolHarness, startPoolHarness } from '@jobmesh/worker-pool/testing';
 import { loadMonitorEnv, type RunningMonitor, startMonitor } from './index';
 
@@ -31,7 +32,14 @@ export function monitorClient(address: string): MonitorClient {
   };
 }
 
+type RunningDeadLetter = Awaited<ReturnType<DeadLetterHarness['startDeadLetter']>>['service'];
+
 export interface MonitorHarness extends PoolHarness {
+  /**
+   * Starts a dead-letter service (see @jobmesh/dead-letter/testing) on the harness's Redis and
+   * prefix; a monitor started after it checks it and its dashboard calls it.
+   */
+  startDeadLetter(env?: Record<string, string>): Promise<{ service: RunningDeadLetter; client: DeadLetterClient; address: string }>;
   /** Starts a monitor on the harness's Redis and prefix, checking the harness's scheduler by default; `env` on top. */
   startMonitor(env?: Record<string, string>): Promise<{ service: RunningMonitor; client: MonitorClient; address: string }>;
 }
@@ -41,12 +49,24 @@ export function useMonitorHarness(): MonitorHarness {
   return useHarness('monitor', () => startMonitorHarness());
 }
 
-/** A scheduler, worker-pool replicas started on demand and monitors started on demand; stop() stops them all. */
-export async function startMonitorHarness(): Promise<MonitorHarness> {
-  const h = await startPoolHarness();
+/**
+ * A scheduler, worker-pool replicas, dead-letter services and monitors started on demand; stop()
+ * stops them all. With `deadLetters`, the base is the dead-letter harness (one worker-pool
+ * replica already running its `fail`, `fatal` and `hang` processors).
+ */
+export async function startMonitorHarness(opts: { deadLetters?: boolean } = {}): Promise<MonitorHarness> {
+  const base = opts.deadLetters ? await startDeadLetterHarness() : undefined;
+  const h: PoolHarness = base ?? (await startPoolHarness());
   const running: Array<{ service: RunningMonitor; client: MonitorClient }> = [];
+  let deadLetterAddress = h.address;
   return {
     ...h,
+    startDeadLetter: async (env = {}) => {
+      if (!base) throw new Error('startMonitorHarness({ deadLetters: true }) starts dead-letter services');
+      const d = await base.startDeadLetter(env);
+      deadLetterAddress = `127.0.0.1:${d.service.grpcPort}`;
+      return { ...d, address: deadLetterAddress };
+    },
     startMonitor: async (env = {}) => {
       const service = await startMonitor(
         loadMonitorEnv({
@@ -58,7 +78,7 @@ export async function startMonitorHarness(): Promise<MonitorHarness> {
           JOBMESH_CONFIG: '',
           JOBMESH_SCHEDULER_ADDRESS: h.address,
           JOBMESH_WORKER_POOL_ADDRESS: h.address,
-          JOBMESH_DEAD_LETTER_ADDRESS: h.address,
+          JOBMESH_DEAD_LETTER_ADDRESS: deadLetterAddress,
           ...env,
         }),
         { logger: silentLogger() },
@@ -71,7 +91,7 @@ export async function startMonitorHarness(): Promise<MonitorHarness> {
     stop: async () => {
       for (const r of running) r.client.close();
       await Promise.all(running.map((r) => r.service.stop()));
-      await h.stop();
+      await (base ?? h).stop();
     },
   };
 }
