@@ -11,7 +11,8 @@
   Returns { waiting, prioritized, due_delayed, active, waiting_for_processor }, each as
   { matched, looked_at, total }: of the `looked_at` jobs read from the list (its oldest first),
   `matched` have one of the names, out of `total` in the list. Jobs waiting for a processor are
-  counted exactly (their index is per name).
+  counted exactly (their index is per name); a job on its way there (in the index, not yet moved
+  out of active) is counted there only.
 ]]
 local rcall = redis.call
 local prefix, now, q, cap = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
@@ -23,7 +24,7 @@ local function count(ids, total)
   local matched = 0
   for _, id in ipairs(ids) do
     local name = rcall('HGET', b .. id, 'name')
-    if name and wanted[name] then matched = matched + 1 end
+    if name and wanted[name] and not rcall('ZSCORE', prefix .. ':_parked:' .. q .. ':' .. name, id) then matched = matched + 1 end
   end
   return { matched, #ids, total }
 end
