@@ -151,12 +151,51 @@ it('replays a dead letter with a data patch from the dead letters page; the repl
   expect(job.options?.replayOf).toBe(letter.id);
 });
 
+it('retries the selected failed jobs from the queue page, and only those', async () => {
+  // Capture off, so failed jobs stay failed (and retryable) rather than becoming dead letters.
+  const queue = await h.newQueue('dash-retry', { deadLetter: { disabled: true } });
+  const { jobs } = await h.client.enqueueJobs({ queue, jobs: Array.from({ length: 3 }, (_, i) => ({ name: 'fail', data: { i }, options: { attempts: 1 } })) });
+  const ids = jobs.map((j) => j.id);
+  await eventually(async () => (await h.client.listJobs({ queue, states: [pb.JobState.JOB_STATE_FAILED] })).jobs.length === 3, 15_000, 'three failed jobs');
+  // Paused, so the retried jobs wait where the check can see them.
+  await h.client.pauseQueue(queue);
+
+  await page.goto(`${base}/#/queues/${queue}?state=failed`);
+  await page.getByRole('checkbox', { name: `Select ${ids[0]}` }).check();
+  await page.getByRole('checkbox', { name: `Select ${ids[2]}` }).check();
+  await page.getByRole('group', { name: 'Selected (2)' }).getByRole('button', { name: 'Retry' }).click();
+  await shows(page.getByRole('status'), '2 job(s) retried');
+  await shot('queue-retried');
+  const state = async (id: string) => (await h.client.getJob(queue, id)).state;
+  expect(await state(ids[0]!)).toBe(pb.JobState.JOB_STATE_WAITING);
+  expect(await state(ids[1]!)).toBe(pb.JobState.JOB_STATE_FAILED);
+  expect(await state(ids[2]!)).toBe(pb.JobState.JOB_STATE_WAITING);
+});
+
+it('filters dead letters by queue and category, and by time', async () => {
+  const queue = await h.newQueue('dash-dlfilter');
+  await h.client.enqueueJob({ queue, job: { name: 'fatal', data: {}, options: { attempts: 1 } } });
+  const letter = await deadLetterOf(queue);
+  await page.goto(`${base}/#/dead-letters?queue=${queue}&category=${letter.category}`);
+  await visible(page.locator(`tr[data-dead-letter="${letter.id}"]`));
+  await page.goto(`${base}/#/dead-letters?queue=${queue}&category=NO_SUCH_CATEGORY`);
+  await visible(page.getByText('No dead letters.'));
+  const after = new Date(letter.deadLetteredAt!.getTime() + 1000).toISOString();
+  await page.goto(`${base}/#/dead-letters?queue=${queue}&since=${after}`);
+  await visible(page.getByText('No dead letters.'));
+  await page.goto(`${base}/#/dead-letters?queue=${queue}&until=${after}`);
+  await visible(page.locator(`tr[data-dead-letter="${letter.id}"]`));
+  // Opening a row shows every attempt's error with its stack.
+  await page.getByRole('button', { name: letter.id }).click();
+  await visible(page.getByText(`Attempt 1: ${letter.errors[0]!.errorName}`));
+});
+
 // ---- the JSON API beneath the pages ----
 
-const api = async (path: string, init?: { method?: string; body?: unknown; base?: string }) => {
+const api = async (path: string, init?: { method?: string; body?: unknown; base?: string; headers?: Record<string, string> }) => {
   const res = await fetch(`${init?.base ?? base}/api/${path}`, {
     method: init?.method ?? 'GET',
-    headers: init?.body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: { ...(init?.body === undefined ? {} : { 'content-type': 'application/json' }), ...init?.headers },
     body: init?.body === undefined ? undefined : JSON.stringify(init.body),
   });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> & { jobs?: Array<{ id: string }> } };
@@ -262,4 +301,16 @@ it('in read-only mode hides every action and answers the action endpoints with 4
   await page.goto(`${roBase}/#/dead-letters`);
   await visible(page.getByRole('heading', { name: 'Dead letters' }));
   expect(await page.getByRole('button', { name: /Replay|Quarantine|Purge/ }).count()).toBe(0);
+});
+
+it("refuses an action sent from another site's page, or without a JSON body", async () => {
+  const queue = await h.newQueue('dash-csrf');
+  const evil = await api(`queues/${queue}/pause`, { method: 'POST', body: {}, headers: { origin: 'http://evil.example' } });
+  expect(evil.status).toBe(403);
+  const form = await fetch(`${base}/api/queues/${queue}/pause`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'x=1' });
+  expect(form.status).toBe(415);
+  expect((await h.client.getQueue(queue)).paused).toBe(false);
+  const own = await api(`queues/${queue}/pause`, { method: 'POST', body: {}, headers: { origin: base } });
+  expect(own.status).toBe(200);
+  expect((await h.client.getQueue(queue)).paused).toBe(true);
 });

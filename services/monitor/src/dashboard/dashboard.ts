@@ -67,8 +67,9 @@ class HttpError extends Error {
  *   /api/dead-letters/:id;
  * - POST /api/queues/:q/pause, /resume; /api/queues/:q/jobs/actions {action, ids | filter};
  *   /api/dead-letters/replay {ids | filter, dataPatch, targetQueue}, /quarantine {ids | filter,
- *   quarantined, reason}, /purge {ids | filter}. Actions need a JSON body (so a cross-site form
- *   cannot send one), and answer 403 in read-only mode.
+ *   quarantined, reason}, /purge {ids | filter}. Actions need a JSON body and, from a browser, an
+ *   Origin that is the dashboard's own (so another site's page cannot send one); they answer 403
+ *   in read-only mode.
  */
 export function dashboardHandler(opts: DashboardOptions): Dashboard {
   const api = new DashboardApi({ scheduler: opts.schedulerAddress, deadLetter: opts.deadLetterAddress, workerPool: opts.workerPoolAddress, monitor: opts.monitorAddress });
@@ -198,6 +199,10 @@ export function dashboardHandler(opts: DashboardOptions): Dashboard {
         if (req.method === 'GET') out = await get(parts, query, res);
         else if (req.method === 'POST') {
           if (readOnly) throw new HttpError(403, 'the dashboard is read-only (JOBMESH_DASHBOARD_READ_ONLY)');
+          // A browser names the page that sent a POST: only the dashboard's own pages may act.
+          const origin = req.headers.origin;
+          // (An opaque origin, "null", has no host and is refused too.)
+          if (origin !== undefined && hostOf(origin) !== req.headers.host) throw new HttpError(403, `actions are taken from the dashboard's own pages, not from ${origin}`);
           out = await post(parts, await jsonBody(req));
         } else throw new HttpError(405, 'GET or POST');
         // An SSE route has answered already.
@@ -220,6 +225,14 @@ export function dashboardHandler(opts: DashboardOptions): Dashboard {
 
 async function pump<T>(source: AsyncGenerator<T>, each: (m: T) => void): Promise<void> {
   for await (const m of source) each(m);
+}
+
+function hostOf(origin: string): string | undefined {
+  try {
+    return new URL(origin).host;
+  } catch {
+    return undefined;
+  }
 }
 
 function json(res: ServerResponse, code: number, body: unknown): void {
