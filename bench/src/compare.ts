@@ -6,7 +6,8 @@ const USAGE = `usage: node bench/dist/compare.js A B
   A, B  files holding the output of two bench runs (the whole stdout, or its last line)
 
 For each scenario in both runs: each run's ratio of medians with its rounds' range, and how far
-B's medians are from A's (B / A − 1) for raw BullMQ, Jobmesh and the ratio.`;
+B's medians are from A's (B / A − 1) for raw BullMQ, Jobmesh and the ratio. For a feature
+scenario (end-to-end-traced) "raw" is Jobmesh with the feature off and "Jobmesh" with it on.`;
 
 /** The last line of `file` that is a bench JSON line. */
 function benchJson(file: string): BenchJson {
@@ -47,6 +48,12 @@ function main(argv: string[]): number {
   }
   console.log(`A: ${a.at} (${a.node}, Redis ${a.redis}, ${a.cpus} cpus)\nB: ${b.at} (${b.node}, Redis ${b.redis}, ${b.cpus} cpus)\n`);
   console.log(alignedTable(['scenario', 'A Jobmesh/raw (min–max)', 'B Jobmesh/raw (min–max)', 'raw median B/A', 'Jobmesh median B/A', 'ratio B/A'], rows));
+  // A feature scenario's two sides are both Jobmesh: say what "raw" and "Jobmesh" stand for there.
+  for (const sa of a.scenarios) {
+    if (sa.sides && b.scenarios.some((s) => s.name === sa.name)) {
+      console.log(`\n${sa.name}: both sides Jobmesh; "raw" is ${sa.sides.raw}, "Jobmesh" is ${sa.sides.jobmesh}, the ratio is on/off`);
+    }
+  }
   return 0;
 }
 

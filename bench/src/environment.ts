@@ -25,7 +25,9 @@ const DEAD_LETTER_MAIN = resolve(__dirname, '../../services/dead-letter/dist/mai
 
 /**
  * Spawns a Jobmesh service (`node services/<svc>/dist/main.js`) on free ports; resolves once its
- * start-up log line (`ready`) appears, with the gRPC port it printed.
+ * start-up log line (`ready`) appears, with the gRPC port it printed. Its environment is the one
+ * below and `extra`, nothing of the bench's own: an OTEL_* variable in the bench's shell does not
+ * turn tracing on in a service (only a traced scenario's `extra` does).
  */
 async function spawnService(main: string, ready: string, redisUrl: string, extra: Record<string, string> = {}): Promise<SchedulerProcess> {
   const child: ChildProcess = spawn(process.execPath, [main], {
@@ -87,6 +89,11 @@ export interface BenchEnvironment {
   flush(): Promise<void>;
   /** Starts a worker-pool process with these extra settings; stop it when done. */
   spawnWorkerPool(env: Record<string, string>): Promise<{ port: number; stop(): Promise<void> }>;
+  /**
+   * Starts a second scheduler process on the bench's Redis with these extra settings (the bench's
+   * own one runs without any); stop it when done.
+   */
+  spawnScheduler(env: Record<string, string>): Promise<{ port: number; stop(): Promise<void> }>;
   /** Starts a dead-letter process (replays through the bench's scheduler); stop it when done. */
   spawnDeadLetter(): Promise<{ port: number; stop(): Promise<void> }>;
   /** The key prefix of Jobmesh's queues, for BullMQ readers of them. */
@@ -133,6 +140,7 @@ export async function startEnvironment(): Promise<BenchEnvironment> {
     rawQueue,
     jobmeshPrefix: JOBMESH_PREFIX,
     spawnWorkerPool: (extra) => spawnService(WORKER_POOL_MAIN, 'worker-pool running', redis.url, extra),
+    spawnScheduler: (extra) => spawnService(SCHEDULER_MAIN, 'scheduler listening', redis.url, extra),
     spawnDeadLetter: () => spawnService(DEAD_LETTER_MAIN, 'dead-letter listening', redis.url, { JOBMESH_SCHEDULER_ADDRESS: `127.0.0.1:${running.port}` }),
     async jobmeshQueue(label) {
       const name = uniqueName(label);

@@ -21,6 +21,9 @@ export const USAGE = `usage: npm run bench -- [--rounds N] [--jobs N] [--warmup 
   --jobs N         jobs per measured run, every scenario (env BENCH_JOBS)
   --warmup N       jobs per warm-up run; 0 skips the warm-up (env BENCH_WARMUP)
   --scenario NAME  run only this scenario; repeatable
+
+  env BENCH_OTLP_RECEIVER=count|decode  the OTLP receiver of end-to-end-traced: count (default) counts
+                   spans without decoding them; decode is @jobmesh/testing's, which decodes every span
 `;
 
 export class UsageError extends Error {

@@ -1,25 +1,53 @@
-import type { Measurement, Round, ScenarioResult } from './runner';
-import type { Spread } from './stats';
+import type { Measurement, Round, ScenarioResult, Side } from './runner';
+import { type Spread, spread } from './stats';
 
 const int = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
 
 const rate = (s: Spread): string => `${int.format(s.median)} (${int.format(s.min)}–${int.format(s.max)})`;
 
 /**
- * The results as an aligned text table, one row a scenario: per side the median jobs/s over the
+ * The results as aligned text tables, one row a scenario: per side the median jobs/s over the
  * rounds and their range, and the ratio of the medians with the range of the rounds' own ratios.
+ * The scenarios against raw BullMQ share one table; feature scenarios (Jobmesh against Jobmesh)
+ * get one of their own per pair of side names, said to be on/off, then the figures their runs
+ * recorded.
  */
 export function formatTable(results: ScenarioResult[]): string {
-  const header = ['scenario', 'jobs', 'rounds', 'raw BullMQ jobs/s: median (min–max)', 'Jobmesh jobs/s: median (min–max)', 'Jobmesh/raw: of medians (rounds min–max)'];
-  const rows = results.map((r) => [
+  const row = (r: ScenarioResult): string[] => [
     r.title,
     int.format(r.jobs),
     String(r.rounds.length),
     rate(r.raw),
     rate(r.jobmesh),
     `${r.ratio.ofMedians.toFixed(3)} (${r.ratio.min.toFixed(3)}–${r.ratio.max.toFixed(3)})`,
-  ]);
-  return alignedTable(header, rows);
+  ];
+  const parts: string[] = [];
+  const bullmq = results.filter((r) => r.kind === 'bullmq');
+  if (bullmq.length) {
+    const header = ['scenario', 'jobs', 'rounds', 'raw BullMQ jobs/s: median (min–max)', 'Jobmesh jobs/s: median (min–max)', 'Jobmesh/raw: of medians (rounds min–max)'];
+    parts.push(alignedTable(header, bullmq.map(row)));
+  }
+  const features = results.filter((r) => r.kind === 'feature');
+  for (const key of new Set(features.map((r) => JSON.stringify(r.sides)))) {
+    const group = features.filter((r) => JSON.stringify(r.sides) === key);
+    const { raw: off, jobmesh: on } = group[0]!.sides;
+    const header = ['scenario', 'jobs', 'rounds', `${off} jobs/s: median (min–max)`, `${on} jobs/s: median (min–max)`, 'on/off: of medians (rounds min–max)'];
+    parts.push(`Both sides through Jobmesh: the ratio is "${on}" over "${off}", not Jobmesh over raw BullMQ.\n${alignedTable(header, group.map(row))}`);
+  }
+  const figures = results.flatMap(figureLines);
+  if (figures.length) parts.push(['Recorded per run, median (min–max) over the measured rounds:', ...figures].join('\n'));
+  return parts.join('\n\n');
+}
+
+/** `  end-to-end-traced, Jobmesh, tracing on: spans 20,000 (19,980–20,000)`, one line a side that recorded figures. */
+function figureLines(r: ScenarioResult): string[] {
+  return (['raw', 'jobmesh'] as Side[]).flatMap((side) => {
+    const runs = r.rounds.map((x) => x[side].figures ?? {});
+    const keys = [...new Set(runs.flatMap((f) => Object.keys(f)))];
+    if (!keys.length) return [];
+    const each = keys.map((k) => `${k} ${rate(spread(runs.map((f) => f[k] ?? 0)))}`);
+    return [`  ${r.name}, ${r.sides[side]}: ${each.join(', ')}`];
+  });
 }
 
 /** A text table: the first column is text (left-aligned), the rest are numbers (right-aligned). */
@@ -44,6 +72,10 @@ export interface BenchJson extends RunInfo {
 
 export interface ScenarioJson {
   name: string;
+  /** Only for a feature scenario: its `raw` is Jobmesh with the feature off, its `jobmesh` with it on. */
+  kind?: 'feature';
+  /** Only for a feature scenario: what its `raw` and `jobmesh` sides are. */
+  sides?: Record<Side, string>;
   jobs: number;
   warmup: number;
   raw: Spread;
@@ -55,11 +87,12 @@ export interface ScenarioJson {
 interface RunJson {
   jobsPerSec: number;
   ms: number;
+  figures?: Record<string, number>;
 }
 
 const round = (n: number, digits: number): number => Number(n.toFixed(digits));
 const spreadJson = (s: Spread): Spread => ({ median: round(s.median, 0), min: round(s.min, 0), max: round(s.max, 0) });
-const runJson = (m: Measurement): RunJson => ({ jobsPerSec: round(m.jobsPerSec, 0), ms: round(m.ms, 1) });
+const runJson = (m: Measurement): RunJson => ({ jobsPerSec: round(m.jobsPerSec, 0), ms: round(m.ms, 1), ...(m.figures && { figures: m.figures }) });
 
 /**
  * One JSON line with everything measured, every round included, for scripts
@@ -72,6 +105,7 @@ export function formatJson(results: ScenarioResult[], info: RunInfo): string {
     ...info,
     scenarios: results.map((r) => ({
       name: r.name,
+      ...(r.kind === 'feature' && { kind: 'feature' as const, sides: r.sides }),
       jobs: r.jobs,
       warmup: r.warmup,
       raw: spreadJson(r.raw),

@@ -1,7 +1,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { BenchEnvironment } from './environment';
-import type { RunContext, Scenario } from './scenario';
+import { type AnyScenario, type RunContext, isFeatureScenario } from './scenario';
 import { type Spread, spread } from './stats';
 
 /** One run of one side: jobs done over wall time. */
@@ -9,8 +9,14 @@ export interface Measurement {
   jobs: number;
   ms: number;
   jobsPerSec: number;
+  /** What the run recorded besides its rate (`RunContext.record`), if anything. */
+  figures?: Record<string, number>;
 }
 
+/**
+ * The two sides of a round: raw BullMQ and Jobmesh, or for a feature scenario the feature off
+ * (`raw`, the baseline) and on (`jobmesh`).
+ */
 export type Side = 'raw' | 'jobmesh';
 
 /** Both sides of a scenario, measured back to back; `first` is the side that ran first. */
@@ -18,20 +24,27 @@ export interface Round {
   first: Side;
   raw: Measurement;
   jobmesh: Measurement;
-  /** This round's Jobmesh jobs/s over its raw BullMQ jobs/s. */
+  /** This round's Jobmesh jobs/s over its raw BullMQ jobs/s (feature on over off, for a feature scenario). */
   ratio: number;
 }
 
 export interface ScenarioResult {
   name: string;
   title: string;
+  /**
+   * What the sides are: raw BullMQ and Jobmesh, or (`kind: 'feature'`) Jobmesh with a feature off
+   * and on, in `raw` and `jobmesh` respectively.
+   */
+  kind: 'bullmq' | 'feature';
+  /** How the report names the sides: `raw BullMQ` and `Jobmesh`, or a feature scenario's labels. */
+  sides: Record<Side, string>;
   jobs: number;
   warmup: number;
   /** Every measured round, in the order they ran (the warm-up is not one of them). */
   rounds: Round[];
-  /** Jobs/s of raw BullMQ over the rounds. */
+  /** Jobs/s of raw BullMQ over the rounds (of the feature off, for a feature scenario). */
   raw: Spread;
-  /** Jobs/s through Jobmesh over the rounds. */
+  /** Jobs/s through Jobmesh over the rounds (with the feature on, for a feature scenario). */
   jobmesh: Spread;
   /**
    * `ofMedians`: the Jobmesh median over the raw median, the figure to quote. `min` / `max`: the
@@ -79,8 +92,11 @@ const int = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
  * Jobmesh first in even ones, so a machine that speeds up or slows down during the run weighs
  * on both sides alike. Every run starts on an empty Redis (FLUSHALL) with a fresh queue.
  */
-export async function runScenario(scenario: Scenario, env: BenchEnvironment, settings: RunSettings): Promise<ScenarioResult> {
+export async function runScenario(scenario: AnyScenario, env: BenchEnvironment, settings: RunSettings): Promise<ScenarioResult> {
   const jobs = settings.jobs ?? scenario.defaultJobs;
+  const feature = isFeatureScenario(scenario);
+  // The progress lines keep their old words for the BullMQ scenarios.
+  const says: Record<Side, string> = feature ? { raw: scenario.labels.off, jobmesh: scenario.labels.on } : { raw: 'raw', jobmesh: 'Jobmesh' };
   const warmup = settings.warmup ?? defaultWarmup(jobs);
   if (warmup > 0) {
     settings.log(`${scenario.name}: warm-up, ${warmup} jobs a side`);
@@ -96,8 +112,8 @@ export async function runScenario(scenario: Scenario, env: BenchEnvironment, set
     const round: Round = { first, raw: got.raw!, jobmesh: got.jobmesh!, ratio: got.jobmesh!.jobsPerSec / got.raw!.jobsPerSec };
     rounds.push(round);
     settings.log(
-      `${scenario.name}: round ${r + 1}/${settings.rounds} (${first} first): raw ${int.format(round.raw.jobsPerSec)} jobs/s, ` +
-        `Jobmesh ${int.format(round.jobmesh.jobsPerSec)} jobs/s, ratio ${round.ratio.toFixed(3)}`,
+      `${scenario.name}: round ${r + 1}/${settings.rounds} (${says[first]} first): ${says.raw} ${int.format(round.raw.jobsPerSec)} jobs/s${figuresText(round.raw)}, ` +
+        `${says.jobmesh} ${int.format(round.jobmesh.jobsPerSec)} jobs/s${figuresText(round.jobmesh)}, ratio ${round.ratio.toFixed(3)}`,
     );
   }
   const raw = spread(rounds.map((r) => r.raw.jobsPerSec));
@@ -106,6 +122,8 @@ export async function runScenario(scenario: Scenario, env: BenchEnvironment, set
   return {
     name: scenario.name,
     title: scenario.title,
+    kind: feature ? 'feature' : 'bullmq',
+    sides: feature ? { raw: scenario.labels.off, jobmesh: scenario.labels.on } : { raw: 'raw BullMQ', jobmesh: 'Jobmesh' },
     jobs,
     warmup,
     rounds,
@@ -115,10 +133,24 @@ export async function runScenario(scenario: Scenario, env: BenchEnvironment, set
   };
 }
 
+/** ` (spans 20,000, requests 40)`: a run's recorded figures, for the progress lines; '' for none. */
+function figuresText(m: Measurement): string {
+  const entries = Object.entries(m.figures ?? {});
+  return entries.length ? ` (${entries.map(([k, v]) => `${k} ${int.format(v)}`).join(', ')})` : '';
+}
+
 /** One run of one side, on an empty Redis and a fresh queue. */
-async function runSide(side: Side, scenario: Scenario, env: BenchEnvironment, jobs: number): Promise<Measurement> {
+async function runSide(side: Side, scenario: AnyScenario, env: BenchEnvironment, jobs: number): Promise<Measurement> {
   await env.flush();
   collectGarbage();
+  if (isFeatureScenario(scenario)) {
+    const feature = scenario;
+    const on = side === 'jobmesh';
+    const queue = await env.jobmeshQueue(`${feature.name}-${on ? 'on' : 'off'}`);
+    return measure(`${feature.name} (${on ? feature.labels.on : feature.labels.off})`, jobs, env, (ctx) =>
+      on ? feature.on({ ...ctx, client: env.client, queue }) : feature.off({ ...ctx, client: env.client, queue }),
+    );
+  }
   if (side === 'raw') {
     const queue = await env.rawQueue(`${scenario.name}-raw`);
     try {
@@ -134,9 +166,16 @@ async function runSide(side: Side, scenario: Scenario, env: BenchEnvironment, jo
 async function measure(what: string, jobs: number, env: BenchEnvironment, body: (ctx: RunContext) => Promise<number>): Promise<Measurement> {
   let started = performance.now();
   let stopped: number | undefined;
-  const done = await body({ jobs, env, startClock: () => (started = performance.now()), stopClock: () => (stopped ??= performance.now()) });
+  let figures: Record<string, number> | undefined;
+  const done = await body({
+    jobs,
+    env,
+    startClock: () => (started = performance.now()),
+    stopClock: () => (stopped ??= performance.now()),
+    record: (more) => void (figures = { ...figures, ...more }),
+  });
   const ms = (stopped ?? performance.now()) - started;
   // A run that quietly did less would report a rate for work it never did.
   if (done !== jobs) throw new Error(`${what} got ${done} of ${jobs} jobs done`);
-  return { jobs: done, ms, jobsPerSec: done / (ms / 1000) };
+  return { jobs: done, ms, jobsPerSec: done / (ms / 1000), ...(figures && { figures }) };
 }

@@ -19,6 +19,28 @@ export interface Scenario {
   jobmesh(ctx: JobmeshContext): Promise<number>;
 }
 
+/**
+ * The cost of a Jobmesh feature: the same Jobmesh work with the feature off (`off`, the side the
+ * ratio divides by) and on (`on`), both on a fresh Jobmesh queue. Rounds, warm-up and flushes are
+ * those of a `Scenario`; in the runner, the report and the JSON line `off` takes raw BullMQ's place
+ * (the `raw` side) and `on` Jobmesh's, and `labels` names them, so its ratio is on/off, not
+ * Jobmesh/BullMQ.
+ */
+export interface FeatureScenario {
+  kind: 'feature';
+  name: string;
+  title: string;
+  defaultJobs: number;
+  /** What each side is, for the report: `{ off: 'Jobmesh, tracing off', on: 'Jobmesh, tracing on' }`. */
+  labels: { off: string; on: string };
+  off(ctx: JobmeshContext): Promise<number>;
+  on(ctx: JobmeshContext): Promise<number>;
+}
+
+export type AnyScenario = Scenario | FeatureScenario;
+
+export const isFeatureScenario = (s: AnyScenario): s is FeatureScenario => (s as Partial<FeatureScenario>).kind === 'feature';
+
 export interface RunContext {
   /** Jobs this run should get done (the warm-up's count in a warm-up). */
   jobs: number;
@@ -28,6 +50,12 @@ export interface RunContext {
   startClock(): void;
   /** Stops the clock: call it before clean-up that should not be timed (else: at the return). */
   stopClock(): void;
+  /**
+   * Keeps figures of this run besides its rate (spans an OTLP receiver got, say) with its
+   * measurement: the progress log, the report and the JSON line show them. A later call adds to
+   * (and overrides keys of) an earlier one.
+   */
+  record(figures: Record<string, number>): void;
 }
 
 export interface RawContext extends RunContext {

@@ -1,9 +1,10 @@
-import type { Scenario } from '../scenario';
+import type { AnyScenario } from '../scenario';
 import { bulkEnqueue } from './bulk-enqueue';
 import { deadLetter } from './dead-letter';
 import { endToEnd } from './end-to-end';
+import { endToEndTraced } from './end-to-end-traced';
 import { remoteWorker } from './remote-worker';
 import { singleEnqueue } from './single-enqueue';
 
 /** Every scenario, in the order they run and are printed. A new scenario is a file and a line here. */
-export const scenarios: Scenario[] = [singleEnqueue, bulkEnqueue, endToEnd, remoteWorker, deadLetter];
+export const scenarios: AnyScenario[] = [singleEnqueue, bulkEnqueue, endToEnd, endToEndTraced, remoteWorker, deadLetter];

@@ -1,3 +1,4 @@
+import type { JobmeshClient } from '@jobmesh/sdk';
 import { type ConnectionOptions, type Queue, QueueEvents, Worker } from 'bullmq';
 import { JOB_NAME, type JobmeshContext, type RawContext, jobData } from '../scenario';
 
@@ -54,17 +55,24 @@ export async function rawProcessing(
   }
 }
 
+/** Pauses `queue` and queues `jobs` on it through EnqueueJobs, BATCH at a time, through `client`'s scheduler. */
+export async function queuePaused(client: JobmeshClient, queue: string, jobs: number): Promise<void> {
+  await client.pauseQueue(queue);
+  for (let start = 0; start < jobs; start += BATCH) await client.enqueueJobs({ queue, jobs: batchOf(start, jobs) });
+}
+
 /**
- * The Jobmesh side of the processing scenarios: jobs queued through EnqueueJobs on a paused queue,
- * then `startWorkers()` (worker-pool processes, remote workers), timed from ResumeQueue until
- * `done` (default: the last completion); the workers are stopped afterwards.
+ * The Jobmesh side of the processing scenarios: jobs queued through EnqueueJobs on a paused queue
+ * (by `enqueue`, default: `queuePaused` through the bench's scheduler), then `startWorkers()`
+ * (worker-pool processes, remote workers), timed from ResumeQueue until `done` (default: the last
+ * completion); the workers are stopped afterwards.
  */
 export async function jobmeshProcessing(
   { client, queue, jobs, startClock, stopClock, env }: JobmeshContext,
   startWorkers: () => Promise<{ stop(): Promise<void>; done?: () => Promise<void> }>,
+  { enqueue = () => queuePaused(client, queue, jobs) }: { enqueue?: () => Promise<void> } = {},
 ): Promise<number> {
-  await client.pauseQueue(queue);
-  for (let start = 0; start < jobs; start += BATCH) await client.enqueueJobs({ queue, jobs: batchOf(start, jobs) });
+  await enqueue();
   const events = new QueueEvents(queue, { connection: connection(env.redisUrl), prefix: env.jobmeshPrefix });
   await events.waitUntilReady();
   const workers = await startWorkers();
