@@ -2,7 +2,7 @@
 // oldest waiting age growing, last-minute rates and processing times after a drain, workers
 // counted across replicas, the cost of ListQueueStats in Redis round trips, WatchQueueStats,
 // GetSystemHealth (a stopped or silent service is reported within its deadline) and /metrics.
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor, RemoteWorker } from '@jobmesh/sdk';
@@ -171,21 +171,32 @@ it('streams the figures at once and then every interval, and refuses an interval
 describe('GetSystemHealth', () => {
   let silent: Server;
   let silentPort: number;
+  const accepted = new Set<Socket>();
   beforeAll(async () => {
     // Accepts connections and never answers: a hung service.
-    silent = createServer(() => undefined);
+    silent = createServer((socket) => {
+      accepted.add(socket);
+      socket.on('close', () => accepted.delete(socket));
+    });
     silentPort = await freePort();
     await new Promise<void>((r) => silent.listen(silentPort, '127.0.0.1', r));
   });
   afterAll(async () => {
-    silent.close();
+    // Its connections too: a server closed with sockets open keeps the test process alive.
+    for (const socket of accepted) socket.destroy();
+    await new Promise((r) => silent.close(r));
   });
 
   it('reports every service and Redis, with key figures, as serving when they are', async () => {
+    // A replica shows in the worker directory once it runs a queue.
+    await h.newQueue('mon-health');
     const pool = await h.startPool(processors);
     const m = await h.startMonitor({ JOBMESH_WORKER_POOL_ADDRESS: `127.0.0.1:${pool.grpcPort}`, JOBMESH_DEAD_LETTER_ADDRESS: h.address });
     try {
-      const health = await m.client.getSystemHealth();
+      const health = await eventually(async () => {
+        const got = await m.client.getSystemHealth();
+        return Number(got.services.find((s) => s.service === 'jobmesh.v1.WorkerService')?.figures.replicas) >= 1 ? got : undefined;
+      }, 10_000, 'the replicas to publish their workers');
       const by = Object.fromEntries(health.services.map((s) => [s.service, s]));
       expect(by['jobmesh.v1.SchedulerService']).toMatchObject({ status: pb.ServingStatus.SERVING_STATUS_SERVING, address: h.address, error: '' });
       expect(by['jobmesh.v1.WorkerService']?.status).toBe(pb.ServingStatus.SERVING_STATUS_SERVING);
