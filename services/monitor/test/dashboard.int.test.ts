@@ -27,7 +27,8 @@ beforeAll(async () => {
   const m = await h.startMonitor({ JOBMESH_TRACE_UI_URL: 'http://127.0.0.1:16686/trace/{trace_id}' });
   base = `http://127.0.0.1:${m.service.httpPort}`;
   monitor = m.client;
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  // No sandbox: CI runs as root. /tmp rather than a small /dev/shm for shared memory.
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
 });
 afterAll(async () => {
   await browser?.close();
@@ -121,6 +122,9 @@ it('pauses and resumes a queue from its page, as SchedulerService then reports',
   await page.getByRole('button', { name: 'Resume queue' }).click();
   await visible(page.getByRole('heading', { name: queue }).getByText('running', { exact: true }));
   expect((await h.client.getQueue(queue)).paused).toBe(false);
+  // A pause from elsewhere reaches the open page through the live figures.
+  await h.client.pauseQueue(queue);
+  await visible(page.getByRole('heading', { name: queue }).getByText('paused', { exact: true }));
 });
 
 it('replays a dead letter with a data patch from the dead letters page; the replayed job runs with the patched data', async () => {

@@ -1,5 +1,5 @@
 // One queue: its figures, pause/resume, its jobs by state (paged), search by name or data, find by id, actions.
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { age, enc, get, ms, num, post, stateName, time } from './api.js';
 import { JobActions } from './actions.js';
 import { ActionButton, Loading, Note, html, useLoad } from './ui.js';
@@ -125,20 +125,36 @@ function Jobs({ queue, state, search, config, onNote, counts }) {
   </div>`;
 }
 
+/** The queue's figures as they change (SSE from WatchQueueStats), on top of what the page loaded. */
+function useLiveQueueStats(queue) {
+  const [stats, setStats] = useState();
+  useEffect(() => {
+    const source = new EventSource(`/api/live?queue=${enc(queue)}`);
+    source.addEventListener('stats', (e) => setStats(JSON.parse(e.data).stats[0]));
+    return () => source.close();
+  }, [queue]);
+  return stats;
+}
+
 export function QueuePage({ queue, query, config }) {
   const [note, setNote] = useState();
-  const info = useLoad(() => get(`queues/${enc(queue)}`), [queue]);
+  const loaded = useLoad(() => get(`queues/${enc(queue)}`), [queue]);
+  const live = useLiveQueueStats(queue);
+  // The newer figures win: live ones as they come, the loaded ones just after an action here.
+  // (Paused is in both, so a pause from elsewhere shows too.)
+  const newer = live && loaded.data && (!loaded.data.stats || new Date(live.observedAt) > new Date(loaded.data.stats.observedAt));
+  const info = newer ? { ...loaded, data: { queue: { ...loaded.data.queue, paused: live.paused }, stats: live } } : loaded;
   const state = query.get('state') || 'all';
   const search = query.get('search') || '';
   const onNote = (n) => {
     setNote(n);
-    info.reload();
+    loaded.reload();
   };
   return html`<section>
     <p><a href="#/">← Overview</a></p>
     <${Loading} state=${info}>
       ${(i) => html`<div>
-        <${Header} queue=${queue} info=${i} config=${config} onNote=${setNote} reload=${info.reload} />
+        <${Header} queue=${queue} info=${i} config=${config} onNote=${setNote} reload=${loaded.reload} />
         <${Note} note=${note} />
         <div class="toolbar"><${FindById} queue=${queue} /><${Search} queue=${queue} search=${search} /></div>
         ${state === 'dead-lettered' ? html`<p class="muted">Dead letters can be replayed on the <a href=${`#/dead-letters?queue=${enc(queue)}`}>dead letters page</a>.</p>` : null}

@@ -84,9 +84,9 @@ export class DashboardApi {
     return { stats, deadLetters };
   }
 
-  /** WatchQueueStats: every queue's figures now and then every `intervalMs`, until `signal` aborts. */
-  watchStats(intervalMs: number, signal: AbortSignal): AsyncGenerator<pb.QueueStats[]> {
-    return this.c.jobs.monitor.watchQueueStats({ intervalMs }, { signal });
+  /** WatchQueueStats: the figures of `queues` (all when empty) now and then every `intervalMs`, until `signal` aborts. */
+  watchStats(intervalMs: number, signal: AbortSignal, queues: string[] = []): AsyncGenerator<pb.QueueStats[]> {
+    return this.c.jobs.monitor.watchQueueStats({ intervalMs, queues }, { signal });
   }
 
   /** A queue's settings (SchedulerService.GetQueue) and figures (MonitorService.GetQueueStats). */

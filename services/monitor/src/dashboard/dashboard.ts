@@ -58,8 +58,8 @@ class HttpError extends Error {
  * The web dashboard: its page and browser modules at `/`, `/web/…` and `/vendor/…`, and a JSON API
  * under `/api/` that calls the services' gRPC APIs (never Redis):
  * - GET  /api/config: read-only mode and the trace link template;
- * - GET  /api/overview: every queue's figures and the dead-letter counts; /api/live: the same as
- *   server-sent events, from WatchQueueStats;
+ * - GET  /api/overview: every queue's figures and the dead-letter counts; /api/live?queue: the
+ *   figures (of the queues named, else all) as server-sent events, from WatchQueueStats;
  * - GET  /api/queues/:q, /api/queues/:q/jobs?state&search&pageSize&pageToken, /api/queues/:q/jobs/:id
  *   (with its flow parent and trace link), /api/queues/:q/jobs/:id/events (SSE of WatchJob);
  * - GET  /api/find?id: the queues holding a job of that id;
@@ -88,7 +88,7 @@ export function dashboardHandler(opts: DashboardOptions): Dashboard {
       return { stats: o.stats.map((s) => pb.QueueStats.toJSON(s)), deadLetters: 'error' in o.deadLetters ? o.deadLetters : pb.GetDeadLetterStatsResponse.toJSON(o.deadLetters) };
     }
     if (a === 'live' && !b) {
-      await sse(res, (signal, send) => pump(api.watchStats(liveMs, signal), (stats) => send('stats', { stats: stats.map((s) => pb.QueueStats.toJSON(s)) })));
+      await sse(res, (signal, send) => pump(api.watchStats(liveMs, signal, q.getAll('queue')), (stats) => send('stats', { stats: stats.map((s) => pb.QueueStats.toJSON(s)) })));
       return undefined;
     }
     if (a === 'find' && !b) {
