@@ -4,6 +4,8 @@ import { useEffect, useState } from 'preact/hooks';
 import { enc, get, post, stateName, time } from './api.js';
 import { ActionButton, Json, Loading, Note, html, useLoad } from './ui.js';
 
+const DONE = { retry: 'Retried: the job waits to run again.', promote: 'Promoted: the job waits to run now.', cancel: 'Cancelled (an active job stops when its worker aborts it).' };
+
 const EVENT = (t) => (t ?? '').replace(/^JOB_EVENT_TYPE_/, '').toLowerCase().replaceAll('_', ' ');
 
 /** WatchJob's events as they come (SSE): the job's current state first, then each step until it finishes. */
@@ -40,7 +42,7 @@ export function JobPage({ queue, id, config }) {
   const act = (action) => () => post(`queues/${enc(queue)}/jobs/actions`, { action, ids: [id] });
   const done = (action) => (r) => {
     const failed = r.ok && r.out.failed ? r.out.results[0].error : undefined;
-    setNote({ ok: r.ok && !failed, text: r.ok ? (failed ? `Could not ${action}: ${failed}` : `Job ${action} done.`) : r.error.message });
+    setNote({ ok: r.ok && !failed, text: r.ok ? (failed ? `Could not ${action}: ${failed}` : DONE[action]) : r.error.message });
     loaded.reload();
   };
   return html`<section>

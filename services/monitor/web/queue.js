@@ -30,10 +30,7 @@ function Header({ queue, info, config, onNote, reload }) {
       : paused
         ? html`<${ActionButton} label="Resume queue" run=${act('resume')} onDone=${done('resume')} />`
         : html`<${ActionButton} label="Pause queue" run=${act('pause')} onDone=${done('pause')} />`}
-    <p class="muted">
-      concurrency ${info.queue.concurrency ?? '–'} · workers ${s.remoteWorkers ?? 0} remote, ${s.inProcessWorkers ?? 0} in-process · oldest waiting
-      ${age(ms(s.oldestWaitingAge))} · waiting for a processor ${num(s.counts?.waitingForProcessor)}
-    </p>
+    <p class="muted">${`concurrency ${info.queue.concurrency ?? '–'} · workers ${s.remoteWorkers ?? 0} remote, ${s.inProcessWorkers ?? 0} in-process · oldest waiting ${age(ms(s.oldestWaitingAge))} · waiting for a processor ${num(s.counts?.waitingForProcessor)}`}</p>
   </div>`;
 }
 
