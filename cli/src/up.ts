@@ -1,7 +1,7 @@
 import { parseEnv } from '@jobmesh/config';
 import { onShutdownSignal, openServiceHost } from '@jobmesh/host';
 import { deadLetterOwnEnvShape, register as registerDeadLetter, webhookSettings } from '@jobmesh/dead-letter';
-import { healthTargets, monitorOwnEnvShape, register as registerMonitor } from '@jobmesh/monitor';
+import { dashboardHandler, healthTargets, monitorOwnEnvShape, register as registerMonitor } from '@jobmesh/monitor';
 import { register as registerScheduler } from '@jobmesh/scheduler';
 import { register as registerWorkerPool, workerPoolEnvSchema } from '@jobmesh/worker-pool';
 import { createLogger } from '@jobmesh/telemetry';
@@ -78,7 +78,18 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
       healthTimeoutMs: env.JOBMESH_HEALTH_TIMEOUT,
     });
     host.onStop(() => monitor.close());
-    const { grpcPort, grpcHost, ops } = await host.listen();
+    // The web dashboard on the HTTP port, calling the services on this process's own gRPC port.
+    const dashboard = dashboardHandler({
+      schedulerAddress: () => selfAddress,
+      deadLetterAddress: () => selfAddress,
+      workerPoolAddress: () => selfAddress,
+      monitorAddress: () => selfAddress,
+      readOnly: env.JOBMESH_DASHBOARD_READ_ONLY,
+      traceUiUrl: env.JOBMESH_TRACE_UI_URL,
+      logger,
+    });
+    host.onStop(() => dashboard.close());
+    const { grpcPort, grpcHost, ops } = await host.listen({ routes: dashboard.routes });
     const grpcAddress = `${grpcHost}:${grpcPort}`;
     selfAddress = dialAddress(grpcHost, grpcPort);
     const loopback = /^(127\.|localhost|\[?::1\]?)/.test(grpcAddress);
@@ -87,7 +98,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
 
     out('Jobmesh is up.');
     out(`  gRPC   ${grpcAddress}   jobmesh.v1.SchedulerService, WorkerService, DeadLetterService and MonitorService, grpc.health.v1, reflection`);
-    out(`  HTTP   http://${ops.address}   /metrics /livez /readyz`);
+    out(`  HTTP   http://${ops.address}   / (the dashboard${env.JOBMESH_DASHBOARD_READ_ONLY ? ', read-only' : ''}) /metrics /livez /readyz`);
     const modules = env.JOBMESH_PROCESSORS.length + config.processors.modules.length;
     out(`  Worker in-process, built-in processors: ${workerPool.processors.names('*').join(', ') || 'none'}; ${modules} processor module(s) loaded`);
     const alerted = Object.keys(webhooks.urls);

@@ -131,6 +131,14 @@ it('serves DeadLetterService: captures, alerts and replays through its own sched
     });
     expect(stats.counts).toMatchObject({ waiting: 0, active: 0, failed: 2 });
     expect(stats.inProcessWorkers).toBe(1);
+
+    // The dashboard, on the HTTP port, reads the same figures through the gRPC services.
+    const http = /HTTP\s+(http:\/\/\S+)/.exec(output)![1]!;
+    const page = await fetch(`${http}/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toMatch(/<html/i);
+    const overview = (await (await fetch(`${http}/api/overview`)).json()) as { stats: Array<{ queue: string }> };
+    expect(overview.stats.map((s) => s.queue)).toContain(queue);
   } finally {
     monitor.close();
     dlq.close();
