@@ -2,7 +2,7 @@
 // Jobmesh's own records say more (it waits for a processor, it was cancelled, it became a dead letter).
 import * as pb from '@jobmesh/contracts';
 import { JobNotFoundError, type JobStateName } from '@jobmesh/core';
-import type { Job as BullJob, JobType, Queue } from 'bullmq';
+import { Job as BullJob, type JobType, type Queue } from 'bullmq';
 import type { Backbone } from './backbone';
 import { recordCancelled } from './cancellation';
 import { deadLetterLinks, decodeDeadLetterLink, isDeadLetterOf } from './dead-letters';
@@ -103,6 +103,32 @@ export class JobAdmin {
     const snapshot = await redis.hget(keys.deadLetter(dead.id), 'job');
     if (!snapshot) return undefined; // purged between the two reads
     return { job: { ...pb.Job.fromJSON(JSON.parse(snapshot)), state: pb.JobState.JOB_STATE_DEAD_LETTERED }, state: 'dead-lettered', deadLetterId: dead.id };
+  }
+
+  /** The newest `max` log lines of job `id` (oldest first), and how many it has in all; none once BullMQ no longer holds it. */
+  async logs(queue: string, id: string, max: number): Promise<{ logs: string[]; total: number }> {
+    const { logs, count } = await this.bull(queue).getJobLogs(id, -max, -1, true);
+    return { logs, total: count };
+  }
+
+  /**
+   * The flow children of job `id`, done (completed, failed or ignored) and pending, as "<queue>"
+   * and id, ordered by queue then id; at most `max`. None for a job that has none or is gone.
+   */
+  async children(queue: string, id: string, max = 1000): Promise<pb.JobRef[]> {
+    const job = await BullJob.fromId(this.bull(queue), id);
+    if (!job) return [];
+    const deps = await job.getDependencies();
+    const prefix = `${this.backbone.registry.keys.prefix}:`;
+    const keys = [...Object.keys(deps.processed ?? {}), ...(deps.unprocessed ?? []), ...(deps.failed ?? []), ...Object.keys(deps.ignored ?? {})];
+    const refs = [...new Set(keys)].map((key) => {
+      // BullMQ names a child by its key, "<prefix>:<queue>:<id>"; queue names have no ':'.
+      const rest = key.startsWith(prefix) ? key.slice(prefix.length) : key;
+      const cut = rest.indexOf(':');
+      return { queue: rest.slice(0, cut), id: rest.slice(cut + 1) };
+    });
+    refs.sort((a, b) => (a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return refs.slice(0, max);
   }
 
   /**

@@ -213,7 +213,10 @@ export class JobmeshClient {
     return this.call(this.scheduler.enqueueFlow, msg, s, !!msg.root?.job?.options?.jobId);
   };
 
-  getJob = (queue: string, id: string, s?: CallSettings) => this.read(this.scheduler.getJob, { queue, id }, s).then((r) => r.job!);
+  getJob = (queue: string, id: string, s?: CallSettings) => this.read(this.scheduler.getJob, pb.GetJobRequest.fromPartial({ queue, id }), s).then((r) => r.job!);
+  /** GetJob with its log lines (the newest `maxLogs`, default 1000) and its flow children. */
+  getJobDetails = (queue: string, id: string, opts: { maxLogs?: number } = {}, s?: CallSettings) =>
+    this.read(this.scheduler.getJob, pb.GetJobRequest.fromPartial({ queue, id, includeLogs: true, maxLogs: opts.maxLogs, includeChildren: true }), s);
   listJobs = (req: Partial<pb.ListJobsRequest> & { queue: string }, s?: CallSettings) => this.read(this.scheduler.listJobs, pb.ListJobsRequest.fromPartial(req), s);
   cancelJob = (queue: string, id: string, reason = '', s?: CallSettings) => this.call(this.scheduler.cancelJob, { queue, id, reason }, s);
   retryJob = (queue: string, id: string, s?: CallSettings) => this.call(this.scheduler.retryJob, { queue, id }, s).then((r) => r.job!);

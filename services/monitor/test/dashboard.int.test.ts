@@ -111,6 +111,22 @@ it('finds a job by id from the header and shows its data, options and trace link
   await shot('job');
 });
 
+it("shows a flow parent's children on its job page, each a link, as GetJob reports them", async () => {
+  const queue = await h.newQueue('dash-flow');
+  const flow = await h.client.enqueueFlow({
+    root: { queue, job: { name: 'fatal', data: { fixed: true } }, children: [{ queue, job: { name: 'fatal', data: { fixed: true, c: 1 } } }, { queue, job: { name: 'fatal', data: { fixed: true, c: 2 } } }] },
+  });
+  const root = flow.flow!.job!;
+  await eventually(async () => (await h.client.getJob(queue, root.id)).state === pb.JobState.JOB_STATE_COMPLETED, 15_000, 'the flow to complete');
+  const details = await h.client.getJobDetails(queue, root.id);
+  expect(details.children).toHaveLength(2);
+  await page.goto(`${base}/#/queues/${queue}/jobs/${root.id}`);
+  await visible(page.getByRole('heading', { name: `Job ${root.id}` }));
+  for (const c of details.children) await visible(page.getByRole('link', { name: `${c.queue}/${c.id}` }));
+  await page.getByRole('link', { name: `${details.children[0]!.queue}/${details.children[0]!.id}` }).click();
+  await visible(page.getByRole('heading', { name: `Job ${details.children[0]!.id}` }));
+});
+
 it('pauses and resumes a queue from its page, as SchedulerService then reports', async () => {
   const queue = await h.newQueue('dash-pause');
   expect((await h.client.getQueue(queue)).paused).toBe(false);

@@ -1,5 +1,6 @@
 // One job: data, options, progress, result, every failed attempt's error and stack, its events and
-// logs (live, from WatchJob), its flow parent, the trace link, and the actions that apply.
+// logs (stored, and live from WatchJob), its flow parent and children, the trace link, and the
+// actions that apply.
 import { useEffect, useState } from 'preact/hooks';
 import { enc, get, post, stateName, time } from './api.js';
 import { ActionButton, Json, Loading, Note, html, useLoad } from './ui.js';
@@ -48,7 +49,7 @@ export function JobPage({ queue, id, config }) {
   return html`<section>
     <p><a href=${`#/queues/${enc(queue)}`}>← ${queue}</a></p>
     <${Loading} state=${loaded}>
-      ${({ job, parent, traceUrl }) => {
+      ${({ job, parent, traceUrl, logs: stored = [], logsTotal = 0, children = [] }) => {
         const state = stateName(job.state);
         return html`<div>
           <h1>Job ${job.id} <span class=${`state ${state}`}>${state}</span></h1>
@@ -75,6 +76,9 @@ export function JobPage({ queue, id, config }) {
               <${Field} name="Flow parent">${job.parent?.id
                 ? html`<a href=${`#/queues/${enc(job.parent.queue)}/jobs/${enc(job.parent.id)}`}>${job.parent.queue}/${job.parent.id}</a>${parent ? ` (${stateName(parent.state)})` : ' (no longer kept)'}`
                 : '–'}<//>
+              <${Field} name="Flow children">${children.length
+                ? html`<ul class="children">${children.map((c) => html`<li><a href=${`#/queues/${enc(c.queue)}/jobs/${enc(c.id)}`}>${c.queue}/${c.id}</a></li>`)}</ul>`
+                : '–'}<//>
               <${Field} name="Trace">${job.traceId
                 ? traceUrl
                   ? html`<a href=${traceUrl} target="_blank" rel="noopener" class="trace">${job.traceId}</a>`
@@ -92,7 +96,9 @@ export function JobPage({ queue, id, config }) {
           <h2>Errors</h2>
           <${Attempts} job=${job} />
           <h2>Logs</h2>
-          ${logs.length ? html`<pre class="logs">${logs.map((l) => `${time(l.at)}  ${l.message}`).join('\n')}</pre>` : html`<p class="muted">No log lines seen since this page opened.</p>`}
+          ${stored.length ? html`<pre class="logs stored">${stored.join('\n')}</pre>${logsTotal > stored.length ? html`<p class="muted">The newest ${stored.length} of ${logsTotal} lines.</p>` : null}` : null}
+          ${logs.length ? html`<p class="muted">Since this page opened:</p><pre class="logs">${logs.map((l) => `${time(l.at)}  ${l.message}`).join('\n')}</pre>` : null}
+          ${!stored.length && !logs.length ? html`<p class="muted">No log lines.</p>` : null}
           <h2>Events</h2>
           <ol class="events">${events.map((e) => html`<li>${time(e.at)} <b>${EVENT(e.type)}</b>${e.attempt ? ` (attempt ${e.attempt})` : ''}${e.reason ? ` — ${e.reason}` : ''}</li>`)}</ol>
         </div>`;

@@ -28,6 +28,10 @@ function decodeToken(token: string): PageToken {
   throw new InvalidArgumentError('page_token', 'is not a token returned by this call');
 }
 
+/** GetJob's include_logs: lines returned by default, and at most. */
+const DEFAULT_LOGS = 1000;
+const MAX_LOGS = 10_000;
+
 const encodeToken = (t: PageToken): string => Buffer.from(JSON.stringify(t)).toString('base64url');
 
 /** GetJob, ListJobs, CancelJob, RetryJob, PromoteJob: the requests checked, the work done by libs/queue's JobAdmin. */
@@ -55,6 +59,17 @@ export class Jobs {
 
   async get(queue: string, id: string): Promise<pb.Job> {
     return (await this.view(queue, id)).job;
+  }
+
+  /** GetJob: the job, and with include_logs / include_children its log lines and flow children. */
+  async getWith(req: pb.GetJobRequest): Promise<pb.GetJobResponse> {
+    if (req.maxLogs > MAX_LOGS) throw new InvalidArgumentError('max_logs', `is at most ${MAX_LOGS}; got ${req.maxLogs}`);
+    const job = await this.get(req.queue, req.id);
+    const [logs, children] = await Promise.all([
+      req.includeLogs ? this.admin.logs(req.queue, req.id, req.maxLogs || DEFAULT_LOGS) : undefined,
+      req.includeChildren ? this.admin.children(req.queue, req.id) : undefined,
+    ]);
+    return { job, logs: logs?.logs ?? [], logsTotal: logs?.total ?? 0, children: children ?? [] };
   }
 
   async list(req: pb.ListJobsRequest): Promise<pb.ListJobsResponse> {

@@ -40,7 +40,7 @@ export function schedulerHandlers(kit: RpcKit, p: SchedulerParts): pb.SchedulerS
     enqueueJobs: kit.unary(M('EnqueueJobs'), (req: pb.EnqueueJobsRequest, ctx) => p.enqueuer.enqueueBulk(req, ctx.traceparent)),
     enqueueFlow: kit.unary(M('EnqueueFlow'), (req: pb.EnqueueFlowRequest, ctx) => p.enqueuer.enqueueFlow(req, ctx.traceparent)),
 
-    getJob: kit.unary(M('GetJob'), async (req: pb.GetJobRequest) => ({ job: await p.jobs.get(req.queue, req.id) })),
+    getJob: kit.unary(M('GetJob'), (req: pb.GetJobRequest) => p.jobs.getWith(req)),
     listJobs: kit.unary(M('ListJobs'), (req: pb.ListJobsRequest) => p.jobs.list(req)),
     cancelJob: kit.unary(M('CancelJob'), (req: pb.CancelJobRequest) => p.jobs.cancel(req)),
     retryJob: kit.unary(M('RetryJob'), async (req: pb.RetryJobRequest) => ({ job: await p.jobs.retry(req.queue, req.id) })),

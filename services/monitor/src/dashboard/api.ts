@@ -124,6 +124,9 @@ export class DashboardApi {
 
   job = (queue: string, id: string): Promise<pb.Job> => this.c.jobs.getJob(queue, id);
 
+  /** The job with its stored log lines and its flow children. */
+  jobDetails = (queue: string, id: string): Promise<pb.GetJobResponse> => this.c.jobs.getJobDetails(queue, id);
+
   /** A job's flow parent, when it has one and it is still kept. */
   async parentOf(job: pb.Job): Promise<pb.Job | undefined> {
     if (!job.parent?.id) return undefined;

@@ -104,10 +104,18 @@ export function dashboardHandler(opts: DashboardOptions): Dashboard {
       return { jobs: r.jobs.map((j) => pb.Job.toJSON(j)), nextPageToken: r.nextPageToken, scanned: r.scanned };
     }
     if (a === 'queues' && b && c === 'jobs' && d && !e) {
-      const job = await api.job(b, d);
+      const details = await api.jobDetails(b, d);
+      const job = details.job!;
       if (job.state === pb.JobState.JOB_STATE_UNSPECIFIED) throw new HttpError(404, `job ${d} of queue ${b} is not kept any more`);
       const parent = await api.parentOf(job);
-      return { job: pb.Job.toJSON(job), parent: parent ? pb.Job.toJSON(parent) : undefined, traceUrl: traceUrl(job.traceId) };
+      return {
+        job: pb.Job.toJSON(job),
+        parent: parent ? pb.Job.toJSON(parent) : undefined,
+        traceUrl: traceUrl(job.traceId),
+        logs: details.logs,
+        logsTotal: details.logsTotal,
+        children: details.children,
+      };
     }
     if (a === 'queues' && b && c === 'jobs' && d && e === 'events' && !parts[5]) {
       await sse(res, (signal, send) => pump(api.watchJob(b, d, signal), (ev) => send('event', pb.JobEvent.toJSON(ev))));
