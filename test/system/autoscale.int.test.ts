@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { keda } from '@jobmesh/contracts';
-import { JobmeshClient } from '@jobmesh/sdk';
+import { JobmeshClient, MonitorClient } from '@jobmesh/sdk';
 import { type RedisHandle, startRedis, waitFor } from '@jobmesh/testing';
 import { PYTHON, cleanupPythonStubs, killGroup, pythonStubs } from '../interop/python';
 import { RECORD_PROCESSOR, killAll, readLines, type ServiceProcess, startService, stopService } from './fixtures/services';
@@ -31,6 +31,7 @@ let prefix: string;
 let scheduler: ServiceProcess;
 let client: JobmeshClient;
 let scaler: keda.ExternalScalerClient;
+let monitorClient: MonitorClient;
 const pythons = new Set<ChildProcess>();
 
 beforeAll(async () => {
@@ -41,11 +42,13 @@ beforeAll(async () => {
   const monitor = await startService('monitor', { REDIS_URL: redis.url, JOBMESH_REDIS_PREFIX: prefix, JOBMESH_SCHEDULER_ADDRESS: scheduler.grpcAddress }, dir);
   client = new JobmeshClient({ address: scheduler.grpcAddress });
   scaler = new keda.ExternalScalerClient(monitor.grpcAddress, credentials.createInsecure());
+  monitorClient = MonitorClient.connect(monitor.grpcAddress);
 }, 60_000);
 
 afterAll(async () => {
   for (const p of pythons) killGroup(p, 'SIGKILL');
   scaler?.close();
+  monitorClient?.close();
   client?.close();
   await killAll();
   await cleanupPythonStubs();
@@ -193,6 +196,8 @@ it('scales worker-pool processes from 0 to max on the backlog and back to 0, eve
     await waitFor('the controller to see nothing to do', () => c.timeline.length > 0, 10_000);
     expect(c.count).toBe(0);
     const ids = await enqueue(queue, 'record', { workMs: WORK_MS });
+    // The monitor counts the worker-pool processes serving the queue, across all of them.
+    await waitFor('the monitor to count 4 worker-pool processes', async () => (await monitorClient.queueStats(queue)).inProcessWorkers === 4, 30_000, 200);
     const lines = await drainAndScaleToZero(c, queue, doneFile);
     c.print(`TypeScript worker-pool, ${JOBS} jobs of ${WORK_MS} ms, targetBacklog 400, max 4`);
     expect(c.maxSeen).toBe(4);
