@@ -19,7 +19,7 @@ function flaky<Res>(name: string, ok: () => Res) {
 beforeAll(async () => {
   server = new Server();
   server.addService(pb.SchedulerServiceService, {
-    getJob: flaky('getJob', () => ({ job: pb.Job.fromPartial({ id: 'j1', queue: 'q' }) })),
+    getJob: flaky('getJob', () => pb.GetJobResponse.fromPartial({ job: pb.Job.fromPartial({ id: 'j1', queue: 'q' }) })),
     listJobs: flaky('listJobs', () => ({ jobs: [], nextPageToken: '' })),
     createQueue: flaky('createQueue', () => ({ queue: pb.QueueConfig.fromPartial({ name: 'q' }) })),
     enqueueJob: flaky('enqueueJob', () => ({ job: pb.Job.fromPartial({ id: 'j1', queue: 'q' }), deduplicated: false })),
