@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, posix, resolve } from 'node:path';
 import YAML from 'yaml';
 import { dashboardQueries, DASHBOARD, type Dashboard, type Panel, panelsOf } from './fixtures/dashboard';
+import { promtool } from './fixtures/promtool';
 
 const ROOT = resolve(__dirname, '../..');
 const read = (path: string): string => readFileSync(resolve(ROOT, path), 'utf8');
@@ -27,21 +28,6 @@ const grafanaMounts = (compose.services.grafana?.volumes ?? [])
 
 const dashboard = JSON.parse(read(DASHBOARD)) as Dashboard;
 const panels = panelsOf(dashboard);
-
-function promtool(...args: string[]): string {
-  try {
-    return execFileSync('promtool', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException & { stdout?: string; stderr?: string };
-    if (e.code === 'ENOENT') {
-      throw new Error(
-        'promtool is not installed: these tests check the dashboard queries with it. ' +
-          'Install it (Debian: `sudo apt-get install prometheus`, or .ci/run) and run them again.',
-      );
-    }
-    throw new Error(`promtool ${args.join(' ')} failed:\n${e.stdout ?? ''}${e.stderr ?? e.message}`);
-  }
-}
 
 describe('deploy/grafana dashboard', () => {
   it('is provisioned from the directory docker-compose.yml mounts where the provider looks', () => {

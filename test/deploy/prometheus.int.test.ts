@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import YAML from 'yaml';
+import { promtool } from './fixtures/promtool';
 
 const ROOT = resolve(__dirname, '../..');
 const CONFIG = 'deploy/prometheus/prometheus.yml';
@@ -26,21 +27,6 @@ interface Rule {
 }
 const readRules = (file: string): Rule[] =>
   (YAML.parse(readFileSync(resolve(ROOT, file), 'utf8')) as { groups: { rules: Rule[] }[] }).groups.flatMap((g) => g.rules);
-
-function promtool(...args: string[]): string {
-  try {
-    return execFileSync('promtool', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException & { stdout?: string; stderr?: string };
-    if (e.code === 'ENOENT') {
-      throw new Error(
-        'promtool is not installed: these tests check deploy/prometheus with it. ' +
-          'Install it (Debian: `sudo apt-get install prometheus`, or .ci/run) and run them again.',
-      );
-    }
-    throw new Error(`promtool ${args.join(' ')} failed:\n${e.stdout ?? ''}${e.stderr ?? e.message}`);
-  }
-}
 
 describe('deploy/prometheus (promtool)', () => {
   it('has a config that promtool accepts, loading the Jobmesh rules', () => {

@@ -1,5 +1,7 @@
 import { credentials } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
+import { JOB_STATES, type JobStateName } from '@jobmesh/core';
+import { stateToProto } from '@jobmesh/queue';
 import { Caller, type DeepPartial, JobmeshClient } from '@jobmesh/sdk';
 
 /** Where the dashboard's gRPC clients call. A function is read at each call (`jobmesh up` knows its port only after listen). */
@@ -21,18 +23,6 @@ export const SCAN_LIMIT = 5000;
 /** The most items one action on a filter changes. */
 export const ACTION_LIMIT = 1000;
 
-/** Job states by the names the dashboard uses in its URLs. */
-export const JOB_STATES: Record<string, pb.JobState> = {
-  waiting: pb.JobState.JOB_STATE_WAITING,
-  delayed: pb.JobState.JOB_STATE_DELAYED,
-  prioritized: pb.JobState.JOB_STATE_PRIORITIZED,
-  active: pb.JobState.JOB_STATE_ACTIVE,
-  'waiting-children': pb.JobState.JOB_STATE_WAITING_CHILDREN,
-  completed: pb.JobState.JOB_STATE_COMPLETED,
-  failed: pb.JobState.JOB_STATE_FAILED,
-  'dead-lettered': pb.JobState.JOB_STATE_DEAD_LETTERED,
-  cancelled: pb.JobState.JOB_STATE_CANCELLED,
-};
 
 /** What selects a queue's jobs for a search or an action: a state and a substring of the name or the JSON data. */
 export interface JobFilter {
@@ -225,11 +215,11 @@ export class DashboardApi {
   }
 }
 
+/** The state a dashboard URL names (Jobmesh's state names, e.g. `waiting-children`); all for none or `all`. */
 function stateList(state: string | undefined): pb.JobState[] {
   if (!state || state === 'all') return [];
-  const s = JOB_STATES[state];
-  if (s === undefined) throw new BadRequestError(`unknown state "${state}"; one of ${Object.keys(JOB_STATES).join(', ')}`);
-  return [s];
+  if (!(JOB_STATES as readonly string[]).includes(state)) throw new BadRequestError(`unknown state "${state}"; one of ${JOB_STATES.join(', ')}`);
+  return [stateToProto(state as JobStateName)];
 }
 
 /** Whether a job's name or JSON data contains `needle` (lower case). */
