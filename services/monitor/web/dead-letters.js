@@ -2,7 +2,7 @@
 // target queue), quarantine, release and purge, on the selected ones or on the filter.
 import { useState } from 'preact/hooks';
 import { enc, get, post, time } from './api.js';
-import { ActionButton, Json, Loading, Note, html, useLoad } from './ui.js';
+import { ActionButton, Json, Loading, Note, Pager, html, useLoad } from './ui.js';
 
 const FIELDS = ['queue', 'category', 'jobName', 'since', 'until'];
 const PAGE = 25;
@@ -148,11 +148,7 @@ export function DeadLettersPage({ query, config }) {
           ${p.deadLetters.length === 0 ? html`<tbody><tr><td colspan="10" class="muted">No dead letters.</td></tr></tbody>` : null}
           ${p.deadLetters.map((d) => html`<${Row} key=${d.id} d=${d} selected=${selected.has(d.id)} toggle=${toggle(d.id)} readOnly=${config.readOnly} />`)}
         </table>
-        <div class="pager">
-          <button type="button" disabled=${tokens.length < 2} onClick=${() => setTokens((t) => t.slice(0, -1))}>Previous</button>
-          <span class="muted">page ${tokens.length}</span>
-          <button type="button" disabled=${!p.nextPageToken} onClick=${() => setTokens((t) => [...t, p.nextPageToken])}>Next</button>
-        </div>
+        <${Pager} tokens=${tokens} setTokens=${setTokens} next=${p.nextPageToken} />
       </div>`}
     <//>
   </section>`;

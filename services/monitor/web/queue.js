@@ -2,7 +2,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { age, enc, get, ms, num, post, stateName, time } from './api.js';
 import { JobActions } from './actions.js';
-import { ActionButton, Loading, Note, html, useLoad } from './ui.js';
+import { ActionButton, Loading, Note, Pager, html, useLoad } from './ui.js';
 
 const STATES = ['all', 'waiting', 'delayed', 'prioritized', 'active', 'waiting-children', 'completed', 'failed', 'dead-lettered', 'cancelled'];
 const COUNT_OF = { waiting: 'waiting', delayed: 'delayed', prioritized: 'prioritized', active: 'active', 'waiting-children': 'waitingChildren', completed: 'completed', failed: 'failed', 'dead-lettered': 'deadLettered' };
@@ -112,11 +112,7 @@ function Jobs({ queue, state, search, config, onNote, counts }) {
             </tr>`)}
           </tbody>
         </table>
-        <div class="pager">
-          <button type="button" disabled=${tokens.length < 2} onClick=${() => setTokens((t) => t.slice(0, -1))}>Previous</button>
-          <span class="muted">page ${tokens.length}</span>
-          <button type="button" disabled=${!p.nextPageToken} onClick=${() => setTokens((t) => [...t, p.nextPageToken])}>Next</button>
-        </div>
+        <${Pager} tokens=${tokens} setTokens=${setTokens} next=${p.nextPageToken} />
       </div>`}
     <//>
   </div>`;

@@ -54,3 +54,15 @@ export function Note({ note }) {
 export function Json({ value }) {
   return html`<pre class="json">${JSON.stringify(value ?? null, null, 2)}</pre>`;
 }
+
+/**
+ * Previous/next through a paged list. `tokens` holds the page token of every page so far (the
+ * first is ''); `next` is the current page's next token, or empty on the last page.
+ */
+export function Pager({ tokens, setTokens, next }) {
+  return html`<div class="pager">
+    <button type="button" disabled=${tokens.length < 2} onClick=${() => setTokens((t) => t.slice(0, -1))}>Previous</button>
+    <span class="muted">page ${tokens.length}</span>
+    <button type="button" disabled=${!next} onClick=${() => setTokens((t) => [...t, next])}>Next</button>
+  </div>`;
+}
