@@ -15,8 +15,12 @@ const STOP_TIMEOUT_MS = 15_000;
 /** The scheduler runs as its own process, as in a deployment, so its CPU is not the client's. */
 const SCHEDULER_MAIN = resolve(__dirname, '../../services/scheduler/dist/main.js');
 
-interface SchedulerProcess {
+/** A service process the bench started. */
+export interface ServiceProcess {
+  /** Its gRPC port. */
   port: number;
+  /** "host:port" of its HTTP server (/metrics), as it logged it. */
+  http: string;
   stop(): Promise<void>;
 }
 
@@ -29,7 +33,7 @@ const DEAD_LETTER_MAIN = resolve(__dirname, '../../services/dead-letter/dist/mai
  * below and `extra`, nothing of the bench's own: an OTEL_* variable in the bench's shell does not
  * turn tracing on in a service (only a traced scenario's `extra` does).
  */
-async function spawnService(main: string, ready: string, redisUrl: string, extra: Record<string, string> = {}): Promise<SchedulerProcess> {
+export async function spawnService(main: string, ready: string, redisUrl: string, extra: Record<string, string> = {}): Promise<ServiceProcess> {
   const child: ChildProcess = spawn(process.execPath, [main], {
     env: {
       PATH: process.env.PATH,
@@ -44,7 +48,7 @@ async function spawnService(main: string, ready: string, redisUrl: string, extra
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let buffered = '';
-  const port = await new Promise<number>((resolvePort, reject) => {
+  const started = await new Promise<{ port: number; http: string }>((resolvePort, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`${main} did not start within 20 s:\n${buffered}`));
@@ -55,7 +59,8 @@ async function spawnService(main: string, ready: string, redisUrl: string, extra
       if (m) {
         clearTimeout(timer);
         child.stdout!.removeAllListeners('data').resume();
-        resolvePort(Number(m[1]));
+        const line = buffered.split('\n').find((l) => l.includes(`"msg":"${ready}"`)) ?? '';
+        resolvePort({ port: Number(m[1]), http: (JSON.parse(line) as { http?: string }).http ?? '' });
       }
     });
     child.once('exit', (code) => {
@@ -65,7 +70,7 @@ async function spawnService(main: string, ready: string, redisUrl: string, extra
   });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   return {
-    port,
+    ...started,
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
       await exited;
@@ -110,7 +115,7 @@ const uniqueName = (label: string): string => `${label}-${randomUUID().slice(0, 
  */
 export async function startEnvironment(): Promise<BenchEnvironment> {
   const redis = await startRedis({ own: true });
-  let running: SchedulerProcess;
+  let running: ServiceProcess;
   try {
     running = await spawnService(SCHEDULER_MAIN, 'scheduler listening', redis.url);
   } catch (err) {
