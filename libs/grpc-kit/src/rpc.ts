@@ -209,6 +209,8 @@ export class RpcKit {
   private runStream(method: string, call: GrpcCall & { end(): void; emit(event: 'error', err: Error): boolean }, request: unknown, run: (ctx: CallContext) => Promise<void>): void {
     const started = process.hrtime.bigint();
     const ctx = this.context(method, call);
+    // No span of its own (see unary), but what it starts may continue the caller's trace.
+    ctx.traceparent = traceHeaders(call.metadata).traceparent;
     this.settleStream(
       method,
       started,

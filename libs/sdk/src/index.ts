@@ -1,4 +1,5 @@
 export * from './client';
+export { EnqueueStream, type EnqueueStreamOptions, type StreamedJobSettings } from './enqueue-stream';
 export {
   AlreadyExistsError,
   DeadLetterNotFoundError,

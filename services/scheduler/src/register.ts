@@ -38,6 +38,7 @@ export function register(server: GrpcServer, deps: SchedulerDeps): Registered {
     jobs: new Jobs(backbone.registry, admin),
     schedules: new Schedules(backbone.registry, deps.maxPayloadBytes),
     hub,
+    logger,
     shutdown: shutdown.signal,
   };
   server.add('jobmesh.v1.SchedulerService', SchedulerServiceService, schedulerHandlers(deps.kit, parts) as never);

@@ -1,8 +1,11 @@
+import type { ServerDuplexStream } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError, TERMINAL_STATES } from '@jobmesh/core';
 import type { CallContext, RpcKit } from '@jobmesh/grpc-kit';
 import { queueSpecToProto, stateFromProto } from '@jobmesh/queue';
+import type { Logger } from '@jobmesh/telemetry';
 import type { Enqueuer } from './enqueue';
+import { enqueueStream } from './enqueue-stream';
 import type { Jobs } from './jobs';
 import type { Queues } from './queues';
 import type { Schedules } from './schedules';
@@ -14,6 +17,7 @@ export interface SchedulerParts {
   jobs: Jobs;
   schedules: Schedules;
   hub: JobEventHub;
+  logger: Logger;
   /** Aborted when the service shuts down, to end open WatchJob streams. */
   shutdown: AbortSignal;
 }
@@ -39,6 +43,9 @@ export function schedulerHandlers(kit: RpcKit, p: SchedulerParts): pb.SchedulerS
     enqueueJob: kit.unary(M('EnqueueJob'), (req: pb.EnqueueJobRequest, ctx) => p.enqueuer.enqueue(req, ctx.traceparent)),
     enqueueJobs: kit.unary(M('EnqueueJobs'), (req: pb.EnqueueJobsRequest, ctx) => p.enqueuer.enqueueBulk(req, ctx.traceparent)),
     enqueueFlow: kit.unary(M('EnqueueFlow'), (req: pb.EnqueueFlowRequest, ctx) => p.enqueuer.enqueueFlow(req, ctx.traceparent)),
+    enqueueStream: kit.bidi(M('EnqueueStream'), (call: ServerDuplexStream<pb.EnqueueStreamRequest, pb.EnqueueStreamResponse>, ctx) =>
+      enqueueStream(p.enqueuer, kit, p.logger, p.shutdown, call, ctx),
+    ),
 
     getJob: kit.unary(M('GetJob'), (req: pb.GetJobRequest) => p.jobs.getWith(req)),
     listJobs: kit.unary(M('ListJobs'), (req: pb.ListJobsRequest) => p.jobs.list(req)),
