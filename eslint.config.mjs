@@ -39,6 +39,19 @@ const RAW_QUEUE = {
   patterns: [{ regex: '^(bullmq|ioredis)/', message: RAW_QUEUE_MESSAGE }],
 };
 
+/** The same bullmq and ioredis, reached by the forms no-restricted-imports does not see: `import('bullmq')`,
+ * `require('ioredis')` and the type `import('bullmq').Queue`. A no-restricted-syntax selector each, over
+ * the same sources (the package or a path into it). */
+const RAW_QUEUE_SOURCE = '/^(bullmq|ioredis)(\\/|$)/';
+const RAW_QUEUE_SYNTAX = [
+  { selector: `ImportExpression[source.value=${RAW_QUEUE_SOURCE}]`, message: RAW_QUEUE_MESSAGE },
+  {
+    selector: `CallExpression[callee.type='Identifier'][callee.name='require'][arguments.0.value=${RAW_QUEUE_SOURCE}]`,
+    message: RAW_QUEUE_MESSAGE,
+  },
+  { selector: `TSImportType[source.value=${RAW_QUEUE_SOURCE}]`, message: RAW_QUEUE_MESSAGE },
+];
+
 const DEEP_MESSAGE =
   "Import another package by its name (@jobmesh/<pkg>, in tests also @jobmesh/<service>/testing), never by a path into its src, test or dist: what its index exports is its API";
 /** Deep imports, everywhere. Relative ones are matched by their text: a climb (../) that then reaches a
@@ -108,9 +121,11 @@ function serviceSet(self, { test }) {
 
 /**
  * Two config blocks for `files`: one for all of them (test code) and one for their non-test code, each
- * with DEEP, RAW_QUEUE unless `rawQueue` allows bullmq and ioredis, and the given extra sets.
+ * with DEEP, RAW_QUEUE unless `rawQueue` allows bullmq and ioredis, and the given extra sets. Each block
+ * also sets no-restricted-syntax, to RAW_QUEUE_SYNTAX or off (`rawQueueSyntax`, by default as
+ * `rawQueue` says), since a later block replaces an earlier one's setting of that rule too.
  */
-function boundary(name, files, { rawQueue = false, test = [], nonTest = [] } = {}) {
+function boundary(name, files, { rawQueue = false, rawQueueSyntax = !rawQueue, test = [], nonTest = [] } = {}) {
   const block = (suffix, sets, ignores) => ({
     name: `jobmesh/boundaries/${name}${suffix}`,
     files,
@@ -123,6 +138,7 @@ function boundary(name, files, { rawQueue = false, test = [], nonTest = [] } = {
           patterns: sets.flatMap((s) => s.patterns ?? []),
         },
       ],
+      'no-restricted-syntax': rawQueueSyntax ? ['error', ...RAW_QUEUE_SYNTAX] : 'off',
     },
   });
   const base = [DEEP, ...(rawQueue ? [] : [RAW_QUEUE])];
@@ -132,6 +148,8 @@ function boundary(name, files, { rawQueue = false, test = [], nonTest = [] } = {
 const CODE = ['**/*.{ts,mts,cts,js,mjs,cjs}'];
 
 export default [
+  // An eslint-disable comment that no longer disables anything is an error, so none outlives its reason.
+  { name: 'jobmesh/linter-options', linterOptions: { reportUnusedDisableDirectives: 'error' } },
   {
     name: 'jobmesh/ignores',
     ignores: ['**/dist/**', '**/node_modules/**', 'libs/contracts/src/gen/**', '**/*.d.ts', 'examples/**/*.py'],
@@ -152,8 +170,9 @@ export default [
   // libs/queue owns BullMQ and Redis; libs/testing starts Redis and raw workers for tests.
   ...boundary('libs/queue+testing', ['libs/queue/**', 'libs/testing/**'], { rawQueue: true, nonTest: [LIBS] }),
   ...boundary('libs/grpc-kit', ['libs/grpc-kit/**'], { test: [GRPC_KIT], nonTest: [GRPC_KIT, LIBS] }),
-  // CORE forbids every bare package, bullmq and ioredis included, so RAW_QUEUE would only say it twice.
-  ...boundary('libs/core', ['libs/core/**'], { rawQueue: true, test: [CORE], nonTest: [CORE] }),
+  // CORE forbids every bare package, bullmq and ioredis included, so RAW_QUEUE would only say it twice;
+  // CORE sees no import() or require(), so RAW_QUEUE_SYNTAX stays.
+  ...boundary('libs/core', ['libs/core/**'], { rawQueue: true, rawQueueSyntax: true, test: [CORE], nonTest: [CORE] }),
   ...SERVICES.flatMap((service) =>
     boundary(service.dir, [`${service.dir}/**`], {
       test: [serviceSet(service, { test: true })],
