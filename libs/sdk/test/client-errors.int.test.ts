@@ -9,6 +9,7 @@ import { loadSchedulerEnv, type RunningScheduler, startScheduler } from '@jobmes
 import { loadWorkerPoolEnv, ProcessorRegistry, type RunningWorkerPool, startWorkerPool } from '@jobmesh/worker-pool';
 import {
   AlreadyExistsError,
+  type AnyProcessorDefinition,
   DeadLetterClient,
   DeadLetterNotFoundError,
   defineProcessor,
@@ -160,7 +161,7 @@ describe('against a running scheduler, worker-pool and dead-letter service', () 
 
   describe('a RemoteWorker', () => {
     const workers: RemoteWorker[] = [];
-    const worker = (queue: string, processors = [defineProcessor({ queue, name: 'j', process: () => null })]): RemoteWorker => {
+    const worker = (queue: string, processors: AnyProcessorDefinition[] = [defineProcessor({ queue, name: 'j', process: () => null })]): RemoteWorker => {
       const w = new RemoteWorker({ address: `127.0.0.1:${pool.grpcPort}`, workerId: `rw-${queue}`, processors });
       workers.push(w);
       return w;
