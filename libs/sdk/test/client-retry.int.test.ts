@@ -1,43 +1,27 @@
-import { Server, ServerCredentials, status, type ServiceError } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { JobmeshClient } from '@jobmesh/sdk';
+import type { JobmeshClient } from '@jobmesh/sdk';
+import { FlakyScheduler } from './flaky-scheduler';
 
-/** A SchedulerService that answers UNAVAILABLE `failFirst` times per method, then OK; counts calls. */
-let server: Server;
+/** A SchedulerService that answers UNAVAILABLE `failFirst` times per method (2 unless a test says), then OK. */
+const fake = new FlakyScheduler();
+const calls = fake.calls;
 let client: JobmeshClient;
-const calls: Record<string, number> = {};
-let failFirst = 2;
-
-function flaky<Res>(name: string, ok: () => Res) {
-  return (_call: unknown, cb: (err: Partial<ServiceError> | null, res?: Res) => void) => {
-    calls[name] = (calls[name] ?? 0) + 1;
-    if (calls[name]! <= failFirst) cb({ code: status.UNAVAILABLE, details: 'try again' });
-    else cb(null, ok());
-  };
-}
 
 beforeAll(async () => {
-  server = new Server();
-  server.addService(pb.SchedulerServiceService, {
-    getJob: flaky('getJob', () => pb.GetJobResponse.fromPartial({ job: pb.Job.fromPartial({ id: 'j1', queue: 'q' }) })),
-    listJobs: flaky('listJobs', () => ({ jobs: [], nextPageToken: '' })),
-    createQueue: flaky('createQueue', () => ({ queue: pb.QueueConfig.fromPartial({ name: 'q' }) })),
-    enqueueJob: flaky('enqueueJob', () => ({ job: pb.Job.fromPartial({ id: 'j1', queue: 'q' }), deduplicated: false })),
-    enqueueJobs: flaky('enqueueJobs', () => ({ jobs: [] })),
-  } as never);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  client = new JobmeshClient({ address: `127.0.0.1:${port}`, timeoutMs: 5000 });
+  client = await fake.start({
+    getJob: fake.answer('getJob', () => pb.GetJobResponse.fromPartial({ job: pb.Job.fromPartial({ id: 'j1', queue: 'q' }) })),
+    listJobs: fake.answer('listJobs', () => pb.ListJobsResponse.fromPartial({ jobs: [], nextPageToken: '' })),
+    createQueue: fake.answer('createQueue', () => pb.CreateQueueResponse.fromPartial({ queue: pb.QueueConfig.fromPartial({ name: 'q' }) })),
+    enqueueJob: fake.answer('enqueueJob', () => pb.EnqueueJobResponse.fromPartial({ job: pb.Job.fromPartial({ id: 'j1', queue: 'q' }), deduplicated: false })),
+    enqueueJobs: fake.answer('enqueueJobs', () => pb.EnqueueJobsResponse.fromPartial({ jobs: [] })),
+  });
 });
 afterAll(async () => {
   client.close();
-  await new Promise<void>((r) => server.tryShutdown(() => r()));
+  await fake.stop();
 });
-beforeEach(() => {
-  for (const k of Object.keys(calls)) delete calls[k];
-  failFirst = 2;
-});
+beforeEach(() => fake.reset({ failFirst: 2 }));
 
 it('retries a read on UNAVAILABLE and succeeds on the third try', async () => {
   const job = await client.getJob('q', 'j1');
@@ -48,13 +32,13 @@ it('retries a read on UNAVAILABLE and succeeds on the third try', async () => {
 });
 
 it('gives up after 4 tries', async () => {
-  failFirst = 10;
+  fake.failFirst = 10;
   await expect(client.getJob('q', 'j1')).rejects.toMatchObject({ code: status.UNAVAILABLE });
   expect(calls.getJob).toBe(4);
 });
 
 it('does not retry beyond the call deadline', async () => {
-  failFirst = 10;
+  fake.failFirst = 10;
   await expect(client.getJob('q', 'j1', { timeoutMs: 120 })).rejects.toBeDefined();
   expect(calls.getJob).toBeLessThan(4);
 });

@@ -1,9 +1,9 @@
 // RemoteWorker.start() and run(): welcomed means started; a refusal for good rejects instead of
 // reconnecting forever; transient failures (nothing listening, a replica restart) are retried.
-import { credentials, Metadata, Server, ServerCredentials, type ServerDuplexStream, status } from '@grpc/grpc-js';
+import { credentials, Metadata, status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor, RemoteWorker, WorkerRejectedError } from '@jobmesh/sdk';
-import { freePort } from '@jobmesh/testing';
+import { freePort, startGrpcServer } from '@jobmesh/testing';
 import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '@jobmesh/worker-pool/testing';
 
 let h: PoolHarness;
@@ -90,20 +90,14 @@ it('rejects run() with INVALID_ARGUMENT when the server refuses the Hello (a que
  * worker-pool (the worker-pool itself checks none): every Connect ends with `code`.
  */
 async function refusingServer(code: status): Promise<{ address: string; connects: () => number; stop(): Promise<void> }> {
-  const server = new Server();
   let connects = 0;
-  server.addService(pb.WorkerServiceService, {
-    connect: (call: ServerDuplexStream<pb.ConnectRequest, pb.ConnectResponse>) => {
+  const server = await startGrpcServer(pb.WorkerServiceService, {
+    connect: (call) => {
       connects++;
       call.emit('error', Object.assign(new Error('refused'), { code, details: `${status[code]} by the test deployment` }));
     },
-  } as never);
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
-  return {
-    address: `127.0.0.1:${port}`,
-    connects: () => connects,
-    stop: () => new Promise<void>((r) => server.tryShutdown(() => r())),
-  };
+  });
+  return { address: server.address, connects: () => connects, stop: () => server.stop() };
 }
 
 it.each([

@@ -6,4 +6,5 @@ export * from './names';
 export * from './deferred';
 export * from './use-harness';
 export * from './otlp-receiver';
+export * from './grpc-server';
 export { renderWaterfall, type WaterfallOptions } from './waterfall';
