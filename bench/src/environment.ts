@@ -26,6 +26,7 @@ export interface ServiceProcess {
 
 const WORKER_POOL_MAIN = resolve(__dirname, '../../services/worker-pool/dist/main.js');
 const DEAD_LETTER_MAIN = resolve(__dirname, '../../services/dead-letter/dist/main.js');
+const ECHO_MAIN = resolve(__dirname, 'echo-server-main.js');
 
 /**
  * Spawns a Jobmesh service (`node services/<svc>/dist/main.js`) on free ports; resolves once its
@@ -83,6 +84,8 @@ export interface BenchEnvironment {
   redisUrl: string;
   redisVersion: string;
   client: JobmeshClient;
+  /** "host:port" of the bench's scheduler. */
+  schedulerAddress: string;
   /** A fresh, connected BullMQ queue with prefix `bench-raw`; close it when done. */
   rawQueue(label: string): Promise<Queue>;
   /** A fresh Jobmesh queue, created with CreateQueue. */
@@ -101,6 +104,8 @@ export interface BenchEnvironment {
   spawnScheduler(env: Record<string, string>): Promise<{ port: number; stop(): Promise<void> }>;
   /** Starts a dead-letter process (replays through the bench's scheduler); stop it when done. */
   spawnDeadLetter(): Promise<{ port: number; stop(): Promise<void> }>;
+  /** Starts the bare gRPC echo server (echo-server-main.ts); stop it when done. */
+  spawnEcho(): Promise<{ port: number; stop(): Promise<void> }>;
   /** The key prefix of Jobmesh's queues, for BullMQ readers of them. */
   jobmeshPrefix: string;
   /** Closes the clients, stops the scheduler, then Redis; tries every step even if one fails. */
@@ -142,10 +147,12 @@ export async function startEnvironment(): Promise<BenchEnvironment> {
     redisUrl: redis.url,
     redisVersion: /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown',
     client,
+    schedulerAddress: `127.0.0.1:${running.port}`,
     rawQueue,
     jobmeshPrefix: JOBMESH_PREFIX,
     spawnWorkerPool: (extra) => spawnService(WORKER_POOL_MAIN, 'worker-pool running', redis.url, extra),
     spawnScheduler: (extra) => spawnService(SCHEDULER_MAIN, 'scheduler listening', redis.url, extra),
+    spawnEcho: () => spawnService(ECHO_MAIN, 'echo listening', redis.url),
     spawnDeadLetter: () => spawnService(DEAD_LETTER_MAIN, 'dead-letter listening', redis.url, { JOBMESH_SCHEDULER_ADDRESS: `127.0.0.1:${running.port}` }),
     async jobmeshQueue(label) {
       const name = uniqueName(label);
