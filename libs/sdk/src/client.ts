@@ -1,5 +1,6 @@
 import { type CallOptions, type ChannelCredentials, credentials as grpcCredentials, Metadata, type ServiceError, type ClientReadableStream, status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
+import { EnqueueStream, type EnqueueStreamOptions } from './enqueue-stream';
 import { toClientError } from './errors';
 
 export interface JobmeshClientOptions {
@@ -17,6 +18,14 @@ export interface JobmeshClientOptions {
   monitorAddress?: string;
   /** How calls that may be repeated are retried (see Caller); a call's own `retry` overrides it. */
   retry?: RetryPolicy;
+  /**
+   * `enqueueJob` calls made together share one EnqueueStream (see EnqueueStream): those of one
+   * turn of the event loop, or of `maxDelayMs`, go out in one message, up to `maxBatch`, and each
+   * caller still gets its own answer or its own error. `false` sends each as an EnqueueJob call
+   * of its own. A call with metadata other than `traceparent`/`tracestate` always goes alone, as
+   * does every call to a server without EnqueueStream. @default {}
+   */
+  coalesce?: EnqueueStreamOptions | false;
 }
 
 /** How a call that may be repeated is retried (see Caller). */
@@ -91,18 +100,29 @@ export class Caller {
 
   /** Calls `method` of `client`; with `idempotent`, retries UNAVAILABLE as the class comment says. */
   unary<C, Req, Res>(client: C, method: Unary<Req, Res>, req: Req, s?: CallSettings, idempotent = false): Promise<Res> {
+    return this.retrying(
+      (tryDeadline) =>
+        new Promise<Res>((resolve, reject) => {
+          const cancel = (): void => call.cancel();
+          const call = method.call(client, req, this.metadata(s), { deadline: tryDeadline }, (err, res) => {
+            s?.signal?.removeEventListener('abort', cancel);
+            if (err) reject(toClientError(err));
+            else resolve(res);
+          }) as { cancel(): void };
+          s?.signal?.addEventListener('abort', cancel, { once: true });
+        }),
+      s,
+      idempotent,
+    );
+  }
+
+  /**
+   * Runs `once` (one try, given its deadline, epoch ms) within the call's deadline; with
+   * `idempotent`, tries again as the class comment says.
+   */
+  retrying<Res>(once: (tryDeadline: number) => Promise<Res>, s?: CallSettings, idempotent = false): Promise<Res> {
     const deadline = Date.now() + (s?.timeoutMs ?? this.timeoutMs);
-    const once = (tryDeadline = deadline): Promise<Res> =>
-      new Promise<Res>((resolve, reject) => {
-        const cancel = (): void => call.cancel();
-        const call = method.call(client, req, this.metadata(s), { deadline: tryDeadline }, (err, res) => {
-          s?.signal?.removeEventListener('abort', cancel);
-          if (err) reject(toClientError(err));
-          else resolve(res);
-        }) as { cancel(): void };
-        s?.signal?.addEventListener('abort', cancel, { once: true });
-      });
-    if (!idempotent) return once();
+    if (!idempotent) return once(deadline);
     const { maxTries = RETRY_MAX_TRIES, attemptTimeoutMs } = { ...this.retry, ...s?.retry };
     return (async () => {
       for (let tries = 1; ; tries++) {
@@ -168,6 +188,8 @@ export class JobmeshClient {
   /** MonitorService, at `monitorAddress` or `address`. */
   readonly monitor: MonitorClient;
   private readonly caller: Caller;
+  /** Where coalesced enqueueJob calls go; unset when coalescing is off or the server lacks EnqueueStream. */
+  private coalescer?: EnqueueStream;
 
   constructor(opts: JobmeshClientOptions = {}) {
     const address = opts.address ?? '127.0.0.1:50051';
@@ -176,6 +198,19 @@ export class JobmeshClient {
     this.caller = new Caller(opts);
     this.deadLetters = new DeadLetterClient(new pb.DeadLetterServiceClient(opts.deadLetterAddress ?? address, creds, CHANNEL_OPTIONS), this.caller);
     this.monitor = new MonitorClient(new pb.MonitorServiceClient(opts.monitorAddress ?? address, creds, CHANNEL_OPTIONS), this.caller);
+    if (opts.coalesce !== false) this.coalescer = this.openEnqueueStream(opts.coalesce);
+  }
+
+  /**
+   * A stream of its own for enqueueing many jobs each on its own (EnqueueStream), with flow
+   * control: see EnqueueStream. Close it when done.
+   */
+  openEnqueueStream(opts: EnqueueStreamOptions = {}): EnqueueStream {
+    return new EnqueueStream(
+      (md) => this.scheduler.enqueueStream(md),
+      () => this.caller.metadata(),
+      opts,
+    );
   }
 
   private call<Req, Res>(method: Unary<Req, Res>, req: Req, s?: CallSettings, idempotent = false): Promise<Res> {
@@ -197,10 +232,24 @@ export class JobmeshClient {
   pauseQueue = (name: string, s?: CallSettings) => this.call(this.scheduler.pauseQueue, { name }, s).then((r) => r.queue!);
   resumeQueue = (name: string, s?: CallSettings) => this.call(this.scheduler.resumeQueue, { name }, s).then((r) => r.queue!);
 
-  /** Retried on UNAVAILABLE only when the job has `options.idempotency_key` or `options.job_id`. */
-  enqueueJob = (req: DeepPartial<pb.EnqueueJobRequest>, s?: CallSettings) => {
+  /**
+   * Retried on UNAVAILABLE only when the job has `options.idempotency_key` or `options.job_id`.
+   * Calls made together share one message of an EnqueueStream (see `coalesce`).
+   */
+  enqueueJob = (req: DeepPartial<pb.EnqueueJobRequest>, s?: CallSettings): Promise<pb.EnqueueJobResponse> => {
     const msg = pb.EnqueueJobRequest.fromPartial(req);
-    return this.call(this.scheduler.enqueueJob, msg, s, keyed(msg.job));
+    const stream = this.coalescer;
+    const traceparent = streamedTraceparent(s);
+    if (!stream || traceparent === false) return this.call(this.scheduler.enqueueJob, msg, s, keyed(msg.job));
+    return this.caller.retrying((deadline) => stream.enqueue(msg, { deadline, traceparent, signal: s?.signal }), s, keyed(msg.job)).catch((err: unknown) => {
+      // A server without EnqueueStream enqueued nothing: this and later calls go one by one.
+      if ((err as { code?: unknown }).code !== status.UNIMPLEMENTED) throw err;
+      if (this.coalescer === stream) {
+        this.coalescer = undefined;
+        stream.cancel();
+      }
+      return this.call(this.scheduler.enqueueJob, msg, s, keyed(msg.job));
+    });
   };
   /** Retried on UNAVAILABLE only when every job has `options.idempotency_key` or `options.job_id`. */
   enqueueJobs = (req: DeepPartial<pb.EnqueueJobsRequest>, s?: CallSettings) => {
@@ -234,7 +283,9 @@ export class JobmeshClient {
     for await (const msg of this.caller.stream((md) => this.scheduler.watchJob({ queue, id }, md), s)) if (msg.event) yield msg.event;
   }
 
+  /** Closes the channels; coalesced enqueues already made are sent first. */
   close(): void {
+    void this.coalescer?.close();
     this.scheduler.close();
     this.deadLetters.close();
     this.monitor.close();
@@ -345,4 +396,15 @@ const CHANNEL_OPTIONS = { 'grpc.max_receive_message_length': 64 * 1024 * 1024 };
 /** Whether enqueueing `job` twice yields one job: it carries an idempotency key or a job id. */
 function keyed(job: { options?: { idempotencyKey?: string; jobId?: string } } | undefined): boolean {
   return !!(job?.options?.idempotencyKey || job?.options?.jobId);
+}
+
+/**
+ * The traceparent a coalesced enqueue carries in its stream message, or false when the call's
+ * metadata holds more than trace headers and so must go as a call of its own.
+ */
+function streamedTraceparent(s: CallSettings | undefined): string | undefined | false {
+  const md = s?.metadata;
+  if (!md) return undefined;
+  for (const key of Object.keys(md)) if (key !== 'traceparent' && key !== 'tracestate') return false;
+  return md.traceparent;
 }
