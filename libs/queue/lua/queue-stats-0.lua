@@ -9,7 +9,7 @@
     { waiting, delayed, due, prioritized, active, waiting_children, completed, failed,
       dead_lettered, waiting_for_processor, paused (1/0), oldest_ready_ms (-1: none) }
   where `delayed` leaves out the jobs waiting for a processor (BullMQ holds those as delayed,
-  see park-job-4.lua), `due` counts the delayed jobs whose time has come but that BullMQ has not
+  see park-job-6.lua), `due` counts the delayed jobs whose time has come but that BullMQ has not
   promoted yet, and `oldest_ready_ms` is when the longest-waiting job became ready: the oldest
   of the wait list's oldest job, the first due delayed job, and of the prioritized jobs the first
   of the highest priority and the first of the lowest (the one most likely starved; BullMQ scores

@@ -1,6 +1,6 @@
 --[[
   Asks again, once the filed job is in BullMQ's delayed set, whether a replica serves its name by
-  now (see park-job-4). If one does, the job is unfiled and the caller promotes it.
+  now (see park-job-6). If one does, the job is unfiled and the caller promotes it.
 
   KEYS[1] the queue's served hash
   KEYS[2] the set of the queue's job names with waiting jobs

@@ -2,7 +2,7 @@
   Takes jobs out of the waiting-for-a-processor set of their name (they were promoted, or are
   gone), and the name out of the queue's set once none of its jobs waits. With a lock key prefix,
   a job still locked is left filed: it is active, between being filed and being moved to the
-  delayed set, and its parker settles it (see park-job-4).
+  delayed set, and its parker settles it (see park-job-6).
 
   KEYS[1] the sorted set of the jobs of this name waiting for a processor
   KEYS[2] the set of the queue's job names with waiting jobs

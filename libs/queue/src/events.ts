@@ -6,7 +6,7 @@ export const EVENTS_MAX_LEN = 10_000;
 
 /**
  * The events Jobmesh adds to a queue's event stream besides BullMQ's own, with their fields. WatchJob
- * (services/scheduler/src/watch.ts) reads them; Lua scripts that write one (park-job-4, dlq-capture)
+ * (services/scheduler/src/watch.ts) reads them; Lua scripts that write one (park-job-6, dlq-capture)
  * use the same names.
  */
 export interface JobEventFields {

@@ -1,12 +1,17 @@
 import type { Redis } from 'ioredis';
-import { appendJobEvent } from './events';
+import { queueJobEvent } from './events';
+import type { RateLimit } from './job-runner';
 import type { Keys } from './keys';
 import type { QueueRegistry } from './registry';
 import type { RunningJob } from './running-job';
 import { LuaScript } from './scripts';
 
 const DEADLINE = new LuaScript<[job: string, parked: string], [id: string, attemptsMade: number, waitMs: number, now: number]>('processor-wait-deadline-2');
-const PARK = new LuaScript<[served: string, names: string, parked: string, events: string], [name: string, id: string, deadline: number, now: number]>('park-job-4');
+const PARK = new LuaScript<
+  [served: string, names: string, parked: string, events: string, job: string, limiter: string],
+  [name: string, id: string, deadline: number, now: number, limitMax: number, limitMs: number]
+>('park-job-6');
+const REFUND = new LuaScript<[limiter: string, job: string], [limitMax: number, limitMs: number, now: number]>('refund-rate-limit-2');
 const RECHECK = new LuaScript<[served: string, names: string, parked: string], [name: string, id: string, now: number]>('recheck-parked-2');
 const UNPARK = new LuaScript<[parked: string, names: string], [name: string, keepLockedUnder: string, ...ids: string[]]>('unpark-jobs-2');
 
@@ -16,13 +21,24 @@ const PROMOTE_BATCH = 500;
 /** Why BullMQ refuses to promote a job that is not (or no longer) delayed: it ran, or is gone. */
 const NOT_DELAYED = /not in the delayed state|Missing key for job/;
 
+/** A rate limit as the refund scripts take it: jobs per window and the window (0, 0: none). */
+function limitArgs(limit: RateLimit | undefined): [number, number] {
+  return limit && limit.max > 0 && limit.durationMs > 0 ? [limit.max, limit.durationMs] : [0, 0];
+}
+
 /**
  * Jobs waiting for a processor. A job whose name nothing serves is filed in a sorted set per
  * (queue, name) and moved to BullMQ's delayed set until its deadline, so waiting costs nothing per
  * job: no polling, no round trip while it waits. A replica that starts serving a name promotes the
  * name's jobs after publishing that it serves it (ServedDirectory); filing, moving and asking again
- * in that order (park-job-4.lua) means no job is left waiting beside a replica that serves it. A
+ * in that order (park-job-6.lua) means no job is left waiting beside a replica that serves it. A
  * job still unserved at its deadline comes back from the delayed set by itself and fails.
+ *
+ * BullMQ counts a job against the queue's rate limit when it fetches it (moves it to active),
+ * before anyone can tell whether it will run. A job set aside here (parked or handed back) gives
+ * that count back in the same step (lua/includes/refund-rate-limit.lua), so jobs that wait for a
+ * processor do not use up the limit of those that have one. The alternative, keeping unserved
+ * names from being fetched at all, would need a wait list per name, which BullMQ does not have.
  */
 export class ProcessorWait {
   constructor(
@@ -50,16 +66,17 @@ export class ProcessorWait {
    * 'parked'. 'served': a replica (this one too: a worker may just have connected) serves its
    * name, and the job is still active here (the caller hands it back). 'promoted': a replica
    * started serving it meanwhile, and the job is back in the queue for it. After 'parked' and 'promoted' BullMQ must leave the job alone
-   * (JobSetAside 'delayed').
+   * (JobSetAside 'delayed'). A filed job gives back its count in the queue's rate `limit`.
    */
-  async park(job: RunningJob, deadline: number): Promise<'parked' | 'served' | 'promoted'> {
+  async park(job: RunningJob, deadline: number, limit?: RateLimit): Promise<'parked' | 'served' | 'promoted'> {
     const { queue } = job;
+    const bull = this.registry.bullQueue(queue);
     const keys: [string, string, string] = [this.keys.served(queue), this.keys.parkedNames(queue), this.keys.parked(queue, job.name)];
-    const filed = await PARK.run(this.redis, [...keys, this.keys.events(queue)], [job.name, job.id, deadline, Date.now()]);
+    const filed = await PARK.run(this.redis, [...keys, this.keys.events(queue), bull.toKey(job.id), bull.toKey('limiter')], [job.name, job.id, deadline, Date.now(), ...limitArgs(limit)]);
     if (Number(filed) === 0) return 'served';
     await job.delayUntil(deadline);
     if (Number(await RECHECK.run(this.redis, keys, [job.name, job.id, Date.now()])) === 1) return 'parked';
-    await this.registry.bullQueue(queue).backend.promote(job.id);
+    await bull.backend.promote(job.id);
     return 'promoted';
   }
 
@@ -79,10 +96,14 @@ export class ProcessorWait {
   /**
    * Hands an active job back to the queue shortly (100–300 ms), without using an attempt, for a
    * replica that serves its name (another, or this one, once it sees its new worker). A 'requeued' event first tells WatchJob that the
-   * 'delayed' one that follows is no retry.
+   * 'delayed' one that follows is no retry. The job gives back its count in the queue's rate `limit`.
    */
-  async handBack(job: RunningJob): Promise<void> {
-    await appendJobEvent(this.redis, this.keys, job.queue, job.id, 'requeued', { reason: 'a replica serves its name' });
+  async handBack(job: RunningJob, limit?: RateLimit): Promise<void> {
+    const bull = this.registry.bullQueue(job.queue);
+    const multi = this.redis.multi();
+    queueJobEvent(multi, this.keys, job.queue, job.id, 'requeued', { reason: 'a replica serves its name' });
+    REFUND.queue(this.redis, multi, [bull.toKey('limiter'), bull.toKey(job.id)], [...limitArgs(limit), Date.now()]);
+    for (const [err] of (await multi.exec()) ?? []) if (err) throw err;
     await job.delayUntil(Date.now() + 100 + Math.floor(Math.random() * 200));
   }
 

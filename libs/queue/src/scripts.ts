@@ -5,10 +5,18 @@ import type { ChainableCommander, Redis } from 'ioredis';
 /** Where the scripts live: libs/queue/lua, beside src/ and dist/ alike. */
 const LUA_DIR = join(__dirname, '..', 'lua');
 
+/** A line `--- @include "<name>"` in a script stands for the text of `lua/includes/<name>.lua` (BullMQ's habit). */
+const INCLUDE = /^--- @include "([a-z0-9-]+)"$/gm;
+
+function readScript(file: string): string {
+  return readFileSync(join(LUA_DIR, `${file}.lua`), 'utf8').replace(INCLUDE, (_, name: string) => readFileSync(join(LUA_DIR, 'includes', `${name}.lua`), 'utf8'));
+}
+
 type Runner = (...keysThenArgs: (string | number)[]) => Promise<unknown>;
 
 /**
- * A Redis script kept in `lua/<name>-<number of keys>.lua` (BullMQ's habit), read once, defined on
+ * A Redis script kept in `lua/<name>-<number of keys>.lua` (BullMQ's habit), with its includes
+ * from `lua/includes/`, read once, defined on
  * each connection with ioredis `defineCommand` (EVALSHA, the text sent again only after a NOSCRIPT),
  * and called through a typed wrapper.
  */
@@ -17,7 +25,7 @@ export class LuaScript<Keys extends string[], Args extends (string | number)[]> 
   private readonly numberOfKeys: number;
   private lua?: string;
 
-  /** `file` is the base name without `.lua`, e.g. "park-job-4". */
+  /** `file` is the base name without `.lua`, e.g. "park-job-6". */
   constructor(private readonly file: string) {
     const m = /^(.+)-(\d+)$/.exec(file);
     if (!m) throw new Error(`script file name "${file}" must end in -<number of keys>`);
@@ -28,7 +36,7 @@ export class LuaScript<Keys extends string[], Args extends (string | number)[]> 
   private define(redis: Redis): Runner {
     const commands = redis as unknown as Record<string, Runner>;
     if (typeof commands[this.command] !== 'function') {
-      this.lua ??= readFileSync(join(LUA_DIR, `${this.file}.lua`), 'utf8');
+      this.lua ??= readScript(this.file);
       redis.defineCommand(this.command, { numberOfKeys: this.numberOfKeys, lua: this.lua });
     }
     return commands[this.command]!.bind(redis);
@@ -40,9 +48,15 @@ export class LuaScript<Keys extends string[], Args extends (string | number)[]> 
     return this.define(redis)(...keys, ...args);
   }
 
-  /** Queues the script on a pipeline or transaction of `redis` (defined on `redis` first). */
+  /**
+   * Queues the script on a pipeline or transaction of `redis`. A pipeline has the commands defined
+   * on `redis` when it was made; on one made before the script's first use, it goes as EVAL.
+   */
   queue(redis: Redis, pipeline: ChainableCommander, keys: Keys, args: Args): void {
     this.define(redis);
-    (pipeline as unknown as Record<string, (...a: (string | number)[]) => unknown>)[this.command]!(...keys, ...args);
+    const commands = pipeline as unknown as Record<string, ((...a: (string | number)[]) => unknown) | undefined>;
+    const command = commands[this.command];
+    if (command) command.call(pipeline, ...keys, ...args);
+    else pipeline.eval(this.lua!, this.numberOfKeys, ...keys, ...args);
   }
 }

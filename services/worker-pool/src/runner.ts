@@ -276,27 +276,28 @@ export class QueueRunner {
    * goes back to the queue shortly, for that replica. Else it waits for a processor (ProcessorWait:
    * delayed until its deadline, promoted as soon as something serves the name) for the queue's
    * processor_wait, counted from the first time it came up with nothing to serve it; past that,
-   * or with processor_wait 0, it fails for good as PROCESSOR_NOT_FOUND.
+   * or with processor_wait 0, it fails for good as PROCESSOR_NOT_FOUND. A job set aside gives
+   * back what its fetch took from the queue's rate limit: it did not run.
    */
   private async noProcessor(job: RunningJob): Promise<never> {
     const { directory, processorWait } = this.deps.remote;
     const waitMs = this.processorWaitMs;
     const held = !!job.lockToken;
     if (held && (await directory.servedElsewhere(this.queue, job.name))) {
-      await processorWait.handBack(job);
+      await processorWait.handBack(job, this.spec.rateLimit);
       throw new JobSetAside('delayed', 'handed back for a replica that serves its name');
     }
     if (held && waitMs > 0) {
       const now = Date.now();
       const deadline = await processorWait.deadline(job, waitMs, now);
       if (deadline > now) {
-        const outcome = await processorWait.park(job, deadline);
+        const outcome = await processorWait.park(job, deadline, this.spec.rateLimit);
         if (outcome === 'parked') this.logUnserved(job.name, waitMs);
         else {
           // A replica serves the name after all: the cached view was stale, or a worker just
           // connected here.
           directory.forget(this.queue);
-          if (outcome === 'served') await processorWait.handBack(job);
+          if (outcome === 'served') await processorWait.handBack(job, this.spec.rateLimit);
         }
         throw new JobSetAside('delayed', 'waits for a processor');
       }

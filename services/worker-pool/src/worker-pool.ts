@@ -81,7 +81,7 @@ export class WorkerPool {
 
   /**
    * Publishes the served pairs, then promotes the waiting jobs of pairs served for the first time
-   * — in that order, which park-job-4.lua relies on. One round at a time; asks made during a
+   * — in that order, which park-job-6.lua relies on. One round at a time; asks made during a
    * round run one more. A round that fails is repeated by the next (heartbeat interval at most).
    */
   private publishServed(): void {
