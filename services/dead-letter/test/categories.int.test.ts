@@ -18,8 +18,8 @@ afterAll(async () => {
 it('a job whose last attempt timed out is a TIMEOUT dead letter with every attempt', async () => {
   const { client } = await h.startDeadLetter();
   await h.client.createQueue({ queue: { name: timeoutQueue } });
-  const backoff = { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: { seconds: 0, nanos: 10_000_000 } };
-  await h.client.enqueueJob({ queue: timeoutQueue, job: { name: 'hang', options: { attempts: 2, backoff, timeout: { seconds: 0, nanos: 100_000_000 } } } });
+  const backoff = { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: pb.msToDuration(10) };
+  await h.client.enqueueJob({ queue: timeoutQueue, job: { name: 'hang', options: { attempts: 2, backoff, timeout: pb.msToDuration(100) } } });
   await waitFor('the dead letter', async () => (await client.stats(timeoutQueue)).total === 1, 20_000);
   const [d] = (await client.list({ filter: { queue: timeoutQueue } })).deadLetters;
   expect(d).toMatchObject({ category: 'TIMEOUT', severity: pb.Severity.SEVERITY_WARNING });

@@ -70,7 +70,7 @@ it('purges by id and by age, and keeps the counts right', async () => {
   const secondBatch = Math.min(...second.map((d) => d.deadLetteredAt!.getTime()));
   expect(secondBatch).toBeGreaterThan(firstBatch);
   const ageMs = Date.now() - Math.floor((firstBatch + secondBatch) / 2);
-  expect((await dl.purge({ filter: { queue }, olderThan: { seconds: Math.floor(ageMs / 1000), nanos: (ageMs % 1000) * 1e6 } })).purged).toBe(2);
+  expect((await dl.purge({ filter: { queue }, olderThan: pb.msToDuration(ageMs) })).purged).toBe(2);
   expect((await dl.stats(queue)).total).toBe(3);
   const [one] = (await dl.list({ filter: { queue } })).deadLetters;
   // All or nothing: an unknown id among the ids purges none of them.

@@ -13,7 +13,8 @@ let h: MonitorHarness;
 let monitor: MonitorClient;
 let httpPort: number;
 
-const ms = (d: pb.Duration | undefined): number => (d ? d.seconds * 1000 + d.nanos / 1e6 : 0);
+/** A duration in ms, 0 when there is none. */
+const ms = (d: pb.Duration | undefined): number => pb.durationToMs(d) ?? 0;
 
 const processors = [
   defineProcessor({ queue: '*', name: 'ok', process: async () => ({ ok: true }) }),

@@ -4,7 +4,6 @@ import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../
 
 const S = pb.JobState;
 const T = pb.JobEventType;
-const ms = (n: number) => ({ seconds: Math.floor(n / 1000), nanos: (n % 1000) * 1_000_000 });
 
 let h: PoolHarness;
 /** Calls of the item function, per "queue/id": item index and attempt. */
@@ -50,7 +49,7 @@ async function newQueue(): Promise<string> {
 it('completes with the failing items listed, the rest processed, and progress at 100', async () => {
   const queue = await newQueue();
   // Delayed a little so WatchJob is listening before it starts.
-  const { job } = await h.client.enqueueJob({ queue, job: { name: 'import', data: { count: 25, bad: [3, 17] }, options: { delay: ms(300) } } });
+  const { job } = await h.client.enqueueJob({ queue, job: { name: 'import', data: { count: 25, bad: [3, 17] }, options: { delay: pb.msToDuration(300) } } });
   const events: pb.JobEvent[] = [];
   for await (const e of h.client.watchJob(queue, job!.id)) events.push(e);
   expect(events.at(-1)!.type).toBe(T.JOB_EVENT_TYPE_COMPLETED);
@@ -84,7 +83,7 @@ it.each([14, 19])('skips the chunks a failed attempt finished when it retries (a
     job: {
       name: 'import',
       data: { count: 25, bad: [], hangOnceAt },
-      options: { attempts: 2, timeout: ms(500), backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: ms(10) } },
+      options: { attempts: 2, timeout: pb.msToDuration(500), backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: pb.msToDuration(10) } },
     },
   });
   await eventually(async () => (await h.client.getJob(queue, job!.id)).state === S.JOB_STATE_COMPLETED, 10_000, 'the job to complete');

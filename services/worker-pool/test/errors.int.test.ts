@@ -3,7 +3,6 @@ import { defineProcessor, RateLimitError, UnrecoverableError } from '@jobmesh/sd
 import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 
 const S = pb.JobState;
-const ms = (n: number) => ({ seconds: Math.floor(n / 1000), nanos: (n % 1000) * 1_000_000 });
 
 let h: PoolHarness;
 /** Attempt start times per "queue/id". */
@@ -95,7 +94,7 @@ async function finished(queue: string, id: string, timeoutMs = 10_000): Promise<
 
 it('ends a job that throws UnrecoverableError after one attempt, whatever attempts remain', async () => {
   const queue = await newQueue();
-  const { job } = await h.client.enqueueJob({ queue, job: { name: 'unrecoverable', options: { attempts: 5, backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: ms(10) } } } });
+  const { job } = await h.client.enqueueJob({ queue, job: { name: 'unrecoverable', options: { attempts: 5, backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: pb.msToDuration(10) } } } });
   const done = await finished(queue, job!.id);
   expect(done.state).toBe(S.JOB_STATE_FAILED);
   expect(done.attemptsMade).toBe(1);
@@ -144,7 +143,7 @@ describe('per-attempt timeout', () => {
     const queue = await newQueue();
     const { job } = await h.client.enqueueJob({
       queue,
-      job: { name: 'hangs-until-aborted', data: { succeedOn: 2 }, options: { attempts: 2, timeout: ms(200), backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: ms(10) } } },
+      job: { name: 'hangs-until-aborted', data: { succeedOn: 2 }, options: { attempts: 2, timeout: pb.msToDuration(200), backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: pb.msToDuration(10) } } },
     });
     const done = await finished(queue, job!.id);
     expect(done).toMatchObject({ state: S.JOB_STATE_COMPLETED, result: 'quick this time', attemptsMade: 2 });
@@ -159,7 +158,7 @@ describe('per-attempt timeout', () => {
     const queue = await newQueue();
     const { job } = await h.client.enqueueJob({
       queue,
-      job: { name: 'hangs-until-aborted', options: { attempts: 2, timeout: ms(200), backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: ms(10) } } },
+      job: { name: 'hangs-until-aborted', options: { attempts: 2, timeout: pb.msToDuration(200), backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: pb.msToDuration(10) } } },
     });
     const done = await finished(queue, job!.id);
     expect(done.state).toBe(S.JOB_STATE_FAILED);
@@ -171,7 +170,7 @@ describe('per-attempt timeout', () => {
 
 it('with processor_wait 0, fails a job whose name has no processor at once, as PROCESSOR_NOT_FOUND, without retries', async () => {
   const queue = await newQueue(10, { processorWait: { seconds: 0, nanos: 0 } });
-  const { job } = await h.client.enqueueJob({ queue, job: { name: 'nobody-handles-this', options: { attempts: 5, backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: ms(10) } } } });
+  const { job } = await h.client.enqueueJob({ queue, job: { name: 'nobody-handles-this', options: { attempts: 5, backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: pb.msToDuration(10) } } } });
   const done = await finished(queue, job!.id);
   expect(done.state).toBe(S.JOB_STATE_FAILED);
   expect(done.attemptsMade).toBe(1);
@@ -185,7 +184,7 @@ it.each([
   ['object', 'processor threw {"code":42}'],
 ])('fails a job whose processor throws %s (not an Error) like any failed attempt, and retries it', async (value, reason) => {
   const queue = await newQueue();
-  const { job } = await h.client.enqueueJob({ queue, job: { name: 'throws-a-non-error', data: { value }, options: { attempts: 2, backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: ms(10) } } } });
+  const { job } = await h.client.enqueueJob({ queue, job: { name: 'throws-a-non-error', data: { value }, options: { attempts: 2, backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: pb.msToDuration(10) } } } });
   const done = await finished(queue, job!.id);
   expect(done.state).toBe(S.JOB_STATE_FAILED);
   expect(done.attemptsMade).toBe(2);

@@ -2,7 +2,7 @@ import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor } from '@jobmesh/sdk';
 import { eventually, uniqueQueue } from '../src/testing';
-import { call, ms, type RawStream, unaryClient, useRemotePool } from './remote-helpers';
+import { call, type RawStream, unaryClient, useRemotePool } from './remote-helpers';
 
 const S = pb.JobState;
 /** A worker-pool with no processors of its own (only the built-ins), that remote workers connect to. */
@@ -119,7 +119,7 @@ describe('a job whose name nothing serves', () => {
     const c = unaryClient(h.address);
     try {
       const t0 = Date.now();
-      const res = await call<pb.LeaseJobsRequest, pb.LeaseJobsResponse>(c, 'leaseJobs', { queue, max: 1, wait: ms(5000), workerId: 'poller', jobNames: ['poll-me'] });
+      const res = await call<pb.LeaseJobsRequest, pb.LeaseJobsResponse>(c, 'leaseJobs', { queue, max: 1, wait: pb.msToDuration(5000), workerId: 'poller', jobNames: ['poll-me'] });
       expect(Date.now() - t0).toBeLessThan(1000);
       expect(res.assignments.map((a) => a.job!.id)).toEqual([job!.id]);
       await call(c, 'completeJob', { complete: { queue, jobId: job!.id, leaseToken: res.assignments[0]!.leaseToken, result: 1 } });

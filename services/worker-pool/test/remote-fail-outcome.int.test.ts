@@ -2,7 +2,7 @@
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
-import { call, connect, ms, type RawStream, unaryClient } from './remote-helpers';
+import { call, connect, type RawStream, unaryClient } from './remote-helpers';
 
 const S = pb.JobState;
 const O = pb.FailOutcome;
@@ -56,7 +56,7 @@ const failOf = (a: pb.Assignment, queue: string, kind: pb.FailureKind, retryAfte
   errorName: 'TestError',
   stacktrace: [],
   kind,
-  retryAfter: retryAfterMs === undefined ? undefined : ms(retryAfterMs),
+  retryAfter: retryAfterMs === undefined ? undefined : pb.msToDuration(retryAfterMs),
 });
 
 /** Enqueues one job and leases it over a Connect stream; Fail answers come back as Acks. */
@@ -94,7 +94,7 @@ async function viaUnary(options: pb.JobOptions | Record<string, unknown>): Promi
   await h.client.createQueue({ queue: { name: queue } });
   const c = unaryClient(address);
   unary.push(c);
-  const lease = () => call<pb.LeaseJobsRequest, pb.LeaseJobsResponse>(c, 'leaseJobs', { queue, max: 1, wait: ms(10_000), workerId: 'u-outcome', jobNames: [] });
+  const lease = () => call<pb.LeaseJobsRequest, pb.LeaseJobsResponse>(c, 'leaseJobs', { queue, max: 1, wait: pb.msToDuration(10_000), workerId: 'u-outcome', jobNames: [] });
   const leasing = lease();
   const { job } = await h.client.enqueueJob({ queue, job: { name: 'x', options } });
   const [assignment] = (await leasing).assignments;
@@ -112,7 +112,7 @@ async function viaUnary(options: pb.JobOptions | Record<string, unknown>): Promi
   };
 }
 
-const fixed = (attempts: number) => ({ attempts, backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: ms(BACKOFF_MS) } });
+const fixed = (attempts: number) => ({ attempts, backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: pb.msToDuration(BACKOFF_MS) } });
 
 describe.each([
   ['the stream Ack', viaStream],

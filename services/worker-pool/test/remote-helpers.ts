@@ -70,8 +70,6 @@ export function call<Req, Res>(client: pb.WorkerServiceClient, method: string, r
   });
 }
 
-export const ms = (n: number) => ({ seconds: Math.floor(n / 1000), nanos: (n % 1000) * 1e6 });
-
 /** A scheduler and one worker-pool replica that remote workers connect to, for a test file. */
 export interface RemotePool extends PoolHarness {
   /** The replica's gRPC address. */

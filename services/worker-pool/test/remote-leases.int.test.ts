@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { eventually, uniqueQueue } from '../src/testing';
-import { call, ms, type RawStream, unaryClient, useRemotePool } from './remote-helpers';
+import { call, type RawStream, unaryClient, useRemotePool } from './remote-helpers';
 
 const S = pb.JobState;
 const h = useRemotePool({ JOBMESH_LEASE_TTL: '1s' });
@@ -68,7 +68,7 @@ it('refuses a late CompleteJob from a unary worker whose lease lapsed, though th
   const c = unaryClient(h.address);
   try {
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'x', options: { attempts: 3 } } });
-    const lease = (req: Partial<pb.LeaseJobsRequest>) => call<pb.LeaseJobsRequest, pb.LeaseJobsResponse>(c, 'leaseJobs', { queue, max: 1, wait: ms(5000), workerId: '', jobNames: [], ...req });
+    const lease = (req: Partial<pb.LeaseJobsRequest>) => call<pb.LeaseJobsRequest, pb.LeaseJobsResponse>(c, 'leaseJobs', { queue, max: 1, wait: pb.msToDuration(5000), workerId: '', jobNames: [], ...req });
     const [first] = (await lease({ workerId: 'u-slow' })).assignments;
     expect(first!.job!.id).toBe(job!.id);
     // No ExtendLease: the lease lapses after the 1 s TTL and the job is leased again.

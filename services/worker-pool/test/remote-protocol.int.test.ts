@@ -2,7 +2,7 @@ import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor } from '@jobmesh/sdk';
 import { eventually, uniqueQueue } from '../src/testing';
-import { call, ms, type RawStream, unaryClient, useRemotePool } from './remote-helpers';
+import { call, type RawStream, unaryClient, useRemotePool } from './remote-helpers';
 
 const S = pb.JobState;
 const T = pb.JobEventType;
@@ -50,7 +50,7 @@ describe('Hello', () => {
     const welcome = await s.hello({ workerId: 'w-welcome', queues: [queue] });
     expect(welcome.sessionId).toBeTruthy();
     expect(welcome.leaseTtl).toEqual({ seconds: 2, nanos: 0 });
-    const hb = welcome.heartbeatInterval!.seconds * 1000 + welcome.heartbeatInterval!.nanos / 1e6;
+    const hb = pb.durationToMs(welcome.heartbeatInterval)!;
     expect(hb).toBeGreaterThan(0);
     expect(hb).toBeLessThan(2000);
   });
@@ -144,7 +144,7 @@ describe('Fail', () => {
     s.stream.write({ credit: { n: 2 } });
     const { job } = await h.client.enqueueJob({
       queue,
-      job: { name: 'x', options: { attempts: 2, backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: ms(200) } } },
+      job: { name: 'x', options: { attempts: 2, backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: pb.msToDuration(200) } } },
     });
     const one = await eventually(() => s.assignments()[0], 10_000, 'attempt 1');
     expect(one.attempt).toBe(1);
@@ -167,7 +167,7 @@ describe('Fail', () => {
     s.stream.write({ credit: { n: 5 } });
     const { job } = await h.client.enqueueJob({
       queue,
-      job: { name: 'x', options: { attempts: 5, backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: ms(10) } } },
+      job: { name: 'x', options: { attempts: 5, backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: pb.msToDuration(10) } } },
     });
     const one = await eventually(() => s.assignments()[0], 10_000, 'attempt 1');
     s.stream.write({ fail: { queue, jobId: job!.id, leaseToken: one.leaseToken, message: 'bad input', errorName: '', stacktrace: [], kind: pb.FailureKind.FAILURE_KIND_UNRECOVERABLE } });
@@ -186,7 +186,7 @@ describe('Fail', () => {
     const { job } = await h.client.enqueueJob({ queue, job: { name: 'x', options: { attempts: 1 } } });
     const one = await eventually(() => s.assignments()[0], 10_000, 'attempt 1');
     const failedAt = Date.now();
-    s.stream.write({ fail: { queue, jobId: job!.id, leaseToken: one.leaseToken, message: '429', errorName: '', stacktrace: [], kind: pb.FailureKind.FAILURE_KIND_RATE_LIMITED, retryAfter: ms(500) } });
+    s.stream.write({ fail: { queue, jobId: job!.id, leaseToken: one.leaseToken, message: '429', errorName: '', stacktrace: [], kind: pb.FailureKind.FAILURE_KIND_RATE_LIMITED, retryAfter: pb.msToDuration(500) } });
     const again = await eventually(() => s.assignments()[1], 10_000, 'the job again');
     expect(Date.now() - failedAt).toBeGreaterThanOrEqual(400);
     expect(again).toMatchObject({ attempt: 1, job: { id: job!.id } });
@@ -258,7 +258,7 @@ describe('unary twins', () => {
     const c = unaryClient(h.address);
     try {
       // The call waits first, so the jobs find a worker for their name as they are enqueued.
-      const leasing = call<pb.LeaseJobsRequest, pb.LeaseJobsResponse>(c, 'leaseJobs', { queue, max: 2, wait: ms(2000), workerId: 'u1', jobNames: [] });
+      const leasing = call<pb.LeaseJobsRequest, pb.LeaseJobsResponse>(c, 'leaseJobs', { queue, max: 2, wait: pb.msToDuration(2000), workerId: 'u1', jobNames: [] });
       const ids: string[] = [];
       for (let i = 0; i < 3; i++) ids.push((await h.client.enqueueJob({ queue, job: { name: 'x', data: { i } } })).job!.id);
       const res = await leasing;

@@ -16,7 +16,6 @@ const EARLY_MS = 2;
 const LATE_MS = 150;
 
 const K = pb.BackoffKind;
-const ms = (n: number) => ({ seconds: Math.floor(n / 1000), nanos: (n % 1000) * 1_000_000 });
 
 let h: PoolHarness;
 let pool: RunningWorkerPool;
@@ -118,26 +117,26 @@ const exactly = (...delays: number[]): [number, number][] => delays.map((d) => [
 
 describe('backoff between attempts', () => {
   it('waits the same delay before every retry with fixed backoff', async () => {
-    const { job, ...run } = await runFlaky(3, { attempts: 4, backoff: { kind: K.BACKOFF_KIND_FIXED, delay: ms(200) } });
+    const { job, ...run } = await runFlaky(3, { attempts: 4, backoff: { kind: K.BACKOFF_KIND_FIXED, delay: pb.msToDuration(200) } });
     expect(job.state).toBe(pb.JobState.JOB_STATE_COMPLETED);
     expect(job.result).toEqual({ attempt: 4 });
     expectDelays(run, exactly(200, 200, 200));
   });
 
   it('doubles the delay with exponential backoff', async () => {
-    const { job, ...run } = await runFlaky(3, { attempts: 4, backoff: { kind: K.BACKOFF_KIND_EXPONENTIAL, delay: ms(100) } });
+    const { job, ...run } = await runFlaky(3, { attempts: 4, backoff: { kind: K.BACKOFF_KIND_EXPONENTIAL, delay: pb.msToDuration(100) } });
     expect(job.state).toBe(pb.JobState.JOB_STATE_COMPLETED);
     expectDelays(run, exactly(100, 200, 400));
   });
 
   it('adds the delay once per attempt with linear backoff', async () => {
-    const { job, ...run } = await runFlaky(3, { attempts: 4, backoff: { kind: K.BACKOFF_KIND_LINEAR, delay: ms(150) } });
+    const { job, ...run } = await runFlaky(3, { attempts: 4, backoff: { kind: K.BACKOFF_KIND_LINEAR, delay: pb.msToDuration(150) } });
     expect(job.state).toBe(pb.JobState.JOB_STATE_COMPLETED);
     expectDelays(run, exactly(150, 300, 450));
   });
 
   it('caps every delay at max_delay', async () => {
-    const { job, ...run } = await runFlaky(4, { attempts: 5, backoff: { kind: K.BACKOFF_KIND_EXPONENTIAL, delay: ms(100), maxDelay: ms(250) } });
+    const { job, ...run } = await runFlaky(4, { attempts: 5, backoff: { kind: K.BACKOFF_KIND_EXPONENTIAL, delay: pb.msToDuration(100), maxDelay: pb.msToDuration(250) } });
     expect(job.state).toBe(pb.JobState.JOB_STATE_COMPLETED);
     expectDelays(run, exactly(100, 200, 250, 250));
   });
@@ -147,7 +146,7 @@ describe('backoff between attempts', () => {
     ['exponential', K.BACKOFF_KIND_EXPONENTIAL, [200, 400, 800]],
     ['linear', K.BACKOFF_KIND_LINEAR, [200, 400, 600]],
   ])('takes up to jitter·delay off each %s delay', async (_label, kind, delays) => {
-    const { job, ...run } = await runFlaky(3, { attempts: 4, backoff: { kind, delay: ms(200), jitter: 0.5 } });
+    const { job, ...run } = await runFlaky(3, { attempts: 4, backoff: { kind, delay: pb.msToDuration(200), jitter: 0.5 } });
     expect(job.state).toBe(pb.JobState.JOB_STATE_COMPLETED);
     expectDelays(
       run,
@@ -156,7 +155,7 @@ describe('backoff between attempts', () => {
   });
 
   it('asks a custom strategy registered with defineBackoff for each delay', async () => {
-    const { job, ...run } = await runFlaky(3, { attempts: 4, backoff: { kind: K.BACKOFF_KIND_CUSTOM, delay: ms(5000), customStrategy: 'tenth' } });
+    const { job, ...run } = await runFlaky(3, { attempts: 4, backoff: { kind: K.BACKOFF_KIND_CUSTOM, delay: pb.msToDuration(5000), customStrategy: 'tenth' } });
     expect(job.state).toBe(pb.JobState.JOB_STATE_COMPLETED);
     expectDelays(run, exactly(100, 200, 300));
     const key = `${job.queue}/${job.id}`;
@@ -172,7 +171,7 @@ describe('backoff between attempts', () => {
     ['throws', 'broken'],
     ['returns no number', 'not-a-number'],
   ])('falls back to the fixed delay when the custom strategy %s', async (_label, customStrategy) => {
-    const { job, ...run } = await runFlaky(2, { attempts: 3, backoff: { kind: K.BACKOFF_KIND_CUSTOM, delay: ms(150), customStrategy } });
+    const { job, ...run } = await runFlaky(2, { attempts: 3, backoff: { kind: K.BACKOFF_KIND_CUSTOM, delay: pb.msToDuration(150), customStrategy } });
     expect(job.state).toBe(pb.JobState.JOB_STATE_COMPLETED);
     expectDelays(run, exactly(150, 150));
   });
@@ -180,7 +179,7 @@ describe('backoff between attempts', () => {
 
 describe('running out of attempts', () => {
   it('ends FAILED with attemptsMade = attempts and the last error', async () => {
-    const { job, ...run } = await runFlaky(100, { attempts: 3, backoff: { kind: K.BACKOFF_KIND_FIXED, delay: ms(50) } });
+    const { job, ...run } = await runFlaky(100, { attempts: 3, backoff: { kind: K.BACKOFF_KIND_FIXED, delay: pb.msToDuration(50) } });
     expect(job.state).toBe(pb.JobState.JOB_STATE_FAILED);
     expect(job.attemptsMade).toBe(3);
     expect(job.failureReason).toBe('boom 3');

@@ -3,8 +3,7 @@ import { defineProcessor, runSteps, type Step } from '@jobmesh/sdk';
 import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 
 const S = pb.JobState;
-const ms = (n: number) => ({ seconds: Math.floor(n / 1000), nanos: (n % 1000) * 1_000_000 });
-const retryFast = { attempts: 3, backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: ms(10) } };
+const retryFast = { attempts: 3, backoff: { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: pb.msToDuration(10) } };
 
 let h: PoolHarness;
 /** Executions of each step, per "queue/id", with the input each got; kept outside Redis. */
