@@ -12,6 +12,7 @@ import { loadDeadLetterEnv, type RunningDeadLetter, startDeadLetter } from '@job
 import { type MonitorHarness, startMonitorHarness, waitFor } from '@jobmesh/monitor/testing';
 import { defineProcessor } from '@jobmesh/sdk';
 import { silentLogger } from '@jobmesh/telemetry';
+import { serviceEnv } from '@jobmesh/testing';
 
 const CLI = resolve(__dirname, '../../cli/dist/main.js');
 const run = promisify(execFile);
@@ -25,15 +26,7 @@ beforeAll(async () => {
   h = await startMonitorHarness();
   const pool = await h.startPool([defineProcessor({ queue: '*', name: 'ok', process: async () => ({ ok: true }) })]);
   deadLetter = await startDeadLetter(
-    loadDeadLetterEnv({
-      REDIS_URL: h.redis.url,
-      JOBMESH_REDIS_PREFIX: h.prefix,
-      JOBMESH_GRPC_ADDRESS: '127.0.0.1:0',
-      JOBMESH_HTTP_ADDRESS: '127.0.0.1:0',
-      JOBMESH_SHUTDOWN_GRACE: '2s',
-      JOBMESH_CONFIG: '',
-      JOBMESH_SCHEDULER_ADDRESS: h.address,
-    }),
+    loadDeadLetterEnv(serviceEnv(h.redis, h.prefix, { JOBMESH_SCHEDULER_ADDRESS: h.address })),
     { logger: silentLogger() },
   );
   // A monitor apart from the scheduler, as in a deployment: the CLI finds it by JOBMESH_MONITOR_ADDRESS.

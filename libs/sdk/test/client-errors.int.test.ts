@@ -27,23 +27,11 @@ import {
   WorkerRequestError,
 } from '@jobmesh/sdk';
 import { silentLogger } from '@jobmesh/telemetry';
-import { type RedisHandle, startRedis } from '@jobmesh/testing';
+import { type RedisHandle, serviceEnv, startRedis } from '@jobmesh/testing';
 
 const uniqueQueue = (label: string): string => `${label}-${randomUUID().slice(0, 8)}`;
 
-/** The settings every service here shares: this Redis and prefix, ports 0, no config file. */
-function common(redis: RedisHandle, prefix: string): Record<string, string> {
-  return {
-    REDIS_URL: redis.url,
-    JOBMESH_REDIS_PREFIX: prefix,
-    JOBMESH_GRPC_ADDRESS: '127.0.0.1:0',
-    JOBMESH_HTTP_ADDRESS: '127.0.0.1:0',
-    JOBMESH_SHUTDOWN_GRACE: '2s',
-    JOBMESH_CONFIG: '',
-  };
-}
-
-const schedulerEnv = (redis: RedisHandle, prefix: string) => loadSchedulerEnv(common(redis, prefix));
+const schedulerEnv = (redis: RedisHandle, prefix: string) => loadSchedulerEnv(serviceEnv(redis, prefix));
 
 /** The rejection of `call`, which must reject. */
 async function rejection(call: Promise<unknown>): Promise<unknown> {
@@ -69,8 +57,8 @@ describe('against a running scheduler, worker-pool and dead-letter service', () 
     const prefix = `t${randomUUID().slice(0, 8)}`;
     scheduler = await startScheduler(schedulerEnv(redis, prefix), { logger: silentLogger() });
     const address = `127.0.0.1:${scheduler.grpcPort}`;
-    deadLetter = await startDeadLetter(loadDeadLetterEnv({ ...common(redis, prefix), JOBMESH_SCHEDULER_ADDRESS: address }), { logger: silentLogger() });
-    pool = await startWorkerPool(loadWorkerPoolEnv(common(redis, prefix)), { logger: silentLogger(), processors: new ProcessorRegistry() });
+    deadLetter = await startDeadLetter(loadDeadLetterEnv(serviceEnv(redis, prefix, { JOBMESH_SCHEDULER_ADDRESS: address })), { logger: silentLogger() });
+    pool = await startWorkerPool(loadWorkerPoolEnv(serviceEnv(redis, prefix)), { logger: silentLogger(), processors: new ProcessorRegistry() });
     client = new JobmeshClient({ address, timeoutMs: 5000 });
     dlq = DeadLetterClient.connect(`127.0.0.1:${deadLetter.grpcPort}`, { timeoutMs: 5000 });
     queue = uniqueQueue('errors');

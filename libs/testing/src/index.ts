@@ -7,4 +7,5 @@ export * from './deferred';
 export * from './use-harness';
 export * from './otlp-receiver';
 export * from './grpc-server';
+export * from './service-env';
 export { renderWaterfall, type WaterfallOptions } from './waterfall';

@@ -1,7 +1,7 @@
 import * as pb from '@jobmesh/contracts';
 import { DeadLetterClient, defineProcessor, UnrecoverableError } from '@jobmesh/sdk';
 import { silentLogger } from '@jobmesh/telemetry';
-import { useHarness } from '@jobmesh/testing';
+import { serviceEnv, useHarness } from '@jobmesh/testing';
 import { type PoolHarness, startPoolHarness } from '@jobmesh/worker-pool/testing';
 import { loadDeadLetterEnv, type RunningDeadLetter, startDeadLetter } from './index';
 
@@ -55,17 +55,7 @@ export async function startDeadLetterHarness(poolEnv: Record<string, string> = {
     ...h,
     startDeadLetter: async (env = {}) => {
       const service = await startDeadLetter(
-        loadDeadLetterEnv({
-          REDIS_URL: h.redis.url,
-          JOBMESH_REDIS_PREFIX: h.prefix,
-          JOBMESH_GRPC_ADDRESS: '127.0.0.1:0',
-          JOBMESH_HTTP_ADDRESS: '127.0.0.1:0',
-          JOBMESH_SHUTDOWN_GRACE: '2s',
-          JOBMESH_CONFIG: '',
-          JOBMESH_DLQ_SWEEP_INTERVAL: '300ms',
-          JOBMESH_SCHEDULER_ADDRESS: h.address,
-          ...env,
-        }),
+        loadDeadLetterEnv(serviceEnv(h.redis, h.prefix, { JOBMESH_DLQ_SWEEP_INTERVAL: '300ms', JOBMESH_SCHEDULER_ADDRESS: h.address, ...env })),
         { logger: silentLogger() },
       );
       const client = DeadLetterClient.connect(`127.0.0.1:${service.grpcPort}`);
@@ -84,7 +74,7 @@ export async function startDeadLetterHarness(poolEnv: Record<string, string> = {
   };
 }
 
-const tinyBackoff = { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: { seconds: 0, nanos: 10_000_000 } };
+const tinyBackoff = { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: pb.msToDuration(10) };
 
 /**
  * Enqueues `fail` (attempts 2, 10 ms backoff), `fatal` and no-processor (`ghost`) jobs. Ghosts are

@@ -3,7 +3,7 @@
 import * as pb from '@jobmesh/contracts';
 import { credentials } from '@grpc/grpc-js';
 import { silentLogger } from '@jobmesh/telemetry';
-import { useHarness } from '@jobmesh/testing';
+import { serviceEnv, useHarness } from '@jobmesh/testing';
 import { type DeadLetterClient, type DeadLetterHarness, startDeadLetterHarness } from '@jobmesh/dead-letter/testing';
 import { type PoolHarness, startPoolHarness } from '@jobmesh/worker-pool/testing';
 import { loadMonitorEnv, type RunningMonitor, startMonitor } from './index';
@@ -69,18 +69,14 @@ export async function startMonitorHarness(opts: { deadLetters?: boolean } = {}):
     },
     startMonitor: async (env = {}) => {
       const service = await startMonitor(
-        loadMonitorEnv({
-          REDIS_URL: h.redis.url,
-          JOBMESH_REDIS_PREFIX: h.prefix,
-          JOBMESH_GRPC_ADDRESS: '127.0.0.1:0',
-          JOBMESH_HTTP_ADDRESS: '127.0.0.1:0',
-          JOBMESH_SHUTDOWN_GRACE: '2s',
-          JOBMESH_CONFIG: '',
-          JOBMESH_SCHEDULER_ADDRESS: h.address,
-          JOBMESH_WORKER_POOL_ADDRESS: h.address,
-          JOBMESH_DEAD_LETTER_ADDRESS: deadLetterAddress,
-          ...env,
-        }),
+        loadMonitorEnv(
+          serviceEnv(h.redis, h.prefix, {
+            JOBMESH_SCHEDULER_ADDRESS: h.address,
+            JOBMESH_WORKER_POOL_ADDRESS: h.address,
+            JOBMESH_DEAD_LETTER_ADDRESS: deadLetterAddress,
+            ...env,
+          }),
+        ),
         { logger: silentLogger() },
       );
       const address = `127.0.0.1:${service.grpcPort}`;
