@@ -7,6 +7,7 @@ import { type AddressInfo, connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { JobmeshClient } from '@jobmesh/sdk';
+import { eventually } from '@jobmesh/testing';
 
 const CLI = resolve(__dirname, '../../cli/bin/jobmesh.js');
 const run = promisify(execFile);
@@ -164,8 +165,14 @@ describe('jobmesh up and the CLI', () => {
     expect(row).toMatch(/\b10m$/);
     // Nothing serves 'resize' in `jobmesh up`: the job waits for a processor, WAITING.
     const { id } = (await jobmeshJson<{ job: JobJson }>('enqueue', 'images', 'resize')).job;
-    let shown = '';
-    for (const deadline = Date.now() + 10_000; Date.now() < deadline && !shown.includes('for a processor'); ) shown = (await jobmesh('get', 'images', id)).stdout;
+    const shown = await eventually(
+      async () => {
+        const out = (await jobmesh('get', 'images', id)).stdout;
+        return out.includes('for a processor') && out;
+      },
+      10_000,
+      '`jobmesh get` to show the job waiting for a processor',
+    );
     expect(shown).toMatch(/^state\s+waiting for a processor of "resize" \(until \d{4}-\d\d-\d\dT/m);
     expect((await jobmesh('list', 'images', '--state', 'waiting')).stdout).toMatch(new RegExp(`^${id}\\s+resize\\s+waiting \\(no processor\\)`, 'm'));
     await expect(jobmesh('queues', 'update', 'images', '--processor-wait', 'soon')).rejects.toMatchObject({ code: 2 });
