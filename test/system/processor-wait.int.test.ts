@@ -81,7 +81,10 @@ it('200 jobs enqueued 5 s before the Python worker starts all complete, none dea
   const ids = jobs.map((j) => j.id);
   await eventually(async () => (await statesOf(c, queue, ids)).every((j) => j.state === S.JOB_STATE_WAITING && j.processorWaitUntil), 20_000, 'all 200 to wait for a processor');
 
-  // The scenario is "the worker starts later": five seconds of nothing serving the name.
+  // The scenario is "the worker starts later": five seconds of nothing serving the name. The wait is
+  // the scenario, not a guess at how long a failure takes: attemptsMade never goes down and a failed
+  // or dead-lettered job never goes back to WAITING, so all 200 WAITING with 0 attempts at the end of
+  // the 5 s shows no attempt was taken and none failed at any moment within them.
   await new Promise((r) => setTimeout(r, 5000));
   expect((await statesOf(c, queue, ids)).every((j) => j.state === S.JOB_STATE_WAITING && j.attemptsMade === 0)).toBe(true);
 
