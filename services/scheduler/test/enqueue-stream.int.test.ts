@@ -4,8 +4,11 @@
 import { type ClientDuplexStream, Metadata, credentials, status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError, JobmeshClient, QueueNotFoundError, ResourceExhaustedError, UnavailableError } from '@jobmesh/sdk';
+import { silentLogger } from '@jobmesh/telemetry';
 import { type RedisProxy, startRedisProxy } from '@jobmesh/testing';
 import { STREAM_MAX_UNANSWERED } from '../src/enqueue-stream';
+import { loadSchedulerEnv } from '../src/config';
+import { startScheduler } from '../src/start';
 import { eventually, uniqueQueue, useSchedulerHarness } from '../src/testing';
 
 const h = useSchedulerHarness({ env: { JOBMESH_MAX_PAYLOAD_BYTES: '1024' } });
@@ -221,4 +224,38 @@ test('a queue unknown to the stream is not an error of the stream itself', async
   expect(await ended).toBe(status.OK);
   raw.close();
   expect(acks).toEqual([expect.objectContaining({ seq: 1, error: expect.objectContaining({ code: status.NOT_FOUND }) })]);
+});
+
+test('a scheduler that shuts down answers every job it read, and enqueued none it did not answer', async () => {
+  const queue = await h.newQueue('stream-shutdown');
+  // A second scheduler on the same Redis and keys, of this test's own, to stop mid-stream.
+  const second = await startScheduler(
+    loadSchedulerEnv({
+      REDIS_URL: h.redis.url,
+      JOBMESH_REDIS_PREFIX: h.prefix,
+      JOBMESH_GRPC_ADDRESS: '127.0.0.1:0',
+      JOBMESH_HTTP_ADDRESS: '127.0.0.1:0',
+      JOBMESH_SHUTDOWN_GRACE: '2s',
+      JOBMESH_CONFIG: '',
+    }),
+    { logger: silentLogger() },
+  );
+  const { call, acks, status: ended, raw } = rawStream(`127.0.0.1:${second.grpcPort}`);
+  let seq = 0;
+  const writeSome = (n: number): void => {
+    for (let i = 0; i < n; i++) call.write({ jobs: [job(++seq, queue)] });
+  };
+  writeSome(500);
+  await eventually(() => acks.length > 0, 5000, 'the first acknowledgements');
+  const stopping = second.stop();
+  // Jobs written while it stops: it may read some of them before it stops reading.
+  writeSome(500);
+  const code = await ended;
+  await stopping;
+  raw.close();
+  expect(code).toBe(status.OK);
+  expect(acks.length).toBeGreaterThanOrEqual(1);
+  expect(acks.every((a, i) => a.seq === i + 1 && a.enqueued)).toBe(true);
+  // Exactly the answered jobs are stored: none was enqueued without an answer.
+  expect(await jobCount(queue)).toBe(acks.length);
 });
