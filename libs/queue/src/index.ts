@@ -18,6 +18,7 @@ export * from './redis-errors';
 export { JobSetAside, type JobStore, RunningJob, STEPS_TTL_MS } from './running-job';
 export { type BackoffSubject, type FailedAttempt, type JobProcessor, JobRunner, type JobRunnerOptions, type JobRunnerSettings, type RateLimit } from './job-runner';
 export { CancelRequests } from './cancel-requests';
+export { WakeUps } from './wake-ups';
 export { JobData } from './job-data';
 export { type Enqueued, type NewFlowNode, type NewJob, JobProducer } from './job-producer';
 export { type CancelOutcome, type JobPage, type JobView, JobAdmin } from './job-admin';

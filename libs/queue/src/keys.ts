@@ -53,7 +53,7 @@ export class Keys {
    */
   ofQueue(queue: string): { patterns: string[]; keys: string[] } {
     return {
-      patterns: [this.idempotency(queue, '*'), this.deduplication(queue, '*'), this.cancelled(queue, '*'), this.cancelRequest(queue, '*'), this.parked(queue, '*')],
+      patterns: [this.idempotency(queue, '*'), this.deduplication(queue, '*'), this.cancelled(queue, '*'), this.cancelRequest(queue, '*'), this.parked(queue, '*'), this.handoff(queue, '*')],
       keys: [this.cancelledIndex(queue), this.parkedNames(queue), this.served(queue)],
     };
   }
@@ -85,6 +85,18 @@ export class Keys {
    */
   parked(queue: string, name: string): string {
     return `${this.prefix}:_parked:${queue}:${name}`;
+  }
+  /**
+   * Sorted set: ids of `queue`'s jobs named `name` that a replica which cannot run them handed to
+   * the replicas that serve the name, scored by when they come back to the queue by themselves
+   * (ms) if none of those takes them. BullMQ holds them as delayed until then.
+   */
+  handoff(queue: string, name: string): string {
+    return `${this.prefix}:_handoff:${queue}:${name}`;
+  }
+  /** Pub/sub channel of one worker-pool replica: "<queue>\n<job name>" when jobs of that name were handed to it. */
+  wakeChannel(replica: string): string {
+    return `${this.prefix}:_wake:${replica}`;
   }
   /** Hash: one dead letter ("<queue>:<job id>:<attempt>"), written once (services/dead-letter). */
   deadLetter(id: string): string {

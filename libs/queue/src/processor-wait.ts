@@ -14,6 +14,16 @@ const PARK = new LuaScript<
 const REFUND = new LuaScript<[limiter: string, job: string], [limitMax: number, limitMs: number, now: number]>('refund-rate-limit-2');
 const RECHECK = new LuaScript<[served: string, names: string, parked: string], [name: string, id: string, now: number]>('recheck-parked-2');
 const UNPARK = new LuaScript<[parked: string, names: string], [name: string, keepLockedUnder: string, ...ids: string[]]>('unpark-jobs-2');
+const HAND_OFF = new LuaScript<[served: string, handoff: string], [name: string, id: string, until: number, now: number, channelPrefix: string, message: string]>('hand-off-2');
+const UNFILE_HANDOFFS = new LuaScript<[handoff: string], string[]>('unfile-handoffs-1');
+
+/**
+ * How long a job handed to the replicas that serve its name stays delayed if none of them takes
+ * it: the wake-up was lost (a subscriber reconnecting) or they stopped. Then it comes back to the
+ * queue by itself and is looked at again. Those replicas take handed-off jobs as they have free
+ * slots, so a job may also wait this long behind a busy one before it is offered around again.
+ */
+export const HANDOFF_FALLBACK_MS = 5000;
 
 /** Jobs promoted per round trip when a processor appears. */
 const PROMOTE_BATCH = 500;
@@ -35,7 +45,7 @@ function limitArgs(limit: RateLimit | undefined): [number, number] {
  * job still unserved at its deadline comes back from the delayed set by itself and fails.
  *
  * BullMQ counts a job against the queue's rate limit when it fetches it (moves it to active),
- * before anyone can tell whether it will run. A job set aside here (parked or handed back) gives
+ * before anyone can tell whether it will run. A job set aside here (parked or handed off) gives
  * that count back in the same step (lua/includes/refund-rate-limit.lua), so jobs that wait for a
  * processor do not use up the limit of those that have one. The alternative, keeping unserved
  * names from being fetched at all, would need a wait list per name, which BullMQ does not have.
@@ -64,7 +74,7 @@ export class ProcessorWait {
   /**
    * Lets the active job wait for a processor until `deadline`, without using an attempt:
    * 'parked'. 'served': a replica (this one too: a worker may just have connected) serves its
-   * name, and the job is still active here (the caller hands it back). 'promoted': a replica
+   * name, and the job is still active here (the caller hands it off). 'promoted': a replica
    * started serving it meanwhile, and the job is back in the queue for it. After 'parked' and 'promoted' BullMQ must leave the job alone
    * (JobSetAside 'delayed'). A filed job gives back its count in the queue's rate `limit`.
    */
@@ -94,17 +104,67 @@ export class ProcessorWait {
   }
 
   /**
-   * Hands an active job back to the queue shortly (100–300 ms), without using an attempt, for a
-   * replica that serves its name (another, or this one, once it sees its new worker). A 'requeued' event first tells WatchJob that the
-   * 'delayed' one that follows is no retry. The job gives back its count in the queue's rate `limit`.
+   * Hands an active job that this replica cannot run to the replicas that serve its name, without
+   * using an attempt: it is moved to the delayed set (for {@link HANDOFF_FALLBACK_MS} at most),
+   * filed in the name's hand-off set, and only those replicas are woken (their wake channel), to
+   * take it as they have room ({@link takeHandoffs}). A job no longer goes round the replicas at
+   * random until one that serves it happens to fetch it. A 'requeued' event first tells WatchJob
+   * that the 'delayed' one that follows is no retry. The job gives back its count in the queue's
+   * rate `limit`. False when no replica serves the name any more: the job is then back in the
+   * queue at once, to be looked at again. Either way the attempt ends with JobSetAside('delayed').
    */
-  async handBack(job: RunningJob, limit?: RateLimit): Promise<void> {
-    const bull = this.registry.bullQueue(job.queue);
+  async handOff(job: RunningJob, limit?: RateLimit): Promise<boolean> {
+    const { queue } = job;
+    const bull = this.registry.bullQueue(queue);
     const multi = this.redis.multi();
-    queueJobEvent(multi, this.keys, job.queue, job.id, 'requeued', { reason: 'a replica serves its name' });
+    queueJobEvent(multi, this.keys, queue, job.id, 'requeued', { reason: 'a replica serves its name' });
     REFUND.queue(this.redis, multi, [bull.toKey('limiter'), bull.toKey(job.id)], [...limitArgs(limit), Date.now()]);
     for (const [err] of (await multi.exec()) ?? []) if (err) throw err;
-    await job.delayUntil(Date.now() + 100 + Math.floor(Math.random() * 200));
+    const until = Date.now() + HANDOFF_FALLBACK_MS;
+    await job.delayUntil(until);
+    const woken = await HAND_OFF.run(this.redis, [this.keys.served(queue), this.keys.handoff(queue, job.name)], [job.name, job.id, until, Date.now(), this.keys.wakeChannel(''), `${queue}\n${job.name}`]);
+    if (Number(woken) > 0) return true;
+    await bull.backend.promote(job.id).catch((err: Error) => {
+      // Not delayed any more: it is gone (cancelled, removed) meanwhile; nothing to bring back.
+      if (!NOT_DELAYED.test(err.message)) throw err;
+    });
+    return false;
+  }
+
+  /**
+   * Sends up to `max` of the jobs handed off for `name` on `queue` back to the queue to run now,
+   * oldest first: called by a replica that serves the name, with `max` its free slots. Another
+   * replica may still fetch some of them first; it hands them off again. Returns how many were
+   * sent, and whether more may be left.
+   */
+  async takeHandoffs(queue: string, name: string, max: number): Promise<{ taken: number; more: boolean }> {
+    if (max <= 0) return { taken: 0, more: true };
+    const key = this.keys.handoff(queue, name);
+    const page = await this.redis.zrange(key, 0, max - 1, 'WITHSCORES');
+    if (!page.length) return { taken: 0, more: false };
+    const entries: [string, string][] = [];
+    for (let i = 0; i < page.length; i += 2) entries.push([page[i]!, page[i + 1]!]);
+    const bull = this.registry.bullQueue(queue);
+    const results = await Promise.allSettled(entries.map(([id]) => bull.backend.promote(id)));
+    const settled = entries.filter((_, i) => {
+      const r = results[i]!;
+      return r.status === 'fulfilled' || NOT_DELAYED.test((r.reason as Error)?.message ?? '');
+    });
+    if (settled.length) await UNFILE_HANDOFFS.run(this.redis, [key], settled.flat());
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !NOT_DELAYED.test((r.reason as Error)?.message ?? ''));
+    if (failed) throw failed.reason;
+    return { taken: results.filter((r) => r.status === 'fulfilled').length, more: entries.length === max };
+  }
+
+  /** Of these (queue, name) pairs, those with jobs handed off: one round trip. */
+  async handedOff(pairs: { queue: string; name: string }[]): Promise<{ queue: string; name: string }[]> {
+    if (!pairs.length) return [];
+    const replies = (await this.redis.pipeline(pairs.map((p) => ['zcard', this.keys.handoff(p.queue, p.name)])).exec()) ?? [];
+    return pairs.filter((_, i) => {
+      const [err, n] = replies[i] ?? [];
+      if (err) throw err;
+      return Number(n) > 0;
+    });
   }
 
   /**

@@ -135,6 +135,16 @@ export class QueueRunner {
     return this.active.size;
   }
 
+  /** Slots not holding a job now: how many handed-off jobs this runner takes at once. */
+  get freeSlots(): number {
+    return Math.max(0, this.jobs.concurrency - this.active.size);
+  }
+
+  /** Whether this replica runs jobs named `name` here now: an in-process processor or a remote worker. */
+  serves(name: string): boolean {
+    return !!this.deps.processors.resolve(this.queue, name) || this.deps.remote.dispatcher.canServe(this.queue, name);
+  }
+
   /** Ids of the jobs running here now. */
   activeIds(): string[] {
     return [...this.active.keys()];
@@ -273,7 +283,7 @@ export class QueueRunner {
 
   /**
    * A job nothing here can run, without using an attempt: if another replica serves its name, it
-   * goes back to the queue shortly, for that replica. Else it waits for a processor (ProcessorWait:
+   * is handed off to the replicas that serve it (ProcessorWait.handOff). Else it waits for a processor (ProcessorWait:
    * delayed until its deadline, promoted as soon as something serves the name) for the queue's
    * processor_wait, counted from the first time it came up with nothing to serve it; past that,
    * or with processor_wait 0, it fails for good as PROCESSOR_NOT_FOUND. A job set aside gives
@@ -284,8 +294,10 @@ export class QueueRunner {
     const waitMs = this.processorWaitMs;
     const held = !!job.lockToken;
     if (held && (await directory.servedElsewhere(this.queue, job.name))) {
-      await processorWait.handBack(job, this.spec.rateLimit);
-      throw new JobSetAside('delayed', 'handed back for a replica that serves its name');
+      // None serves it after all (the cached view was stale): it is back in the queue, and the
+      // next look at the directory reads it afresh.
+      if (!(await processorWait.handOff(job, this.spec.rateLimit))) directory.forget(this.queue);
+      throw new JobSetAside('delayed', 'handed off to a replica that serves its name');
     }
     if (held && waitMs > 0) {
       const now = Date.now();
@@ -297,7 +309,7 @@ export class QueueRunner {
           // A replica serves the name after all: the cached view was stale, or a worker just
           // connected here.
           directory.forget(this.queue);
-          if (outcome === 'served') await processorWait.handBack(job, this.spec.rateLimit);
+          if (outcome === 'served') await processorWait.handOff(job, this.spec.rateLimit);
         }
         throw new JobSetAside('delayed', 'waits for a processor');
       }

@@ -1,6 +1,6 @@
 import * as pb from '@jobmesh/contracts';
 import type { QueueSpec } from '@jobmesh/core';
-import { type Backbone, CancelRequests, type JobRunner, ProcessorWait, ServedDirectory, type ServedPair, WindowRecorder, WorkerDirectory } from '@jobmesh/queue';
+import { type Backbone, CancelRequests, type JobRunner, ProcessorWait, ServedDirectory, type ServedPair, WakeUps, WindowRecorder, WorkerDirectory } from '@jobmesh/queue';
 import type { Logger, Registry } from '@jobmesh/telemetry';
 import { type WorkerMetrics, workerMetrics } from './metrics';
 import type { ProcessorRegistry } from './processors';
@@ -21,12 +21,16 @@ export interface WorkerPoolOptions {
   remote: { leaseTtlMs: number };
 }
 
+/** Handed-off jobs taken per round at most, whatever the free slots. */
+const MAX_TAKEN = 500;
+
 /**
  * Runs in-process processors for the registry's queues: a QueueRunner per queue, started,
  * updated and stopped as queues are created, changed and deleted; cancel requests for active
  * jobs reach the runner holding them. Publishes which job names this replica serves (in-process
  * and through its remote workers), and when it starts serving a name, sends that name's jobs
- * that were waiting for a processor back to run.
+ * that were waiting for a processor back to run. Takes the jobs other replicas fetched but could
+ * not run and handed off to it (ProcessorWait.handOff), as its slots allow.
  */
 export class WorkerPool {
   private readonly runners = new Map<string, QueueRunner>();
@@ -47,6 +51,12 @@ export class WorkerPool {
   private publishAgain = false;
   /** Newly served pairs whose waiting jobs are still to be promoted (kept until that succeeds). */
   private readonly toPromote = new Map<string, ServedPair>();
+  /** Other replicas' word that they handed this one jobs of a name it serves. */
+  private readonly wakeUps: WakeUps;
+  /** Pairs whose handed-off jobs are being taken now, and whether to look once more after. */
+  private readonly taking = new Map<string, { again: boolean }>();
+  /** Pairs with handed-off jobs left when the runner had no free slot: looked at as slots free up. */
+  private readonly roomWanted = new Map<string, ServedPair>();
 
   constructor(private readonly opts: WorkerPoolOptions) {
     this.cancels = new CancelRequests(opts.backbone, opts.logger);
@@ -55,10 +65,14 @@ export class WorkerPool {
     this.workers = new WorkerDirectory(opts.backbone.redis, opts.backbone.registry.keys, opts.replica, opts.remote.leaseTtlMs);
     this.window = new WindowRecorder(opts.backbone.redis, opts.backbone.registry.keys, (err) => opts.logger.warn({ err: err.message }, 'could not write the last minute’s job figures for the monitor'));
     this.processorWait = new ProcessorWait(opts.backbone.redis, opts.backbone.registry);
+    this.wakeUps = new WakeUps(opts.backbone, opts.replica, opts.logger);
     this.dispatcher = new RemoteDispatcher({
       leaseTtlMs: opts.remote.leaseTtlMs,
       logger: opts.logger,
-      onCapacity: (queue) => this.runners.get(queue)?.update(),
+      onCapacity: (queue) => {
+        this.runners.get(queue)?.update();
+        this.roomFreed(queue);
+      },
       onServedChange: () => this.publishServed(),
     });
   }
@@ -135,6 +149,54 @@ export class WorkerPool {
     }
   }
 
+  /**
+   * Takes jobs handed off to this replica for `name` on `queue` (another replica fetched them and
+   * cannot run them), as many as the runner has free slots. One round per pair at a time; a wake-up
+   * during a round runs one more. What is left waits for a slot to free up (roomFreed).
+   */
+  private takeHandoffs(queue: string, name: string): void {
+    const runner = this.runners.get(queue);
+    if (!runner || this.closing || !runner.serves(name)) return;
+    const key = `${queue}\n${name}`;
+    const current = this.taking.get(key);
+    if (current) {
+      current.again = true;
+      return;
+    }
+    const round = { again: false };
+    this.taking.set(key, round);
+    void (async () => {
+      do {
+        round.again = false;
+        this.roomWanted.delete(key);
+        const free = runner.freeSlots;
+        try {
+          const { more } = await this.processorWait.takeHandoffs(queue, name, Math.min(free, MAX_TAKEN));
+          if (more) this.roomWanted.set(key, { queue, name });
+        } catch (err) {
+          // Asked again by the next wake-up or freed slot; the jobs come back by themselves anyway.
+          this.roomWanted.set(key, { queue, name });
+          this.opts.logger.warn({ err: (err as Error).message, queue, name }, 'could not take jobs handed off to this replica; retrying');
+        }
+      } while (round.again && !this.closing);
+    })().finally(() => this.taking.delete(key));
+  }
+
+  /** A slot of `queue`'s runner may have freed up: takes handed-off jobs that were left for want of one. */
+  private roomFreed(queue: string): void {
+    if (!this.roomWanted.size) return;
+    for (const p of this.roomWanted.values()) if (p.queue === queue) this.takeHandoffs(p.queue, p.name);
+  }
+
+  /** After the wake channel reconnected: wake-ups may have been missed; looks at every served pair. */
+  private async checkHandoffs(): Promise<void> {
+    try {
+      for (const p of await this.processorWait.handedOff(this.servedPairs().filter((p) => p.name !== '*'))) this.takeHandoffs(p.queue, p.name);
+    } catch (err) {
+      this.opts.logger.warn({ err: (err as Error).message }, 'could not look for jobs handed off to this replica; they come back by themselves');
+    }
+  }
+
   private wanted(name: string): boolean {
     return this.opts.queues.length === 0 || this.opts.queues.includes(name);
   }
@@ -145,6 +207,10 @@ export class WorkerPool {
     await this.cancels.start(
       (req) => this.runners.get(req.queue)?.cancel(req.jobId, req.reason),
       () => void this.checkStoredCancels(),
+    );
+    await this.wakeUps.start(
+      (queue, name) => this.takeHandoffs(queue, name),
+      () => void this.checkHandoffs(),
     );
     this.unsubscribe = backbone.registry.onChange((name, spec) => this.sync(name, spec));
     for (const spec of backbone.registry.cached()) this.sync(spec.name, spec);
@@ -192,7 +258,10 @@ export class WorkerPool {
           logger,
           settings,
           replica: this.opts.replica,
-          onAttempt: (outcome, ms) => this.window.record(name, outcome, ms),
+          onAttempt: (outcome, ms) => {
+            this.window.record(name, outcome, ms);
+            this.roomFreed(name);
+          },
           remote: { dispatcher: this.dispatcher, directory: this.directory, processorWait: this.processorWait },
         }),
       );
@@ -284,5 +353,6 @@ export class WorkerPool {
     // Nothing is in flight any more: end the streams, so the server's shutdown need not wait for them.
     this.dispatcher.endAll('the worker-pool stopped');
     await this.cancels.close();
+    await this.wakeUps.close();
   }
 }
