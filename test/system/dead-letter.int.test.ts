@@ -7,8 +7,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as pb from '@jobmesh/contracts';
+import { Keys } from '@jobmesh/queue';
 import { DeadLetterClient, JobmeshClient } from '@jobmesh/sdk';
-import { connectRedis, type RedisClient, type RedisHandle, startRedis } from '@jobmesh/testing';
+import { bullKey, connectRedis, type RedisClient, type RedisHandle, startRedis } from '@jobmesh/testing';
 import { eventually, FAILING_PROCESSOR, killAll, type ServiceProcess, spawnService, startService, stopService } from './fixtures/services';
 
 /** What each test enqueues: 500 `fail` (attempts 2), 500 `fatal` (attempts 3), 100 `ghost` (attempts 3, no processor). */
@@ -112,7 +113,9 @@ async function enqueueFailures(queue: string): Promise<Map<string, string>> {
 }
 
 /** BullMQ's failed set of `queue`. */
-const failedKey = (queue: string): string => `${prefix}:${queue}:failed`;
+const failedKey = (queue: string): string => bullKey(prefix, queue, 'failed');
+/** Jobmesh's Redis keys under this file's prefix. */
+const keys = (): Keys => new Keys(prefix);
 
 /** Every dead letter of `queue`, page by page. */
 async function listAll(dl: DeadLetterClient, queue: string): Promise<pb.DeadLetter[]> {
@@ -217,7 +220,7 @@ describe('dead-letter capture with scheduler, worker-pool and dead-letter as sep
     expect(await rc.zcard(failedKey(queue))).toBe(TOTAL);
     expect((await client.listJobs({ queue, states: [pb.JobState.JOB_STATE_FAILED], pageSize: 1 })).jobs).toHaveLength(1);
     // Nothing captured them: no dead-letter process ran.
-    expect(await rc.zcard(`${prefix}:_dlq:q:${queue}`)).toBe(0);
+    expect(await rc.zcard(keys().deadLetterQueueIndex(queue))).toBe(0);
 
     const { dl } = await startDeadLetter();
     await waitForDeadLetters(dl, queue);
@@ -233,7 +236,7 @@ describe('dead-letter capture with scheduler, worker-pool and dead-letter as sep
     // dead-letter index and SIGKILL the process once it stored half of them.
     const victim = spawnDeadLetter();
     victim.ready.catch(() => undefined); // it may be killed before it logged that it listens
-    const index = `${prefix}:_dlq:q:${queue}`;
+    const index = keys().deadLetterQueueIndex(queue);
     await eventually(async () => (await rc.zcard(index)) >= TOTAL / 2, 20_000, `the first sweep to capture ${TOTAL / 2} dead letters`, 2);
     expect(await stopService(victim.svc, 'SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
     // It died half-way: not every job was captured.
@@ -244,7 +247,7 @@ describe('dead-letter capture with scheduler, worker-pool and dead-letter as sep
     await expectExactlyTheDeadLetters(dl, queue, names);
     // Each capture announced itself once on the job's event stream, none lost to the kill: the
     // event is written by the same script that stores the dead letter.
-    const events = await rc.xrange(`${prefix}:${queue}:events`, '-', '+');
+    const events = await rc.xrange(keys().events(queue), '-', '+');
     expect(events.filter(([, f]) => f[1] === 'dead-lettered')).toHaveLength(TOTAL);
   }, 60_000);
 });
@@ -272,7 +275,7 @@ describe('replay with scheduler, worker-pool and dead-letter as separate process
     // No ack of any of it reaches this client: the process dies in the middle of the call.
     const req = { filter: { queue }, targetQueue: target, maxPerSecond: 10_000 };
     const dying = first.dl.replay(req, { timeoutMs: Infinity }).catch((e: Error) => e);
-    const waiting = `${prefix}:${target}:wait`;
+    const waiting = bullKey(prefix, target, 'wait');
     await eventually(async () => (await rc.llen(waiting)) >= N / 2, 30_000, `half the replays to be enqueued`, 2);
     expect(await stopService(first.svc, 'SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
     // UNAVAILABLE: the server went away (and the client's retries found nobody there).

@@ -1,7 +1,7 @@
 // Plain BullMQ and ioredis for tests: what another process on the same Redis (a BullMQ worker,
 // an operator with redis-cli) would use. Services reach Redis through libs/queue only; tests may
 // look underneath, to act as a worker or to check what was stored.
-import { type Processor, Queue, Worker, type WorkerOptions } from 'bullmq';
+import { type Processor, Queue, QueueKeys, Worker, type WorkerOptions } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 
 /** An ioredis connection, as RawRedis.client() opens it. */
@@ -10,6 +10,33 @@ export type RedisClient = Redis;
 /** A plain ioredis connection to `url` (retrying forever unless `opts` say otherwise), for a test to close. */
 export function connectRedis(url: string, opts: RedisOptions = {}): RedisClient {
   return new Redis(url, { maxRetriesPerRequest: null, ...opts });
+}
+
+/** The keys BullMQ keeps for each queue (as its QueueKeys names them), for a test to look at. */
+export type BullKeyType =
+  | 'wait'
+  | 'active'
+  | 'paused'
+  | 'delayed'
+  | 'prioritized'
+  | 'waiting-children'
+  | 'completed'
+  | 'failed'
+  | 'stalled'
+  | 'events'
+  | 'meta'
+  | 'id'
+  | 'limiter'
+  | 'marker'
+  | 'repeat';
+
+/**
+ * The name of one of `queue`'s BullMQ keys under `prefix` (`bullKey(prefix, q, 'failed')`, the
+ * sorted set of failed job ids), built by BullMQ's own QueueKeys, so a test need not know its
+ * layout. Jobmesh's own keys (dead letters, steps, parked jobs, …) are @jobmesh/queue's `Keys`.
+ */
+export function bullKey(prefix: string, queue: string, type: BullKeyType): string {
+  return new QueueKeys(prefix).toKey(queue, type);
 }
 
 /** Where RawRedis connects: BullMQ to `port` on 127.0.0.1 (never through a test's proxy), clients to `url`. */
@@ -94,5 +121,5 @@ export async function keyspace(redis: RedisClient, prefix: string): Promise<Reco
 
 /** The number of jobs in BullMQ's failed set of `queue`, as a BullMQ worker process sees it. */
 export function failedCount(redis: RedisClient, prefix: string, queue: string): Promise<number> {
-  return redis.zcard(`${prefix}:${queue}:failed`);
+  return redis.zcard(bullKey(prefix, queue, 'failed'));
 }

@@ -2,10 +2,14 @@ import { createHmac } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as pb from '@jobmesh/contracts';
+import { Keys } from '@jobmesh/queue';
 import type { RunningDeadLetter } from '../src';
 import { type DeadLetterHarness, enqueueFailures, startDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
 
 let h: DeadLetterHarness;
+
+/** Jobmesh's Redis keys under the harness's prefix. */
+const keys = (): Keys => new Keys(h.prefix);
 
 beforeAll(async () => {
   h = await startDeadLetterHarness();
@@ -246,14 +250,14 @@ it('alerts a dead letter whose replica died between capture and alert, on the ne
   await first.service.stop();
   const redis = h.redisClient();
   // What a replica that died right after the capture script leaves behind: an old outbox entry.
-  await redis.zadd(`${h.prefix}:_dlq:outbox`, 1, d!.id);
+  await redis.zadd(keys().deadLetterOutbox, 1, d!.id);
 
   const hooks = await webhookServer();
   const second = await h.startDeadLetter({ ...FAST_RETRIES, JOBMESH_DLQ_WEBHOOK_CRITICAL: hooks.url('/critical') });
   try {
     await waitFor('the stranded alert', () => hooks.received.length === 1, 20_000);
     expect(hooks.received[0]!.body).toMatchObject({ id: d!.id, severity: 'critical', category: 'PROCESSOR_NOT_FOUND' });
-    await waitFor('the outbox emptied', async () => (await redis.zscore(`${h.prefix}:_dlq:outbox`, d!.id)) === null);
+    await waitFor('the outbox emptied', async () => (await redis.zscore(keys().deadLetterOutbox, d!.id)) === null);
   } finally {
     await second.service.stop();
     await hooks.close();

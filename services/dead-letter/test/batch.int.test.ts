@@ -2,6 +2,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import type { RedisClient as Redis } from '@jobmesh/testing';
 import { keyspace } from '@jobmesh/testing';
+import { Keys } from '@jobmesh/queue';
 import { type DeadLetterClient, type DeadLetterHarness, failedCount, startDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
 
 // Quarantine, release and purge by ids are all or nothing, and a batch costs the same number of
@@ -10,6 +11,9 @@ import { type DeadLetterClient, type DeadLetterHarness, failedCount, startDeadLe
 let h: DeadLetterHarness;
 let redis: Redis;
 let dl: DeadLetterClient;
+
+/** Jobmesh's Redis keys under the harness's prefix. */
+const keys = (): Keys => new Keys(h.prefix);
 
 beforeAll(async () => {
   h = await startDeadLetterHarness();
@@ -28,7 +32,7 @@ async function deadLetters(n: number, keepFailed?: number): Promise<{ queue: str
   await h.client.createQueue({ queue: { name: queue, concurrency: 50 } });
   await h.client.enqueueJobs({ queue, jobs: Array.from({ length: n }, (_, i) => ({ name: 'fatal', data: { i }, options: { attempts: 1, keepFailed: keepFailed === undefined ? undefined : { count: keepFailed } } })) });
   await waitFor(`${n} dead letters`, async () => (await dl.stats(queue)).total === n, 60_000);
-  await waitFor('follow-ups done', async () => (await redis.zcard(`${h.prefix}:_dlq:outbox`)) === 0);
+  await waitFor('follow-ups done', async () => (await redis.zcard(keys().deadLetterOutbox)) === 0);
   if (keepFailed === 0) await waitFor("BullMQ's copies trimmed", async () => (await failedCount(redis, h.prefix, queue)) === 0);
   const ids = (await dl.list({ filter: { queue }, pageSize: 1000 })).deadLetters.map((d) => d.id);
   return { queue, ids };
@@ -88,9 +92,10 @@ async function commandsOf(call: () => Promise<unknown>): Promise<string[]> {
         return i >= 0 ? i + 1 : undefined;
       });
     };
-    const probe = `${h.prefix}:_dlq:r:probe-${randomUUID()}`;
+    const probeId = `probe-${randomUUID()}`;
+    const probe = keys().deadLetter(probeId);
     // A marker in the MONITOR output, not a lookup: NOT_FOUND is the expected answer.
-    await dl.get(probe.slice(`${h.prefix}:_dlq:r:`.length)).catch(() => undefined);
+    await dl.get(probeId).catch(() => undefined);
     const from = await fence();
     const source = lines.find((l) => l.args[1] === probe)!.source;
     await call();
@@ -129,9 +134,9 @@ it('purges by filter a page at a time, also across many dead letters that failed
   const { queue, ids } = await deadLetters(1200);
   // The one dead letter of another job name in the middle is kept.
   const keep = ids[600]!;
-  await redis.hset(`${h.prefix}:_dlq:r:${keep}`, 'job', JSON.stringify({ ...JSON.parse((await redis.hget(`${h.prefix}:_dlq:r:${keep}`, 'job'))!), name: 'other' }));
+  await redis.hset(keys().deadLetter(keep), 'job', JSON.stringify({ ...JSON.parse((await redis.hget(keys().deadLetter(keep), 'job'))!), name: 'other' }));
   // And all of them share one failure time in the queue's index, the worst case for paging by score.
-  const index = `${h.prefix}:_dlq:q:${queue}`;
+  const index = keys().deadLetterQueueIndex(queue);
   await redis.zadd(index, ...ids.flatMap((id) => ['1000', id]));
   expect((await dl.purge({ filter: { queue, jobName: 'fatal' } })).purged).toBe(1199);
   expect(await redis.zrange(index, 0, -1)).toEqual([keep]);

@@ -1,8 +1,12 @@
 import * as pb from '@jobmesh/contracts';
+import { Keys } from '@jobmesh/queue';
 import type { RedisClient as Redis } from '@jobmesh/testing';
 import { enqueueFailures, failedCount, useDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
 
 const h = useDeadLetterHarness();
+
+/** Jobmesh's Redis keys under the harness's prefix. */
+const keys = (): Keys => new Keys(h.prefix);
 let redis: Redis;
 beforeAll(() => {
   redis = h.redisClient();
@@ -11,7 +15,7 @@ beforeAll(() => {
 const byCategory = (r: pb.GetDeadLetterStatsResponse): Record<string, number> => Object.fromEntries(r.counts.map((c) => [c.category, c.count]));
 
 async function deadLetteredEvents(queue: string): Promise<number> {
-  const entries = await redis.xrange(`${h.prefix}:${queue}:events`, '-', '+');
+  const entries = await redis.xrange(keys().events(queue), '-', '+');
   return entries.filter(([, fields]) => fields[1] === 'dead-lettered').length;
 }
 
@@ -41,7 +45,7 @@ it('sweeps dead letters that failed while the service was down', async () => {
   await h.client.createQueue({ queue: { name: queue } });
   await enqueueFailures(h, queue, { fail: 50, fatal: 50, ghost: 10 });
   await waitFor('110 failed jobs', async () => (await failedCount(redis, h.prefix, queue)) === 110, 30_000);
-  expect(await redis.exists(`${h.prefix}:_dlq:q:${queue}`)).toBe(0); // no service was running
+  expect(await redis.exists(keys().deadLetterQueueIndex(queue))).toBe(0); // no service was running
   const { service, client } = await h.startDeadLetter();
   await waitFor('110 dead letters', async () => (await client.stats(queue)).total === 110, 30_000);
   expect(byCategory(await client.stats(queue))).toEqual({ EXHAUSTED_RETRIES: 50, UNRECOVERABLE: 50, PROCESSOR_NOT_FOUND: 10 });

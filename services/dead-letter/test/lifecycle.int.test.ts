@@ -1,5 +1,6 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
+import { Keys } from '@jobmesh/queue';
 import type { RedisClient as Redis } from '@jobmesh/testing';
 import { type DeadLetterClient, type DeadLetterHarness, enqueueFailures, failedCount, useDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
 
@@ -7,6 +8,9 @@ import { type DeadLetterClient, type DeadLetterHarness, enqueueFailures, failedC
 // copy under keep_failed, the dead letters' own retention, and a replay that completes.
 
 const h = useDeadLetterHarness();
+
+/** Jobmesh's Redis keys under the harness's prefix. */
+const keys = (): Keys => new Keys(h.prefix);
 let redis: Redis;
 beforeAll(() => {
   redis = h.redisClient();
@@ -82,7 +86,7 @@ it('keeps dead letters by count and by age', async () => {
   const { client } = await startService();
   const byCount = uniqueQueue('dlq-ret-count');
   await h.client.createQueue({ queue: { name: byCount, deadLetter: { retention: { count: 4 } } } });
-  const events = `${h.prefix}:${byCount}:events`;
+  const events = keys().events(byCount);
   const deadLettered = async (): Promise<number> => (await redis.xrange(events, '-', '+')).filter(([, f]) => f[1] === 'dead-lettered').length;
   await enqueueFailures(h, byCount, { fatal: 6 });
   await waitFor('6 jobs dead-lettered', async () => (await deadLettered()) === 6, 30_000);
@@ -148,12 +152,12 @@ it('leaves a queue without dead-lettering to BullMQ, and trims what capture held
   const queue = uniqueQueue('dlq-off');
   await h.client.createQueue({ queue: { name: queue, defaultJobOptions: { keepFailed: { count: 2 } }, deadLetter: { disabled: true } } });
   await enqueueFailures(h, queue, { fatal: 4 });
-  const failedEvents = async (): Promise<number> => (await redis.xrange(`${h.prefix}:${queue}:events`, '-', '+')).filter(([, f]) => f[1] === 'failed').length;
+  const failedEvents = async (): Promise<number> => (await redis.xrange(keys().events(queue), '-', '+')).filter(([, f]) => f[1] === 'failed').length;
   await waitFor('4 jobs failed', async () => (await failedEvents()) === 4, 30_000);
   // BullMQ's own removeOnFail kept 2; nothing was captured; the jobs read FAILED.
   const left = (await h.client.listJobs({ queue, states: [S.JOB_STATE_FAILED] })).jobs;
   expect(left.map((j) => j.state)).toEqual([S.JOB_STATE_FAILED, S.JOB_STATE_FAILED]);
-  expect(await redis.exists(`${h.prefix}:_dlq:q:${queue}`)).toBe(0);
+  expect(await redis.exists(keys().deadLetterQueueIndex(queue))).toBe(0);
 
   // Jobs held while capture was on, then capture turned off: the sweep applies keep_failed.
   const held = uniqueQueue('dlq-turned-off');
@@ -164,7 +168,7 @@ it('leaves a queue without dead-lettering to BullMQ, and trims what capture held
   await h.client.updateQueue({ queue: { name: held, deadLetter: { disabled: true } }, updateMask: ['dead_letter'] });
   await startService();
   await waitFor('trimmed to keep_failed', async () => (await failedCount(redis, h.prefix, held)) === 1);
-  expect(await redis.exists(`${h.prefix}:_dlq:q:${held}`)).toBe(0);
+  expect(await redis.exists(keys().deadLetterQueueIndex(held))).toBe(0);
 });
 
 it('captures a job id used again as a dead letter of its own', async () => {

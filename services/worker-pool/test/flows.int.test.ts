@@ -1,10 +1,14 @@
 import * as pb from '@jobmesh/contracts';
+import { Keys } from '@jobmesh/queue';
 import { defineProcessor } from '@jobmesh/sdk';
 import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 
 const S = pb.JobState;
 
 let h: PoolHarness;
+
+/** Jobmesh's Redis keys under the harness's prefix. */
+const keys = (): Keys => new Keys(h.prefix);
 /** What ran, in order: "<name> <queue>/<id> start|end" with the time. */
 const log: { what: string; at: number }[] = [];
 /** Children of 'fan-out' wait for this before they finish. */
@@ -172,7 +176,7 @@ describe('ctx.runChildren', () => {
     expect(done.attemptsMade).toBe(1);
     // The children's step record is gone once the parent completed.
     const redis = h.redisClient();
-    expect(await redis.exists(`${h.prefix}:_steps:${a}:${id}`)).toBe(0);
+    expect(await redis.exists(keys().steps(a, id))).toBe(0);
     squaresReleased = new Promise<void>((r) => (releaseSquares = r));
   });
 
@@ -185,7 +189,7 @@ describe('ctx.runChildren', () => {
     const first = await cubes();
     expect(first).toHaveLength(2);
     // As if the worker had died between adding the children and recording that it did.
-    await h.redisClient().del(`${h.prefix}:_steps:${a}:${id}`);
+    await h.redisClient().del(keys().steps(a, id));
     releaseCubes();
     const done = await reaches(a, id, S.JOB_STATE_COMPLETED);
     expect(log.filter((e) => e.what === `fan-out-again ${a}/${id} start`)).toHaveLength(2);

@@ -1,5 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
+import { Keys } from '@jobmesh/queue';
 import { defineProcessor } from '@jobmesh/sdk';
 import { eventually, uniqueQueue } from '../src/testing';
 import { call, type RawStream, unaryClient, useRemotePool } from './remote-helpers';
@@ -169,7 +170,7 @@ describe('a job whose name nothing serves', () => {
     const res = await h.client.cancelJob(queue, job!.id, 'not needed');
     expect(res).toMatchObject({ pending: false, job: { state: S.JOB_STATE_CANCELLED } });
     expect((await h.client.listJobs({ queue, states: [S.JOB_STATE_WAITING] })).jobs).toEqual([]);
-    expect(await h.redisClient().exists(`${h.prefix}:_parked:${queue}`, `${h.prefix}:_parked:${queue}:nobody`)).toBe(0);
+    expect(await h.redisClient().exists(new Keys(h.prefix).parkedNames(queue), new Keys(h.prefix).parked(queue, 'nobody'))).toBe(0);
   });
 
   it('fails at once with processor_wait 0', async () => {

@@ -1,4 +1,5 @@
 import * as pb from '@jobmesh/contracts';
+import { Keys } from '@jobmesh/queue';
 import { defineBackoff, defineProcessor } from '@jobmesh/sdk';
 import { silentLogger } from '@jobmesh/telemetry';
 import { loadWorkerPoolEnv, ProcessorRegistry, type RunningWorkerPool, startWorkerPool } from '../src';
@@ -89,7 +90,7 @@ async function runFlaky(fail: number, options: Record<string, unknown>): Promise
   const key = `${queue}/${job!.id}`;
   const s = starts.get(key) ?? [];
   const failed = fails.get(key) ?? [];
-  const events = await h.redisClient().xrange(`${h.prefix}:${queue}:events`, '-', '+');
+  const events = await h.redisClient().xrange(new Keys(h.prefix).events(queue), '-', '+');
   const due = events
     .map(([, f]) => Object.fromEntries(f.flatMap((v, i) => (i % 2 ? [] : [[v, f[i + 1]]]))) as Record<string, string>)
     .filter((e) => e.event === 'delayed' && e.jobId === job!.id)

@@ -1,5 +1,6 @@
 import * as pb from '@jobmesh/contracts';
 import { defineProcessor, runSteps, type Step } from '@jobmesh/sdk';
+import { Keys } from '@jobmesh/queue';
 import { eventually, type PoolHarness, startPoolHarness, uniqueQueue } from '../src/testing';
 
 const S = pb.JobState;
@@ -80,7 +81,7 @@ async function run(name: string, data: Record<string, unknown> = {}): Promise<{ 
   return { queue, job: await h.client.getJob(queue, job!.id) };
 }
 
-const stepsKey = (queue: string, id: string): string => `${h.prefix}:_steps:${queue}:${id}`;
+const stepsKey = (queue: string, id: string): string => new Keys(h.prefix).steps(queue, id);
 
 it('resumes runSteps at the step that failed, with the output of the step before it', async () => {
   const { queue, job } = await run('pipeline', { n: 1 });
