@@ -2,6 +2,7 @@ import { type ChannelCredentials, credentials, loadPackageDefinition, type Servi
 import { loadSync } from '@grpc/proto-loader';
 import * as pb from '@jobmesh/contracts';
 import { type Backbone, DeadLetterStore, redisMemory } from '@jobmesh/queue';
+import type { Logger } from '@jobmesh/telemetry';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { countWorkers, type QueueFigures } from './figures';
 
@@ -52,8 +53,14 @@ export class SystemHealth {
     private readonly figures: QueueFigures,
     private readonly targets: () => HealthTarget[],
     private readonly timeoutMs: number,
+    private readonly logger: Logger,
   ) {
     this.deadLetters = new DeadLetterStore(backbone);
+  }
+
+  private figureFailed(what: string, err: Error): undefined {
+    this.logger.warn({ err: err.message }, `could not read the ${what} figures for GetSystemHealth; answering without them`);
+    return undefined;
   }
 
   private client(address: string): HealthClient {
@@ -94,8 +101,10 @@ export class SystemHealth {
     const [services, redis, workers, dead] = await Promise.all([
       Promise.all(this.targets().map((t) => this.check(t))),
       this.redis(),
-      this.figures.allWorkers().catch(() => undefined),
-      this.deadLetters.stats().catch(() => undefined),
+      // Extra figures on an entry: the report goes without them, and says why in the log (a Redis
+      // outage also shows as the redis entry; a malformed entry would show nowhere else).
+      this.figures.allWorkers().catch((err: Error) => this.figureFailed('worker', err)),
+      this.deadLetters.stats().catch((err: Error) => this.figureFailed('dead-letter', err)),
     ]);
     for (const s of services) {
       if (s.service === 'jobmesh.v1.WorkerService' && workers) {

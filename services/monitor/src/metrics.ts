@@ -79,6 +79,8 @@ export function monitorMetrics(registry: Registry, backbone: Backbone, figures: 
     g.labels({ queue: s.queue, kind: 'in_process' }).set(s.inProcessWorkers);
   });
 
+  // A failed read is the figure: jobmesh_redis_up reads 0 and the memory gauges have no sample
+  // (as documented above), so the error itself is safe to drop; it would only repeat every scrape.
   const memory = (): Promise<{ usedBytes: number; maxBytes: number } | undefined> => redisMemory(backbone.redis).catch(() => undefined);
   const redisGauge = (name: string, help: string, value: (m: { usedBytes: number; maxBytes: number } | undefined) => number | undefined): void => {
     registry.removeSingleMetric(name);

@@ -48,7 +48,7 @@ export function register(server: GrpcServer, deps: MonitorDeps): Registered {
   const shutdown = new AbortController();
   const figures = new QueueFigures(deps.backbone);
   const targets = deps.targets;
-  const health = new SystemHealth(deps.backbone, figures, typeof targets === 'function' ? targets : () => targets, deps.healthTimeoutMs);
+  const health = new SystemHealth(deps.backbone, figures, typeof targets === 'function' ? targets : () => targets, deps.healthTimeoutMs, deps.logger);
   monitorMetrics(deps.metrics, deps.backbone, figures, deps.logger);
   server.add('jobmesh.v1.MonitorService', MonitorServiceService, monitorHandlers(deps.kit, { figures, health, shutdown: shutdown.signal }) as never);
   server.add('externalscaler.ExternalScaler', keda.ExternalScalerService, scalerHandlers(deps.kit, new ScalerBacklog(deps.backbone), shutdown.signal) as never);

@@ -2,7 +2,7 @@ import { credentials } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { JOB_STATES, type JobStateName } from '@jobmesh/core';
 import { stateToProto } from '@jobmesh/queue';
-import { Caller, type DeepPartial, JobmeshClient } from '@jobmesh/sdk';
+import { Caller, type DeepPartial, JobmeshClient, NotFoundError } from '@jobmesh/sdk';
 
 /** Where the dashboard's gRPC clients call. A function is read at each call (`jobmesh up` knows its port only after listen). */
 export type Address = string | (() => string);
@@ -47,6 +47,12 @@ const read = (a: Address): string => (typeof a === 'function' ? a() : a);
  * Caller for ListWorkers): it never reads Redis.
  * Clients are made on first use, so that addresses known only after listen work.
  */
+/** undefined for a NOT_FOUND (the job, or its queue, is gone: there is nothing to show); other errors go on. */
+function orNotFound(err: unknown): undefined {
+  if (err instanceof NotFoundError) return undefined;
+  throw err;
+}
+
 export class DashboardApi {
   private clients?: { jobs: JobmeshClient; workers: pb.WorkerServiceClient };
   private readonly caller = new Caller({ timeoutMs: 10_000 });
@@ -120,7 +126,7 @@ export class DashboardApi {
   /** A job's flow parent, when it has one and it is still kept. */
   async parentOf(job: pb.Job): Promise<pb.Job | undefined> {
     if (!job.parent?.id) return undefined;
-    return this.c.jobs.getJob(job.parent.queue, job.parent.id).catch(() => undefined);
+    return this.c.jobs.getJob(job.parent.queue, job.parent.id).catch(orNotFound);
   }
 
   /** The job's events from WatchJob: its current state first, then what happens, until it finishes or `signal` aborts. */
@@ -131,7 +137,9 @@ export class DashboardApi {
   /** The queues holding a job of this id (GetJob on every queue; at most 1000 queues). */
   async findJob(id: string): Promise<pb.Job[]> {
     const { queues } = await this.c.jobs.listQueues({ pageSize: 1000 });
-    const found = await Promise.all(queues.map((q) => this.c.jobs.getJob(q.name, id).catch(() => undefined)));
+    // A queue deleted since it was listed holds no job; any other error fails the search (the
+    // caller logs it), rather than report "not found" for a job it could not look for.
+    const found = await Promise.all(queues.map((q) => this.c.jobs.getJob(q.name, id).catch(orNotFound)));
     // A job read back UNSPECIFIED is one no longer retained: only its id is known.
     return found.filter((j): j is pb.Job => !!j && j.state !== pb.JobState.JOB_STATE_UNSPECIFIED);
   }

@@ -35,18 +35,39 @@ export interface Asset {
   contentType: string;
 }
 
-/** The asset at a dashboard path (`/`, `/web/…`, `/vendor/…`), or undefined when there is none. Cached after the first read. */
+/** Read errors that mean the path names no file: the asset is missing, not broken. */
+const MISSING = new Set(['ENOENT', 'ENOTDIR']);
+
+/**
+ * The asset at a dashboard path (`/`, `/web/…`, `/vendor/…`), or undefined when there is none.
+ * An asset found is cached after the first read. A miss or a failed read is not cached, so a
+ * file that appears later is served, and a read that failed once (EMFILE, say) is tried again.
+ */
 export class Assets {
   private readonly cache = new Map<string, Promise<Asset | undefined>>();
   private vendor?: Map<string, string>;
 
+  /** `webDir`: where the dashboard's own files are (a test gives its own). */
+  constructor(private readonly webDir = WEB_DIR) {}
+
+  /** Rejects when the file is there but cannot be read. */
   get(path: string): Promise<Asset | undefined> {
-    let a = this.cache.get(path);
-    if (!a) {
-      a = this.load(path).catch(() => undefined);
-      this.cache.set(path, a);
-    }
-    return a;
+    const cached = this.cache.get(path);
+    if (cached) return cached;
+    // Kept while it loads, so that requests meanwhile share the read; dropped unless found.
+    const loading = this.load(path).then(
+      (asset) => {
+        if (!asset) this.cache.delete(path);
+        return asset;
+      },
+      (err: NodeJS.ErrnoException) => {
+        this.cache.delete(path);
+        if (err.code && MISSING.has(err.code)) return undefined;
+        throw err;
+      },
+    );
+    this.cache.set(path, loading);
+    return loading;
   }
 
   private async load(path: string): Promise<Asset | undefined> {
@@ -57,12 +78,12 @@ export class Assets {
   }
 
   private fileOf(path: string): string | undefined {
-    if (path === '/' || path === '/index.html') return join(WEB_DIR, 'index.html');
+    if (path === '/' || path === '/index.html') return join(this.webDir, 'index.html');
     if (path.startsWith('/vendor/')) return (this.vendor ??= vendorFiles()).get(path.slice('/vendor/'.length));
     if (path.startsWith('/web/')) {
       // No climbing out of web/.
-      const file = normalize(join(WEB_DIR, path.slice('/web/'.length)));
-      return file.startsWith(WEB_DIR + sep) ? file : undefined;
+      const file = normalize(join(this.webDir, path.slice('/web/'.length)));
+      return file.startsWith(this.webDir + sep) ? file : undefined;
     }
     return undefined;
   }

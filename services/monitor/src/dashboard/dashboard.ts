@@ -4,7 +4,7 @@ import * as pb from '@jobmesh/contracts';
 import type { DeepPartial } from '@jobmesh/sdk';
 import type { Logger } from '@jobmesh/telemetry';
 import { type Address, BadRequestError, DashboardApi, type JobAction } from './api';
-import { Assets } from './assets';
+import { type Asset, Assets } from './assets';
 
 export interface DashboardOptions {
   /** SchedulerService's gRPC address (JOBMESH_SCHEDULER_ADDRESS). */
@@ -194,7 +194,14 @@ export function dashboardHandler(opts: DashboardOptions): Dashboard {
     async routes(path, res, req) {
       if (!path.startsWith('/api/')) {
         if (req.method !== 'GET' && req.method !== 'HEAD') return false;
-        const asset = await assets.get(path);
+        let asset: Asset | undefined;
+        try {
+          asset = await assets.get(path);
+        } catch (err) {
+          opts.logger.warn({ err: (err as Error).message, path }, 'could not read a dashboard file');
+          json(res, 500, { error: 'could not read the file' });
+          return true;
+        }
         if (!asset) return false;
         res.writeHead(200, { 'content-type': asset.contentType, 'cache-control': 'no-cache' });
         res.end(req.method === 'HEAD' ? undefined : asset.body);
