@@ -236,7 +236,10 @@ export class QueueRunner {
     } catch (thrown) {
       // Once the signal fired, its reason is why the attempt ended, whatever the processor threw.
       const err = asError(run.reason ?? thrown);
-      if (remote && run.reason) dispatcher.withdraw(token!, run.reason instanceof JobCancelledError ? run.reason.reason : run.reason.message);
+      if (remote && run.reason) {
+        const cancelled = run.reason instanceof JobCancelledError;
+        dispatcher.withdraw(token!, cancelled ? (run.reason as JobCancelledError).reason : run.reason.message, cancelled);
+      }
       if (err instanceof JobSetAside) {
         span.setAside(err.kind);
         throw err;

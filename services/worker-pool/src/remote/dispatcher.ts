@@ -64,8 +64,14 @@ export class RemoteDispatcher {
   private readonly unary = new Map<string, UnarySession>();
   private readonly leases: LeaseTable<Assigned>;
   private readonly pending = new PendingAssignments();
-  /** Jobs a remote Fail settled whose outcome the runner has not reported yet. */
+  /** Jobs a remote Fail settled (or cancelled, below) whose outcome the runner has not reported yet. */
   private readonly outcomes = new Map<RunningJob, (r: FailResult) => void>();
+  /**
+   * Leases withdrawn because their job was cancelled, by token, for a lease TTL. The worker stops
+   * the job on Cancel and may Fail it: that Fail is answered with what became of the job
+   * (FAIL_OUTCOME_CANCELLED once the runner recorded it), not refused as stale.
+   */
+  private readonly cancelledLeases = new Map<string, { session: Session; queue: string; jobId: string; outcome: Promise<FailResult> }>();
   private readonly clock: Clock;
   private draining = false;
   /** Verdicts refused as stale (Nack code 9 / FAILED_PRECONDITION) since start. */
@@ -216,13 +222,22 @@ export class RemoteDispatcher {
     });
   }
 
-  /** Withdraws a job (cancelled, timed out, shutting down): the worker holding it gets Cancel. */
-  withdraw(lockToken: string, reason: string): void {
+  /**
+   * Withdraws a job (cancelled, timed out, shutting down): the worker holding it gets Cancel. For
+   * a `cancelled` job, the worker's Fail that may follow is answered with the job's outcome, which
+   * the runner then reports (reportOutcome); after a timeout or shutdown it is refused as stale.
+   */
+  withdraw(lockToken: string, reason: string, cancelled = false): void {
     if (this.pending.withdraw(lockToken)) return;
     const lease = this.leases.ofLock(lockToken);
     if (!lease) return;
     this.settle(lease, () => undefined);
     const { session, queue, job } = lease.value;
+    if (cancelled) {
+      const outcome = new Promise<FailResult>((resolve) => this.outcomes.set(job, resolve));
+      this.cancelledLeases.set(lease.token, { session, queue, jobId: job.id, outcome });
+      setTimeout(() => this.cancelledLeases.delete(lease.token), this.opts.leaseTtlMs).unref();
+    }
     if (session.kind === 'stream') session.send({ cancel: { queue, jobId: job.id, reason } });
   }
 
@@ -360,6 +375,12 @@ export class RemoteDispatcher {
    * after `waitMs` (Redis slow, or the move failed).
    */
   fail(f: pb.Fail, session: Session | undefined, waitMs: number): Promise<FailResult> {
+    const cancelled = this.cancelledLeases.get(f.leaseToken);
+    if (cancelled && cancelled.queue === f.queue && cancelled.jobId === f.jobId && (!session || cancelled.session === session)) {
+      // The job was cancelled while the worker held it; the Fail changes nothing, and says so.
+      this.cancelledLeases.delete(f.leaseToken);
+      return within(cancelled.outcome, waitMs, { outcome: pb.FailOutcome.FAIL_OUTCOME_UNSPECIFIED });
+    }
     const lease = this.lease(f.queue, f.jobId, f.leaseToken, session);
     const { job } = lease.value;
     const result = new Promise<FailResult>((resolve) => {
@@ -468,6 +489,12 @@ function reportSpan(a: PendingJob, s: pb.WorkerSpan | undefined, failed?: string
 }
 
 /** The error a remote Fail stands for, as the runner understands it. */
+/** `p`, or `otherwise` if `p` has not settled within `ms`. */
+function within<T>(p: Promise<T>, ms: number, otherwise: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<T>((resolve) => (timer = setTimeout(() => resolve(otherwise), ms)))]).finally(() => clearTimeout(timer));
+}
+
 export function failureOf(f: pb.Fail): Error {
   let err: Error;
   if (f.kind === pb.FailureKind.FAILURE_KIND_UNRECOVERABLE) err = new UnrecoverableError(f.message);
