@@ -2,18 +2,19 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { ERROR_TRAILER, InvalidArgumentError } from '@jobmesh/core';
 import type { CallContext, RpcKit } from '@jobmesh/grpc-kit';
-import type { Logger } from '@jobmesh/telemetry';
-import type { Enqueuer } from './enqueue';
+import { type Logger, parseTraceparent } from '@jobmesh/telemetry';
+import { type Enqueuer, MAX_BULK } from './enqueue';
 
 /** The server reads no further while this many jobs of one stream are unanswered. */
 export const STREAM_MAX_UNANSWERED = 2_000;
+
+/** At most this many acknowledgements in one response (a client's default 4 MiB limit holds about 40,000). */
+export const STREAM_MAX_ACKS = 1_000;
 
 /** One job read from the stream, answered once `ack` is set, in the order read. */
 interface Slot {
   ack?: pb.EnqueueAck;
 }
-
-const TRACEPARENT = /^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/;
 
 /**
  * EnqueueStream: every StreamedJob is enqueued as EnqueueJob would enqueue it, all of one
@@ -54,13 +55,11 @@ export async function enqueueStream(
     flushing = false;
     let n = 0;
     while (n < slots.length && slots[n]!.ack) n++;
-    if (n > 0) {
-      const acks = slots.splice(0, n).map((s) => s.ack!);
-      if (!ctx.signal.aborted && !call.write({ acks })) {
-        unread = true;
-        pause();
-      }
+    const acks = slots.splice(0, n).map((s) => s.ack!);
+    for (let at = 0; at < acks.length && !ctx.signal.aborted; at += STREAM_MAX_ACKS) {
+      if (!call.write({ acks: acks.slice(at, at + STREAM_MAX_ACKS) })) unread = true;
     }
+    if (unread) pause();
     resumeIfRoom();
     finishIfIdle();
   };
@@ -106,7 +105,7 @@ export async function enqueueStream(
       return;
     }
     lastSeq = seq;
-    const traceparent = TRACEPARENT.test(job.traceparent) ? job.traceparent : ctx.traceparent;
+    const traceparent = parseTraceparent(job.traceparent) ? job.traceparent : ctx.traceparent;
     enqueuer.enqueue({ queue: job.queue, job: job.job }, traceparent).then(
       (enqueued) => answered(slot, { seq, enqueued }),
       (err: unknown) => answered(slot, refused(seq, err)),
@@ -114,7 +113,13 @@ export async function enqueueStream(
   };
 
   const onData = (req: pb.EnqueueStreamRequest): void => {
-    for (const job of req.jobs) take(job);
+    req.jobs.forEach((job, i) => {
+      if (i < MAX_BULK) return take(job);
+      // Past the limit, each job is refused on its own: the message was read whole already.
+      const slot: Slot = {};
+      slots.push(slot);
+      answered(slot, refused(job.seq, new InvalidArgumentError('jobs', `a message holds at most ${MAX_BULK} jobs; send the rest in another`)));
+    });
     if (slots.length >= STREAM_MAX_UNANSWERED) pause();
   };
   const onEnd = (): void => {

@@ -20,14 +20,19 @@ beforeAll(() => (admin = h.redisClient()));
 type Call = ClientDuplexStream<pb.EnqueueStreamRequest, pb.EnqueueStreamResponse>;
 
 /** A raw grpc-js EnqueueStream, as a client in any language would open it. */
-function rawStream(address = h.address): { call: Call; acks: pb.EnqueueAck[]; status: Promise<number>; raw: pb.SchedulerServiceClient } {
+function rawStream(address = h.address): { call: Call; acks: pb.EnqueueAck[]; responses: number[]; status: Promise<number>; raw: pb.SchedulerServiceClient } {
   const raw = new pb.SchedulerServiceClient(address, credentials.createInsecure());
   const call = raw.enqueueStream(new Metadata());
   const acks: pb.EnqueueAck[] = [];
-  call.on('data', (res: pb.EnqueueStreamResponse) => acks.push(...res.acks));
+  /** How many acknowledgements each response carried. */
+  const responses: number[] = [];
+  call.on('data', (res: pb.EnqueueStreamResponse) => {
+    responses.push(res.acks.length);
+    acks.push(...res.acks);
+  });
   const ended = new Promise<number>((resolve) => call.on('status', (s: { code: number }) => resolve(s.code)));
   call.on('error', () => undefined);
-  return { call, acks, status: ended, raw };
+  return { call, acks, responses, status: ended, raw };
 }
 
 const job = (seq: number, queue: string, name = 'streamed', data: Record<string, unknown> = { seq }): pb.StreamedJob =>
@@ -81,6 +86,20 @@ test('each job is answered in the order sent, a bad one with its own error, and 
   // Each acknowledged job is stored with the data it was sent with.
   const first = acks.find((a) => a.enqueued)!;
   await h.withBullQueue(queue, async (q) => expect((await q.getJob(first.enqueued!.job!.id))?.data).toEqual({ seq: first.seq }));
+});
+
+test('a message of more than 10,000 jobs has the rest refused, and no response carries more than 1,000 answers', async () => {
+  const queue = await h.newQueue('stream-big');
+  const { call, acks, responses, status: ended, raw } = rawStream();
+  call.write({ jobs: Array.from({ length: 10_005 }, (_, i) => job(i + 1, queue)) });
+  call.end();
+  expect(await ended).toBe(status.OK);
+  raw.close();
+  expect(acks).toHaveLength(10_005);
+  expect(acks.slice(0, 10_000).every((a) => a.enqueued)).toBe(true);
+  for (const a of acks.slice(10_000)) expect(a.error).toMatchObject({ code: status.INVALID_ARGUMENT, field: 'jobs' });
+  expect(Math.max(...responses)).toBeLessThanOrEqual(1000);
+  expect(await jobCount(queue)).toBe(10_000);
 });
 
 test('the SDK stream answers each job with the typed error a unary call would have thrown', async () => {
