@@ -61,6 +61,18 @@ function limiterOf(r: RateLimit | undefined): { max: number; duration: number } 
   return r && r.max > 0 ? { max: r.max, duration: r.durationMs } : { max: Number.MAX_SAFE_INTEGER, duration: 60_000 };
 }
 
+/**
+ * How long a worker that found the queue's rate limit used up sleeps before it looks again. BullMQ
+ * sleeps until the window ends (capped at 30 s), but a job set aside without running gives its
+ * count back (ProcessorWait), possibly from another replica: a tenth of the window (50 ms to 1 s)
+ * lets the served jobs use that room, at one round trip per look while the limit is reached.
+ * Without a rate limit, only a back-off (backOff) can stop the worker, and nothing ends that
+ * early: BullMQ's default.
+ */
+function rateLimitPollMs(r: RateLimit | undefined): number {
+  return r && r.max > 0 ? Math.min(1000, Math.max(50, Math.round(r.durationMs / 10))) : 30_000;
+}
+
 /** BullMQ's way of saying the same: it recognises these and leaves the job where it was put. */
 function toBull(e: JobSetAside): Error {
   switch (e.kind) {
@@ -102,6 +114,7 @@ export class JobRunner {
       stalledInterval: opts.stalledIntervalMs,
       maxStalledCount: opts.maxStalledCount,
       limiter: limiterOf(opts.rateLimit),
+      maximumRateLimitDelay: rateLimitPollMs(opts.rateLimit),
       settings: { backoffStrategy: (attemptsMade, _type, err, job) => this.backoff(attemptsMade, err, job) },
     });
     this.worker.on('error', (err) => opts.onError(err));
@@ -150,6 +163,7 @@ export class JobRunner {
   /** Applies a changed rate limit from the next fetch on. */
   set rateLimit(r: RateLimit | undefined) {
     this.worker.opts.limiter = limiterOf(r);
+    this.worker.opts.maximumRateLimitDelay = rateLimitPollMs(r);
   }
 
   /** The settings the runner holds jobs with, as in force. */
