@@ -69,7 +69,7 @@ function limiterOf(r: RateLimit | undefined): { max: number; duration: number } 
  * Without a rate limit, only a back-off (backOff) can stop the worker, and nothing ends that
  * early: BullMQ's default.
  */
-function rateLimitPollMs(r: RateLimit | undefined): number {
+export function rateLimitPollMs(r: RateLimit | undefined): number {
   return r && r.max > 0 ? Math.min(1000, Math.max(50, Math.round(r.durationMs / 10))) : 30_000;
 }
 

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { queueJobEvent } from './events';
-import type { RateLimit } from './job-runner';
+import { type RateLimit, rateLimitPollMs } from './job-runner';
 import type { Keys } from './keys';
 import type { QueueRegistry } from './registry';
 import type { RunningJob } from './running-job';
@@ -133,18 +133,32 @@ export class ProcessorWait {
 
   /**
    * Sends up to `max` of the jobs handed off for `name` on `queue` back to the queue to run now,
-   * oldest first: called by a replica that serves the name, with `max` its free slots. Another
-   * replica may still fetch some of them first; it hands them off again. Returns how many were
-   * sent, and whether more may be left.
+   * oldest first: called by a replica that serves the name, with `max` its free slots. Within the
+   * queue's rate `limit`, only as many as the limit has room for now: more would only go round
+   * the replicas that cannot run them while it is used up. Another replica may still fetch some
+   * first; it hands them off again. Returns how many were sent, whether more may be left, and,
+   * when the limit held some back, when to look again (ms).
    */
-  async takeHandoffs(queue: string, name: string, max: number): Promise<{ taken: number; more: boolean }> {
+  async takeHandoffs(queue: string, name: string, max: number, limit?: RateLimit): Promise<{ taken: number; more: boolean; retryInMs?: number }> {
     if (max <= 0) return { taken: 0, more: true };
     const key = this.keys.handoff(queue, name);
-    const page = await this.redis.zrange(key, 0, max - 1, 'WITHSCORES');
-    if (!page.length) return { taken: 0, more: false };
-    const entries: [string, string][] = [];
-    for (let i = 0; i < page.length; i += 2) entries.push([page[i]!, page[i + 1]!]);
     const bull = this.registry.bullQueue(queue);
+    const limiter = bull.toKey('limiter');
+    // Jobs past their time came back to the queue by themselves (or will at BullMQ's next look):
+    // they are no longer anyone's to take. A job handed off again since is filed with a later time.
+    const replies = (await this.redis.multi().zremrangebyscore(key, '-inf', Date.now()).get(limiter).pttl(limiter).zrange(key, 0, max - 1, 'WITHSCORES').exec()) ?? [];
+    for (const [err] of replies) if (err) throw err;
+    const page = (replies[3]?.[1] ?? []) as string[];
+    if (!page.length) return { taken: 0, more: false };
+    const [limitMax] = limitArgs(limit);
+    // Above the limit's max: a back-off holds the key (JobRunner.backOff).
+    const room = limitMax > 0 ? Math.max(0, limitMax - Number(replies[1]?.[1] ?? 0)) : Infinity;
+    const entries: [string, string][] = [];
+    for (let i = 0; i < page.length && entries.length < room; i += 2) entries.push([page[i]!, page[i + 1]!]);
+    const heldBack = entries.length < page.length / 2;
+    const pttl = Number(replies[2]?.[1] ?? -2);
+    const retryInMs = heldBack && limitMax > 0 ? (pttl > 0 ? Math.min(pttl, rateLimitPollMs(limit)) : rateLimitPollMs(limit)) : undefined;
+    if (!entries.length) return { taken: 0, more: true, retryInMs };
     const results = await Promise.allSettled(entries.map(([id]) => bull.backend.promote(id)));
     const settled = entries.filter((_, i) => {
       const r = results[i]!;
@@ -153,7 +167,7 @@ export class ProcessorWait {
     if (settled.length) await UNFILE_HANDOFFS.run(this.redis, [key], settled.flat());
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !NOT_DELAYED.test((r.reason as Error)?.message ?? ''));
     if (failed) throw failed.reason;
-    return { taken: results.filter((r) => r.status === 'fulfilled').length, more: entries.length === max };
+    return { taken: results.filter((r) => r.status === 'fulfilled').length, more: heldBack || page.length / 2 === max, retryInMs };
   }
 
   /** Of these (queue, name) pairs, those with jobs handed off: one round trip. */

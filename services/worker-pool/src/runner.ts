@@ -135,6 +135,11 @@ export class QueueRunner {
     return this.active.size;
   }
 
+  /** The queue's rate limit, as this runner applies it now. */
+  get rateLimit(): QueueSpec['rateLimit'] {
+    return this.spec.rateLimit;
+  }
+
   /** Slots not holding a job now: how many handed-off jobs this runner takes at once. */
   get freeSlots(): number {
     return Math.max(0, this.jobs.concurrency - this.active.size);

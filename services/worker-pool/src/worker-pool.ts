@@ -57,6 +57,8 @@ export class WorkerPool {
   private readonly taking = new Map<string, { again: boolean }>();
   /** Pairs with handed-off jobs left when the runner had no free slot: looked at as slots free up. */
   private readonly roomWanted = new Map<string, ServedPair>();
+  /** Per queue, a look at roomWanted due once the queue's rate limit has room again. */
+  private readonly lookAgainTimers = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly opts: WorkerPoolOptions) {
     this.cancels = new CancelRequests(opts.backbone, opts.logger);
@@ -171,8 +173,10 @@ export class WorkerPool {
         this.roomWanted.delete(key);
         const free = runner.freeSlots;
         try {
-          const { more } = await this.processorWait.takeHandoffs(queue, name, Math.min(free, MAX_TAKEN));
+          const { more, retryInMs } = await this.processorWait.takeHandoffs(queue, name, Math.min(free, MAX_TAKEN), runner.rateLimit);
           if (more) this.roomWanted.set(key, { queue, name });
+          // The rate limit held some back: nothing else may free a slot before it has room again.
+          if (retryInMs !== undefined) this.lookAgain(queue, retryInMs);
         } catch (err) {
           // Asked again by the next wake-up or freed slot; the jobs come back by themselves anyway.
           this.roomWanted.set(key, { queue, name });
@@ -180,6 +184,17 @@ export class WorkerPool {
         }
       } while (round.again && !this.closing);
     })().finally(() => this.taking.delete(key));
+  }
+
+  /** Calls roomFreed(queue) in `ms`, unless a call is already due. */
+  private lookAgain(queue: string, ms: number): void {
+    if (this.lookAgainTimers.has(queue) || this.closing) return;
+    const timer = setTimeout(() => {
+      this.lookAgainTimers.delete(queue);
+      this.roomFreed(queue);
+    }, ms);
+    timer.unref();
+    this.lookAgainTimers.set(queue, timer);
   }
 
   /** A slot of `queue`'s runner may have freed up: takes handed-off jobs that were left for want of one. */
@@ -338,6 +353,7 @@ export class WorkerPool {
     this.closing = true;
     this.unsubscribe?.();
     clearInterval(this.publishTimer);
+    for (const t of this.lookAgainTimers.values()) clearTimeout(t);
     // Remote workers hear Drain first, and get the same grace as in-process jobs.
     this.dispatcher.drain(graceMs);
     // Runners stop fetching at once (no await before this), then wait for their active jobs.
