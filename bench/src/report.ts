@@ -3,13 +3,16 @@ import { type Spread, spread } from './stats';
 
 const int = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
 
-const rate = (s: Spread): string => `${int.format(s.median)} (${int.format(s.min)}–${int.format(s.max)})`;
+const rate = (s: Spread, format: Intl.NumberFormat = int): string => `${format.format(s.median)} (${format.format(s.min)}–${format.format(s.max)})`;
+/** The figures of a scenario with a figure table: whole numbers as they are, others to 2 decimals. */
+const decimals = new Intl.NumberFormat('en-US', { maximumFractionDigits: 2 });
 
 /**
  * The results as aligned text tables, one row a scenario: per side the median jobs/s over the
  * rounds and their range, and the ratio of the medians with the range of the rounds' own ratios.
  * The scenarios against raw BullMQ share one table; feature scenarios (Jobmesh against Jobmesh)
- * get one of their own per pair of side names, said to be on/off, then the figures their runs
+ * get one of their own per pair of side names, said to be on/off; figures a scenario sets in a
+ * figure table (latencies, say) get a table per caption, then come the other figures the runs
  * recorded.
  */
 export function formatTable(results: ScenarioResult[]): string {
@@ -34,18 +37,56 @@ export function formatTable(results: ScenarioResult[]): string {
     const header = ['scenario', 'jobs', 'rounds', `${off} jobs/s: median (min–max)`, `${on} jobs/s: median (min–max)`, 'on/off: of medians (rounds min–max)'];
     parts.push(`Both sides through Jobmesh: the ratio is "${on}" over "${off}", not Jobmesh over raw BullMQ.\n${alignedTable(header, group.map(row))}`);
   }
+  const tabled = results.filter((r) => r.figureTable);
+  for (const key of new Set(tabled.map((r) => JSON.stringify(r.figureTable)))) parts.push(figureTable(tabled.filter((r) => JSON.stringify(r.figureTable) === key)));
   const figures = results.flatMap(figureLines);
   if (figures.length) parts.push(['Recorded per run, median (min–max) over the measured rounds:', ...figures].join('\n'));
   return parts.join('\n\n');
 }
 
-/** `  end-to-end-traced, Jobmesh, tracing on: spans 20,000 (19,980–20,000)`, one line a side that recorded figures. */
+/**
+ * The figure table of scenarios that share one (`FigureTable`): a row per scenario and figure, with
+ * per side the median (min–max) over the rounds, then Jobmesh's minus raw's and Jobmesh's over
+ * raw's, each of the medians with the range of the rounds' own.
+ */
+function figureTable(group: ScenarioResult[]): string {
+  const { caption, keys, digits } = group[0]!.figureTable!;
+  const format = new Intl.NumberFormat('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  const of = (r: ScenarioResult, side: Side, key: string): number[] => r.rounds.map((x) => x[side].figures?.[key] ?? Number.NaN);
+  const rows = group.flatMap((r) =>
+    keys.map((key) => {
+      const raw = spread(of(r, 'raw', key));
+      const jobmesh = spread(of(r, 'jobmesh', key));
+      const diffs = r.rounds.map((x) => (x.jobmesh.figures?.[key] ?? Number.NaN) - (x.raw.figures?.[key] ?? Number.NaN));
+      const ratios = r.rounds.map((x) => (x.jobmesh.figures?.[key] ?? Number.NaN) / (x.raw.figures?.[key] ?? Number.NaN));
+      const signed = (n: number): string => `${n > 0 ? '+' : ''}${format.format(n)}`;
+      return [
+        r.title,
+        key,
+        String(r.rounds.length),
+        rate(raw, format),
+        rate(jobmesh, format),
+        `${signed(jobmesh.median - raw.median)} (${signed(Math.min(...diffs))}–${signed(Math.max(...diffs))})`,
+        `${(jobmesh.median / raw.median).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`,
+      ];
+    }),
+  );
+  const header = ['scenario', 'figure', 'rounds', 'raw BullMQ: median (min–max)', 'Jobmesh: median (min–max)', 'Jobmesh − raw: of medians (rounds min–max)', 'Jobmesh/raw: of medians (rounds min–max)'];
+  return `${caption}\n${alignedTable(header, rows)}`;
+}
+
+/**
+ * `  end-to-end-traced, Jobmesh, tracing on: spans 20,000 (19,980–20,000)`, one line a side that
+ * recorded figures; those of a figure table are in it instead.
+ */
 function figureLines(r: ScenarioResult): string[] {
+  const tabled = new Set(r.figureTable?.keys);
+  const format = r.figureTable ? decimals : int;
   return (['raw', 'jobmesh'] as Side[]).flatMap((side) => {
     const runs = r.rounds.map((x) => x[side].figures ?? {});
-    const keys = [...new Set(runs.flatMap((f) => Object.keys(f)))];
+    const keys = [...new Set(runs.flatMap((f) => Object.keys(f)))].filter((k) => !tabled.has(k));
     if (!keys.length) return [];
-    const each = keys.map((k) => `${k} ${rate(spread(runs.map((f) => f[k] ?? 0)))}`);
+    const each = keys.map((k) => `${k} ${rate(spread(runs.map((f) => f[k] ?? 0)), format)}`);
     return [`  ${r.name}, ${r.sides[side]}: ${each.join(', ')}`];
   });
 }

@@ -1,7 +1,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { BenchEnvironment } from './environment';
-import { type AnyScenario, type RunContext, isFeatureScenario } from './scenario';
+import { type AnyScenario, type FigureTable, type RunContext, isFeatureScenario } from './scenario';
 import { type Spread, spread } from './stats';
 
 /** One run of one side: jobs done over wall time. */
@@ -53,6 +53,8 @@ export interface ScenarioResult {
    * for an odd number of rounds.
    */
   ratio: { ofMedians: number; min: number; max: number };
+  /** The scenario's recorded figures that the report sets in a table of their own, if any. */
+  figureTable?: FigureTable;
 }
 
 export interface RunSettings {
@@ -85,6 +87,8 @@ const collectGarbage: () => void = (() => {
 })();
 
 const int = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+/** Recorded figures: whole numbers as they are, others (latencies in ms) to 2 decimals. */
+const figure = new Intl.NumberFormat('en-US', { maximumFractionDigits: 2 });
 
 /**
  * Warms up both sides once (JIT, connections, the scheduler's code paths), then measures
@@ -130,13 +134,14 @@ export async function runScenario(scenario: AnyScenario, env: BenchEnvironment, 
     raw,
     jobmesh,
     ratio: { ofMedians: jobmesh.median / raw.median, min: Math.min(...ratios), max: Math.max(...ratios) },
+    ...(!feature && scenario.figureTable && { figureTable: scenario.figureTable }),
   };
 }
 
 /** ` (spans 20,000, requests 40)`: a run's recorded figures, for the progress lines; '' for none. */
 function figuresText(m: Measurement): string {
   const entries = Object.entries(m.figures ?? {});
-  return entries.length ? ` (${entries.map(([k, v]) => `${k} ${int.format(v)}`).join(', ')})` : '';
+  return entries.length ? ` (${entries.map(([k, v]) => `${k} ${figure.format(v)}`).join(', ')})` : '';
 }
 
 /** One run of one side, on an empty Redis and a fresh queue. */

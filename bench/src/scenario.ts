@@ -17,6 +17,23 @@ export interface Scenario {
   defaultJobs: number;
   raw(ctx: RawContext): Promise<number>;
   jobmesh(ctx: JobmeshContext): Promise<number>;
+  /** Recorded figures (`ctx.record`) the report sets in a table of their own, side by side. */
+  figureTable?: FigureTable;
+}
+
+/**
+ * Figures a scenario's runs record that matter more than its rate (latency, say): the report
+ * shows them in a table, one row a figure, with per side the median and range over the rounds,
+ * and Jobmesh's minus raw's and Jobmesh's over raw's, each of the medians with the range of the
+ * rounds' own. Scenarios with the same caption and keys share one table.
+ */
+export interface FigureTable {
+  /** The line above the table: what the figures are, in which unit. */
+  caption: string;
+  /** The keys the runs record them under, in the table's order: `['p50 ms', 'p99 ms']`. */
+  keys: string[];
+  /** Decimals shown. */
+  digits: number;
 }
 
 /**
