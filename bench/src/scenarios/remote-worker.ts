@@ -7,7 +7,7 @@ const CONCURRENCY = 100;
 /**
  * No-op jobs run by a worker in this process: a raw BullMQ Worker on Redis against the SDK's
  * RemoteWorker on a worker-pool's Connect stream (leases, credits, heartbeats), both at
- * concurrency 100. Jobs are queued before the clock starts.
+ * concurrency 100 (the worker's and the queue's). Jobs are queued before the clock starts.
  */
 export const remoteWorker: Scenario = {
   name: 'remote-worker',
@@ -18,6 +18,9 @@ export const remoteWorker: Scenario = {
 
   jobmesh: (ctx) =>
     jobmeshProcessing(ctx, async () => {
+      // The queue's concurrency bounds the jobs a replica has out at once, remote ones too: 100,
+      // as the raw Worker's (the default, 10, held this side to a tenth of the raw one's).
+      await ctx.client.updateQueue({ queue: { name: ctx.queue, concurrency: CONCURRENCY }, updateMask: ['concurrency'] });
       // A pool with no processors of its own: every job goes to the remote worker (those the pool
       // takes up before the worker connects wait for it).
       const pool = await ctx.env.spawnWorkerPool({ JOBMESH_WORKER_QUEUES: ctx.queue });
