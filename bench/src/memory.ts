@@ -287,6 +287,8 @@ async function main(): Promise<void> {
     for (const [name, v] of Object.entries(verdicts)) {
       say(`  ${name.padEnd(12)} fitted rise ${v.rise >= 0 ? '+' : ''}${fmt(v.rise)} MB, max−min ${fmt(v.swing)} MB: ${v.flat ? 'flat after warm-up' : 'GROWS after warm-up'}`);
     }
+    // V8 grows its old space until the first full collection, which under load can come minutes in.
+    if (Object.values(verdicts).some((v) => !v.flat)) say(`  A rise may be heap growth before V8's first full collection: a longer --seconds tells it from a leak.`);
     say(JSON.stringify({ bench: 'jobmesh-memory', at: new Date().toISOString(), node: process.version, idle, up: upRss, load: { ...loaded, verdicts } }));
   } finally {
     await redis.stop();
