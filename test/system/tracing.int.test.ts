@@ -18,6 +18,8 @@ let redis: RedisHandle;
 let receiver: OtlpReceiver;
 let dir: string;
 let client: JobmeshClient;
+/** "host:port" of the scheduler process. */
+let schedulerAddress: string;
 let dl: DeadLetterClient;
 
 const hex = (n: number): string => randomUUID().replace(/-/g, '').repeat(2).slice(0, n);
@@ -36,7 +38,8 @@ beforeAll(async () => {
   const scheduler = await startService('scheduler', { ...common, OTEL_SERVICE_NAME: 'jobmesh-scheduler' }, dir);
   await startService('worker-pool', { ...common, OTEL_SERVICE_NAME: 'jobmesh-worker-pool', JOBMESH_PROCESSORS: `${TRACING_PROCESSOR},${FAILING_PROCESSOR}` }, dir);
   const dlq = await startService('dead-letter', { ...common, OTEL_SERVICE_NAME: 'jobmesh-dead-letter', JOBMESH_SCHEDULER_ADDRESS: scheduler.grpcAddress }, dir);
-  client = new JobmeshClient({ address: scheduler.grpcAddress });
+  schedulerAddress = scheduler.grpcAddress;
+  client = new JobmeshClient({ address: schedulerAddress });
   dl = DeadLetterClient.connect(dlq.grpcAddress);
 }, 60_000);
 
@@ -66,10 +69,11 @@ it("continues the caller's traceparent through the enqueue and every attempt, re
   const queue = await newQueue();
   const traceId = hex(32);
   const callerSpan = hex(16);
-  const { job } = await client.enqueueJob(
-    { queue, job: { name: 'flaky', data: {}, options: { attempts: 3, backoff: tinyBackoff } } },
-    { metadata: { traceparent: `00-${traceId}-${callerSpan}-01` } },
-  );
+  // A unary EnqueueJob (coalescing off), which has a SERVER span of its own.
+  const unary = new JobmeshClient({ address: schedulerAddress, coalesce: false });
+  const { job } = await unary
+    .enqueueJob({ queue, job: { name: 'flaky', data: {}, options: { attempts: 3, backoff: tinyBackoff } } }, { metadata: { traceparent: `00-${traceId}-${callerSpan}-01` } })
+    .finally(() => unary.close());
   await waitFor('the job to complete', async () => (await client.getJob(queue, job!.id)).state === pb.JobState.JOB_STATE_COMPLETED, 30_000);
   expect((await client.getJob(queue, job!.id)).traceId).toBe(traceId);
   const spans = await receiver.waitForSpans(() => ofTrace(traceId).filter((s) => s.name === 'flaky-work').length === 3, 15_000).then(() => ofTrace(traceId));
@@ -92,6 +96,21 @@ it("continues the caller's traceparent through the enqueue and every attempt, re
   // The processor's own span runs inside its attempt's.
   const work = spans.filter((s) => s.name === 'flaky-work').map((s) => s.parentSpanId).sort();
   expect(work).toEqual(attempts.map((a) => a.spanId).sort());
+}, 60_000);
+
+it("gives a coalesced enqueueJob (an EnqueueStream message) a send span that is the caller's span's child", async () => {
+  const queue = await newQueue();
+  const traceId = hex(32);
+  const callerSpan = hex(16);
+  const { job } = await client.enqueueJob({ queue, job: { name: 'ok', data: {} } }, { metadata: { traceparent: `00-${traceId}-${callerSpan}-01` } });
+  await receiver.waitForSpans(() => ofTrace(traceId).some((s) => s.kind === 'CONSUMER'), 20_000);
+  const spans = ofTrace(traceId);
+  // Streams have no SERVER span: the job's own send span continues the caller's.
+  expect(spans.filter((s) => s.kind === 'SERVER')).toEqual([]);
+  const send = one(spans, (s) => s.kind === 'PRODUCER', 'producer span');
+  expect(send).toMatchObject({ name: `send ${queue}`, parentSpanId: callerSpan, serviceName: 'jobmesh-scheduler' });
+  expect(send.attributes['messaging.message.id']).toBe(job!.id);
+  expect(one(spans, (s) => s.kind === 'CONSUMER', 'attempt span').parentSpanId).toBe(send.spanId);
 }, 60_000);
 
 it('gives a bulk enqueue one span with the batch count and each job its own context', async () => {
