@@ -98,6 +98,10 @@ export class JobRunner {
   private readonly store: JobStore;
   /** Jobs whose attempt failed, until 'failed' says what became of them (onFailed only). */
   private readonly failing = new WeakMap<BullJob, RunningJob>();
+  /** Attempts started by promoteAndRun, outside BullMQ's fetch loop, until BullMQ settled them. */
+  private readonly fetched = new Set<Promise<unknown>>();
+  private fetchedSeq = 0;
+  private closing = false;
 
   constructor(
     backbone: Pick<Backbone, 'redis' | 'registry' | 'workerConnection'>,
@@ -197,8 +201,53 @@ export class JobRunner {
     await this.worker.rateLimit(ms);
   }
 
-  /** Stops fetching at once; resolves once the running attempts ended. */
-  close(): Promise<void> {
-    return this.worker.close();
+  /**
+   * Puts these delayed jobs back in the queue and fetches as many jobs at once, on the runner's
+   * own connection, so that its fetches run in Redis right after the promotions: for a replica
+   * taking jobs handed off to it (ProcessorWait.takeHandoffs). Left to BullMQ's fetch loop, they
+   * go to whichever blocked worker Redis wakes first, and with three replicas the one that put
+   * them back can lose that race every time: its blocked fetch wakes for the delayed job each
+   * hand-off leaves, and another replica takes the job and hands it off again. A fetch may get
+   * another waiting job instead, which is run (or handed off) like any. Returns each promotion's
+   * outcome, in order. Keep `ids` within the runner's free slots: the loop does not count these
+   * attempts against the concurrency.
+   */
+  async promoteAndRun(ids: string[]): Promise<PromiseSettledResult<void>[]> {
+    const promoted = Promise.allSettled(ids.map((id) => this.worker.backend.promote(id)));
+    if (!this.closing && this.worker.isRunning() && !this.worker.isPaused()) {
+      const fetches = ids.map(() => {
+        const token = `${this.worker.id}:now-${this.fetchedSeq++}`;
+        return this.worker.getNextJob(token, { block: false }).then(
+          (job) => job && this.start(job, token),
+          // A fetch that failed took nothing; the loop fetches the job (or the fallback brings it back).
+          (err: Error) => this.opts.onError(err),
+        );
+      });
+      await Promise.all(fetches);
+    }
+    return promoted;
+  }
+
+  /** Runs a job fetched outside BullMQ's loop, tracked until BullMQ settled it. */
+  private start(job: BullJob, token: string): void {
+    // Not fetching the next job on completion: that one would be nobody's to run.
+    const attempt: Promise<unknown> = this.worker
+      .processJob(job, token, () => false)
+      .catch((err: Error) => this.opts.onError(err))
+      .finally(() => this.fetched.delete(attempt));
+    this.fetched.add(attempt);
+  }
+
+  /**
+   * Stops fetching at once; resolves once the running attempts ended. Attempts promoteAndRun
+   * started must end before BullMQ's close stops renewing locks and closes its connections.
+   */
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.fetched.size) {
+      await this.worker.pause(true);
+      await Promise.allSettled([...this.fetched]);
+    }
+    await this.worker.close();
   }
 }

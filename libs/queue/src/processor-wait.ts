@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { queueJobEvent } from './events';
-import { type RateLimit, rateLimitPollMs } from './job-runner';
+import { type JobRunner, type RateLimit, rateLimitPollMs } from './job-runner';
 import type { Keys } from './keys';
 import type { QueueRegistry } from './registry';
 import type { RunningJob } from './running-job';
@@ -133,13 +133,14 @@ export class ProcessorWait {
 
   /**
    * Sends up to `max` of the jobs handed off for `name` on `queue` back to the queue to run now,
-   * oldest first: called by a replica that serves the name, with `max` its free slots. Within the
+   * oldest first, and has `runner` (the queue's, on this replica) fetch them at once: called by a
+   * replica that serves the name, with `max` its free slots. Within the
    * queue's rate `limit`, only as many as the limit has room for now: more would only go round
    * the replicas that cannot run them while it is used up. Another replica may still fetch some
    * first; it hands them off again. Returns how many were sent, whether more may be left, and,
    * when the limit held some back, when to look again (ms).
    */
-  async takeHandoffs(queue: string, name: string, max: number, limit?: RateLimit): Promise<{ taken: number; more: boolean; retryInMs?: number }> {
+  async takeHandoffs(runner: Pick<JobRunner, 'promoteAndRun'>, queue: string, name: string, max: number, limit?: RateLimit): Promise<{ taken: number; more: boolean; retryInMs?: number }> {
     if (max <= 0) return { taken: 0, more: true };
     const key = this.keys.handoff(queue, name);
     const bull = this.registry.bullQueue(queue);
@@ -159,7 +160,7 @@ export class ProcessorWait {
     const pttl = Number(replies[2]?.[1] ?? -2);
     const retryInMs = heldBack && limitMax > 0 ? (pttl > 0 ? Math.min(pttl, rateLimitPollMs(limit)) : rateLimitPollMs(limit)) : undefined;
     if (!entries.length) return { taken: 0, more: true, retryInMs };
-    const results = await Promise.allSettled(entries.map(([id]) => bull.backend.promote(id)));
+    const results = await runner.promoteAndRun(entries.map(([id]) => id));
     const settled = entries.filter((_, i) => {
       const r = results[i]!;
       return r.status === 'fulfilled' || NOT_DELAYED.test((r.reason as Error)?.message ?? '');

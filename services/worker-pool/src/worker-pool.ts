@@ -173,7 +173,7 @@ export class WorkerPool {
         this.roomWanted.delete(key);
         const free = runner.freeSlots;
         try {
-          const { more, retryInMs } = await this.processorWait.takeHandoffs(queue, name, Math.min(free, MAX_TAKEN), runner.rateLimit);
+          const { more, retryInMs } = await this.processorWait.takeHandoffs(runner.jobs, queue, name, Math.min(free, MAX_TAKEN), runner.rateLimit);
           if (more) this.roomWanted.set(key, { queue, name });
           // The rate limit held some back: nothing else may free a slot before it has room again.
           if (retryInMs !== undefined) this.lookAgain(queue, retryInMs);
