@@ -4,9 +4,11 @@
 Usage:
   python3 worker.py --queues demo [--address 127.0.0.1:50051] [--names echo,sum]
                     [--concurrency 4] [--worker-id ID] [--stubs DIR] [--exit-on-drain]
+                    [--shutdown-grace 10s]
 
 Every flag has an environment twin: JOBMESH_ADDRESS, JOBMESH_QUEUES (comma-separated),
-JOBMESH_JOB_NAMES, JOBMESH_CONCURRENCY, JOBMESH_WORKER_ID, JOBMESH_STUBS, JOBMESH_EXIT_ON_DRAIN=1.
+JOBMESH_JOB_NAMES, JOBMESH_CONCURRENCY, JOBMESH_WORKER_ID, JOBMESH_STUBS, JOBMESH_EXIT_ON_DRAIN=1,
+JOBMESH_SHUTDOWN_GRACE.
 The stubs come from gen_stubs.sh (default folder: ./gen next to this file, or PYTHONPATH).
 
 Protocol (proto/jobmesh/v1/worker_service.proto): Hello first, the server answers Welcome with the
@@ -16,9 +18,10 @@ lease token. ctx.step() saves a step's result on the server (SaveStep), so a ret
 step that failed; ctx.run_children() adds child jobs (AddChildren) and the job runs again once they
 completed; ctx.children_results() reads their results. Cancel sets the job's `cancelled` event.
 Drain stops asking for work; once the jobs in hand are done the worker closes the stream and
-reconnects (to another replica), or exits with --exit-on-drain. A dropped stream is reconnected
-with exponential backoff; jobs that were in hand went back to waiting on the server, so their late
-results are dropped. A refusal for good (bad credentials, unknown queue, refused Hello) ends the
+reconnects (to another replica), or exits with --exit-on-drain. SIGTERM (or SIGINT) stops the
+same way, waiting up to --shutdown-grace, then exits; a second signal exits at once. A dropped
+stream is reconnected with exponential backoff; jobs that were in hand went back to waiting on
+the server, so their late results are dropped. A refusal for good (bad credentials, unknown queue, refused Hello) ends the
 process with exit code 2 instead.
 
 Tracing without an OpenTelemetry SDK: when an Assignment carries a valid W3C traceparent (the
@@ -368,7 +371,7 @@ FATAL = ("UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND", "INVALID_ARGUMENT"
 
 
 class Worker:
-    def __init__(self, address, queues, names, concurrency, worker_id, exit_on_drain, log=None):
+    def __init__(self, address, queues, names, concurrency, worker_id, exit_on_drain, log=None, shutdown_grace=10.0):
         import grpc
         from google.protobuf import duration_pb2, json_format, struct_pb2
         from jobmesh.v1 import worker_service_pb2 as pb, worker_service_pb2_grpc as pb_grpc
@@ -381,6 +384,7 @@ class Worker:
         self.concurrency = max(1, concurrency)
         self.worker_id = worker_id
         self.exit_on_drain = exit_on_drain
+        self.shutdown_grace = shutdown_grace
         self.executor = ThreadPoolExecutor(max_workers=self.concurrency)
         self.stopping = threading.Event()
         self.log = log or (lambda m: print("[worker %s] %s" % (worker_id, m), file=sys.stderr, flush=True))
@@ -445,7 +449,10 @@ class Worker:
                     threading.Thread(target=self.heartbeats, args=(stream, hb, heartbeat_stop), daemon=True).start()
                     stream.send(pb.ConnectRequest(credit=pb.Credit(n=self.concurrency)))
                 elif kind == "assignment":
-                    self.start_job(stream, msg.assignment, draining)
+                    # Stopping: an assignment that crossed the last credit stays unstarted; the
+                    # server takes it back with the stream, without using an attempt.
+                    if not self.stopping.is_set():
+                        self.start_job(stream, msg.assignment, draining)
                 elif kind == "cancel":
                     with stream.lock:
                         ctxs = [c for c in stream.leases.values() if c.id == msg.cancel.job_id and c.queue == msg.cancel.queue]
@@ -551,13 +558,42 @@ class Worker:
         span.attributes.update(SPAN_ATTRIBUTES)
 
     def stop(self):
+        """The first SIGTERM or SIGINT: asks for no more work, lets the jobs in hand finish and
+        report (for up to the shutdown grace), then closes the stream; their verdicts reach the
+        server, so a scale-down runs no job twice. The second, or the grace's end: closes it at
+        once and cancels what still runs (the server gives those jobs to another worker)."""
+        if self.stopping.is_set():
+            self.stop_now()
+            return
         self.stopping.set()
+        self.log("stopping: finishing the jobs in hand (up to %.1f s), asking for no more" % self.shutdown_grace)
+        threading.Thread(target=self.finish_stop, daemon=True).start()
+
+    def finish_stop(self):
+        deadline = time.monotonic() + self.shutdown_grace
+        s = self.stream
+        while s and not s.closed.is_set() and time.monotonic() < deadline:
+            with s.lock:
+                if not s.leases:
+                    break
+            time.sleep(0.02)
+        self.stop_now()
+
+    def stop_now(self):
         s = self.stream
         if s:
             with s.lock:
                 for c in s.leases.values():
                     c.cancelled.set()
             s.close()
+
+
+def seconds(text):
+    """A duration as the services write it (10s, 500ms, 1m; a bare number is seconds), in seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*", str(text))
+    if not m:
+        raise argparse.ArgumentTypeError("%r is not a duration: write it as 10s, 500ms or 1m" % text)
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[m.group(2)]
 
 
 def main(argv=None):
@@ -570,6 +606,8 @@ def main(argv=None):
     p.add_argument("--worker-id", default=env.get("JOBMESH_WORKER_ID", "py-%s-%d" % (socket.gethostname(), os.getpid())))
     p.add_argument("--stubs", default=env.get("JOBMESH_STUBS", os.path.join(HERE, "gen")))
     p.add_argument("--exit-on-drain", action="store_true", default=env.get("JOBMESH_EXIT_ON_DRAIN", "") in ("1", "true"))
+    p.add_argument("--shutdown-grace", type=seconds, default=env.get("JOBMESH_SHUTDOWN_GRACE", "10s"),
+                   help="how long SIGTERM lets the jobs in hand finish: 10s, 500ms, 1m (default 10s)")
     args = p.parse_args(argv)
     queues = [q for q in args.queues.split(",") if q]
     if not queues:
@@ -577,7 +615,7 @@ def main(argv=None):
     if os.path.isdir(args.stubs):
         sys.path.insert(0, args.stubs)
     names = [n for n in args.names.split(",") if n] or sorted(HANDLERS)
-    w = Worker(args.address, queues, names, args.concurrency, args.worker_id, args.exit_on_drain)
+    w = Worker(args.address, queues, names, args.concurrency, args.worker_id, args.exit_on_drain, shutdown_grace=args.shutdown_grace)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: w.stop())
     w.log("serving %s on %s, jobs: %s, concurrency %d" % (",".join(queues), args.address, ",".join(names), w.concurrency))

@@ -3,6 +3,8 @@
 // (a) 1,000 echo jobs through the Connect stream; (b) `jobmesh conformance` against the worker.
 // Missing tools fail the test (never skip it): `.ci/run` installs them on a fresh machine.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Metadata, credentials } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
@@ -10,6 +12,8 @@ import { type PoolHarness, eventually, startPoolHarness, uniqueQueue } from '@jo
 import { PYTHON, ROOT, cleanupPythonStubs, killGroup, pythonStubs, run } from './python';
 
 const WORKER = join(ROOT, 'examples/python-worker/worker.py');
+/** The example worker plus `py.sleep`, which writes a line per completion (see the file). */
+const SCALING_WORKER = join(ROOT, 'test/interop/python_scaling_worker.py');
 const CLI = join(ROOT, 'cli/bin/jobmesh.js');
 const RULES = ['complete', 'retry', 'retryable-failure', 'unrecoverable', 'progress', 'steps', 'children', 'cancel', 'lease', 'stale-lease', 'reconnect'];
 
@@ -94,6 +98,45 @@ describe('the example Python worker', () => {
       workers.close();
     }
   }, 150_000);
+
+  it('on SIGTERM asks for no more work, lets the jobs in hand finish and report, then exits: none runs twice', async () => {
+    h ??= await startPoolHarness({ ownRedis: true });
+    const queue = uniqueQueue('pyw-term');
+    await h.client.createQueue({ queue: { name: queue } });
+    const pool = await h.startPool([]);
+    const dir = await mkdtemp(join(tmpdir(), 'pyw-term-'));
+    const doneFile = join(dir, 'done');
+    const { jobs } = await h.client.enqueueJobs({ queue, jobs: Array.from({ length: 8 }, () => ({ name: 'py.sleep', data: { ms: 800 } })) });
+    const log: string[] = [];
+    const child = spawn(PYTHON, [SCALING_WORKER, '--concurrency', '4', '--names', 'py.sleep'], {
+      env: { ...process.env, PYTHONPATH: stubDir, JOBMESH_ADDRESS: `127.0.0.1:${pool.grpcPort}`, JOBMESH_QUEUES: queue, JOBMESH_TEST_DONE_FILE: doneFile },
+      stdio: ['ignore', 'ignore', 'pipe'],
+      detached: true,
+    });
+    children.push(child);
+    child.stderr!.on('data', (b: Buffer) => log.push(b.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const workers = new pb.WorkerServiceClient(`127.0.0.1:${pool.grpcPort}`, credentials.createInsecure());
+    const inFlight = (): Promise<number> =>
+      new Promise((res) => workers.listWorkers({ queue }, new Metadata(), { deadline: Date.now() + 2_000 }, (err, r) => res(err ? -1 : (r.workers[0]?.inFlight ?? 0))));
+    // Four in hand, mid-sleep (800 ms each); the other four wait for credit.
+    await eventually(async () => (await inFlight()) === 4, 20_000, `4 jobs in hand (output: ${log.join('')})`);
+    workers.close();
+    killGroup(child, 'SIGTERM');
+    expect(await exited).toBe(0);
+    const done = (await readFile(doneFile, 'utf8')).split('\n').filter(Boolean);
+    // Each job in hand finished once and its Complete reached the server before the stream closed.
+    expect(done).toHaveLength(4);
+    expect(new Set(done).size).toBe(4);
+    const after = await Promise.all(jobs.map((j) => h!.client.getJob(queue, j.id)));
+    const completed = after.filter((j) => j.state === pb.JobState.JOB_STATE_COMPLETED);
+    expect(completed.map((j) => j.id).sort()).toEqual([...done].sort());
+    expect(completed.every((j) => j.attemptsMade === 1)).toBe(true);
+    // Nothing else was started.
+    expect(after.filter((j) => j.state !== pb.JobState.JOB_STATE_COMPLETED).map((j) => j.attemptsMade)).toEqual([0, 0, 0, 0]);
+    expect(log.join('')).toMatch(/stopping: finishing the jobs in hand/);
+    await rm(dir, { recursive: true, force: true });
+  }, 60_000);
 
   it('passes `jobmesh conformance`', async () => {
     const res = await run(process.execPath, [CLI, 'conformance', '--worker', `${PYTHON} ${WORKER}`], { env: { ...process.env, PYTHONPATH: stubDir }, timeoutMs: 150_000, onSpawn: (c) => children.push(c) });
