@@ -210,11 +210,11 @@ export class JobRunner {
    * hand-off leaves, and another replica takes the job and hands it off again. A fetch may get
    * another waiting job instead, which is run (or handed off) like any. Returns each promotion's
    * outcome, in order. Keep `ids` within the runner's free slots: the loop does not count these
-   * attempts against the concurrency.
+   * attempts against the concurrency. With `fetch` off, only promotes.
    */
-  async promoteAndRun(ids: string[]): Promise<PromiseSettledResult<void>[]> {
+  async promoteAndRun(ids: string[], fetch = true): Promise<PromiseSettledResult<void>[]> {
     const promoted = Promise.allSettled(ids.map((id) => this.worker.backend.promote(id)));
-    if (!this.closing && this.worker.isRunning() && !this.worker.isPaused()) {
+    if (fetch && !this.closing && this.worker.isRunning() && !this.worker.isPaused()) {
       const fetches = ids.map(() => {
         const token = `${this.worker.id}:now-${this.fetchedSeq++}`;
         return this.worker.getNextJob(token, { block: false }).then(

@@ -160,7 +160,10 @@ export class ProcessorWait {
     const pttl = Number(replies[2]?.[1] ?? -2);
     const retryInMs = heldBack && limitMax > 0 ? (pttl > 0 ? Math.min(pttl, rateLimitPollMs(limit)) : rateLimitPollMs(limit)) : undefined;
     if (!entries.length) return { taken: 0, more: true, retryInMs };
-    const results = await runner.promoteAndRun(entries.map(([id]) => id));
+    // Under a rate limit the fetches are left to BullMQ's loop, which waits out the limit
+    // itself: a fetch of ours that found it reached would leave the job to the loop's next look,
+    // up to its block timeout (5 s) later.
+    const results = await runner.promoteAndRun(entries.map(([id]) => id), limitMax === 0);
     const settled = entries.filter((_, i) => {
       const r = results[i]!;
       return r.status === 'fulfilled' || NOT_DELAYED.test((r.reason as Error)?.message ?? '');
