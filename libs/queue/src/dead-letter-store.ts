@@ -1,6 +1,6 @@
 import * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError, NotFoundError, type RetentionSpec, type SeverityName } from '@jobmesh/core';
-import { type ChainableCommander, Redis, type RedisOptions } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import type { Backbone } from './backbone';
 import { closeConnection } from './connection';
 import { deadLetterId } from './dead-letters';
@@ -57,11 +57,6 @@ export interface DeadLetterFilter {
 // they use whatever the batch size, and their keys are built in the script from the prefixes of
 // Keys (with a Cluster hash-tag prefix, all in one slot).
 const CAPTURE = new LuaScript<string[], string[]>('dlq-capture-9');
-
-/** What the capture script answered: stored now, stored before, the id is another failure's, the failure is gone. */
-function outcomeOf(reply: unknown): 'created' | 'exists' | 'taken' | 'gone' {
-  return ({ 1: 'created', 0: 'exists', [-1]: 'taken', [-2]: 'gone' } as const)[reply as 1 | 0 | -1 | -2];
-}
 const INSPECT = new LuaScript<[], string[]>('dlq-inspect-0');
 const PURGE = new LuaScript<[index: string, counts: string, jobs: string], string[]>('dlq-purge-3');
 const QUARANTINE = new LuaScript<[], string[]>('dlq-quarantine-0');
@@ -170,55 +165,25 @@ export class DeadLetterStore {
    * it, with `deadLetter` as stored (so the caller need not read it back).
    */
   async capture(d: NewDeadLetter): Promise<{ id: string; created: boolean; deadLetter: pb.DeadLetter }> {
-    return (await this.captureMany([d]))[0]!;
+    let res = await this.captureAs(deadLetterId(d.queue, d.job.id, d.job.attemptsMade), d);
+    if (res.outcome === 'taken') res = await this.captureAs(deadLetterId(d.queue, d.job.id, d.job.attemptsMade, d.at.getTime()), d);
+    const deadLetter = pb.DeadLetter.fromPartial({
+      id: res.id,
+      job: d.job,
+      errors: d.errors,
+      category: d.category,
+      severity: severityToProto(d.severity),
+      deadLetteredAt: d.at,
+      traceId: d.traceId,
+      traceparent: d.traceparent ?? '',
+      quarantined: !!d.quarantine,
+      quarantineReason: d.quarantine ?? '',
+    });
+    return { id: res.id, created: res.outcome === 'created', deadLetter };
   }
 
-  /**
-   * {@link capture} for several dead letters: one pipeline of the capture script for all, and
-   * one more call for each whose id another failure of the same job took. In order.
-   */
-  async captureMany(list: NewDeadLetter[]): Promise<Array<{ id: string; created: boolean; deadLetter: pb.DeadLetter }>> {
-    if (!list.length) return [];
-    const first = list.map((d) => deadLetterId(d.queue, d.job.id, d.job.attemptsMade));
-    const pipe = this.redis.pipeline();
-    list.forEach((d, i) => this.queueCapture(pipe, first[i]!, d));
-    const replies = (await pipe.exec()) ?? [];
-    return Promise.all(
-      list.map(async (d, i) => {
-        const [err, reply] = replies[i] ?? [];
-        if (err) throw err;
-        let res = { id: first[i]!, outcome: outcomeOf(reply) };
-        if (res.outcome === 'taken') {
-          const id = deadLetterId(d.queue, d.job.id, d.job.attemptsMade, d.at.getTime());
-          const again = this.redis.pipeline();
-          this.queueCapture(again, id, d);
-          const [[err2, reply2] = []] = (await again.exec()) ?? [];
-          if (err2) throw err2;
-          res = { id, outcome: outcomeOf(reply2) };
-        }
-        const deadLetter = pb.DeadLetter.fromPartial({
-          id: res.id,
-          job: d.job,
-          errors: d.errors,
-          category: d.category,
-          severity: severityToProto(d.severity),
-          deadLetteredAt: d.at,
-          traceId: d.traceId,
-          traceparent: d.traceparent ?? '',
-          quarantined: !!d.quarantine,
-          quarantineReason: d.quarantine ?? '',
-        });
-        return { id: res.id, created: res.outcome === 'created', deadLetter };
-      }),
-    );
-  }
-
-  /**
-   * Queues the capture script for `d` as dead letter `id` on `pipe`. Its reply (outcomeOf):
-   * `taken`, `id` belongs to another failure; `gone`, the job is not this failure in the failed
-   * set any more.
-   */
-  private queueCapture(pipe: ChainableCommander, id: string, d: NewDeadLetter): void {
+  /** `taken`: `id` belongs to another failure; `gone`: the job is not this failure in the failed set any more. */
+  private async captureAs(id: string, d: NewDeadLetter): Promise<{ id: string; outcome: 'created' | 'exists' | 'taken' | 'gone' }> {
     const fields: Record<string, string> = {
       id,
       queue: d.queue,
@@ -235,9 +200,8 @@ export class DeadLetterStore {
       quarantine_reason: d.quarantine ?? '',
       replays: '[]',
     };
-    CAPTURE.queue(
+    const created = await CAPTURE.run(
       this.redis,
-      pipe,
       [
         this.keys.deadLetter(id),
         this.keys.deadLetterIndex,
@@ -261,6 +225,8 @@ export class DeadLetterStore {
         ...Object.entries(fields).flat(),
       ],
     );
+    const outcome = ({ 1: 'created', 0: 'exists', [-1]: 'taken', [-2]: 'gone' } as const)[created as 1 | 0 | -1 | -2];
+    return { id, outcome };
   }
 
   async get(id: string): Promise<pb.DeadLetter> {
@@ -371,9 +337,9 @@ export class DeadLetterStore {
     return { entries, matches, next: entries.length < limit ? undefined : entries[entries.length - 1] };
   }
 
-  /** Marks dead letters' follow-ups (metrics, webhook) as done: one call for all of them. */
-  async settle(...ids: string[]): Promise<void> {
-    if (ids.length) await this.redis.zrem(this.keys.deadLetterOutbox, ...ids);
+  /** Marks a dead letter's follow-ups (metrics, webhook) as done. */
+  async settle(id: string): Promise<void> {
+    await this.redis.zrem(this.keys.deadLetterOutbox, id);
   }
 
   /** Dead letters captured before `before` (ms) whose follow-ups never ran: their replica died. */

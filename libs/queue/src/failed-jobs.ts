@@ -115,14 +115,21 @@ export class FailedJobs {
    * the same step as it stores the dead letter.
    */
   async read(queue: string, jobId: string): Promise<FailedJob | undefined> {
-    return (await this.readMany(queue, [jobId]))[0];
-  }
-
-  /** {@link read} for several jobs of `queue`, in order: the reads go out together, one round trip. */
-  async readMany(queue: string, jobIds: string[]): Promise<Array<FailedJob | undefined>> {
-    const bull = this.registry.bullQueue(queue);
-    const jobs = await Promise.all(jobIds.map((id) => BullJob.fromId(bull, id)));
-    return jobs.map((job, i) => (job ? failedJobOf(job, jobIds[i]!, queue) : undefined));
+    const job = await BullJob.fromId(this.registry.bullQueue(queue), jobId);
+    if (!job || !job.finishedOn) return undefined;
+    return {
+      id: job.id ?? jobId,
+      name: job.name,
+      reason: job.failedReason ?? '',
+      stacks: job.stacktrace ?? [],
+      stalledOut: isStalledOut(job.failedReason ?? ''),
+      attemptsMade: job.attemptsMade,
+      attempts: job.opts.attempts ?? 1,
+      failedAt: job.finishedOn,
+      keepFailed: jobmeshOpts(job).keepFailed,
+      traceparent: jobmeshOpts(job).traceparent,
+      snapshot: toProtoJob(job, queue, 'dead-lettered'),
+    };
   }
 
   /**
@@ -187,22 +194,4 @@ export class FailedJobs {
       },
     };
   }
-}
-
-/** A job read from its hash as capture needs it; undefined unless it has finished. */
-function failedJobOf(job: BullJob, jobId: string, queue: string): FailedJob | undefined {
-  if (!job.finishedOn) return undefined;
-  return {
-    id: job.id ?? jobId,
-    name: job.name,
-    reason: job.failedReason ?? '',
-    stacks: job.stacktrace ?? [],
-    stalledOut: isStalledOut(job.failedReason ?? ''),
-    attemptsMade: job.attemptsMade,
-    attempts: job.opts.attempts ?? 1,
-    failedAt: job.finishedOn,
-    keepFailed: jobmeshOpts(job).keepFailed,
-    traceparent: jobmeshOpts(job).traceparent,
-    snapshot: toProtoJob(job, queue, 'dead-lettered'),
-  };
 }

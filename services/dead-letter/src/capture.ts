@@ -74,10 +74,6 @@ export class Capturer {
   private unwatchRegistry: (() => void) | undefined;
   /** Taps are opened from the events stream's end until start() has its first set listening. */
   private started = false;
-  /** Job ids heard failing this turn of the event loop, per queue, captured together at its end. */
-  private readonly heardBatches = new Map<string, Set<string>>();
-  /** Batches being captured, awaited by close(). */
-  private readonly capturing = new Set<Promise<void>>();
 
   constructor(
     private readonly parts: CaptureParts,
@@ -141,7 +137,7 @@ export class Capturer {
     const from = this.watermarks.get(spec.name);
     let high = from ?? 0;
     for await (const page of failed.sweep(spec.name, from === undefined ? undefined : from - SWEEP_OVERLAP_MS)) {
-      await this.captureJobs(spec, page.jobs.map((j) => j.id));
+      await Promise.all(page.jobs.map((j) => this.captureJob(spec, j.id)));
       high = Math.max(high, page.upTo);
       if (this.closed) break;
     }
@@ -151,53 +147,40 @@ export class Capturer {
   }
 
   /** Captures one job if it is in the failed set; idempotent on (queue, job id, attempt). */
-  captureJob(spec: QueueSpec, jobId: string): Promise<void> {
-    return this.captureJobs(spec, [jobId]);
-  }
-
-  /**
-   * Captures these jobs of `spec`'s queue that are in its failed set, a round trip for all of
-   * them at each step: read the jobs, store the dead letters, settle their follow-ups.
-   */
-  async captureJobs(spec: QueueSpec, jobIds: string[]): Promise<void> {
+  async captureJob(spec: QueueSpec, jobId: string): Promise<void> {
     const { failed, store } = this.parts;
-    // Whether each is still this failure in the failed set is checked by the store's capture itself.
-    const jobs = (await failed.readMany(spec.name, jobIds)).filter((j): j is FailedJob => j !== undefined);
-    if (!jobs.length) return;
-    const prepared = jobs.map((job) => {
-      const { category, severity, quarantine } = categorize(
-        { jobName: job.name, reason: job.reason, stack: job.stacks[job.stacks.length - 1], attemptsMade: job.attemptsMade, attempts: job.attempts, stalledOut: job.stalledOut },
-        spec.deadLetter.rules,
-      );
-      const span = startCaptureSpan({ queue: spec.name, jobId: job.id, name: job.name, category, severity, traceparent: job.traceparent, failedAt: job.failedAt });
-      const letter = { queue: spec.name, job: job.snapshot, errors: attemptErrors(job), category, severity, quarantine, at: new Date(job.failedAt), traceId: job.snapshot.traceId, traceparent: span.traceparent };
-      return { job, span, letter };
+    const job = await failed.read(spec.name, jobId);
+    // Whether it is still this failure in the failed set is checked by the store's capture itself.
+    if (!job) return;
+    const { category, severity, quarantine } = categorize(
+      { jobName: job.name, reason: job.reason, stack: job.stacks[job.stacks.length - 1], attemptsMade: job.attemptsMade, attempts: job.attempts, stalledOut: job.stalledOut },
+      spec.deadLetter.rules,
+    );
+    const span = startCaptureSpan({ queue: spec.name, jobId: job.id, name: job.name, category, severity, traceparent: job.traceparent, failedAt: job.failedAt });
+    const { id, created, deadLetter } = await store.capture({
+      queue: spec.name,
+      job: job.snapshot,
+      errors: attemptErrors(job),
+      category,
+      severity,
+      quarantine,
+      at: new Date(job.failedAt),
+      traceId: job.snapshot.traceId,
+      traceparent: span.traceparent,
     });
-    const stored = await store.captureMany(prepared.map((p) => p.letter));
-    const created: { id: string; deadLetter: pb.DeadLetter }[] = [];
-    const queueKeep = resolveJobOptions({}, spec.defaultJobOptions).keepFailed;
-    for (let i = 0; i < stored.length; i++) {
-      const { id, created: isNew, deadLetter } = stored[i]!;
-      if (!isNew) continue;
-      const { job, span } = prepared[i]!;
-      span.end(id);
-      // The job's own keep_failed, now that losing BullMQ's copy loses nothing; the queue's is
-      // applied by every sweep anyway.
-      const kf: RetentionSpec | undefined = job.keepFailed;
-      if (kf && JSON.stringify(kf) !== JSON.stringify(queueKeep)) await failed.trim(spec.name, kf);
-      created.push({ id, deadLetter });
-    }
-    // A follow-up that failed stays in the outbox, for a later sweep to run again (drainOutbox).
-    const followed = await Promise.allSettled(created.map((c) => this.opts.onCaptured?.(c.deadLetter)));
-    await store.settle(...created.filter((_, i) => followed[i]!.status === 'fulfilled').map((c) => c.id));
-    const failedFollowUp = followed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failedFollowUp) throw failedFollowUp.reason;
+    if (!created) return;
+    span.end(id);
+    // The job's own keep_failed, now that losing BullMQ's copy loses nothing; the queue's is
+    // applied by every sweep anyway.
+    const kf: RetentionSpec | undefined = job.keepFailed;
+    if (kf && JSON.stringify(kf) !== JSON.stringify(resolveJobOptions({}, spec.defaultJobOptions).keepFailed)) await failed.trim(spec.name, kf);
+    await this.followUp(id, deadLetter);
   }
 
-  /** Runs onCaptured for a stored dead letter (read back), then takes it out of the outbox. */
-  private async followUp(id: string): Promise<void> {
+  /** Runs onCaptured for a stored dead letter (read back unless given), then takes it out of the outbox. */
+  private async followUp(id: string, stored?: pb.DeadLetter): Promise<void> {
     const { store } = this.parts;
-    const d = await store.get(id).catch(() => undefined); // purged already: nothing to report
+    const d = stored ?? (await store.get(id).catch(() => undefined)); // purged already: nothing to report
     if (d) await this.opts.onCaptured?.(d);
     await store.settle(id);
   }
@@ -234,36 +217,15 @@ export class Capturer {
       if (!names.has(spec.name) || this.taps.has(spec.name)) continue;
       const tap = failed.watch(
         spec.name,
-        (jobId) => this.heard(spec, jobId),
+        (jobId) => {
+          const current = registry.cached().find((q) => q.name === spec.name) ?? spec;
+          void this.captureJob(current, jobId).catch((err: Error) => logger.warn({ err: err.message, queue: spec.name, jobId }, 'dead-letter capture failed'));
+        },
         (err) => logger.warn({ err: err.message, queue: spec.name }, 'queue events error'),
         this.started ? { sinceMs: Date.now() - SWEEP_OVERLAP_MS } : {},
       );
       this.taps.set(spec.name, tap);
     }
-  }
-
-  /**
-   * A 'failed' event: the job is captured with the others heard in the same turn of the event
-   * loop (one read of the events stream delivers up to a page of them), in one batch.
-   */
-  private heard(spec: QueueSpec, jobId: string): void {
-    let batch = this.heardBatches.get(spec.name);
-    if (!batch) {
-      batch = new Set();
-      this.heardBatches.set(spec.name, batch);
-      setImmediate(() => {
-        this.heardBatches.delete(spec.name);
-        // Closing: the next start's sweep captures them.
-        if (this.closed) return;
-        const current = this.parts.registry.cached().find((q) => q.name === spec.name) ?? spec;
-        const ids = [...batch!];
-        const capturing = this.captureJobs(current, ids)
-          .catch((err: Error) => this.parts.logger.warn({ err: err.message, queue: spec.name, jobs: ids.length }, 'dead-letter capture failed'))
-          .finally(() => this.capturing.delete(capturing));
-        this.capturing.add(capturing);
-      });
-    }
-    batch.add(jobId);
   }
 
   async close(): Promise<void> {
@@ -275,6 +237,5 @@ export class Capturer {
     this.taps.clear();
     // Closing at shutdown: what a listener misses loses nothing (captures are idempotent and the sweep catches up).
     await Promise.all(taps.map((t) => t.close()));
-    await Promise.all([...this.capturing]);
   }
 }
