@@ -10,7 +10,6 @@
 //     one EnqueueJob call each; start − enqueue from each job's own timestamps (BullMQ's
 //     `timestamp` and `processedOn`, ms), p50 and p99.
 // Linux only (/proc). Not a test: the figures depend on the machine.
-import { readFileSync, readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -18,6 +17,7 @@ import { JobmeshClient } from '@jobmesh/sdk';
 import { startRedis } from '@jobmesh/testing';
 import { Redis } from 'ioredis';
 import { type ServiceProcess, spawnService } from './environment';
+import { childPid, cpuMsOf, memoryOf } from './proc';
 
 const ROOT = resolve(__dirname, '../..');
 const SCHEDULER = resolve(ROOT, 'services/scheduler/dist/main.js');
@@ -30,33 +30,6 @@ const GOAL = { connections: 50, idleCpuPct: 5, p99Ms: 50 };
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 const progress = (line: string): void => void process.stderr.write(`many-queues: ${line}\n`);
-
-/** The pid of this process's child running `main`. */
-function childPid(main: string): number {
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === process.pid && readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').includes(main)) return Number(entry);
-    } catch {
-      // It exited while we looked: not ours.
-    }
-  }
-  throw new Error(`no child process of the bench runs ${main}`);
-}
-
-/** CPU time `pid` used so far, ms (utime + stime; clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
-function rssMb(pid: number): number {
-  const kib = Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
-  return (kib * 1024) / 1e6;
-}
 
 /** Redis's clients, as CLIENT LIST names them. */
 async function clientNames(redis: Redis): Promise<string[]> {
@@ -97,11 +70,11 @@ async function main(): Promise<void> {
     const byName = new Map<string, number>();
     for (const name of all) byName.set(name || '(unnamed)', (byName.get(name || '(unnamed)') ?? 0) + 1);
     progress(`worker-pool started: ${connections} more Redis connections; ${idleSeconds} s idle`);
-    const cpu0 = cpuMs(pid);
+    const cpu0 = cpuMsOf(pid);
     const t0 = Date.now();
     await sleep(idleSeconds * 1000);
-    const idleCpuPct = ((cpuMs(pid) - cpu0) / (Date.now() - t0)) * 100;
-    const rss = rssMb(pid);
+    const idleCpuPct = ((cpuMsOf(pid) - cpu0) / (Date.now() - t0)) * 100;
+    const { rss } = memoryOf(pid);
 
     progress(`trickle: ${rate} jobs/s over ${queues} queues for ${seconds} s`);
     const jobs: { queue: string; id: string }[] = [];

@@ -13,7 +13,7 @@
 // schedule, or jobs piled up in Redis): run it again with a lower --rate. Linux only (/proc).
 // Not a test: the figures depend on the machine.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -22,6 +22,7 @@ import { JobmeshClient } from '@jobmesh/sdk';
 import { type RedisHandle, startRedis } from '@jobmesh/testing';
 import { Queue } from 'bullmq';
 import { type ServiceProcess, spawnService } from './environment';
+import { childPid, memoryOf } from './proc';
 import { median } from './stats';
 
 const ROOT = resolve(__dirname, '../..');
@@ -46,32 +47,8 @@ const CONCURRENCY = 100;
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 const progress = (line: string): void => void process.stderr.write(`memory: ${line}\n`);
-const mb = (kib: number): number => (kib * 1024) / 1e6;
 const fmt = (n: number, digits = 1): string => n.toFixed(digits);
 const int = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
-
-/** VmRSS and VmHWM (the peak resident set) of `pid`, in MB. */
-function memoryOf(pid: number): { rss: number; peak: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
-  return { rss: mb(kib('VmRSS')), peak: mb(kib('VmHWM')) };
-}
-
-/** The pid of this process's child running `main` (spawnService does not tell it). */
-function childPid(main: string): number {
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      // pid (comm) state ppid …: comm may hold spaces and parentheses, so read after the last ')'.
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === process.pid && readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').includes(main)) return Number(entry);
-    } catch {
-      // It exited while we looked: not ours.
-    }
-  }
-  throw new Error(`no child process of the bench runs ${main}`);
-}
 
 /** RSS once a second for `seconds`: the median, and the peak the process reached at any time. */
 async function idleMemory(pid: number, seconds: number): Promise<{ rss: number; peak: number }> {
