@@ -39,6 +39,13 @@ export interface BackoffSubject {
 }
 
 /**
+ * How long an idle runner on a SharedFetch waits for its queue's marker before it looks at the
+ * queue itself, s (BullMQ's drainDelay, 5 s by default). A marker wakes it at once for a new job
+ * or one whose delay is up; the look is the fallback for a marker lost to a reconnect.
+ */
+const SHARED_DRAIN_DELAY_S = 15;
+
+/**
  * The connections a process's JobRunners share: one for BullMQ's commands and one blocking one,
  * on which a MarkerWatcher waits for every queue's marker. Without it, each runner's Worker opens
  * two of its own (a replica serving 1,000 queues held 2,000). The owner closes it after the
@@ -174,6 +181,8 @@ export class JobRunner {
         limiter: limiterOf(opts.rateLimit),
         maximumRateLimitDelay: rateLimitPollMs(opts.rateLimit),
         settings: { backoffStrategy: (attemptsMade, _type, err, job) => this.backoff(attemptsMade, err, job) },
+        // With every queue's wait on one watcher, each wait that times out re-arms it for all.
+        ...(opts.shared && { drainDelay: SHARED_DRAIN_DELAY_S }),
       },
       opts.shared?.backend() ?? createRedisBackend,
     );
