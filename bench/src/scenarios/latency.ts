@@ -134,66 +134,63 @@ const enqueue =
   (_: number, data: Record<string, unknown>): Promise<unknown> =>
     client.enqueueJob({ queue, job: { name: JOB_NAME, data } });
 
-/** Raw BullMQ against a worker-pool process whose processor returns its start latency (read back from the completed events). */
-export const latency: Scenario = {
-  name: 'latency',
-  title: `enqueue→start latency at ${RATE.toLocaleString('en-US')} jobs/s, worker-pool in-process`,
-  defaultJobs: 5_000,
-  figureTable: LATENCY_TABLE,
-  raw,
+type Latencies = ReturnType<typeof latencies>;
 
-  async jobmesh(ctx) {
-    await ctx.client.updateQueue({ queue: { name: ctx.queue, concurrency: CONCURRENCY }, updateMask: ['concurrency'] });
-    const got = latencies(ctx.jobs);
-    const events = new QueueEvents(ctx.queue, { connection: connection(ctx.env.redisUrl), prefix: ctx.env.jobmeshPrefix });
-    events.on('completed', ({ returnvalue }) => {
-      const { index, startUs } = returnvalue as unknown as { index: number; startUs: number };
-      got.started(index, startUs);
-    });
-    await events.waitUntilReady();
-    const pool = await ctx.env.spawnWorkerPool({ JOBMESH_PROCESSORS: LATENCY_PROCESSOR, JOBMESH_WORKER_QUEUES: ctx.queue });
-    try {
-      return await pacedRun(ctx, got, enqueue(ctx));
-    } finally {
-      await pool.stop();
-      await events.close();
-    }
-  },
-};
+/** A latency scenario: raw BullMQ against `run` (Jobmesh's side, `where`), queue concurrency CONCURRENCY on both. */
+function latencyScenario(name: string, where: string, run: (ctx: JobmeshContext, got: Latencies) => Promise<number>): Scenario {
+  return {
+    name,
+    title: `enqueue→start latency at ${RATE.toLocaleString('en-US')} jobs/s, ${where}`,
+    defaultJobs: 5_000,
+    figureTable: LATENCY_TABLE,
+    raw,
+    async jobmesh(ctx) {
+      await ctx.client.updateQueue({ queue: { name: ctx.queue, concurrency: CONCURRENCY }, updateMask: ['concurrency'] });
+      return run(ctx, latencies(ctx.jobs));
+    },
+  };
+}
+
+/** Raw BullMQ against a worker-pool process whose processor returns its start latency (read back from the completed events). */
+export const latency = latencyScenario('latency', 'worker-pool in-process', async (ctx, got) => {
+  const events = new QueueEvents(ctx.queue, { connection: connection(ctx.env.redisUrl), prefix: ctx.env.jobmeshPrefix });
+  events.on('completed', ({ returnvalue }) => {
+    const { index, startUs } = returnvalue as unknown as { index: number; startUs: number };
+    got.started(index, startUs);
+  });
+  await events.waitUntilReady();
+  const pool = await ctx.env.spawnWorkerPool({ JOBMESH_PROCESSORS: LATENCY_PROCESSOR, JOBMESH_WORKER_QUEUES: ctx.queue });
+  try {
+    return await pacedRun(ctx, got, enqueue(ctx));
+  } finally {
+    await pool.stop();
+    await events.close();
+  }
+});
 
 /** Raw BullMQ against the SDK's RemoteWorker in this process, on a worker-pool's Connect stream. */
-export const latencyRemote: Scenario = {
-  name: 'latency-remote',
-  title: `enqueue→start latency at ${RATE.toLocaleString('en-US')} jobs/s, RemoteWorker`,
-  defaultJobs: 5_000,
-  figureTable: LATENCY_TABLE,
-  raw,
-
-  async jobmesh(ctx) {
-    await ctx.client.updateQueue({ queue: { name: ctx.queue, concurrency: CONCURRENCY }, updateMask: ['concurrency'] });
-    const got = latencies(ctx.jobs);
-    // A pool with no processors of its own: every job goes to the remote worker.
-    const pool = await ctx.env.spawnWorkerPool({ JOBMESH_WORKER_QUEUES: ctx.queue });
-    const worker = new RemoteWorker({
-      address: `127.0.0.1:${pool.port}`,
-      processors: [
-        defineProcessor<{ index: number; sentAt: number }>({
-          queue: ctx.queue,
-          name: JOB_NAME,
-          process: (job) => {
-            got.started(job.data.index, nowUs() - job.data.sentAt);
-            return null;
-          },
-        }),
-      ],
-      concurrency: CONCURRENCY,
-    });
-    try {
-      await worker.start();
-      return await pacedRun(ctx, got, enqueue(ctx));
-    } finally {
-      await worker.stop({ graceMs: 5000 });
-      await pool.stop();
-    }
-  },
-};
+export const latencyRemote = latencyScenario('latency-remote', 'RemoteWorker', async (ctx, got) => {
+  // A pool with no processors of its own: every job goes to the remote worker.
+  const pool = await ctx.env.spawnWorkerPool({ JOBMESH_WORKER_QUEUES: ctx.queue });
+  const worker = new RemoteWorker({
+    address: `127.0.0.1:${pool.port}`,
+    processors: [
+      defineProcessor<{ index: number; sentAt: number }>({
+        queue: ctx.queue,
+        name: JOB_NAME,
+        process: (job) => {
+          got.started(job.data.index, nowUs() - job.data.sentAt);
+          return null;
+        },
+      }),
+    ],
+    concurrency: CONCURRENCY,
+  });
+  try {
+    await worker.start();
+    return await pacedRun(ctx, got, enqueue(ctx));
+  } finally {
+    await worker.stop({ graceMs: 5000 });
+    await pool.stop();
+  }
+});
