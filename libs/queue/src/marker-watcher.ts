@@ -28,9 +28,9 @@ const STUCK_MS = 2000;
 /**
  * Waits on many BullMQ marker keys with one blocking connection. A wait ends with the marker its
  * key got, or null at its deadline (BullMQ's worker then looks at the queue itself, as after its
- * own BZPOPMIN timed out). A new wait, or one cancelled, unblocks the running BZPOPMIN (CLIENT
- * UNBLOCK from `commands`) so the next one covers the keys waited on now. A marker taken for a
- * wait that ended meanwhile is put back, so no other waiter of that queue misses it.
+ * own BZPOPMIN timed out). A new wait unblocks the running BZPOPMIN (CLIENT UNBLOCK from
+ * `commands`) so the next one covers it; a cancelled one stays in it until it returns. A marker
+ * taken for a wait that ended meanwhile is put back, so no other waiter of that queue misses it.
  */
 export class MarkerWatcher {
   private readonly waiters = new Map<string, Waiter>();
