@@ -1,6 +1,6 @@
 import * as pb from '@jobmesh/contracts';
 import type { QueueSpec } from '@jobmesh/core';
-import { type Backbone, CancelRequests, type JobRunner, ProcessorWait, ServedDirectory, type ServedPair, SharedFetch, WakeUps, WindowRecorder, WorkerDirectory } from '@jobmesh/queue';
+import { type Backbone, CancelRequests, type JobRunner, ProcessorWait, ServedDirectory, type ServedPair, WakeUps, WindowRecorder, WorkerDirectory } from '@jobmesh/queue';
 import type { Logger, Registry } from '@jobmesh/telemetry';
 import { type WorkerMetrics, workerMetrics } from './metrics';
 import type { ProcessorRegistry } from './processors';
@@ -53,8 +53,6 @@ export class WorkerPool {
   private readonly toPromote = new Map<string, ServedPair>();
   /** Other replicas' word that they handed this one jobs of a name it serves. */
   private readonly wakeUps: WakeUps;
-  /** Two Redis connections for every queue's runner, not two per queue. */
-  private readonly shared: SharedFetch;
   /** Pairs whose handed-off jobs are being taken now, and whether to look once more after. */
   private readonly taking = new Map<string, { again: boolean }>();
   /** Pairs with handed-off jobs left when the runner had no free slot: looked at as slots free up. */
@@ -70,7 +68,6 @@ export class WorkerPool {
     this.window = new WindowRecorder(opts.backbone.redis, opts.backbone.registry.keys, (err) => opts.logger.warn({ err: err.message }, 'could not write the last minute’s job figures for the monitor'));
     this.processorWait = new ProcessorWait(opts.backbone.redis, opts.backbone.registry);
     this.wakeUps = new WakeUps(opts.backbone, opts.replica, opts.logger);
-    this.shared = new SharedFetch(opts.backbone.settings, (err) => opts.logger.warn({ err: err.message }, 'waiting for jobs failed; retrying'));
     this.dispatcher = new RemoteDispatcher({
       leaseTtlMs: opts.remote.leaseTtlMs,
       logger: opts.logger,
@@ -275,7 +272,6 @@ export class WorkerPool {
           metrics: this.metrics,
           logger,
           settings,
-          shared: this.shared,
           replica: this.opts.replica,
           onAttempt: (outcome, ms) => {
             this.window.record(name, outcome, ms);
@@ -374,6 +370,5 @@ export class WorkerPool {
     this.dispatcher.endAll('the worker-pool stopped');
     await this.cancels.close();
     await this.wakeUps.close();
-    await this.shared.close();
   }
 }
