@@ -33,13 +33,19 @@ const failOf = (queue: string, a: pb.Assignment): pb.Fail => ({
   retryAfter: undefined,
 });
 
-it('the stream Ack of a Fail sent after the Cancel says CANCELLED, and the job is CANCELLED, not retried', async () => {
-  const queue = uniqueQueue('fail-cancelled-s');
+/** A new queue and a Connect stream worker on it that holds one job at a time, its credit granted. */
+async function streamWorker(label: string, workerId: string): Promise<{ queue: string; s: RawStream }> {
+  const queue = uniqueQueue(label);
   await h.client.createQueue({ queue: { name: queue } });
   const s = connect(address);
   open.push(s);
-  await s.hello({ workerId: 'w-cancelled', queues: [queue], maxInFlight: 1 });
+  await s.hello({ workerId, queues: [queue], maxInFlight: 1 });
   s.stream.write({ credit: { n: 1 } });
+  return { queue, s };
+}
+
+it('the stream Ack of a Fail sent after the Cancel says CANCELLED, and the job is CANCELLED, not retried', async () => {
+  const { queue, s } = await streamWorker('fail-cancelled-s', 'w-cancelled');
   const { job } = await h.client.enqueueJob({ queue, job: { name: 'x', options: { attempts: 3 } } });
   const a = await eventually(() => s.assignments()[0], 10_000, 'the assignment');
   await h.client.cancelJob(queue, job!.id, 'operator said stop');
@@ -70,12 +76,7 @@ it('FailJob of a leased job cancelled meanwhile answers CANCELLED', async () => 
 });
 
 it('a Fail after the Cancel of a timed-out attempt is still refused as stale (Nack code 9)', async () => {
-  const queue = uniqueQueue('fail-timeout-s');
-  await h.client.createQueue({ queue: { name: queue } });
-  const s = connect(address);
-  open.push(s);
-  await s.hello({ workerId: 'w-timeout', queues: [queue], maxInFlight: 1 });
-  s.stream.write({ credit: { n: 1 } });
+  const { queue, s } = await streamWorker('fail-timeout-s', 'w-timeout');
   const { job } = await h.client.enqueueJob({ queue, job: { name: 'x', options: { attempts: 1, timeout: pb.msToDuration(300) } } });
   const a = await eventually(() => s.assignments()[0], 10_000, 'the assignment');
   await eventually(() => s.got.find((m) => m.cancel?.jobId === job!.id), 10_000, 'the Cancel');
