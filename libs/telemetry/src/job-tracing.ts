@@ -12,11 +12,13 @@ import * as C from './semconv';
 import { tracingActive } from './tracing';
 
 const TRACEPARENT = /^([\da-f]{2})-([\da-f]{32})-([\da-f]{16})-([\da-f]{2})$/;
+const INVALID_TRACE_ID = '0'.repeat(32);
+const INVALID_SPAN_ID = '0'.repeat(16);
 
 /** The span context a W3C traceparent names (remote), or undefined when it is not a valid one. */
 export function parseTraceparent(traceparent: string | undefined, tracestate?: string): SpanContext | undefined {
   const m = traceparent ? TRACEPARENT.exec(traceparent.trim()) : null;
-  if (!m || m[1] === 'ff' || /^0+$/.test(m[2]!) || /^0+$/.test(m[3]!)) return undefined;
+  if (!m || m[1] === 'ff' || m[2] === INVALID_TRACE_ID || m[3] === INVALID_SPAN_ID) return undefined;
   return { traceId: m[2]!, spanId: m[3]!, traceFlags: parseInt(m[4]!, 16) & 1, isRemote: true, traceState: tracestate ? createTraceState(tracestate) : undefined };
 }
 
@@ -27,9 +29,10 @@ export function formatTraceparent(sc: SpanContext): string {
 
 /** A context whose parent is the span `traceparent` names; the root context without one. */
 export function contextOf(traceparent: string | undefined, tracestate?: string): Context {
-  const sc = parseTraceparent(traceparent, tracestate);
-  return sc ? trace.setSpanContext(ROOT_CONTEXT, sc) : ROOT_CONTEXT;
+  return parentOf(parseTraceparent(traceparent, tracestate));
 }
+
+const parentOf = (sc: SpanContext | undefined): Context => (sc ? trace.setSpanContext(ROOT_CONTEXT, sc) : ROOT_CONTEXT);
 
 /** A link to the span `traceparent` names, or nothing. */
 function linksTo(traceparent: string | undefined, attributes?: Attributes): Link[] {
@@ -219,7 +222,6 @@ export interface AttemptInfo {
   scheduleId?: string;
   /** ms from ready to this start, on a first attempt. */
   waitMs?: number;
-  replica?: string;
 }
 
 /** A reported span of a worker that has no tracing library of its own. */
@@ -272,9 +274,9 @@ export function startAttemptSpan(a: AttemptInfo): AttemptSpan {
   attributes[C.ATTR_JOB_MAX_ATTEMPTS] = a.maxAttempts;
   if (a.waitMs !== undefined) attributes[C.ATTR_JOB_WAIT_MS] = a.waitMs;
   if (a.scheduleId) attributes[C.ATTR_SCHEDULE_ID] = a.scheduleId;
-  if (a.replica) attributes[C.ATTR_REPLICA] = a.replica;
-  const parent = contextOf(a.traceparent);
-  const links = parseTraceparent(a.traceparent) ? [] : linksTo(a.linkTraceparent, { 'jobmesh.link': 'schedule' });
+  const own = parseTraceparent(a.traceparent);
+  const parent = parentOf(own);
+  const links = own ? undefined : linksTo(a.linkTraceparent, { 'jobmesh.link': 'schedule' });
   const span = tracer().startSpan(`process ${a.queue}`, { kind: SpanKind.CONSUMER, attributes, links }, parent);
   const ctx = trace.setSpan(parent, span);
   let over = false;
@@ -284,7 +286,10 @@ export function startAttemptSpan(a: AttemptInfo): AttemptSpan {
     return true;
   };
   return {
-    traceparent: formatTraceparent(span.spanContext()),
+    // Made when asked (a remote worker's assignment); an in-process attempt never needs it.
+    get traceparent() {
+      return formatTraceparent(span.spanContext());
+    },
     context: ctx,
     assigned: (workerId) => {
       span.setAttribute(C.ATTR_WORKER_ID, workerId);

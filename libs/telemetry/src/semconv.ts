@@ -37,8 +37,6 @@ export const ATTR_ATTEMPT_OUTCOME = 'jobmesh.attempt.outcome';
 export const ATTR_ATTEMPT_FINAL = 'jobmesh.attempt.final';
 /** The remote worker that ran the attempt (its Hello's worker_id); absent in-process. */
 export const ATTR_WORKER_ID = 'jobmesh.worker.id';
-/** The replica that ran or dispatched the attempt. */
-export const ATTR_REPLICA = 'jobmesh.replica';
 export const ATTR_DEAD_LETTER_ID = 'jobmesh.dead_letter.id';
 export const ATTR_DEAD_LETTER_CATEGORY = 'jobmesh.dead_letter.category';
 export const ATTR_DEAD_LETTER_SEVERITY = 'jobmesh.dead_letter.severity';

@@ -38,8 +38,6 @@ export interface RunnerDeps {
   metrics: WorkerMetrics;
   logger: Logger;
   settings: RunnerSettings;
-  /** This replica's name, for its spans. */
-  replica?: string;
   /** Told of every attempt that completed or failed, with how long it ran (the monitor's figures). */
   onAttempt?: (outcome: 'completed' | 'failed', durationMs: number) => void;
   /** This replica's remote workers, who serves what on other replicas, and jobs waiting for a processor. */
@@ -211,7 +209,6 @@ export class QueueRunner {
       linkTraceparent: options.linkTraceparent,
       scheduleId: job.scheduleId,
       waitMs,
-      replica: this.deps.replica,
     });
     let outcome: 'completed' | 'failed' | undefined;
     try {

@@ -272,7 +272,6 @@ export class WorkerPool {
           metrics: this.metrics,
           logger,
           settings,
-          replica: this.opts.replica,
           onAttempt: (outcome, ms) => {
             this.window.record(name, outcome, ms);
             this.roomFreed(name);
