@@ -35,6 +35,8 @@ async function freePort(preferred: number): Promise<number> {
 
 /**
  * Starts redis-server for `jobmesh up`: loopback only, data and AOF in `<cwd>/.jobmesh/redis`,
+ * fsynced before each answer (`appendfsync always`: with `everysec`, Redis answers writes it has
+ * not handed to the OS while an fsync is slow, and a crash loses them; docs/reliability.md),
  * noeviction (BullMQ must never lose keys). Prefers port 6390 so the URL is stable across runs.
  */
 export async function startLocalRedis(cwd = process.cwd()): Promise<LocalRedis> {
@@ -43,7 +45,7 @@ export async function startLocalRedis(cwd = process.cwd()): Promise<LocalRedis> 
   const port = await freePort(6390);
   const child: ChildProcess = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dataDir, '--appendonly', 'yes', '--maxmemory-policy', 'noeviction', '--save', '', '--protected-mode', 'yes'],
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dataDir, '--appendonly', 'yes', '--appendfsync', 'always', '--maxmemory-policy', 'noeviction', '--save', '', '--protected-mode', 'yes'],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';

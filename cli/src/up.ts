@@ -103,7 +103,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
     out(`  Worker in-process, built-in processors: ${workerPool.processors.names('*').join(', ') || 'none'}; ${modules} processor module(s) loaded`);
     const alerted = Object.keys(webhooks.urls);
     out(`  DLQ    webhook alerts: ${alerted.length ? alerted.join(', ') : 'none (set JOBMESH_DLQ_WEBHOOK_CRITICAL, …)'}`);
-    out(local ? `  Redis  ${local.url}   started by jobmesh, AOF on, data in ${local.dataDir}` : `  Redis  ${redact(redisUrl)}`);
+    out(local ? `  Redis  ${local.url}   started by jobmesh, AOF fsynced on every write, data in ${local.dataDir}` : `  Redis  ${redact(redisUrl)}`);
     if (config.path) out(`  Config ${config.path} (${config.queues.length} queues)`);
     out(`  Auth   none: anyone who can reach ${loopback ? 'this loopback port' : grpcAddress} can call every RPC`);
     out('Try:   npx jobmesh queues create hooks && npx jobmesh enqueue hooks http.request --data \'{"url":"https://example.com"}\'');

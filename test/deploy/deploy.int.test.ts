@@ -412,7 +412,11 @@ describe.each(['dev', 'dev-keda', 'prod', 'prod-hpa'])('deploy/k8s/overlays/%s',
       const redis = ofKind(objects, 'Deployment').find((d) => containersOf(d).some((c) => /^redis(:|$)/.test(c.image)));
       expect(redis).toBeDefined();
       const server = containersOf(redis!).find((c) => /^redis(:|$)/.test(c.image))!;
-      expect([...(server.command ?? []), ...(server.args ?? [])].join(' ')).toMatch(/--maxmemory-policy noeviction/);
+      const args = [...(server.command ?? []), ...(server.args ?? [])].join(' ');
+      expect(args).toMatch(/--maxmemory-policy noeviction/);
+      // An acknowledged enqueue survives a crash of Redis or of its node (docs/reliability.md).
+      expect(args).toMatch(/--appendonly yes/);
+      expect(args).toMatch(/--appendfsync always/);
       expect(server.readinessProbe?.exec?.command).toEqual(['redis-cli', 'ping']);
 
       const url = new URL(podEnv(objects, jobmeshContainer(named(objects, 'Deployment', 'jobmesh-scheduler'))).REDIS_URL!);
@@ -784,6 +788,7 @@ describe('docker-compose.yml', () => {
     expect(services.redis!.healthcheck?.test.join(' ')).toMatch(/redis-cli ping/);
     const command = (services.redis!.command ?? []).join(' ');
     expect(command).toMatch(/--appendonly yes/);
+    expect(command).toMatch(/--appendfsync always/);
     expect(command).toMatch(/--maxmemory-policy noeviction/);
     expect(compose.volumes).toHaveProperty(services.redis!.volumes![0]!.split(':')[0]!);
   });

@@ -7,7 +7,7 @@ import { type AddressInfo, connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { JobmeshClient } from '@jobmesh/sdk';
-import { eventually } from '@jobmesh/testing';
+import { connectRedis, eventually } from '@jobmesh/testing';
 
 const CLI = resolve(__dirname, '../../cli/bin/jobmesh.js');
 const run = promisify(execFile);
@@ -69,10 +69,19 @@ describe('jobmesh up and the CLI', () => {
   };
   type JobJson = { id: string; name: string; state: string };
 
-  it('prints where it listens and starts its own Redis with AOF under .jobmesh/', () => {
+  it('prints where it listens and starts its own Redis with AOF under .jobmesh/, fsynced before each answer', async () => {
     expect(up.output()).toMatch(/gRPC\s+127\.0\.0\.1:\d+/);
     expect(up.output()).toMatch(/HTTP\s+http:\/\/127\.0\.0\.1:\d+/);
-    expect(up.output()).toContain(`AOF on, data in ${join(dir, '.jobmesh', 'redis')}`);
+    expect(up.output()).toContain(`AOF fsynced on every write, data in ${join(dir, '.jobmesh', 'redis')}`);
+    const url = /Redis\s+(redis:\/\/\S+)/.exec(up.output())?.[1];
+    expect(url).toBeDefined();
+    const redis = connectRedis(url!);
+    try {
+      expect(await redis.config('GET', 'appendonly')).toEqual(['appendonly', 'yes']);
+      expect(await redis.config('GET', 'appendfsync')).toEqual(['appendfsync', 'always']);
+    } finally {
+      redis.disconnect();
+    }
   });
 
   it('creates a queue, enqueues a job and gets it back, as text and as JSON', async () => {
