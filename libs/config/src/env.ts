@@ -38,6 +38,17 @@ export const commonEnvSchema = z.object({
   JOBMESH_MAX_MESSAGE_BYTES: int(1024).default(8 * 1024 * 1024),
   /** How long an idempotency key is remembered. @default 24h */
   JOBMESH_IDEMPOTENCY_TTL: durationMs.default(24 * 3_600_000),
+  /**
+   * `replicas:N`: an enqueue is acknowledged only once N Redis replicas have its write (Redis
+   * WAIT), so that a failover to one of them cannot lose it. Off by default (docs/reliability.md).
+   */
+  JOBMESH_DURABLE_ACK: z
+    .string()
+    .regex(/^replicas:[1-9]\d{0,2}$/, 'must be replicas:N with N from 1, e.g. replicas:1 (or unset)')
+    .transform((v) => Number(v.slice('replicas:'.length)))
+    .optional(),
+  /** With JOBMESH_DURABLE_ACK: how long an enqueue waits for the replicas before it answers UNAVAILABLE. @default 1s */
+  JOBMESH_DURABLE_ACK_TIMEOUT: durationMs.default(1000),
   /** How long SIGTERM waits for in-flight work. @default 30s */
   JOBMESH_SHUTDOWN_GRACE: durationMs.default(30_000),
 });

@@ -225,13 +225,17 @@ export class FlowAdder {
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
+    /** Called after each flow written, with the connection that wrote it (see JobProducer's durable acks). */
+    private readonly written: (redis: Redis) => Promise<void> = async () => undefined,
   ) {
     this.flows = new SerializedFlowProducer({ connection: redis, prefix, skipWaitingForReady: true });
   }
 
   /** Adds a flow whose root has no caller-chosen id. */
-  add(tree: FlowJob): Promise<JobNode> {
-    return this.flows.add(tree);
+  async add(tree: FlowJob): Promise<JobNode> {
+    const node = await this.flows.add(tree);
+    await this.written(this.redis);
+    return node;
   }
 
   /**
@@ -254,8 +258,9 @@ export class FlowAdder {
         await redis.unwatch();
         return { existing: true };
       }
+      let node: JobNode;
       try {
-        return { node: await flows.add(tree), existing: false };
+        node = await flows.add(tree);
       } catch (err) {
         // The EXEC did not apply: BullMQ refused the tree before sending it, or Redis discarded
         // the transaction because the root appeared (BullMQ then fails reading the empty
@@ -263,7 +268,10 @@ export class FlowAdder {
         // repeat on a new connection can tell), look again.
         if (redis.status !== 'ready' || attempt >= 3) throw err;
         await redis.unwatch();
+        continue;
       }
+      await this.written(redis);
+      return { node, existing: false };
     }
   }
 

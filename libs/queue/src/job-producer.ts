@@ -1,8 +1,9 @@
 // Adding jobs and flows, in Jobmesh's terms: what the scheduler's EnqueueJob, EnqueueJobs and
 // EnqueueFlow write, and how.
 import * as pb from '@jobmesh/contracts';
-import type { JobStateName, ResolvedJobOptions } from '@jobmesh/core';
+import { type JobStateName, type ResolvedJobOptions, UnavailableError } from '@jobmesh/core';
 import type { FlowJob, Job as BullJob, JobNode, JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { type AtomicJob, type AtomicOutcome, AtomicAdder, FlowAdder } from './atomic-enqueue';
 import type { Backbone } from './backbone';
 import { type JobData, SerializedJob } from './job-data';
@@ -40,10 +41,20 @@ export interface NewFlowNode {
 }
 
 /**
+ * Acknowledge an enqueue only once `replicas` Redis replicas have its write: Redis WAIT, on the
+ * connection that wrote it, for at most `timeoutMs`.
+ */
+export interface DurableAck {
+  replicas: number;
+  timeoutMs: number;
+}
+
+/**
  * Adds jobs and flows. A job with an idempotency key or its own id is written in one atomic step
  * with its key (AtomicAdder), so a repeat of the call finds it; a job without either goes in one
  * command. A batch is one transaction, all of it or none. A flow whose root has its own id is
- * added only if no job has that id (FlowAdder).
+ * added only if no job has that id (FlowAdder). With a {@link DurableAck}, every call that wrote
+ * (or found its job deduplicated) answers only once the replicas have it, else UNAVAILABLE.
  */
 export class JobProducer {
   private readonly adder: AtomicAdder;
@@ -53,9 +64,16 @@ export class JobProducer {
     private readonly backbone: Pick<Backbone, 'redis' | 'registry'>,
     /** How long idempotency keys are remembered, ms. */
     idempotencyTtlMs: number,
+    private readonly durable?: DurableAck,
   ) {
+    const commandTimeoutMs = backbone.redis.options.commandTimeout;
+    if (durable && commandTimeoutMs !== undefined && durable.timeoutMs >= commandTimeoutMs) {
+      throw new Error(
+        `JOBMESH_DURABLE_ACK_TIMEOUT (${durable.timeoutMs} ms) must be shorter than JOBMESH_REDIS_COMMAND_TIMEOUT (${commandTimeoutMs} ms): the wait for the replicas is one Redis command`,
+      );
+    }
     this.adder = new AtomicAdder(backbone.registry.keys, idempotencyTtlMs);
-    this.flows = new FlowAdder(backbone.redis, backbone.registry.keys.prefix);
+    this.flows = new FlowAdder(backbone.redis, backbone.registry.keys.prefix, (redis) => this.replicated(redis));
   }
 
   /** Adds one job to `queue` (not checked against the registry). */
@@ -65,9 +83,11 @@ export class JobProducer {
     if (!job.options.idempotencyKey && !job.options.jobId) {
       // BullMQ's own Job.create, as Queue.add calls it: one EVALSHA, no transaction to set up.
       const added = await SerializedJob.create(bull, job.name, job.data, opts);
+      await this.replicated(this.backbone.redis);
       return { id: added.id!, deduplicated: false, job: toProtoJob(added, queue, addedState(opts)) };
     }
     const [outcome] = await this.adder.add(bull, [atomicJob(job, opts)]);
+    await this.replicated(this.backbone.redis);
     return enqueued(outcome!, queue);
   }
 
@@ -77,7 +97,25 @@ export class JobProducer {
       this.backbone.registry.bullQueue(queue),
       jobs.map((j) => atomicJob(j, bullOptions(j))),
     );
+    await this.replicated(this.backbone.redis);
     return outcomes.map((o) => enqueued(o, queue));
+  }
+
+  /**
+   * With a durable ack: waits until the replicas have every write `redis` made so far (WAIT is
+   * per connection, so it must be the one that wrote). The write stays when they do not confirm
+   * it in time: the caller is told it may not survive a failover, and a retry with the same
+   * idempotency key finds the job rather than adding another.
+   */
+  private async replicated(redis: Redis): Promise<void> {
+    if (!this.durable) return;
+    const { replicas, timeoutMs } = this.durable;
+    const confirmed = await redis.wait(replicas, timeoutMs);
+    if (confirmed < replicas) {
+      throw new UnavailableError(
+        `the enqueue was written to the Redis master, but ${confirmed} of the ${replicas} replicas JOBMESH_DURABLE_ACK asks for confirmed it within ${timeoutMs} ms, so a failover could lose it; retry with the same idempotency key, which finds the job if it was kept`,
+      );
+    }
   }
 
   /**

@@ -8,12 +8,13 @@ import {
   validateJobOptions,
   validateQueueName,
 } from '@jobmesh/core';
-import { type Backbone, type JobAdmin, type NewFlowNode, type NewJob, JobData, JobProducer, jobOptionsFromProto } from '@jobmesh/queue';
+import { type Backbone, type DurableAck, type JobAdmin, type NewFlowNode, type NewJob, JobData, JobProducer, jobOptionsFromProto } from '@jobmesh/queue';
 import { type FlowNodeRef, startEnqueueSpan, startFlowSpans } from '@jobmesh/telemetry';
 
 export interface EnqueueSettings {
   maxPayloadBytes: number;
   idempotencyTtlMs: number;
+  durableAck?: DurableAck;
 }
 
 /** At most this many jobs in one EnqueueJobs call. */
@@ -33,7 +34,7 @@ export class Enqueuer {
     private readonly admin: JobAdmin,
     private readonly settings: EnqueueSettings,
   ) {
-    this.producer = new JobProducer(backbone, settings.idempotencyTtlMs);
+    this.producer = new JobProducer(backbone, settings.idempotencyTtlMs, settings.durableAck);
   }
 
   private get registry(): Backbone['registry'] {

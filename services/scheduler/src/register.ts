@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { SchedulerServiceService } from '@jobmesh/contracts';
 import type { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
-import { type Backbone, JobAdmin } from '@jobmesh/queue';
+import { type Backbone, type DurableAck, JobAdmin } from '@jobmesh/queue';
 import type { Logger } from '@jobmesh/telemetry';
 import { Enqueuer } from './enqueue';
 import { Jobs } from './jobs';
@@ -16,6 +16,8 @@ export interface SchedulerDeps {
   logger: Logger;
   maxPayloadBytes: number;
   idempotencyTtlMs: number;
+  /** Enqueues answer once this many replicas have them (JOBMESH_DURABLE_ACK); unset, at once. */
+  durableAck?: DurableAck;
 }
 
 export interface Registered {
@@ -30,7 +32,7 @@ export function register(server: GrpcServer, deps: SchedulerDeps): Registered {
   // Every open WatchJob listens to it: no limit, and no MaxListenersExceededWarning past ten.
   setMaxListeners(0, shutdown.signal);
   const admin = new JobAdmin(backbone);
-  const enqueuer = new Enqueuer(backbone, admin, { maxPayloadBytes: deps.maxPayloadBytes, idempotencyTtlMs: deps.idempotencyTtlMs });
+  const enqueuer = new Enqueuer(backbone, admin, { maxPayloadBytes: deps.maxPayloadBytes, idempotencyTtlMs: deps.idempotencyTtlMs, durableAck: deps.durableAck });
   const hub = new JobEventHub(backbone, logger);
   const parts = {
     queues: new Queues(backbone.registry, admin),

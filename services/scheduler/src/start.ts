@@ -1,6 +1,6 @@
 import { openServiceHost } from '@jobmesh/host';
 import type { Logger } from '@jobmesh/telemetry';
-import type { SchedulerEnv } from './config';
+import { type SchedulerEnv, durableAck } from './config';
 import { register } from './register';
 
 export interface RunningScheduler {
@@ -23,6 +23,7 @@ export async function startScheduler(env: SchedulerEnv, opts: { logger?: Logger 
       logger,
       maxPayloadBytes: env.JOBMESH_MAX_PAYLOAD_BYTES,
       idempotencyTtlMs: env.JOBMESH_IDEMPOTENCY_TTL,
+      durableAck: durableAck(env),
     });
     host.onStop(() => scheduler.close());
     const { grpcPort, grpcHost, ops } = await host.listen();
