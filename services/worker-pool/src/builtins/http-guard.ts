@@ -72,10 +72,6 @@ export class HttpDestinations {
     }
     return agent;
   }
-
-  async close(): Promise<void> {
-    await Promise.all([this.open, ...this.guarded.values()].map((a) => a.close()));
-  }
 }
 
 function guardedConnector(allow: readonly HttpAllowDestination[], resolve: Resolver): buildConnector.connector {

@@ -156,13 +156,13 @@ export function httpRequestProcessor(settings: HttpRequestSettings = {}): Proces
         what = `${method} ${url} (redirected from ${data.url})`;
       }
 
-      const declared = Number(res.headers.get('content-length') ?? NaN);
-      if (declared > maxResponseBytes) {
-        await discard(res);
-        throw tooLarge(what, maxResponseBytes, declared);
-      }
-
       if (res.status >= 200 && res.status < 300) {
+        // Declared too large: failed without reading a byte of it.
+        const declared = Number(res.headers.get('content-length') ?? NaN);
+        if (declared > maxResponseBytes) {
+          await discard(res);
+          throw tooLarge(what, maxResponseBytes, declared);
+        }
         const read = await readCapped(res, MAX_STORED_BODY_BYTES, maxResponseBytes).catch((err: unknown) =>
           err instanceof ResponseTooLarge ? Promise.reject(tooLarge(what, maxResponseBytes)) : failed(' while reading the response', err),
         );
