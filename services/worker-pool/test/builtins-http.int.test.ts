@@ -238,18 +238,22 @@ it('fails a job whose url is not http(s) at once, naming the field', async () =>
   expect(failed.failureReason).toMatch(/^http\.request: invalid job data: url: must be an absolute http:\/\/ or https:\/\/ URL; headers\.a: /);
 });
 
-it('follows redirects (to loopback too, outside production mode), at most 5, and fails past that at once', async () => {
+it('follows redirects (to loopback too, outside production mode), at most 5, and fails past that at once; credentials stay with their origin', async () => {
   const { queue, path, url } = await setUp('redirects', (req, res) => res.writeHead(302, { location: req.url! }).end());
-  const { url: landed } = await setUp('landed', (_req, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end('landed'));
+  const { path: landedPath, url: landed } = await setUp('landed', (_req, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end('landed'));
   const { queue: hopQueue, url: hop } = await setUp('hop', (_req, res) => res.writeHead(307, { location: landed.replace('127.0.0.1', 'localhost') }).end());
 
-  const followed = await h.client.enqueueJob({ queue: hopQueue, job: { name: 'http.request', data: { url: hop } } });
+  // The 307 goes to localhost: another origin than 127.0.0.1, so the authorization header stays behind.
+  const followed = await h.client.enqueueJob({ queue: hopQueue, job: { name: 'http.request', data: { url: hop, headers: { authorization: 'Bearer first-origin-only', 'x-trace': 't1' } } } });
   const looping = await h.client.enqueueJob({ queue, job: { name: 'http.request', data: { url }, options: { attempts: 3 } } });
 
   const done = await finished(hopQueue, followed.job!.id);
   const failed = await finished(queue, looping.job!.id);
   expect(done.state).toBe(pb.JobState.JOB_STATE_COMPLETED);
   expect(done.result).toMatchObject({ status: 200, body: 'landed' });
+  const landedRequest = seen.find((s) => s.path === landedPath)!;
+  expect(landedRequest.headers['x-trace']).toBe('t1');
+  expect(landedRequest.headers.authorization).toBeUndefined();
   expect(failed.state).toBe(pb.JobState.JOB_STATE_FAILED);
   expect(failed.attemptsMade).toBe(1);
   expect(failed.failureReason).toBe(`http.request: GET ${url} (redirected from ${url}) was redirected more than 5 times (processors.http_request.max_redirects)`);
