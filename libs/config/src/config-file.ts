@@ -4,6 +4,7 @@ import { type JobOptionsSpec, type QueueSpec, validateQueueSpec, defaultQueueSpe
 import YAML from 'yaml';
 import { z } from 'zod';
 import { durationMs } from './durations';
+import { httpRequestSettingsSchema } from './http-allow';
 
 const retention = z.strictObject({ count: z.number().int().min(0).optional(), age: durationMs.optional() });
 
@@ -53,6 +54,8 @@ const processors = z.strictObject({
   modules: z.array(z.string()).default([]),
   /** Built-in processors, on by default. */
   builtins: z.strictObject({ 'http.request': z.boolean().default(true), 'email.send': z.boolean().default(true) }).prefault({}),
+  /** The built-in http.request's redirect and body caps, and its per-queue allow-list (see http-allow.ts). */
+  http_request: httpRequestSettingsSchema.optional(),
 });
 
 const smtp = z.strictObject({

@@ -1,4 +1,5 @@
 export * from './durations';
 export * from './env';
 export * from './config-file';
+export * from './http-allow';
 export * from './load';

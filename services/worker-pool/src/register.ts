@@ -36,7 +36,7 @@ export async function register(server: GrpcServer, deps: WorkerPoolDeps): Promis
   // Unique even for two pools in one process (tests, embedding): replicas tell each other apart
   // by it in the served-names directory.
   const replica = env.JOBMESH_REPLICA_ID ?? `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
-  for (const def of builtinProcessors({ config, smtpUrl: env.JOBMESH_SMTP_URL, smtpFrom: env.JOBMESH_SMTP_FROM })) processors.add(def);
+  for (const def of builtinProcessors({ config, smtpUrl: env.JOBMESH_SMTP_URL, smtpFrom: env.JOBMESH_SMTP_FROM, mode: env.JOBMESH_MODE })) processors.add(def);
   await processors.load([...config.processors.modules, ...env.JOBMESH_PROCESSORS]);
   const pool = new WorkerPool({
     backbone: deps.backbone,

@@ -237,3 +237,43 @@ it('fails a job whose url is not http(s) at once, naming the field', async () =>
   expect(failed.attemptsMade).toBe(1);
   expect(failed.failureReason).toMatch(/^http\.request: invalid job data: url: must be an absolute http:\/\/ or https:\/\/ URL; headers\.a: /);
 });
+
+it('follows redirects (to loopback too, outside production mode), at most 5, and fails past that at once; credentials stay with their origin', async () => {
+  const { queue, path, url } = await setUp('redirects', (req, res) => res.writeHead(302, { location: req.url! }).end());
+  const { path: landedPath, url: landed } = await setUp('landed', (_req, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end('landed'));
+  const { queue: hopQueue, url: hop } = await setUp('hop', (_req, res) => res.writeHead(307, { location: landed.replace('127.0.0.1', 'localhost') }).end());
+
+  // The 307 goes to localhost: another origin than 127.0.0.1, so the authorization header stays behind.
+  const followed = await h.client.enqueueJob({ queue: hopQueue, job: { name: 'http.request', data: { url: hop, headers: { authorization: 'Bearer first-origin-only', 'x-trace': 't1' } } } });
+  const looping = await h.client.enqueueJob({ queue, job: { name: 'http.request', data: { url }, options: { attempts: 3 } } });
+
+  const done = await finished(hopQueue, followed.job!.id);
+  const failed = await finished(queue, looping.job!.id);
+  expect(done.state).toBe(pb.JobState.JOB_STATE_COMPLETED);
+  expect(done.result).toMatchObject({ status: 200, body: 'landed' });
+  const landedRequest = seen.find((s) => s.path === landedPath)!;
+  expect(landedRequest.headers['x-trace']).toBe('t1');
+  expect(landedRequest.headers.authorization).toBeUndefined();
+  expect(failed.state).toBe(pb.JobState.JOB_STATE_FAILED);
+  expect(failed.attemptsMade).toBe(1);
+  expect(failed.failureReason).toBe(`http.request: GET ${url} (redirected from ${url}) was redirected more than 5 times (processors.http_request.max_redirects)`);
+  // The request and the 5 redirects followed.
+  expect(seen.filter((s) => s.path === path)).toHaveLength(6);
+});
+
+it('fails a response body over 1 MiB at once, outside production mode too', async () => {
+  const { queue, url } = await setUp('huge', (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    // Chunked: no Content-Length says the size in advance. 2 MiB in 64 KiB chunks.
+    const chunk = Buffer.alloc(64 * 1024, 1);
+    for (let i = 0; i < 32; i++) res.write(chunk);
+    res.end();
+  });
+  const { job } = await h.client.enqueueJob({ queue, job: { name: 'http.request', data: { url }, options: { attempts: 3 } } });
+
+  const failed = await finished(queue, job!.id);
+
+  expect(failed.state).toBe(pb.JobState.JOB_STATE_FAILED);
+  expect(failed.attemptsMade).toBe(1);
+  expect(failed.failureReason).toBe(`http.request: GET ${url} returned a body of more than 1048576 bytes; the limit is 1048576 bytes (processors.http_request.max_response_bytes)`);
+});

@@ -1,6 +1,9 @@
+import type { HttpRequestSettingsConfig } from '@jobmesh/config';
 import { RateLimitError, UnrecoverableError } from '@jobmesh/core';
 import { defineProcessor, type ProcessorDefinition } from '@jobmesh/sdk';
+import { fetch, Headers, type Response } from 'undici';
 import { z } from 'zod';
+import { HttpDestinations, type Resolver } from './http-guard';
 import { parseJobData } from './job-data';
 
 /** The most response body a job result keeps; the rest is dropped and `truncated` set. */
@@ -11,6 +14,14 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_RETRY_AFTER_MS = 1_000;
 /** How much of an error response's body goes into the failure reason. */
 const EXCERPT_CHARS = 200;
+/** @default 5 redirects per attempt (`processors.http_request.max_redirects`). */
+export const DEFAULT_MAX_REDIRECTS = 5;
+/** @default 1 MiB read per response at most (`processors.http_request.max_response_bytes`). */
+export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
+/** The statuses whose Location is followed; 303 (and 301/302 after a POST) turn the request into a GET. */
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+/** Headers not sent on to another origin: credentials meant for the first one. */
+const ORIGIN_BOUND_HEADERS = ['authorization', 'cookie', 'proxy-authorization'];
 
 /**
  * 4xx statuses that are worth another attempt; every other 4xx fails the job at once.
@@ -64,19 +75,39 @@ export interface HttpRequestResult {
   truncated?: true;
 }
 
+export interface HttpRequestSettings {
+  /**
+   * Refuse destinations that resolve to loopback, private, link-local, unique-local or cloud
+   * metadata addresses unless the queue's allow-list opens them. On in production mode.
+   * @default false
+   */
+  guard?: boolean;
+  /** `processors.http_request` of the config file: the caps and the per-queue allow-list. */
+  config?: HttpRequestSettingsConfig;
+  /** How the guard resolves host names. @default dns.lookup (hosts file, then DNS) */
+  resolve?: Resolver;
+}
+
 /**
  * `http.request`: makes one HTTP request. 2xx completes the job with the response; 5xx, 408 and
  * network errors are retried; 429 (and 503 with Retry-After) back the queue off as the server
- * asks without using an attempt; any other status fails the job at once.
+ * asks without using an attempt; any other status fails the job at once. Redirects are followed
+ * up to `max_redirects`; a body over `max_response_bytes` fails the job. With `guard`, a
+ * connection to an internal address fails the job (unrecoverably) before it is opened.
  */
-export function httpRequestProcessor(): ProcessorDefinition {
+export function httpRequestProcessor(settings: HttpRequestSettings = {}): ProcessorDefinition {
+  const maxRedirects = settings.config?.max_redirects ?? DEFAULT_MAX_REDIRECTS;
+  const maxResponseBytes = settings.config?.max_response_bytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+  const destinations = new HttpDestinations({ guard: settings.guard ?? false, allow: settings.config?.allow ?? [], resolve: settings.resolve });
   return defineProcessor({
     queue: '*',
     name: 'http.request',
     async process(job, ctx): Promise<HttpRequestResult> {
       const data = parseJobData('http.request', httpRequestData, job.data);
-      const method = data.method ?? (data.body === undefined ? 'GET' : 'POST');
-      const what = `${method} ${data.url}`;
+      const dispatcher = destinations.dispatcherFor(job.queue);
+      let method = data.method ?? (data.body === undefined ? 'GET' : 'POST');
+      let url = data.url;
+      let what = `${method} ${data.url}`;
       const timeoutMs = data.timeout_ms ?? DEFAULT_TIMEOUT_MS;
       const timeout = AbortSignal.timeout(timeoutMs);
       const signal = AbortSignal.any([ctx.signal, timeout]);
@@ -91,21 +122,50 @@ export function httpRequestProcessor(): ProcessorDefinition {
 
       // A network failure is retryable. Aborts by the job (cancel, job timeout, shutdown) keep their
       // own reason, which the runner acts on; our own timeout is a retryable failure like any other.
+      // A refused destination or an oversized body fails for good: another attempt meets the same.
       const failed = (doing: string, err: unknown): never => {
         if (ctx.signal.aborted) throw ctx.signal.reason;
         if (timeout.aborted) throw new Error(`http.request: ${what} timed out after ${timeoutMs} ms`, { cause: err });
+        const refused = findCause(err, (e) => e.name === 'DestinationRefusedError');
+        if (refused) throw new UnrecoverableError(`http.request: ${what} refused: ${refused.message}`);
         throw new Error(`http.request: ${what} failed${doing}: ${describeCause(err)}`, { cause: err });
       };
 
       let res: Response;
-      try {
-        res = await fetch(data.url, { method, headers, body, signal });
-      } catch (err) {
-        return failed('', err);
+      for (let redirects = 0; ; redirects++) {
+        try {
+          res = await fetch(url, { method, headers, body, signal, dispatcher, redirect: 'manual' });
+        } catch (err) {
+          return failed('', err);
+        }
+        const location = REDIRECT_STATUSES.has(res.status) ? res.headers.get('location') : null;
+        if (location === null) break;
+        await discard(res);
+        if (redirects >= maxRedirects) {
+          throw new UnrecoverableError(`http.request: ${what} was redirected more than ${maxRedirects} times (processors.http_request.max_redirects)`);
+        }
+        const next = redirectTarget(location, url);
+        if (typeof next === 'string') throw new UnrecoverableError(`http.request: ${what} returned ${res.status} with a Location that ${next}`);
+        if (res.status === 303 ? method !== 'HEAD' : (res.status === 301 || res.status === 302) && method === 'POST') {
+          method = 'GET';
+          body = undefined;
+          headers.delete('content-type');
+        }
+        if (next.origin !== new URL(url).origin) for (const h of ORIGIN_BOUND_HEADERS) headers.delete(h);
+        url = next.href;
+        what = `${method} ${url} (redirected from ${data.url})`;
       }
 
       if (res.status >= 200 && res.status < 300) {
-        const read = await readCapped(res, MAX_STORED_BODY_BYTES).catch((err: unknown) => failed(' while reading the response', err));
+        // Declared too large: failed without reading a byte of it.
+        const declared = Number(res.headers.get('content-length') ?? NaN);
+        if (declared > maxResponseBytes) {
+          await discard(res);
+          throw tooLarge(what, maxResponseBytes, declared);
+        }
+        const read = await readCapped(res, MAX_STORED_BODY_BYTES, maxResponseBytes).catch((err: unknown) =>
+          err instanceof ResponseTooLarge ? Promise.reject(tooLarge(what, maxResponseBytes)) : failed(' while reading the response', err),
+        );
         return {
           status: res.status,
           headers: Object.fromEntries(res.headers),
@@ -125,7 +185,7 @@ export function httpRequestProcessor(): ProcessorDefinition {
         throw new Error(`http.request: ${what} returned ${res.status} ${res.statusText}`.trimEnd());
       }
       // 4xx, and the 1xx/3xx fetch does not resolve itself: sending the same request again gets the same answer.
-      const excerpt = await readCapped(res, EXCERPT_CHARS * 4)
+      const excerpt = await readCapped(res, EXCERPT_CHARS * 4, EXCERPT_CHARS * 4)
         .then((r) => oneLine(r.text).slice(0, EXCERPT_CHARS))
         // The status already decided the outcome; the excerpt is a courtesy.
         .catch(() => '');
@@ -148,26 +208,56 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
-/** Reads up to `max` bytes of the body, then cancels the rest. */
-async function readCapped(res: Response, max: number): Promise<{ text: string; truncated: boolean }> {
+/** Thrown by readCapped when the body goes past its limit. */
+class ResponseTooLarge extends Error {}
+
+function tooLarge(what: string, max: number, declared?: number): UnrecoverableError {
+  const size = declared === undefined ? `more than ${max} bytes` : `${declared} bytes (Content-Length)`;
+  return new UnrecoverableError(`http.request: ${what} returned a body of ${size}; the limit is ${max} bytes (processors.http_request.max_response_bytes)`);
+}
+
+/**
+ * Reads the body and keeps its first `keep` bytes (`truncated` when there was more). Reading stops
+ * as soon as `limit` bytes have gone by (ResponseTooLarge), so a huge or endless body costs at
+ * most that much; with `limit` equal to `keep` it stops at `keep` and only truncates.
+ */
+async function readCapped(res: Response, keep: number, limit: number): Promise<{ text: string; truncated: boolean }> {
   if (!res.body) return { text: '', truncated: false };
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
+  const stopAtKeep = limit <= keep;
   let text = '';
   let size = 0;
   for (;;) {
     const { done, value } = await reader.read();
-    if (done) return { text: text + decoder.decode(), truncated: false };
-    const room = max - size;
-    if (value.byteLength > room) {
+    if (done) return { text: text + decoder.decode(), truncated: size > keep };
+    const room = Math.max(0, keep - size);
+    if (stopAtKeep && value.byteLength > room) {
       text += decoder.decode(value.subarray(0, room));
       // Enough was read; cancelling only frees the connection.
       await reader.cancel().catch(() => undefined);
       return { text, truncated: true };
     }
     size += value.byteLength;
-    text += decoder.decode(value, { stream: true });
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw new ResponseTooLarge();
+    }
+    if (room > 0) text += decoder.decode(value.byteLength > room ? value.subarray(0, room) : value, { stream: value.byteLength <= room });
   }
+}
+
+/** Where a Location header points, resolved against the URL that answered; or why it cannot be followed. */
+function redirectTarget(location: string, from: string): URL | string {
+  let next: URL;
+  try {
+    next = new URL(location, from);
+  } catch {
+    return 'is not a URL';
+  }
+  if (next.protocol !== 'http:' && next.protocol !== 'https:') return `is not http(s) (${next.protocol})`;
+  if (next.username || next.password) return 'contains credentials';
+  return next;
 }
 
 /** JSON responses (application/json, application/*+json) become values; the rest, and cut JSON, stay text. */
@@ -196,6 +286,12 @@ function describeCause(err: unknown): string {
   const parts: string[] = [];
   for (let e: unknown = err; isErrorLike(e) && parts.length < 4; e = e.cause) parts.push(e.message);
   return parts.join(': ') || String(err);
+}
+
+/** The first error along the `cause` chain that `test` picks. */
+function findCause(err: unknown, test: (e: { name?: unknown; message: string }) => boolean): { message: string } | undefined {
+  for (let e: unknown = err, n = 0; isErrorLike(e) && n < 8; e = e.cause, n++) if (test(e)) return e;
+  return undefined;
 }
 
 function isErrorLike(e: unknown): e is { message: string; cause?: unknown } {

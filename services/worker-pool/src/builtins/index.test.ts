@@ -1,4 +1,8 @@
-import type { LoadedConfigFile } from '@jobmesh/config';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type LoadedConfigFile, parseConfig } from '@jobmesh/config';
+import type { JobContext, JobInfo } from '@jobmesh/sdk';
 import { builtinProcessors, parseRetryAfter } from '.';
 
 const config = (builtins: Partial<Record<'http.request' | 'email.send', boolean>> = {}): LoadedConfigFile => ({
@@ -22,6 +26,43 @@ describe('builtinProcessors', () => {
 
   it('includes email.send without SMTP settings, so start-up does not depend on them', () => {
     expect(builtinProcessors({ config: config(), smtpUrl: undefined }).map((p) => p.name)).toContain('email.send');
+  });
+});
+
+describe('builtinProcessors: http.request and JOBMESH_MODE', () => {
+  const job = (queue: string, url: string): JobInfo => ({ id: '1', queue, name: 'http.request', data: { url }, attempt: 1, maxAttempts: 1, createdAt: new Date() });
+  const ctx = { signal: new AbortController().signal } as JobContext;
+  const httpRequest = (mode: 'development' | 'production', yaml = ''): ((queue: string, url: string) => Promise<unknown>) => {
+    const def = builtinProcessors({ config: parseConfig(yaml), mode }).find((p) => p.name === 'http.request')!;
+    return async (queue, url) => def.process(job(queue, url), ctx);
+  };
+  // A port just closed: a request that gets through fails with ECONNREFUSED instead.
+  let port: number;
+  let url: string;
+  beforeAll(async () => {
+    const server = createServer().listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    port = (server.address() as AddressInfo).port;
+    url = `http://127.0.0.1:${port}/`;
+    server.close();
+    await once(server, 'close');
+  });
+
+  it('refuses a loopback destination in production mode, as an unrecoverable failure', async () => {
+    await expect(httpRequest('production')('q', url)).rejects.toMatchObject({
+      name: 'UnrecoverableError',
+      message: `http.request: GET ${url} refused: 127.0.0.1 is loopback; add "127.0.0.1:${port}" to processors.http_request.allow to permit it`,
+    });
+  });
+
+  it('lets the queues of the config file\'s allow-list through in production mode, and only them', async () => {
+    const run = httpRequest('production', 'processors:\n  http_request:\n    allow: [{ queues: ["hooks-*"], to: ["127.0.0.0/8"] }]\n');
+    await expect(run('hooks-eu', url)).rejects.toMatchObject({ name: 'Error', message: expect.stringMatching(/failed: fetch failed: .*ECONNREFUSED/) });
+    await expect(run('billing', url)).rejects.toMatchObject({ name: 'UnrecoverableError', message: expect.stringContaining('refused: 127.0.0.1 is loopback') });
+  });
+
+  it('does not refuse internal destinations in development mode', async () => {
+    await expect(httpRequest('development')('q', url)).rejects.toMatchObject({ name: 'Error', message: expect.stringMatching(/ECONNREFUSED/) });
   });
 });
 
