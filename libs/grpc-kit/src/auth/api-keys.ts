@@ -68,6 +68,8 @@ export interface ApiKeyAuthOptions {
   logger: Logger;
   /** Also reload on SIGHUP. @default true */
   sighup?: boolean;
+  /** Watch the file for changes. @default true */
+  watch?: boolean;
 }
 
 /**
@@ -88,14 +90,16 @@ export class ApiKeyAuth extends EventEmitter<{ reload: [number]; reloadFailed: [
     super();
     this.path = resolve(opts.path);
     this.keys = this.load();
-    const file = basename(this.path);
-    this.watcher = watch(dirname(this.path), (_event, name) => {
-      if (name !== null && name !== file) return;
-      // An editor's save is several events (truncate, write, rename): read once they settle.
-      clearTimeout(this.debounce);
-      this.debounce = setTimeout(() => this.reload('file changed'), 50);
-    });
-    this.watcher.on('error', (err) => opts.logger.error({ err: err.message, path: this.path }, 'cannot watch the API keys file; reload with SIGHUP'));
+    if (opts.watch ?? true) {
+      const file = basename(this.path);
+      this.watcher = watch(dirname(this.path), (_event, name) => {
+        if (name !== null && name !== file) return;
+        // An editor's save is several events (truncate, write, rename): read once they settle.
+        clearTimeout(this.debounce);
+        this.debounce = setTimeout(() => this.reload('file changed'), 50);
+      });
+      this.watcher.on('error', (err) => opts.logger.error({ err: err.message, path: this.path }, 'cannot watch the API keys file; reload with SIGHUP'));
+    }
     if (opts.sighup ?? true) process.on('SIGHUP', this.onHup);
   }
 
