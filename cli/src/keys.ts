@@ -21,7 +21,7 @@ export function keys(args: string[], out: (line: string) => void): number {
   const id = values.id ?? `${role}-${randomBytes(4).toString('hex')}`;
   if (!KEY_ID_PATTERN.test(id)) throw new UsageError(`keys create: --id "${id}" must be 1-64 letters, digits, "_" or "-", starting with a letter or digit`);
   const { key, hash } = newApiKey(id);
-  const line = `  - { id: ${id}, hash: "${hash}", role: ${role}, queues: [${queues.map((q) => JSON.stringify(q)).join(', ')}] }`;
+  const line = `  - { id: ${JSON.stringify(id)}, hash: "${hash}", role: ${role}, queues: [${queues.map((q) => JSON.stringify(q)).join(', ')}] }`;
   out(`API key (shown once; give it to the client as --api-key or JOBMESH_API_KEY):`);
   out(`  ${key}`);
   out('');

@@ -85,9 +85,9 @@ it('answers UNAUTHENTICATED and PERMISSION_DENIED with what is missing, never th
 it('takes a key made by `jobmesh keys create` once its line is in the file, and refuses it once removed, without a restart', async () => {
   const { stdout } = await run(process.execPath, [CLI, 'keys', 'create', '--role', 'producer', '--queues', 'emails,hooks-*', '--id', 'made']);
   const key = /^\s+(made\.[A-Za-z0-9_-]{43})$/m.exec(stdout)?.[1];
-  const line = /^\s+- \{ id: made, .*\}$/m.exec(stdout)?.[0];
+  const line = /^\s+- \{ id: "made", .*\}$/m.exec(stdout)?.[0];
   expect(key).toBeDefined();
-  expect(line).toBe(`  - { id: made, hash: "${hashSecret(key!.slice('made.'.length))}", role: producer, queues: ["emails", "hooks-*"] }`);
+  expect(line).toBe(`  - { id: "made", hash: "${hashSecret(key!.slice('made.'.length))}", role: producer, queues: ["emails", "hooks-*"] }`);
   // Unknown before it is in the file.
   expect((await failure(enqueue('emails', `Bearer ${key}`))).code).toBe(status.UNAUTHENTICATED);
 
