@@ -3,7 +3,7 @@
 // SameSite=Strict session cookie, shows a viewer everything read-only (actions hidden and refused),
 // lets an admin act with the session's key, and refuses actions without the session's CSRF token
 // or from another site's page.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type UpHandle, up } from '@jobmesh/cli';
@@ -13,6 +13,7 @@ import { eventually, type RedisHandle, serviceEnv, startRedis, uniquePrefix, uni
 import { type Browser, chromium, type Locator, type Page } from 'playwright-core';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const ARTIFACTS = join(__dirname, '..', '..', 'test-artifacts', 'dashboard');
 const KEYS = { viewer: 'viewer.viewer-secret', admin: 'admin.admin-secret', producer: 'producer.producer-secret' };
 
 let redis: RedisHandle;
@@ -24,6 +25,7 @@ let browser: Browser;
 let page: Page;
 
 beforeAll(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
   redis = await startRedis();
   dir = mkdtempSync(join(tmpdir(), 'jobmesh-dash-auth-'));
   const file = join(dir, 'keys.yaml');
@@ -78,6 +80,7 @@ it('asks for a key: the API answers 401 without a session, and the page shows th
   expect((await fetch(`${base}/api/config`)).status).toBe(401);
   await page.goto(base);
   await visible(page.getByRole('button', { name: 'Sign in' }));
+  await page.screenshot({ path: join(ARTIFACTS, 'sign-in.png') });
 });
 
 it('refuses a wrong key and a producer key at sign-in, saying why', async () => {
@@ -103,6 +106,7 @@ it('shows a viewer everything read-only: actions hidden in the page and refused 
   await visible(page.getByText('viewer (viewer)'));
   await visible(page.getByText('read-only', { exact: true }));
   await visible(page.locator(`tr[data-queue="${queue}"]`));
+  await page.screenshot({ path: join(ARTIFACTS, 'viewer-overview.png') });
   await page.goto(`${base}/#/queues/${queue}`);
   await visible(page.getByRole('heading', { name: queue }));
   expect(await page.getByRole('button', { name: /Pause|Resume|Retry|Promote|Cancel/ }).count()).toBe(0);
