@@ -236,6 +236,18 @@ it('keeps grpc.health.v1 open: a check without a key answers SERVING', async () 
   }
 });
 
+it("keeps KEDA's external scaler open: IsActive without a key answers", async () => {
+  const scaler = new pb.keda.ExternalScalerClient(handle.grpcAddress, credentials.createInsecure());
+  try {
+    const res = await new Promise<pb.keda.IsActiveResponse>((resolve, reject) =>
+      scaler.isActive({ name: 'workers', namespace: 'default', scalerMetadata: { queue: IN } }, md(), deadline(), (err, r) => (err ? reject(err) : resolve(r))),
+    );
+    expect(typeof res.result).toBe('boolean');
+  } finally {
+    scaler.close();
+  }
+});
+
 interface HealthClient {
   check(req: { service: string }, opts: object, cb: (err: ServiceError | null, res?: { status: string }) => void): void;
   close(): void;
