@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ApiKeyEntry, hashSecret } from '@jobmesh/core';
@@ -42,6 +42,24 @@ it('takes a file an editor renames over the old one, and keeps the keys in force
   writeFileSync(file, '[{ not json');
   await failed;
   expect(auth.authenticate('Bearer b.secret-b').id).toBe('b');
+});
+
+it('takes a Kubernetes Secret volume`s update: the ..data link swapped to a new directory', async () => {
+  // The layout kubelet makes: keys.json → ..data/keys.json, ..data → a timestamped directory.
+  mkdirSync(join(dir, '..v1'));
+  writeFileSync(join(dir, '..v1', 'keys.json'), JSON.stringify([entry('a', 'secret-a')]));
+  symlinkSync('..v1', join(dir, '..data'));
+  rmSync(file);
+  symlinkSync(join('..data', 'keys.json'), file);
+  const auth = open({ sighup: false });
+  expect(auth.authenticate('Bearer a.secret-a').id).toBe('a');
+  mkdirSync(join(dir, '..v2'));
+  writeFileSync(join(dir, '..v2', 'keys.json'), JSON.stringify([entry('k', 'secret-k')]));
+  const reloaded = once(auth, 'reload');
+  symlinkSync('..v2', join(dir, '..data_tmp'));
+  renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
+  await reloaded;
+  expect(auth.authenticate('Bearer k.secret-k').id).toBe('k');
 });
 
 it('reloads on SIGHUP, with the watch off', async () => {

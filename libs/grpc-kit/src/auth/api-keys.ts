@@ -75,7 +75,8 @@ export interface ApiKeyAuthOptions {
 /**
  * API keys from a file, and the AuthHook that checks every call against PERMISSIONS. The file is
  * read at start (a bad one throws), then again when it changes (watched through its directory, so
- * an editor that writes a new file and renames it over the old one is seen too) and on SIGHUP; a
+ * an editor that writes a new file and renames it over the old one is seen too, and so is a
+ * Kubernetes Secret volume's update) and on SIGHUP; a
  * bad new file keeps the keys in force and logs an error. Emits 'reload' (key count) after a good
  * read and 'reloadFailed' (error) after a bad one.
  */
@@ -93,7 +94,9 @@ export class ApiKeyAuth extends EventEmitter<{ reload: [number]; reloadFailed: [
     if (opts.watch ?? true) {
       const file = basename(this.path);
       this.watcher = watch(dirname(this.path), (_event, name) => {
-        if (name !== null && name !== file) return;
+        // `..data`: a Kubernetes Secret or ConfigMap volume updates by swapping that link, and the
+        // file (a link through it) never has an event of its own.
+        if (name !== null && name !== file && name !== '..data') return;
         // An editor's save is several events (truncate, write, rename): read once they settle.
         clearTimeout(this.debounce);
         this.debounce = setTimeout(() => this.reload('file changed'), 50);
