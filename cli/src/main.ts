@@ -5,6 +5,7 @@ import { COMMANDS, type Handler, UsageError } from './commands';
 import { cliEnvSchema } from './config';
 import { runConformance } from './conformance';
 import { dlq } from './dlq';
+import { keys } from './keys';
 import { health, stats } from './monitor';
 import { top } from './top';
 import { runUp } from './up';
@@ -38,6 +39,8 @@ Usage:
                                                the system is SERVING, 1 otherwise
   jobmesh top [queue…] [--interval 2s]         the queue figures live, redrawn every interval; q or Ctrl-C quits.
                                                With --json, one JSON line per round instead
+  jobmesh keys create --role producer|worker|viewer|admin --queues 'emails,hooks-*' [--id NAME]
+                  make an API key: prints the key once, and the line to add to JOBMESH_API_KEYS_FILE
   jobmesh conformance --worker "<command>" [--rule NAME]…
                   start a Jobmesh of its own, run <command> as a remote worker (env JOBMESH_ADDRESS,
                   JOBMESH_QUEUES=conformance) and check it follows the WorkerService protocol
@@ -96,6 +99,7 @@ async function main(argv: string[]): Promise<number> {
     await runUp();
     return -1; // keeps running until a signal
   }
+  if (command === 'keys') return keys(args, (l) => process.stdout.write(`${l}\n`));
   if (command === 'conformance') {
     let worker: string | undefined;
     const only: string[] = [];

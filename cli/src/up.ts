@@ -88,6 +88,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
       readOnly: env.JOBMESH_DASHBOARD_READ_ONLY,
       traceUiUrl: env.JOBMESH_TRACE_UI_URL,
       logger,
+      auth: host.auth,
     });
     host.onStop(() => dashboard.close());
     const { grpcPort, grpcHost, ops } = await host.listen({ routes: dashboard.routes });
@@ -106,7 +107,8 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
     out(`  DLQ    webhook alerts: ${alerted.length ? alerted.join(', ') : 'none (set JOBMESH_DLQ_WEBHOOK_CRITICAL, …)'}`);
     out(local ? `  Redis  ${local.url}   started by jobmesh, AOF fsynced on every write, data in ${local.dataDir}` : `  Redis  ${redact(redisUrl)}`);
     if (config.path) out(`  Config ${config.path} (${config.queues.length} queues)`);
-    out(`  Auth   none: anyone who can reach ${loopback ? 'this loopback port' : grpcAddress} can call every RPC`);
+    if (host.auth) out(`  Auth   API keys from ${env.JOBMESH_API_KEYS_FILE} (${host.auth.size} keys, reloaded when it changes); the dashboard asks for a viewer or admin key`);
+    else out(`  Auth   none: anyone who can reach ${loopback ? 'this loopback port' : grpcAddress} can call every RPC (set JOBMESH_API_KEYS_FILE; jobmesh keys create makes keys)`);
     out('Try:   npx jobmesh queues create hooks && npx jobmesh enqueue hooks http.request --data \'{"url":"https://example.com"}\'');
     out('Stop:  Ctrl-C');
     return { grpcAddress, httpAddress: ops.address, redisUrl: redisUrl ?? '', stop };

@@ -13,7 +13,7 @@ const int = (min: number) => z.coerce.number().int().min(min);
  * this with its own; nothing else in the code reads process.env.
  */
 export const commonEnvSchema = z.object({
-  /** 'production' refuses a Redis that may evict keys. @default development */
+  /** 'production' refuses a Redis that may evict keys, and auth off (no JOBMESH_API_KEYS_FILE). @default development */
   JOBMESH_MODE: z.enum(['development', 'production']).default('development'),
   /** redis:// or rediss:// URL, with user and password if needed. */
   REDIS_URL: z.string().url().optional(),
@@ -49,6 +49,17 @@ export const commonEnvSchema = z.object({
     .optional(),
   /** With JOBMESH_DURABLE_ACK: how long an enqueue waits for the replicas before it answers UNAVAILABLE. @default 1s */
   JOBMESH_DURABLE_ACK_TIMEOUT: durationMs.default(1000),
+  /**
+   * The API keys file (YAML, see docs/operations.md "Auth"): every gRPC call must then carry
+   * `authorization: Bearer <id>.<secret>` of a key it declares. Unset: auth is off. Reloaded when
+   * it changes and on SIGHUP.
+   */
+  JOBMESH_API_KEYS_FILE: z.string().min(1).optional(),
+  /**
+   * The API key this service sends (`<id>.<secret>`) on its calls to other services: dead-letter →
+   * scheduler replays, monitor → every service. Needed when those services have auth on.
+   */
+  JOBMESH_API_KEY: z.string().min(1).optional(),
   /** How long SIGTERM waits for in-flight work. @default 30s */
   JOBMESH_SHUTDOWN_GRACE: durationMs.default(30_000),
 });

@@ -3,3 +3,4 @@ export * from './env';
 export * from './config-file';
 export * from './http-allow';
 export * from './load';
+export * from './api-keys-file';

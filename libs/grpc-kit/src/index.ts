@@ -1,3 +1,4 @@
 export * from './status';
 export * from './rpc';
 export * from './server';
+export * from './auth';

@@ -1,6 +1,6 @@
 import { settlesWithin } from '@jobmesh/core';
-import { type CommonEnv, type LoadedConfigFile, loadConfigFile, splitHostPort } from '@jobmesh/config';
-import { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
+import { type CommonEnv, type LoadedConfigFile, authOffInProduction, loadApiKeysFile, loadConfigFile, splitHostPort } from '@jobmesh/config';
+import { ApiKeyAuth, GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
 import { type Backbone, openBackboneFromEnv, redisUnavailable } from '@jobmesh/queue';
 import { type Logger, type OpsRoutes, type OpsServer, type Registry, createLogger, createRegistry, startOpsServer, startTracing } from '@jobmesh/telemetry';
 
@@ -17,6 +17,8 @@ export interface ServiceHost {
   readonly backbone: Backbone;
   readonly server: GrpcServer;
   readonly kit: RpcKit;
+  /** The API keys in force when JOBMESH_API_KEYS_FILE is set; undefined: auth is off. */
+  readonly auth?: ApiKeyAuth;
   /** Runs `close` when the host stops, after NOT_SERVING and before gRPC calls drain; the last added runs first. */
   onStop(close: () => Promise<void>): void;
   /**
@@ -38,21 +40,31 @@ export async function openServiceHost(env: CommonEnv, opts: { name: string; logg
   // exporter endpoint nothing starts. `name` is only the default service.name: OTEL_SERVICE_NAME wins.
   const tracing = startTracing({ serviceName: opts.name });
   const logger = opts.logger ?? createLogger({ name: opts.name, level: env.LOG_LEVEL });
+  const unsafe = authOffInProduction(env);
+  if (unsafe) {
+    await tracing.shutdown(STOP_MARGIN_MS).catch(() => undefined);
+    throw new Error(unsafe);
+  }
   if (tracing.enabled) logger.info('tracing on: exporting spans over OTLP');
   const metrics = createRegistry();
   let backbone: Backbone;
   let config: LoadedConfigFile;
+  let auth: ApiKeyAuth | undefined;
   try {
     config = loadConfigFile(env.JOBMESH_CONFIG);
+    // A bad keys file refuses the start, before Redis is opened.
+    if (env.JOBMESH_API_KEYS_FILE) auth = new ApiKeyAuth({ path: env.JOBMESH_API_KEYS_FILE, read: loadApiKeysFile, logger });
     backbone = await openBackboneFromEnv(env, logger, config.queues, opts.redisUrl ?? env.REDIS_URL);
   } catch (err) {
+    auth?.close();
     // The host never existed, so no stop() will flush what the failed start traced.
     await tracing.shutdown(STOP_MARGIN_MS).catch(() => undefined);
     throw err;
   }
   const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES });
   // grpc-kit knows no backend: libs/queue tells it which errors are a Redis outage.
-  const kit = new RpcKit({ logger, registry: metrics, translate: redisUnavailable });
+  const kit = new RpcKit({ logger, registry: metrics, translate: redisUnavailable, auth: auth?.hook });
+  if (auth) logger.info({ path: env.JOBMESH_API_KEYS_FILE, keys: auth.size }, 'auth on: every call needs an API key');
   const closes: (() => Promise<void>)[] = [];
   let ops: OpsServer | undefined;
   let listening = false;
@@ -64,6 +76,7 @@ export async function openServiceHost(env: CommonEnv, opts: { name: string; logg
     backbone,
     server,
     kit,
+    auth,
     onStop: (close) => void closes.push(close),
     async listen({ routes } = {}) {
       const http = splitHostPort(env.JOBMESH_HTTP_ADDRESS);
@@ -85,6 +98,7 @@ export async function openServiceHost(env: CommonEnv, opts: { name: string; logg
         if (listening) await server.shutdown(env.JOBMESH_SHUTDOWN_GRACE);
         else server.server.forceShutdown();
         await ops?.close();
+        auth?.close();
         await within(backbone.close(), STOP_MARGIN_MS, logger, 'closing the Redis connections');
         // Last, so the spans of everything above go too; bounded by what is left of the grace, with a
         // floor so that a stop which used it all still gets one export attempt.

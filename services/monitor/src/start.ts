@@ -31,6 +31,7 @@ export async function startMonitor(env: MonitorEnv, opts: { logger?: Logger } = 
       readOnly: env.JOBMESH_DASHBOARD_READ_ONLY,
       traceUiUrl: env.JOBMESH_TRACE_UI_URL,
       logger,
+      auth: host.auth,
     });
     host.onStop(() => dashboard.close());
     const { grpcPort, grpcHost, ops } = await host.listen({ routes: dashboard.routes });

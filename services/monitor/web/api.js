@@ -19,9 +19,15 @@ export async function get(path, query = {}) {
   return answer(await fetch(`/api/${path}${q.size ? `?${q}` : ''}`));
 }
 
-/** POST /api/<path> with a JSON body. */
+let csrfToken = '';
+/** The signed-in session's CSRF token (from /api/config), sent with every POST. */
+export const setCsrfToken = (t) => (csrfToken = t ?? '');
+
+/** POST /api/<path> with a JSON body (and the session's CSRF token, when signed in). */
 export async function post(path, body = {}) {
-  return answer(await fetch(`/api/${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }));
+  const headers = { 'content-type': 'application/json' };
+  if (csrfToken) headers['x-jobmesh-csrf'] = csrfToken;
+  return answer(await fetch(`/api/${path}`, { method: 'POST', headers, body: JSON.stringify(body) }));
 }
 
 export const enc = encodeURIComponent;

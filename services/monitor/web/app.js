@@ -2,7 +2,7 @@
 import { h, render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
-import { get } from './api.js';
+import { ApiError, get, post, setCsrfToken } from './api.js';
 import { Overview } from './overview.js';
 import { QueuePage } from './queue.js';
 import { JobPage } from './job.js';
@@ -60,13 +60,44 @@ function App({ config }) {
       <a class="brand" href="#/">Jobmesh</a>
       <nav>${link('#/', 'Overview', '')} ${link('#/workers', 'Workers', 'workers')} ${link('#/dead-letters', 'Dead letters', 'dead-letters')}</nav>
       <${FindBox} />
-      ${config.readOnly ? html`<span class="badge readonly" title="JOBMESH_DASHBOARD_READ_ONLY">read-only</span>` : null}
+      ${config.readOnly ? html`<span class="badge readonly" title=${config.signedIn?.role === 'viewer' ? 'a viewer key' : 'JOBMESH_DASHBOARD_READ_ONLY'}>read-only</span>` : null}
+      ${config.signedIn ? html`<${SignedIn} who=${config.signedIn} />` : null}
     </header>
     <main><${Page} route=${route} config=${config} /></main>`;
 }
 
+function SignedIn({ who }) {
+  const signOut = () => post('logout').finally(() => location.reload());
+  return html`<span class="signed-in">${who.keyId} (${who.role}) <button type="button" onClick=${signOut}>Sign out</button></span>`;
+}
+
+/** Auth on and no session: a viewer or admin key opens one (kept server-side; the browser gets an HttpOnly cookie). */
+function SignIn() {
+  const [error, setError] = useState('');
+  const submit = (e) => {
+    e.preventDefault();
+    const key = new FormData(e.target).get('key').trim();
+    post('login', { key }).then(
+      () => location.reload(),
+      (err) => setError(err.message),
+    );
+  };
+  return html`<main class="sign-in">
+    <h1>Jobmesh</h1>
+    <form onSubmit=${submit} aria-label="Sign in">
+      <label>API key (viewer or admin) <input name="key" type="password" autocomplete="off" placeholder="<id>.<secret>" required /></label>
+      <button type="submit">Sign in</button>
+      ${error ? html`<p class="error" role="alert">${error}</p>` : null}
+    </form>
+  </main>`;
+}
+
 get('config')
-  .then((config) => render(html`<${App} config=${config} />`, document.getElementById('app')))
+  .then((config) => {
+    setCsrfToken(config.signedIn?.csrfToken);
+    render(html`<${App} config=${config} />`, document.getElementById('app'));
+  })
   .catch((err) => {
-    document.getElementById('app').textContent = `The dashboard cannot reach the monitor: ${err.message}`;
+    if (err instanceof ApiError && err.status === 401) render(html`<${SignIn} />`, document.getElementById('app'));
+    else document.getElementById('app').textContent = `The dashboard cannot reach the monitor: ${err.message}`;
   });

@@ -1,7 +1,7 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { ERROR_TRAILER, InvalidArgumentError } from '@jobmesh/core';
-import type { CallContext, RpcKit } from '@jobmesh/grpc-kit';
+import { type CallContext, type RpcKit, requireQueues } from '@jobmesh/grpc-kit';
 import { type Logger, parseTraceparent } from '@jobmesh/telemetry';
 import { type Enqueuer, MAX_BULK } from './enqueue';
 
@@ -105,6 +105,12 @@ export async function enqueueStream(
       return;
     }
     lastSeq = seq;
+    try {
+      requireQueues(ctx, [job.queue], 'jobs.queue');
+    } catch (err) {
+      answered(slot, refused(seq, err));
+      return;
+    }
     const traceparent = parseTraceparent(job.traceparent) ? job.traceparent : ctx.traceparent;
     enqueuer.enqueue({ queue: job.queue, job: job.job }, traceparent).then(
       (enqueued) => answered(slot, { seq, enqueued }),

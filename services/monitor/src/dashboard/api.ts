@@ -55,15 +55,21 @@ function orNotFound(err: unknown): undefined {
 
 export class DashboardApi {
   private clients?: { jobs: JobmeshClient; workers: pb.WorkerServiceClient };
-  private readonly caller = new Caller({ timeoutMs: 10_000 });
+  private readonly caller: Caller;
 
-  constructor(private readonly addresses: DashboardAddresses) {}
+  /** `apiKey`: sent on every call (`<id>.<secret>`), when the services have auth on. */
+  constructor(
+    private readonly addresses: DashboardAddresses,
+    private readonly apiKey?: string,
+  ) {
+    this.caller = new Caller({ timeoutMs: 10_000, apiKey });
+  }
 
   private get c(): NonNullable<DashboardApi['clients']> {
     if (!this.clients) {
       const a = this.addresses;
       this.clients = {
-        jobs: new JobmeshClient({ address: read(a.scheduler), deadLetterAddress: read(a.deadLetter), monitorAddress: read(a.monitor) }),
+        jobs: new JobmeshClient({ address: read(a.scheduler), deadLetterAddress: read(a.deadLetter), monitorAddress: read(a.monitor), apiKey: this.apiKey }),
         workers: new pb.WorkerServiceClient(read(a.workerPool), credentials.createInsecure()),
       };
     }

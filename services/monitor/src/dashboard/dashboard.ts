@@ -5,6 +5,7 @@ import type { DeepPartial } from '@jobmesh/sdk';
 import type { Logger } from '@jobmesh/telemetry';
 import { type Address, BadRequestError, DashboardApi, type JobAction } from './api';
 import { type Asset, Assets } from './assets';
+import { CSRF_HEADER, type DashboardKeyCheck, type Session, Sessions, SignInError, sessionCookie } from './sessions';
 
 export interface DashboardOptions {
   /** SchedulerService's gRPC address (JOBMESH_SCHEDULER_ADDRESS). */
@@ -22,6 +23,13 @@ export interface DashboardOptions {
   logger: Logger;
   /** How often the live figures (SSE over WatchQueueStats) are sent, ms; at least 1000. @default 2000 */
   liveIntervalMs?: number;
+  /**
+   * The API keys (the host's ApiKeyAuth) when auth is on: the dashboard then asks for a viewer or
+   * admin key, keeps it in a server-side session, and calls the services with it.
+   */
+  auth?: DashboardKeyCheck;
+  /** How long a signed-in session lasts, ms. @default 28800000 (8 h) */
+  sessionTtlMs?: number;
 }
 
 /** The dashboard as the ops HTTP server's extra routes (see OpsRoutes), with a close for its gRPC clients and open streams. */
@@ -70,9 +78,30 @@ class HttpError extends Error {
  *   quarantined, reason}, /purge {ids | filter}. Actions need a JSON body and, from a browser, an
  *   Origin that is the dashboard's own (so another site's page cannot send one); they answer 403
  *   in read-only mode.
+ * - With auth on (`auth`): POST /api/login {key} opens a session (a viewer or admin key; an
+ *   HttpOnly, SameSite=Strict cookie holding a random id, the key kept server-side) and
+ *   POST /api/logout ends it; every other API path answers 401 without one, every POST needs the
+ *   session's CSRF token (from /api/config) in the x-jobmesh-csrf header, and a viewer's session
+ *   is read-only. The services are called with the session's key.
  */
 export function dashboardHandler(opts: DashboardOptions): Dashboard {
-  const api = new DashboardApi({ scheduler: opts.schedulerAddress, deadLetter: opts.deadLetterAddress, workerPool: opts.workerPoolAddress, monitor: opts.monitorAddress });
+  const addresses = { scheduler: opts.schedulerAddress, deadLetter: opts.deadLetterAddress, workerPool: opts.workerPoolAddress, monitor: opts.monitorAddress };
+  /** Auth off: one set of clients, sending no key. Auth on: a set per session, sending its key. */
+  const shared = new DashboardApi(addresses);
+  const perSession = new Map<string, DashboardApi>();
+  const sessionTtlMs = opts.sessionTtlMs ?? 8 * 3_600_000;
+  const sessions = opts.auth
+    ? new Sessions(opts.auth, sessionTtlMs, (s) => {
+        perSession.get(s.id)?.close();
+        perSession.delete(s.id);
+      })
+    : undefined;
+  const apiOf = (s: Session | undefined): DashboardApi => {
+    if (!s) return shared;
+    let a = perSession.get(s.id);
+    if (!a) perSession.set(s.id, (a = new DashboardApi(addresses, s.key)));
+    return a;
+  };
   const assets = new Assets();
   const readOnly = opts.readOnly ?? false;
   const liveMs = Math.max(1000, opts.liveIntervalMs ?? 2000);
@@ -80,9 +109,12 @@ export function dashboardHandler(opts: DashboardOptions): Dashboard {
   const traceUrl = (traceId: string | undefined): string | undefined =>
     traceId && opts.traceUiUrl ? opts.traceUiUrl.replaceAll('{trace_id}', encodeURIComponent(traceId)) : undefined;
 
-  async function get(parts: string[], q: URLSearchParams, res: ServerResponse): Promise<unknown> {
+  async function get(api: DashboardApi, session: Session | undefined, parts: string[], q: URLSearchParams, res: ServerResponse): Promise<unknown> {
     const [a, b, c, d, e] = parts;
-    if (a === 'config' && !b) return { readOnly, traceUiUrl: opts.traceUiUrl ?? '' };
+    if (a === 'config' && !b) {
+      const signedIn = session ? { keyId: session.keyId, role: session.role, csrfToken: session.csrf } : undefined;
+      return { readOnly: readOnly || session?.role === 'viewer', traceUiUrl: opts.traceUiUrl ?? '', auth: !!sessions, signedIn };
+    }
     if (a === 'overview' && !b) {
       const o = await api.overview();
       return { stats: o.stats.map((s) => pb.QueueStats.toJSON(s)), deadLetters: 'error' in o.deadLetters ? o.deadLetters : pb.GetDeadLetterStatsResponse.toJSON(o.deadLetters) };
@@ -138,7 +170,7 @@ export function dashboardHandler(opts: DashboardOptions): Dashboard {
     throw new HttpError(404, 'no such API path');
   }
 
-  async function post(parts: string[], body: Record<string, unknown>): Promise<unknown> {
+  async function post(api: DashboardApi, parts: string[], body: Record<string, unknown>): Promise<unknown> {
     const [a, b, c, d, e] = parts;
     if (a === 'queues' && b && (c === 'pause' || c === 'resume') && !d) {
       const queue = c === 'pause' ? await api.pause(b) : await api.resume(b);
@@ -211,14 +243,41 @@ export function dashboardHandler(opts: DashboardOptions): Dashboard {
       const query = new URL(req.url ?? '/', 'http://dashboard').searchParams;
       try {
         let out: unknown;
-        if (req.method === 'GET') out = await get(parts, query, res);
+        // A browser names the page that sent a POST: only the dashboard's own pages may act or sign in.
+        // (An opaque origin, "null", has no host and is refused too.)
+        const origin = req.headers.origin;
+        if (req.method === 'POST' && origin !== undefined && hostOf(origin) !== req.headers.host) throw new HttpError(403, `actions are taken from the dashboard's own pages, not from ${origin}`);
+        const secure = (req.socket as { encrypted?: boolean }).encrypted === true;
+        if (sessions && req.method === 'POST' && parts.length === 1 && parts[0] === 'login') {
+          const body = await jsonBody(req);
+          if (typeof body.key !== 'string' || !body.key.trim()) throw new BadRequestError('give the API key as {"key": "<id>.<secret>"}');
+          let s: Session;
+          try {
+            s = sessions.signIn(body.key);
+          } catch (err) {
+            if (err instanceof SignInError) throw new HttpError(err.status, err.message);
+            throw err;
+          }
+          res.setHeader('set-cookie', sessionCookie(s.id, Math.floor(sessionTtlMs / 1000), secure));
+          json(res, 200, { keyId: s.keyId, role: s.role });
+          return true;
+        }
+        const session = sessions?.of(req);
+        if (sessions && !session) throw new HttpError(401, 'sign in with a viewer or admin API key');
+        const api = apiOf(session);
+        if (req.method === 'GET') out = await get(api, session, parts, query, res);
         else if (req.method === 'POST') {
-          if (readOnly) throw new HttpError(403, 'the dashboard is read-only (JOBMESH_DASHBOARD_READ_ONLY)');
-          // A browser names the page that sent a POST: only the dashboard's own pages may act.
-          const origin = req.headers.origin;
-          // (An opaque origin, "null", has no host and is refused too.)
-          if (origin !== undefined && hostOf(origin) !== req.headers.host) throw new HttpError(403, `actions are taken from the dashboard's own pages, not from ${origin}`);
-          out = await post(parts, await jsonBody(req));
+          // A custom header another site's page cannot send without CORS, holding a token only this session's pages know.
+          if (session && !sessions!.csrfOk(req, session)) throw new HttpError(403, `actions need the session's CSRF token in the ${CSRF_HEADER} header (GET /api/config gives it)`);
+          if (session && parts.length === 1 && parts[0] === 'logout') {
+            sessions!.end(session.id);
+            res.setHeader('set-cookie', sessionCookie('', 0, secure));
+            out = { signedOut: true };
+          } else {
+            if (readOnly) throw new HttpError(403, 'the dashboard is read-only (JOBMESH_DASHBOARD_READ_ONLY)');
+            if (session?.role === 'viewer') throw new HttpError(403, `API key "${session.keyId}" is a viewer's: the dashboard is read-only for it; sign in with an admin key to act`);
+            out = await post(api, parts, await jsonBody(req));
+          }
         } else throw new HttpError(405, 'GET or POST');
         // An SSE route has answered already.
         if (!res.headersSent) json(res, 200, out);
@@ -233,7 +292,8 @@ export function dashboardHandler(opts: DashboardOptions): Dashboard {
     },
     close: async () => {
       closing.abort();
-      api.close();
+      sessions?.close();
+      shared.close();
     },
   };
 }

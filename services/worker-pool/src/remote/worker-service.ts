@@ -1,7 +1,7 @@
 import type { ServerDuplexStream, ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError, validateQueueName } from '@jobmesh/core';
-import type { RpcKit } from '@jobmesh/grpc-kit';
+import { type CallContext, type RpcKit, requireQueues } from '@jobmesh/grpc-kit';
 import { type QueueRegistry, durationToMs, msToDuration } from '@jobmesh/queue';
 import type { WorkerPool } from '../worker-pool';
 import type { FailResult, RemoteDispatcher } from './dispatcher';
@@ -54,7 +54,7 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
    * followed it is applied), while messages about different leases do not wait for each other.
    * A Fail's Ack goes out once its outcome is known, without holding up later messages.
    */
-  const connect = (call: ServerDuplexStream<pb.ConnectRequest, pb.ConnectResponse>): Promise<void> =>
+  const connect = (call: ServerDuplexStream<pb.ConnectRequest, pb.ConnectResponse>, ctx: CallContext): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       let session: StreamSession | undefined;
       let over = false;
@@ -105,6 +105,8 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
 
       const hello = async (h: pb.Hello): Promise<void> => {
         if (!h.workerId) throw new InvalidArgumentError('hello.worker_id', 'is required');
+        // The key's queues (auth on): every queue in the Hello, before anything is opened.
+        requireQueues(ctx, h.queues, 'hello.queues');
         const queues = await validQueues(p.registry, h.queues, 'hello.queues');
         if (over) return;
         session = dispatcher.openStream({ workerId: h.workerId, queues, names: new Set(h.jobNames), labels: { ...h.labels }, sdk: h.sdk }, Math.max(1, h.maxInFlight), send, () => {
@@ -171,6 +173,7 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
           inOrder(
             m.leaseToken,
             async () => {
+              requireQueues(ctx, m.children.map((c) => c.queue || m.queue), 'add_children.children.queue');
               const r = await dispatcher.addChildren(m, s);
               send(ack(m.jobId, m.leaseToken, { requestId: m.requestId, waitingChildren: r.waiting, children: r.children, childrenResults: r.childrenResults }));
             },
@@ -241,7 +244,7 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
   });
 
   return {
-    connect: kit.bidi(M('Connect'), (call) => connect(call)),
+    connect: kit.bidi(M('Connect'), (call, ctx) => connect(call, ctx)),
 
     leaseJobs: kit.unary(M('LeaseJobs'), async (req: pb.LeaseJobsRequest, ctx) => {
       const queues = await validQueues(p.registry, [req.queue], 'queue');
