@@ -63,6 +63,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
       metrics,
       sweepIntervalMs: env.JOBMESH_DLQ_SWEEP_INTERVAL,
       schedulerAddress: () => selfAddress,
+      dial: host.dial,
       webhooks,
     });
     host.onStop(() => deadLetter.close());
@@ -76,6 +77,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
       metrics,
       targets: () => healthTargets({ scheduler: selfAddress, workerPool: selfAddress, deadLetter: selfAddress, monitor: selfAddress }),
       healthTimeoutMs: env.JOBMESH_HEALTH_TIMEOUT,
+      dial: host.dial,
     });
     host.onStop(() => monitor.close());
     // The web dashboard on the HTTP port, calling the services on this process's own gRPC port.
@@ -87,6 +89,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
       readOnly: env.JOBMESH_DASHBOARD_READ_ONLY,
       traceUiUrl: env.JOBMESH_TRACE_UI_URL,
       logger,
+      dial: host.dial,
     });
     host.onStop(() => dashboard.close());
     const { grpcPort, grpcHost, ops } = await host.listen({ routes: dashboard.routes });

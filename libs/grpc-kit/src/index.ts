@@ -1,3 +1,5 @@
 export * from './status';
 export * from './rpc';
 export * from './server';
+export * from './tls';
+export * from './dial';

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
+import type { Dial } from '@jobmesh/grpc-kit';
 import type { DeepPartial } from '@jobmesh/sdk';
 import type { Logger } from '@jobmesh/telemetry';
 import { type Address, BadRequestError, DashboardApi, type JobAction } from './api';
@@ -20,6 +21,8 @@ export interface DashboardOptions {
   /** A trace viewer's page for a trace, with `{trace_id}` where the id goes (JOBMESH_TRACE_UI_URL). */
   traceUiUrl?: string;
   logger: Logger;
+  /** TLS and API key of the dashboard's gRPC calls; plaintext without a key when unset. */
+  dial?: Dial;
   /** How often the live figures (SSE over WatchQueueStats) are sent, ms; at least 1000. @default 2000 */
   liveIntervalMs?: number;
 }
@@ -72,7 +75,7 @@ class HttpError extends Error {
  *   in read-only mode.
  */
 export function dashboardHandler(opts: DashboardOptions): Dashboard {
-  const api = new DashboardApi({ scheduler: opts.schedulerAddress, deadLetter: opts.deadLetterAddress, workerPool: opts.workerPoolAddress, monitor: opts.monitorAddress });
+  const api = new DashboardApi({ scheduler: opts.schedulerAddress, deadLetter: opts.deadLetterAddress, workerPool: opts.workerPoolAddress, monitor: opts.monitorAddress }, opts.dial);
   const assets = new Assets();
   const readOnly = opts.readOnly ?? false;
   const liveMs = Math.max(1000, opts.liveIntervalMs ?? 2000);
