@@ -101,13 +101,14 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
 
     out('Jobmesh is up.');
     out(`  gRPC   ${grpcAddress}   jobmesh.v1.SchedulerService, WorkerService, DeadLetterService and MonitorService, grpc.health.v1, reflection`);
-    out(`  HTTP   http://${ops.address}   / (the dashboard${env.JOBMESH_DASHBOARD_READ_ONLY ? ', read-only' : ''}) /metrics /livez /readyz`);
+    out(`  HTTP   ${ops.scheme}://${ops.address}   / (the dashboard${env.JOBMESH_DASHBOARD_READ_ONLY ? ', read-only' : ''}) /metrics /livez /readyz`);
     const modules = env.JOBMESH_PROCESSORS.length + config.processors.modules.length;
     out(`  Worker in-process, built-in processors: ${workerPool.processors.names('*').join(', ') || 'none'}; ${modules} processor module(s) loaded`);
     const alerted = Object.keys(webhooks.urls);
     out(`  DLQ    webhook alerts: ${alerted.length ? alerted.join(', ') : 'none (set JOBMESH_DLQ_WEBHOOK_CRITICAL, …)'}`);
     out(local ? `  Redis  ${local.url}   started by jobmesh, AOF on, data in ${local.dataDir}` : `  Redis  ${redact(redisUrl)}`);
     if (config.path) out(`  Config ${config.path} (${config.queues.length} queues)`);
+    out(`  TLS    ${env.JOBMESH_TLS_CERT ? `on${env.JOBMESH_TLS_CLIENT_CA ? ', client certificates required (mTLS)' : ''}, ${env.JOBMESH_TLS_CERT}` : 'off (set JOBMESH_TLS_CERT and JOBMESH_TLS_KEY)'}`);
     out(`  Auth   none: anyone who can reach ${loopback ? 'this loopback port' : grpcAddress} can call every RPC`);
     out('Try:   npx jobmesh queues create hooks && npx jobmesh enqueue hooks http.request --data \'{"url":"https://example.com"}\'');
     out('Stop:  Ctrl-C');

@@ -11,6 +11,7 @@ import { connect } from 'node:tls';
 import { promisify } from 'node:util';
 import { loadPackageDefinition, type Metadata, type ServiceDefinition, status } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { up } from '@jobmesh/cli';
 import * as pb from '@jobmesh/contracts';
 import { loadDeadLetterEnv, type RunningDeadLetter, startDeadLetter } from '@jobmesh/dead-letter';
 import { useDeadLetterHarness } from '@jobmesh/dead-letter/testing';
@@ -358,5 +359,22 @@ describe('the ops HTTP server over TLS (JOBMESH_HTTP_TLS)', () => {
       }, fail);
     });
     expect(body).toMatch(/^HTTP\/1\.1 200/);
+  });
+});
+
+describe('jobmesh up over mTLS', () => {
+  it('serves every service over mTLS and reaches itself for the health checks with the client settings', async () => {
+    const lines: string[] = [];
+    const handle = await up(
+      { ...serviceEnv(redis, uniquePrefix()), ...serving(true), ...dialing(), JOBMESH_DLQ_SWEEP_INTERVAL: '1h' },
+      (l) => lines.push(l),
+    );
+    stops.push(() => handle.stop());
+    expect(lines.join('\n')).toContain(`TLS    on, client certificates required (mTLS), ${pki.server.cert}`);
+    const c = client(handle.grpcAddress, tlsCredentials({ ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key }));
+    const health = await c.monitor.systemHealth();
+    const grpcServices = health.services.filter((x) => x.service.startsWith('jobmesh.v1.'));
+    expect(grpcServices.map((x) => [x.service, x.status, x.error])).toEqual(grpcServices.map((x) => [x.service, pb.ServingStatus.SERVING_STATUS_SERVING, '']));
+    expect(grpcServices).toHaveLength(4);
   });
 });
