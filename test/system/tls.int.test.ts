@@ -18,7 +18,7 @@ import { useDeadLetterHarness } from '@jobmesh/dead-letter/testing';
 import { PemFileProvider, serverTlsCredentials } from '@jobmesh/grpc-kit';
 import { loadMonitorEnv, startMonitor } from '@jobmesh/monitor';
 import { loadSchedulerEnv, type RunningScheduler, startScheduler } from '@jobmesh/scheduler';
-import { DeadLetterClient, JobmeshClient, MonitorClient, tlsCredentials } from '@jobmesh/sdk';
+import { DeadLetterClient, JobmeshClient, MonitorClient, RemoteWorker, defineProcessor, tlsCredentials } from '@jobmesh/sdk';
 import { silentLogger } from '@jobmesh/telemetry';
 import { type GrpcTestServer, type RedisHandle, type TestPki, connectRedis, eventually, keyspace, makeTestPki, serviceEnv, startGrpcServer, startRedis, uniquePrefix, uniqueQueue, waitFor } from '@jobmesh/testing';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
@@ -78,7 +78,7 @@ async function codeOf(call: Promise<unknown>): Promise<number> {
 /** The SHA-256 fingerprint of the certificate a new TLS connection to 127.0.0.1:`port` is served. */
 function servedFingerprint(port: number): Promise<string> {
   return new Promise((done, fail) => {
-    const socket = connect({ host: '127.0.0.1', port, ca: [], rejectUnauthorized: false, ALPNProtocols: ['h2'] }, () => {
+    const socket = connect({ host: '127.0.0.1', port, ca: [], rejectUnauthorized: false, ALPNProtocols: ['h2', 'http/1.1'] }, () => {
       const fp = socket.getPeerCertificate().fingerprint256;
       socket.destroy();
       done(fp);
@@ -135,13 +135,14 @@ describe('a scheduler requiring client certificates (JOBMESH_TLS_CLIENT_CA)', ()
 });
 
 describe('certificate reload', () => {
-  it('serves a certificate replaced on disk to new connections, without a restart', async () => {
+  it('serves a certificate replaced on disk to new connections, gRPC and HTTPS, without a restart', async () => {
     const cert = join(pki.dir, 'live.pem');
     const key = join(pki.dir, 'live-key.pem');
     await copyFile(pki.server.cert, cert);
     await copyFile(pki.server.key, key);
-    const s = await scheduler(serving(false, { cert, key, fingerprint: pki.server.fingerprint }));
+    const s = await scheduler({ ...serving(false, { cert, key, fingerprint: pki.server.fingerprint }), JOBMESH_HTTP_TLS: 'true' });
     expect(await servedFingerprint(s.grpcPort)).toBe(pki.server.fingerprint);
+    expect(await servedFingerprint(s.httpPort)).toBe(pki.server.fingerprint);
     const before = client(s.address, trustingCa());
     await before.listQueues();
 
@@ -151,6 +152,8 @@ describe('certificate reload', () => {
     await copyFile(rotated.key, key);
     await copyFile(rotated.cert, cert);
     await eventually(async () => (await servedFingerprint(s.grpcPort)) === rotated.fingerprint, 10_000, 'the rotated certificate on a new connection');
+    // The ops server (JOBMESH_HTTP_TLS) follows the same files.
+    await eventually(async () => (await servedFingerprint(s.httpPort)) === rotated.fingerprint, 10_000, 'the rotated certificate on the ops port');
     // A new client is served the new certificate and its calls work; the open connection goes on.
     await expect(client(s.address, trustingCa()).listQueues()).resolves.toBeDefined();
     await expect(before.listQueues()).resolves.toBeDefined();
@@ -280,6 +283,23 @@ describe('inter-service calls over mTLS, with JOBMESH_API_KEY', () => {
     const { client: tlsDl } = await tlsDeadLetter(f.address);
     await tlsDl.replay({ ids });
     expect(seen).toEqual(['Bearer dl.s3cret']);
+  });
+
+  it('runs jobs on an SDK RemoteWorker connected over mTLS to a worker-pool that requires client certificates', async () => {
+    const queue = uniqueQueue('tls-remote');
+    await h.client.createQueue({ queue: { name: queue } });
+    const pool = await h.startPool([], serving(true));
+    const remote = (credentials: ReturnType<typeof tlsCredentials>) =>
+      new RemoteWorker({ address: `127.0.0.1:${pool.grpcPort}`, credentials, apiKey: 'w.s3cret', processors: [defineProcessor({ queue, name: 'double', process: async (job) => (job.data.n as number) * 2 })] });
+    const worker = remote(tlsCredentials({ ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key }));
+    await worker.start();
+    stops.push(() => worker.stop());
+    const { job } = await h.client.enqueueJob({ queue, job: { name: 'double', data: { n: 21 } } });
+    const done = await eventually(async () => {
+      const j = await h.client.getJob(queue, job!.id);
+      return j.state === pb.JobState.JOB_STATE_COMPLETED ? j : undefined;
+    }, 15_000, 'the job to complete on the remote worker');
+    expect(done.result).toBe(42);
   });
 
   it('checks the health of TLS services from the monitor, over mTLS and with the API key', async () => {
