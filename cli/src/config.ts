@@ -7,6 +7,14 @@ export const cliEnvSchema = z.object({
   JOBMESH_ADDRESS: z.string().default('127.0.0.1:50051'),
   /** Sent as `authorization: Bearer …`. */
   JOBMESH_API_KEY: z.string().optional(),
+  /** Dial TLS, trusting the system's roots (implied by the JOBMESH_TLS_* files below). @default false */
+  JOBMESH_TLS: z.stringbool().default(false),
+  /** PEM CA bundle the server's certificate must chain to; dials TLS. */
+  JOBMESH_TLS_CA: z.string().optional(),
+  /** PEM client certificate for a server that requires one (mTLS); dials TLS, needs JOBMESH_TLS_CLIENT_KEY. */
+  JOBMESH_TLS_CLIENT_CERT: z.string().optional(),
+  /** PEM private key of JOBMESH_TLS_CLIENT_CERT. */
+  JOBMESH_TLS_CLIENT_KEY: z.string().optional(),
   /** DeadLetterService, when it is not served at JOBMESH_ADDRESS (a separate deployment). */
   JOBMESH_DLQ_ADDRESS: z.string().optional(),
   /** MonitorService (stats, health, top), when it is not served at JOBMESH_ADDRESS (a separate deployment). */

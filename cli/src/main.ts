@@ -1,6 +1,6 @@
-import { status } from '@grpc/grpc-js';
+import { type ChannelCredentials, status } from '@grpc/grpc-js';
 import { ConfigError, parseEnv } from '@jobmesh/config';
-import { JobmeshClient } from '@jobmesh/sdk';
+import { JobmeshClient, tlsCredentials } from '@jobmesh/sdk';
 import { COMMANDS, type Handler, UsageError } from './commands';
 import { cliEnvSchema } from './config';
 import { runConformance } from './conformance';
@@ -48,7 +48,10 @@ Usage:
 Global flags: --address host:port (env JOBMESH_ADDRESS), --api-key KEY (env JOBMESH_API_KEY),
               --timeout 10s (env JOBMESH_TIMEOUT), --json (machine-readable output, one JSON value per line),
               --dlq-address host:port (env JOBMESH_DLQ_ADDRESS; DeadLetterService, when not at --address),
-              --monitor-address host:port (env JOBMESH_MONITOR_ADDRESS; MonitorService, when not at --address)
+              --monitor-address host:port (env JOBMESH_MONITOR_ADDRESS; MonitorService, when not at --address),
+              --tls (env JOBMESH_TLS=true; TLS trusting the system's roots), --tls-ca FILE (env JOBMESH_TLS_CA;
+              TLS trusting this PEM CA), --tls-cert FILE --tls-key FILE (env JOBMESH_TLS_CLIENT_CERT,
+              JOBMESH_TLS_CLIENT_KEY; a client certificate for mTLS)
 Environment:  JOBMESH_TRACE_UI_URL, e.g. http://localhost:16686/trace/{trace_id}: get and dlq show link a job's trace`;
 
 /** Pulls the global flags out of argv, wherever they stand. */
@@ -58,6 +61,10 @@ interface GlobalFlags {
   monitorAddress?: string;
   apiKey?: string;
   timeout?: string;
+  tls?: boolean;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
   json: boolean;
   help: boolean;
 }
@@ -80,6 +87,10 @@ function globalFlags(argv: string[]): GlobalFlags & { rest: string[] } {
     else if (name === '--monitor-address') flags.monitorAddress = value();
     else if (name === '--api-key') flags.apiKey = value();
     else if (name === '--timeout') flags.timeout = value();
+    else if (name === '--tls') flags.tls = true;
+    else if (name === '--tls-ca') flags.tlsCa = value();
+    else if (name === '--tls-cert') flags.tlsCert = value();
+    else if (name === '--tls-key') flags.tlsKey = value();
     else rest.push(a);
   }
   return { rest, ...flags };
@@ -124,7 +135,14 @@ async function main(argv: string[]): Promise<number> {
   const apiKey = flags.apiKey ?? env.JOBMESH_API_KEY;
   const deadLetterAddress = flags.dlqAddress ?? env.JOBMESH_DLQ_ADDRESS;
   const monitorAddress = flags.monitorAddress ?? env.JOBMESH_MONITOR_ADDRESS;
-  const client = new JobmeshClient({ address, apiKey, timeoutMs: env.JOBMESH_TIMEOUT, deadLetterAddress, monitorAddress });
+  const tls = { ca: flags.tlsCa ?? env.JOBMESH_TLS_CA, cert: flags.tlsCert ?? env.JOBMESH_TLS_CLIENT_CERT, key: flags.tlsKey ?? env.JOBMESH_TLS_CLIENT_KEY };
+  let credentials: ChannelCredentials | undefined;
+  try {
+    credentials = flags.tls || env.JOBMESH_TLS || tls.ca || tls.cert || tls.key ? tlsCredentials(tls) : undefined;
+  } catch (err) {
+    throw new ConfigError([(err as Error).message]);
+  }
+  const client = new JobmeshClient({ address, apiKey, credentials, timeoutMs: env.JOBMESH_TIMEOUT, deadLetterAddress, monitorAddress });
   try {
     const traceUi = env.JOBMESH_TRACE_UI_URL;
     const traceUrl = traceUi ? (traceId: string) => traceUi.replaceAll('{trace_id}', traceId) : undefined;

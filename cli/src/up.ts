@@ -64,6 +64,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
       metrics,
       sweepIntervalMs: env.JOBMESH_DLQ_SWEEP_INTERVAL,
       schedulerAddress: () => selfAddress,
+      dial: host.dial,
       webhooks,
     });
     host.onStop(() => deadLetter.close());
@@ -77,6 +78,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
       metrics,
       targets: () => healthTargets({ scheduler: selfAddress, workerPool: selfAddress, deadLetter: selfAddress, monitor: selfAddress }),
       healthTimeoutMs: env.JOBMESH_HEALTH_TIMEOUT,
+      dial: host.dial,
     });
     host.onStop(() => monitor.close());
     // The web dashboard on the HTTP port, calling the services on this process's own gRPC port.
@@ -89,6 +91,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
       traceUiUrl: env.JOBMESH_TRACE_UI_URL,
       logger,
       auth: host.auth,
+      dial: host.dial,
     });
     host.onStop(() => dashboard.close());
     const { grpcPort, grpcHost, ops } = await host.listen({ routes: dashboard.routes });
@@ -100,13 +103,14 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
 
     out('Jobmesh is up.');
     out(`  gRPC   ${grpcAddress}   jobmesh.v1.SchedulerService, WorkerService, DeadLetterService and MonitorService, grpc.health.v1, reflection`);
-    out(`  HTTP   http://${ops.address}   / (the dashboard${env.JOBMESH_DASHBOARD_READ_ONLY ? ', read-only' : ''}) /metrics /livez /readyz`);
+    out(`  HTTP   ${ops.scheme}://${ops.address}   / (the dashboard${env.JOBMESH_DASHBOARD_READ_ONLY ? ', read-only' : ''}) /metrics /livez /readyz`);
     const modules = env.JOBMESH_PROCESSORS.length + config.processors.modules.length;
     out(`  Worker in-process, built-in processors: ${workerPool.processors.names('*').join(', ') || 'none'}; ${modules} processor module(s) loaded`);
     const alerted = Object.keys(webhooks.urls);
     out(`  DLQ    webhook alerts: ${alerted.length ? alerted.join(', ') : 'none (set JOBMESH_DLQ_WEBHOOK_CRITICAL, …)'}`);
     out(local ? `  Redis  ${local.url}   started by jobmesh, AOF fsynced on every write, data in ${local.dataDir}` : `  Redis  ${redact(redisUrl)}`);
     if (config.path) out(`  Config ${config.path} (${config.queues.length} queues)`);
+    out(`  TLS    ${env.JOBMESH_TLS_CERT ? `on${env.JOBMESH_TLS_CLIENT_CA ? ', client certificates required (mTLS)' : ''}, ${env.JOBMESH_TLS_CERT}` : 'off (set JOBMESH_TLS_CERT and JOBMESH_TLS_KEY)'}`);
     if (host.auth) out(`  Auth   API keys from ${env.JOBMESH_API_KEYS_FILE} (${host.auth.size} keys, reloaded when it changes); the dashboard asks for a viewer or admin key`);
     else out(`  Auth   none: anyone who can reach ${loopback ? 'this loopback port' : grpcAddress} can call every RPC (set JOBMESH_API_KEYS_FILE; jobmesh keys create makes keys)`);
     out('Try:   npx jobmesh queues create hooks && npx jobmesh enqueue hooks http.request --data \'{"url":"https://example.com"}\'');

@@ -5,6 +5,7 @@ Usage:
   python3 producer.py --queue demo --count 10000 --name resize [--address 127.0.0.1:50051]
                       [--window 1000] [--batch 500] [--key-prefix run1-] [--traceparent TP]
                       [--jobs FILE|-] [--api-key KEY] [--reconnects 5] [--stubs DIR] [--json]
+                      [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]
 
 Generates `--count` jobs named `--name` with data {"i": <n>} (keyed "<key-prefix><n>" when
 --key-prefix is given), or reads them from `--jobs`, one JSON object a line:
@@ -13,7 +14,9 @@ Generates `--count` jobs named `--name` with data {"i": <n>} (keyed "<key-prefix
 (`queue` defaults to --queue; `options` is a JobOptions in protobuf JSON, snake_case or camelCase).
 Each job not enqueued (refused, unknown, unsent) is a line on stderr; the summary is one line on stdout (a JSON object with --json).
 Exit code 0 when every job was answered (enqueued or refused), 1 when some are unknown or unsent
-or the producer gave up, 2 on bad usage. Environment twins: JOBMESH_ADDRESS, JOBMESH_API_KEY, JOBMESH_STUBS.
+or the producer gave up, 2 on bad usage. Environment twins: JOBMESH_ADDRESS, JOBMESH_API_KEY, JOBMESH_STUBS,
+JOBMESH_TLS=1, JOBMESH_TLS_CA, JOBMESH_TLS_CLIENT_CERT, JOBMESH_TLS_CLIENT_KEY (TLS trusts --tls-ca, else
+the system's roots, and presents --tls-cert for mTLS).
 
 The stream's rules (proto/jobmesh/v1/scheduler_service.proto, EnqueueStream), as this producer
 follows them:
@@ -146,7 +149,7 @@ class Producer:
     `on_outcome(outcome)`, if given, is called for every job, on the producer's stream thread.
     """
 
-    def __init__(self, address, api_key=None, window=1000, batch=500, reconnects=5, on_outcome=None, log=None):
+    def __init__(self, address, api_key=None, window=1000, batch=500, reconnects=5, on_outcome=None, log=None, tls=None):
         import grpc
         from google.protobuf import json_format
         from jobmesh.v1 import scheduler_service_pb2 as svc, scheduler_service_pb2_grpc as svc_grpc
@@ -161,8 +164,8 @@ class Producer:
         self.metadata = (("authorization", "Bearer " + api_key),) if api_key else ()
         # A proxy from the environment must not catch a call to 127.0.0.1. Acknowledgements ready
         # together come in one message, which may pass grpcio's default limit of 4 MiB.
-        self.channel = grpc.insecure_channel(address, options=[
-            ("grpc.enable_http_proxy", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+        self.channel = open_channel(grpc, address, [
+            ("grpc.enable_http_proxy", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024)], tls)
         self.stub = svc_grpc.SchedulerServiceStub(self.channel)
         self.summary = Summary()
 
@@ -413,6 +416,45 @@ def report(o):
     print("%s %s(job %s %r on %s): %s" % (o.kind, where, o.job.index, o.job.name, o.job.queue, why), file=sys.stderr)
 
 
+def read_tls(p, args):
+    """The PEM files of --tls-ca/--tls-cert/--tls-key as a dict of bytes (None for a file not given), or
+    None for plaintext: TLS is on with --tls or any of the files. Exits with a usage error naming a
+    file that cannot be read, or a certificate without its key."""
+    if not (args.tls or args.tls_ca or args.tls_cert or args.tls_key):
+        return None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key (JOBMESH_TLS_CLIENT_CERT, JOBMESH_TLS_CLIENT_KEY) go together: give both or neither")
+
+    def read(flag, path):
+        if not path:
+            return None
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as e:
+            p.error("%s: cannot read %s: %s" % (flag, path, e.strerror))
+
+    return {"ca": read("--tls-ca", args.tls_ca), "cert": read("--tls-cert", args.tls_cert), "key": read("--tls-key", args.tls_key)}
+
+
+def open_channel(grpc, address, options, tls):
+    """A channel to `address`: TLS with the files of read_tls (the system's roots without --tls-ca,
+    a client certificate for mTLS with --tls-cert/--tls-key), or plaintext when `tls` is None."""
+    if tls is None:
+        return grpc.insecure_channel(address, options=options)
+    creds = grpc.ssl_channel_credentials(root_certificates=tls["ca"], private_key=tls["key"], certificate_chain=tls["cert"])
+    return grpc.secure_channel(address, creds, options=options)
+
+
+def add_tls_arguments(p, env):
+    """The TLS flags, with their environment twins (the CLI's names)."""
+    p.add_argument("--tls", action="store_true", default=env.get("JOBMESH_TLS", "") in ("1", "true"),
+                   help="dial TLS, trusting the system's roots (implied by the --tls-* files)")
+    p.add_argument("--tls-ca", default=env.get("JOBMESH_TLS_CA", ""), help="PEM CA bundle the server's certificate must chain to")
+    p.add_argument("--tls-cert", default=env.get("JOBMESH_TLS_CLIENT_CERT", ""), help="PEM client certificate, for a server that requires one (mTLS)")
+    p.add_argument("--tls-key", default=env.get("JOBMESH_TLS_CLIENT_KEY", ""), help="PEM private key of --tls-cert")
+
+
 def main(argv=None):
     env = os.environ
     p = argparse.ArgumentParser(description="A Jobmesh producer in Python (SchedulerService.EnqueueStream).")
@@ -429,14 +471,16 @@ def main(argv=None):
     p.add_argument("--reconnects", type=int, default=5, help="give up after this many broken streams in a row without an answer")
     p.add_argument("--stubs", default=env.get("JOBMESH_STUBS", os.path.join(HERE, "gen")))
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_tls_arguments(p, env)
     args = p.parse_args(argv)
+    tls = read_tls(p, args)
     if not args.jobs and not args.queue:
         p.error("--queue is required without --jobs")
     if os.path.isdir(args.stubs):
         sys.path.insert(0, args.stubs)
 
     producer = Producer(args.address, api_key=args.api_key or None, window=args.window, batch=args.batch,
-                        reconnects=args.reconnects, on_outcome=report).start()
+                        reconnects=args.reconnects, on_outcome=report, tls=tls).start()
     source = open(args.jobs) if args.jobs and args.jobs != "-" else sys.stdin
     try:
         jobs = from_lines(args, source) if args.jobs else generated(args)

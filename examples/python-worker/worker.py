@@ -4,11 +4,14 @@
 Usage:
   python3 worker.py --queues demo [--address 127.0.0.1:50051] [--names echo,sum]
                     [--concurrency 4] [--worker-id ID] [--stubs DIR] [--exit-on-drain]
-                    [--shutdown-grace 10s]
+                    [--shutdown-grace 10s] [--api-key KEY] [--tls] [--tls-ca FILE]
+                    [--tls-cert FILE --tls-key FILE]
 
 Every flag has an environment twin: JOBMESH_ADDRESS, JOBMESH_QUEUES (comma-separated),
 JOBMESH_JOB_NAMES, JOBMESH_CONCURRENCY, JOBMESH_WORKER_ID, JOBMESH_STUBS, JOBMESH_EXIT_ON_DRAIN=1,
-JOBMESH_SHUTDOWN_GRACE.
+JOBMESH_SHUTDOWN_GRACE, JOBMESH_API_KEY, JOBMESH_TLS=1, JOBMESH_TLS_CA, JOBMESH_TLS_CLIENT_CERT,
+JOBMESH_TLS_CLIENT_KEY. The API key is sent as `authorization: Bearer <key>` on the Connect stream;
+TLS trusts --tls-ca (else the system's roots) and presents --tls-cert for mTLS.
 The stubs come from gen_stubs.sh (default folder: ./gen next to this file, or PYTHONPATH).
 
 Protocol (proto/jobmesh/v1/worker_service.proto): Hello first, the server answers Welcome with the
@@ -371,7 +374,7 @@ FATAL = ("UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND", "INVALID_ARGUMENT"
 
 
 class Worker:
-    def __init__(self, address, queues, names, concurrency, worker_id, exit_on_drain, log=None, shutdown_grace=10.0):
+    def __init__(self, address, queues, names, concurrency, worker_id, exit_on_drain, log=None, shutdown_grace=10.0, api_key=None, tls=None):
         import grpc
         from google.protobuf import duration_pb2, json_format, struct_pb2
         from jobmesh.v1 import worker_service_pb2 as pb, worker_service_pb2_grpc as pb_grpc
@@ -379,6 +382,8 @@ class Worker:
         self.grpc, self.json_format, self.struct_pb2, self.duration_pb2 = grpc, json_format, struct_pb2, duration_pb2
         self.pb, self.pb_grpc = pb, pb_grpc
         self.address = address
+        self.metadata = (("authorization", "Bearer " + api_key),) if api_key else ()
+        self.tls = tls  # read_tls's files, or None for plaintext
         self.queues = queues
         self.names = names or []
         self.concurrency = max(1, concurrency)
@@ -430,7 +435,7 @@ class Worker:
         pb = self.pb
         stream = Stream(self)
         self.stream = stream
-        channel = self.grpc.insecure_channel(self.address, options=[("grpc.enable_http_proxy", 0)])
+        channel = open_channel(self.grpc, self.address, [("grpc.enable_http_proxy", 0)], self.tls)
         draining = threading.Event()
         heartbeat_stop = threading.Event()
         try:
@@ -438,7 +443,7 @@ class Worker:
             stream.send(pb.ConnectRequest(hello=pb.Hello(
                 worker_id=self.worker_id, queues=self.queues, max_in_flight=self.concurrency,
                 job_names=self.names, sdk=SDK, labels={"host": socket.gethostname(), "lang": "python"})))
-            responses = stub.Connect(stream.requests())
+            responses = stub.Connect(stream.requests(), metadata=self.metadata)
             welcomed = False
             for msg in responses:
                 kind = msg.WhichOneof("message")
@@ -596,6 +601,45 @@ def seconds(text):
     return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[m.group(2)]
 
 
+def read_tls(p, args):
+    """The PEM files of --tls-ca/--tls-cert/--tls-key as a dict of bytes (None for a file not given), or
+    None for plaintext: TLS is on with --tls or any of the files. Exits with a usage error naming a
+    file that cannot be read, or a certificate without its key."""
+    if not (args.tls or args.tls_ca or args.tls_cert or args.tls_key):
+        return None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key (JOBMESH_TLS_CLIENT_CERT, JOBMESH_TLS_CLIENT_KEY) go together: give both or neither")
+
+    def read(flag, path):
+        if not path:
+            return None
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as e:
+            p.error("%s: cannot read %s: %s" % (flag, path, e.strerror))
+
+    return {"ca": read("--tls-ca", args.tls_ca), "cert": read("--tls-cert", args.tls_cert), "key": read("--tls-key", args.tls_key)}
+
+
+def open_channel(grpc, address, options, tls):
+    """A channel to `address`: TLS with the files of read_tls (the system's roots without --tls-ca,
+    a client certificate for mTLS with --tls-cert/--tls-key), or plaintext when `tls` is None."""
+    if tls is None:
+        return grpc.insecure_channel(address, options=options)
+    creds = grpc.ssl_channel_credentials(root_certificates=tls["ca"], private_key=tls["key"], certificate_chain=tls["cert"])
+    return grpc.secure_channel(address, creds, options=options)
+
+
+def add_tls_arguments(p, env):
+    """The TLS flags, with their environment twins (the CLI's names)."""
+    p.add_argument("--tls", action="store_true", default=env.get("JOBMESH_TLS", "") in ("1", "true"),
+                   help="dial TLS, trusting the system's roots (implied by the --tls-* files)")
+    p.add_argument("--tls-ca", default=env.get("JOBMESH_TLS_CA", ""), help="PEM CA bundle the server's certificate must chain to")
+    p.add_argument("--tls-cert", default=env.get("JOBMESH_TLS_CLIENT_CERT", ""), help="PEM client certificate, for a server that requires one (mTLS)")
+    p.add_argument("--tls-key", default=env.get("JOBMESH_TLS_CLIENT_KEY", ""), help="PEM private key of --tls-cert")
+
+
 def main(argv=None):
     env = os.environ
     p = argparse.ArgumentParser(description="A Jobmesh worker in Python (WorkerService.Connect).")
@@ -608,14 +652,18 @@ def main(argv=None):
     p.add_argument("--exit-on-drain", action="store_true", default=env.get("JOBMESH_EXIT_ON_DRAIN", "") in ("1", "true"))
     p.add_argument("--shutdown-grace", type=seconds, default=env.get("JOBMESH_SHUTDOWN_GRACE", "10s"),
                    help="how long SIGTERM lets the jobs in hand finish: 10s, 500ms, 1m (default 10s)")
+    p.add_argument("--api-key", default=env.get("JOBMESH_API_KEY", ""), help="sent as authorization: Bearer <key>")
+    add_tls_arguments(p, env)
     args = p.parse_args(argv)
+    tls = read_tls(p, args)
     queues = [q for q in args.queues.split(",") if q]
     if not queues:
         p.error("--queues (or JOBMESH_QUEUES) must name at least one queue")
     if os.path.isdir(args.stubs):
         sys.path.insert(0, args.stubs)
     names = [n for n in args.names.split(",") if n] or sorted(HANDLERS)
-    w = Worker(args.address, queues, names, args.concurrency, args.worker_id, args.exit_on_drain, shutdown_grace=args.shutdown_grace)
+    w = Worker(args.address, queues, names, args.concurrency, args.worker_id, args.exit_on_drain, shutdown_grace=args.shutdown_grace,
+               api_key=args.api_key or None, tls=tls)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: w.stop())
     w.log("serving %s on %s, jobs: %s, concurrency %d" % (",".join(queues), args.address, ",".join(names), w.concurrency))

@@ -8,6 +8,9 @@ const hostPort = z
 
 const int = (min: number) => z.coerce.number().int().min(min);
 
+/** A file path; an empty value counts as not set (e.g. `JOBMESH_TLS_CERT=` in a compose file). */
+const optionalPath = z.preprocess((v) => (v === '' ? undefined : v), z.string().optional());
+
 /**
  * Settings every Jobmesh process reads from its environment. Each service's config.ts extends
  * this with its own; nothing else in the code reads process.env.
@@ -57,11 +60,28 @@ export const commonEnvSchema = z.object({
   JOBMESH_API_KEYS_FILE: z.string().min(1).optional(),
   /**
    * The API key this service sends (`<id>.<secret>`) on its calls to other services: dead-letter →
-   * scheduler replays, monitor → every service. Needed when those services have auth on.
+   * scheduler replays, monitor → every service, sent as `authorization: Bearer <key>`. Needed when
+   * those services have auth on. Empty is unset.
    */
-  JOBMESH_API_KEY: z.string().min(1).optional(),
+  JOBMESH_API_KEY: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),
   /** How long SIGTERM waits for in-flight work. @default 30s */
   JOBMESH_SHUTDOWN_GRACE: durationMs.default(30_000),
+  /** PEM certificate (chain) every gRPC server serves TLS with; needs JOBMESH_TLS_KEY. Unset: plaintext. */
+  JOBMESH_TLS_CERT: optionalPath,
+  /** PEM private key of JOBMESH_TLS_CERT. */
+  JOBMESH_TLS_KEY: optionalPath,
+  /** PEM CA bundle: with it, gRPC servers require client certificates signed by it (mTLS). */
+  JOBMESH_TLS_CLIENT_CA: optionalPath,
+  /** PEM CA bundle this process's gRPC clients (inter-service calls) trust. Unset: the system's roots. */
+  JOBMESH_TLS_CA: optionalPath,
+  /** PEM client certificate this process's gRPC clients present (mTLS); needs JOBMESH_TLS_CLIENT_KEY. */
+  JOBMESH_TLS_CLIENT_CERT: optionalPath,
+  /** PEM private key of JOBMESH_TLS_CLIENT_CERT. */
+  JOBMESH_TLS_CLIENT_KEY: optionalPath,
+  /** How often the TLS files are checked for a change; a changed, valid set is used by new connections without a restart. @default 30s */
+  JOBMESH_TLS_RELOAD_INTERVAL: durationMs.pipe(z.number().min(10)).default(30_000),
+  /** The ops HTTP server (/metrics, /livez, /readyz, the dashboard) serves HTTPS with JOBMESH_TLS_CERT/KEY too. @default false */
+  JOBMESH_HTTP_TLS: z.stringbool().default(false),
 });
 
 export type CommonEnv = z.infer<typeof commonEnvSchema>;

@@ -4,3 +4,4 @@ export * from './config-file';
 export * from './http-allow';
 export * from './load';
 export * from './api-keys-file';
+export * from './tls';

@@ -1,6 +1,7 @@
 import { settlesWithin } from '@jobmesh/core';
-import { type CommonEnv, type LoadedConfigFile, authOffInProduction, loadApiKeysFile, loadConfigFile, splitHostPort } from '@jobmesh/config';
-import { ApiKeyAuth, GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
+import { type CommonEnv, type LoadedConfigFile, authOffInProduction, loadApiKeysFile, loadConfigFile, plaintextExposure, splitHostPort, tlsSettings } from '@jobmesh/config';
+import { ApiKeyAuth, type Dial, GrpcServer, PemFileProvider, RpcKit, serverTlsCredentials } from '@jobmesh/grpc-kit';
+import { tlsCredentials } from '@jobmesh/sdk';
 import { type Backbone, openBackboneFromEnv, redisUnavailable } from '@jobmesh/queue';
 import { type Logger, type OpsRoutes, type OpsServer, type Registry, createLogger, createRegistry, startOpsServer, startTracing } from '@jobmesh/telemetry';
 
@@ -19,6 +20,8 @@ export interface ServiceHost {
   readonly kit: RpcKit;
   /** The API keys in force when JOBMESH_API_KEYS_FILE is set; undefined: auth is off. */
   readonly auth?: ApiKeyAuth;
+  /** How this process calls other services: TLS from JOBMESH_TLS_CA/CLIENT_CERT/CLIENT_KEY, key from JOBMESH_API_KEY. */
+  readonly dial: Dial;
   /** Runs `close` when the host stops, after NOT_SERVING and before gRPC calls drain; the last added runs first. */
   onStop(close: () => Promise<void>): void;
   /**
@@ -50,18 +53,28 @@ export async function openServiceHost(env: CommonEnv, opts: { name: string; logg
   let backbone: Backbone;
   let config: LoadedConfigFile;
   let auth: ApiKeyAuth | undefined;
+  let pem: PemFileProvider | undefined;
+  let dial: Dial;
   try {
+    // Before Redis: a start that production mode refuses, or with unusable TLS files, opens nothing.
+    const tls = tlsSettings(env);
+    const exposed = plaintextExposure(env, tls);
+    if (exposed) throw new Error(exposed);
+    if (tls.server) pem = new PemFileProvider(tls.server, { reloadMs: tls.reloadMs, logger });
+    dial = { apiKey: env.JOBMESH_API_KEY, credentials: tls.client ? tlsCredentials({ ca: tls.client.caFile, cert: tls.client.certFile, key: tls.client.keyFile }) : undefined };
     config = loadConfigFile(env.JOBMESH_CONFIG);
     // A bad keys file refuses the start, before Redis is opened.
     if (env.JOBMESH_API_KEYS_FILE) auth = new ApiKeyAuth({ path: env.JOBMESH_API_KEYS_FILE, read: loadApiKeysFile, logger });
     backbone = await openBackboneFromEnv(env, logger, config.queues, opts.redisUrl ?? env.REDIS_URL);
   } catch (err) {
     auth?.close();
+    pem?.close();
     // The host never existed, so no stop() will flush what the failed start traced.
     await tracing.shutdown(STOP_MARGIN_MS).catch(() => undefined);
     throw err;
   }
-  const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES });
+  const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES, credentials: pem && serverTlsCredentials(pem) });
+  const httpTls = pem && env.JOBMESH_HTTP_TLS ? { cert: pem.pem.cert, key: pem.pem.key, onChange: (l: (p: { cert: Buffer; key: Buffer }) => void) => pem!.onChange(l) } : undefined;
   // grpc-kit knows no backend: libs/queue tells it which errors are a Redis outage.
   const kit = new RpcKit({ logger, registry: metrics, translate: redisUnavailable, auth: auth?.hook });
   if (auth) logger.info({ path: env.JOBMESH_API_KEYS_FILE, keys: auth.size }, 'auth on: every call needs an API key');
@@ -77,10 +90,11 @@ export async function openServiceHost(env: CommonEnv, opts: { name: string; logg
     server,
     kit,
     auth,
+    dial,
     onStop: (close) => void closes.push(close),
     async listen({ routes } = {}) {
       const http = splitHostPort(env.JOBMESH_HTTP_ADDRESS);
-      ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ready, routes });
+      ops = await startOpsServer({ host: http.host, port: http.port, registry: metrics, ready: backbone.ready, routes, tls: httpTls });
       const grpcPort = await server.listen(env.JOBMESH_GRPC_ADDRESS);
       listening = true;
       return { grpcPort, grpcHost: splitHostPort(env.JOBMESH_GRPC_ADDRESS).host, ops };
@@ -99,6 +113,7 @@ export async function openServiceHost(env: CommonEnv, opts: { name: string; logg
         else server.server.forceShutdown();
         await ops?.close();
         auth?.close();
+        pem?.close();
         await within(backbone.close(), STOP_MARGIN_MS, logger, 'closing the Redis connections');
         // Last, so the spans of everything above go too; bounded by what is left of the grace, with a
         // floor so that a stop which used it all still gets one export attempt.

@@ -22,3 +22,4 @@ export * from './processor';
 export * from './helpers';
 export { UnrecoverableError, RateLimitError, JobTimeoutError, JobCancelledError } from '@jobmesh/core';
 export * from './remote-worker';
+export * from './tls';

@@ -42,7 +42,8 @@ export interface GrpcTestServer {
 
 /**
  * Starts a real gRPC server on 127.0.0.1, port 0, serving part of one service: a fake to test a
- * client against. Responses go through the method's serializer, so a message built from a partial
+ * client against; plaintext unless `opts.credentials` (e.g. TLS) is given. Responses go through
+ * the method's serializer, so a message built from a partial
  * object must come from `pb.X.fromPartial` (a repeated field cannot encode `undefined`).
  *
  * @example
@@ -50,7 +51,7 @@ export interface GrpcTestServer {
  *   connect: (call) => call.emit('error', Object.assign(new Error('no'), { code: status.UNAUTHENTICATED })),
  * });
  */
-export async function startGrpcServer<D extends ServiceDefinition>(definition: D, handlers: PartialService<D>): Promise<GrpcTestServer> {
+export async function startGrpcServer<D extends ServiceDefinition>(definition: D, handlers: PartialService<D>, opts: { credentials?: ServerCredentials } = {}): Promise<GrpcTestServer> {
   const implementation: UntypedServiceImplementation = {};
   for (const [name, handler] of Object.entries(handlers) as [string, UntypedHandleCall | undefined][]) {
     if (handler) implementation[name] = handler;
@@ -58,7 +59,7 @@ export async function startGrpcServer<D extends ServiceDefinition>(definition: D
   const server = new Server();
   server.addService(definition, implementation);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync('127.0.0.1:0', opts.credentials ?? ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
   return {
     address: `127.0.0.1:${port}`,

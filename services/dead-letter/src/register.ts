@@ -1,5 +1,5 @@
 import { DeadLetterServiceService } from '@jobmesh/contracts';
-import type { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
+import type { Dial, GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
 import { type Backbone, DeadLetterStore, FailedJobs } from '@jobmesh/queue';
 import type { Logger, Registry } from '@jobmesh/telemetry';
 import { Alerts } from './alerts';
@@ -22,6 +22,8 @@ export interface DeadLetterDeps {
    * replay: `jobmesh up` knows its own gRPC port only after listen, which comes after register.
    */
   schedulerAddress: string | (() => string);
+  /** TLS and API key of the calls to the scheduler; plaintext without a key when unset. */
+  dial?: Dial;
   /** Deadline of each EnqueueJob call of a replay, ms. @default 10000 */
   enqueueTimeoutMs?: number;
   /** Replaces the gRPC call to the scheduler (tests). */
@@ -64,7 +66,7 @@ export function register(server: GrpcServer, deps: DeadLetterDeps): Registered {
   const enqueue: EnqueueFn =
     deps.enqueue ??
     ((req, signal, traceparent) => {
-      scheduler ??= schedulerEnqueuer(typeof address === 'function' ? address() : address, deps.enqueueTimeoutMs ?? 10_000);
+      scheduler ??= schedulerEnqueuer(typeof address === 'function' ? address() : address, deps.enqueueTimeoutMs ?? 10_000, deps.dial);
       return scheduler.enqueue(req, signal, traceparent);
     });
   server.add('jobmesh.v1.DeadLetterService', DeadLetterServiceService, deadLetterHandlers(deps.kit, { store, enqueue, shutdown: shutdown.signal }) as never);

@@ -1,7 +1,7 @@
-import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { FailedPreconditionError, InvalidArgumentError } from '@jobmesh/core';
-import { toStatus } from '@jobmesh/grpc-kit';
+import { type Dial, dialCredentials, dialMetadata, toStatus } from '@jobmesh/grpc-kit';
 import { type DeadLetterCursor, type DeadLetterFilter, DeadLetterNotFoundError, type DeadLetterStore, redisUnavailable } from '@jobmesh/queue';
 import { inReplaySpan } from '@jobmesh/telemetry';
 import { ReplayStoppedError } from './errors';
@@ -9,14 +9,13 @@ import { ReplayStoppedError } from './errors';
 /** Enqueues a job on the scheduler; a seam so replay needs no real scheduler in unit tests. */
 export type EnqueueFn = (req: pb.EnqueueJobRequest, signal?: AbortSignal, traceparent?: string) => Promise<pb.EnqueueJobResponse>;
 
-/** An EnqueueFn calling SchedulerService.EnqueueJob at `address` over gRPC. */
-export function schedulerEnqueuer(address: string, timeoutMs: number): { enqueue: EnqueueFn; close(): void } {
-  const client = new pb.SchedulerServiceClient(address, credentials.createInsecure());
+/** An EnqueueFn calling SchedulerService.EnqueueJob at `address` over gRPC, with `dial`'s TLS and API key. */
+export function schedulerEnqueuer(address: string, timeoutMs: number, dial?: Dial): { enqueue: EnqueueFn; close(): void } {
+  const client = new pb.SchedulerServiceClient(address, dialCredentials(dial));
   const enqueue: EnqueueFn = (req, signal, traceparent) =>
     new Promise((resolve, reject) => {
       const cancel = (): void => call.cancel();
-      const metadata = new Metadata();
-      if (traceparent) metadata.set('traceparent', traceparent);
+      const metadata = dialMetadata(dial, traceparent ? { traceparent } : {});
       const call = client.enqueueJob(req, metadata, { deadline: new Date(Date.now() + timeoutMs) }, (err: ServiceError | null, res) => {
         signal?.removeEventListener('abort', cancel);
         if (err) reject(err);

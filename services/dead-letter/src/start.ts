@@ -30,6 +30,7 @@ export async function startDeadLetter(env: DeadLetterEnv, opts: { logger?: Logge
       metrics,
       sweepIntervalMs: env.JOBMESH_DLQ_SWEEP_INTERVAL,
       schedulerAddress: env.JOBMESH_SCHEDULER_ADDRESS,
+      dial: host.dial,
       webhooks,
     });
     host.onStop(() => deadLetter.close());

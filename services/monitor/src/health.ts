@@ -1,6 +1,7 @@
-import { type ChannelCredentials, credentials, loadPackageDefinition, type ServiceError, status } from '@grpc/grpc-js';
+import { type ChannelCredentials, loadPackageDefinition, type Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import * as pb from '@jobmesh/contracts';
+import { type Dial, dialCredentials, dialMetadata } from '@jobmesh/grpc-kit';
 import { type Backbone, DeadLetterStore, redisMemory } from '@jobmesh/queue';
 import type { Logger } from '@jobmesh/telemetry';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
@@ -15,7 +16,7 @@ export interface HealthTarget {
 type HealthStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 
 interface HealthClient {
-  check(req: { service: string }, opts: { deadline: Date }, cb: (err: ServiceError | null, res?: { status: HealthStatus }) => void): void;
+  check(req: { service: string }, metadata: Metadata, opts: { deadline: Date }, cb: (err: ServiceError | null, res?: { status: HealthStatus }) => void): void;
   close(): void;
 }
 
@@ -54,6 +55,7 @@ export class SystemHealth {
     private readonly targets: () => HealthTarget[],
     private readonly timeoutMs: number,
     private readonly logger: Logger,
+    private readonly dial?: Dial,
   ) {
     this.deadLetters = new DeadLetterStore(backbone);
   }
@@ -65,14 +67,14 @@ export class SystemHealth {
 
   private client(address: string): HealthClient {
     let c = this.clients.get(address);
-    if (!c) this.clients.set(address, (c = new (healthClientCtor())(address, credentials.createInsecure())));
+    if (!c) this.clients.set(address, (c = new (healthClientCtor())(address, dialCredentials(this.dial))));
     return c;
   }
 
   /** One service's health, never throwing: a service that cannot be reached is UNSPECIFIED with the error. */
   private check(t: HealthTarget): Promise<pb.ServiceHealth> {
     return new Promise((resolve) => {
-      this.client(t.address).check({ service: t.service }, { deadline: new Date(Date.now() + this.timeoutMs) }, (err, res) => {
+      this.client(t.address).check({ service: t.service }, dialMetadata(this.dial), { deadline: new Date(Date.now() + this.timeoutMs) }, (err, res) => {
         const base = { service: t.service, address: t.address, figures: {} };
         if (err) {
           const why = err.code === status.DEADLINE_EXCEEDED ? `no answer within ${this.timeoutMs} ms` : err.code === status.NOT_FOUND ? 'not served at this address' : err.details || err.message;

@@ -1,5 +1,5 @@
 import { keda, MonitorServiceService } from '@jobmesh/contracts';
-import type { GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
+import type { Dial, GrpcServer, RpcKit } from '@jobmesh/grpc-kit';
 import type { Backbone } from '@jobmesh/queue';
 import type { Logger, Registry } from '@jobmesh/telemetry';
 import { QueueFigures } from './figures';
@@ -21,6 +21,8 @@ export interface MonitorDeps {
   targets: HealthTarget[] | (() => HealthTarget[]);
   /** Deadline of each health check, ms. */
   healthTimeoutMs: number;
+  /** TLS and API key of the health checks; plaintext without a key when unset. */
+  dial?: Dial;
 }
 
 export interface Registered {
@@ -48,7 +50,7 @@ export function register(server: GrpcServer, deps: MonitorDeps): Registered {
   const shutdown = new AbortController();
   const figures = new QueueFigures(deps.backbone);
   const targets = deps.targets;
-  const health = new SystemHealth(deps.backbone, figures, typeof targets === 'function' ? targets : () => targets, deps.healthTimeoutMs, deps.logger);
+  const health = new SystemHealth(deps.backbone, figures, typeof targets === 'function' ? targets : () => targets, deps.healthTimeoutMs, deps.logger, deps.dial);
   monitorMetrics(deps.metrics, deps.backbone, figures, deps.logger);
   server.add('jobmesh.v1.MonitorService', MonitorServiceService, monitorHandlers(deps.kit, { figures, health, shutdown: shutdown.signal }) as never);
   server.add('externalscaler.ExternalScaler', keda.ExternalScalerService, scalerHandlers(deps.kit, new ScalerBacklog(deps.backbone), shutdown.signal) as never);

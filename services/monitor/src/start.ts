@@ -19,7 +19,7 @@ export async function startMonitor(env: MonitorEnv, opts: { logger?: Logger } = 
   try {
     const { backbone, kit, logger, metrics } = host;
     const targets = healthTargets({ scheduler: env.JOBMESH_SCHEDULER_ADDRESS, workerPool: env.JOBMESH_WORKER_POOL_ADDRESS, deadLetter: env.JOBMESH_DEAD_LETTER_ADDRESS });
-    const monitor = register(host.server, { backbone, kit, logger, metrics, targets, healthTimeoutMs: env.JOBMESH_HEALTH_TIMEOUT });
+    const monitor = register(host.server, { backbone, kit, logger, metrics, targets, healthTimeoutMs: env.JOBMESH_HEALTH_TIMEOUT, dial: host.dial });
     host.onStop(() => monitor.close());
     // The dashboard calls this monitor's own MonitorService, whose port is known after listen.
     let self = '';
@@ -32,6 +32,7 @@ export async function startMonitor(env: MonitorEnv, opts: { logger?: Logger } = 
       traceUiUrl: env.JOBMESH_TRACE_UI_URL,
       logger,
       auth: host.auth,
+      dial: host.dial,
     });
     host.onStop(() => dashboard.close());
     const { grpcPort, grpcHost, ops } = await host.listen({ routes: dashboard.routes });

@@ -1,5 +1,5 @@
-import { credentials } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
+import { type Dial, dialCredentials } from '@jobmesh/grpc-kit';
 import { JOB_STATES, type JobStateName } from '@jobmesh/core';
 import { stateToProto } from '@jobmesh/queue';
 import { Caller, type DeepPartial, JobmeshClient, NotFoundError } from '@jobmesh/sdk';
@@ -57,20 +57,20 @@ export class DashboardApi {
   private clients?: { jobs: JobmeshClient; workers: pb.WorkerServiceClient };
   private readonly caller: Caller;
 
-  /** `apiKey`: sent on every call (`<id>.<secret>`), when the services have auth on. */
+  /** `dial`: the TLS and API key of every call; plaintext without a key when unset. */
   constructor(
     private readonly addresses: DashboardAddresses,
-    private readonly apiKey?: string,
+    private readonly dial: Dial = {},
   ) {
-    this.caller = new Caller({ timeoutMs: 10_000, apiKey });
+    this.caller = new Caller({ timeoutMs: 10_000, apiKey: dial.apiKey });
   }
 
   private get c(): NonNullable<DashboardApi['clients']> {
     if (!this.clients) {
       const a = this.addresses;
       this.clients = {
-        jobs: new JobmeshClient({ address: read(a.scheduler), deadLetterAddress: read(a.deadLetter), monitorAddress: read(a.monitor), apiKey: this.apiKey }),
-        workers: new pb.WorkerServiceClient(read(a.workerPool), credentials.createInsecure()),
+        jobs: new JobmeshClient({ address: read(a.scheduler), deadLetterAddress: read(a.deadLetter), monitorAddress: read(a.monitor), credentials: this.dial.credentials, apiKey: this.dial.apiKey }),
+        workers: new pb.WorkerServiceClient(read(a.workerPool), dialCredentials(this.dial)),
       };
     }
     return this.clients;

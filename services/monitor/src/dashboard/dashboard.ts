@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
+import type { Dial } from '@jobmesh/grpc-kit';
 import type { DeepPartial } from '@jobmesh/sdk';
 import type { Logger } from '@jobmesh/telemetry';
 import { type Address, BadRequestError, DashboardApi, type JobAction } from './api';
@@ -21,6 +22,8 @@ export interface DashboardOptions {
   /** A trace viewer's page for a trace, with `{trace_id}` where the id goes (JOBMESH_TRACE_UI_URL). */
   traceUiUrl?: string;
   logger: Logger;
+  /** TLS and API key of the dashboard's gRPC calls; plaintext without a key when unset. */
+  dial?: Dial;
   /** How often the live figures (SSE over WatchQueueStats) are sent, ms; at least 1000. @default 2000 */
   liveIntervalMs?: number;
   /**
@@ -87,7 +90,7 @@ class HttpError extends Error {
 export function dashboardHandler(opts: DashboardOptions): Dashboard {
   const addresses = { scheduler: opts.schedulerAddress, deadLetter: opts.deadLetterAddress, workerPool: opts.workerPoolAddress, monitor: opts.monitorAddress };
   /** Auth off: one set of clients, sending no key. Auth on: a set per session, sending its key. */
-  const shared = new DashboardApi(addresses);
+  const shared = new DashboardApi(addresses, opts.dial);
   const perSession = new Map<string, DashboardApi>();
   const sessionTtlMs = opts.sessionTtlMs ?? 8 * 3_600_000;
   const sessions = opts.auth
@@ -99,7 +102,7 @@ export function dashboardHandler(opts: DashboardOptions): Dashboard {
   const apiOf = (s: Session | undefined): DashboardApi => {
     if (!s) return shared;
     let a = perSession.get(s.id);
-    if (!a) perSession.set(s.id, (a = new DashboardApi(addresses, s.key)));
+    if (!a) perSession.set(s.id, (a = new DashboardApi(addresses, { ...opts.dial, apiKey: s.key })));
     return a;
   };
   const assets = new Assets();

@@ -1,0 +1,149 @@
+// The example Python producer and worker (examples/python-worker) over mTLS with an API key, with
+// certificates made by openssl at test time: against a scheduler and a worker-pool that require
+// client certificates, the producer's jobs are stored and the worker completes them; against
+// fake services (mTLS too) each sends `authorization: Bearer <key>`; without a client certificate
+// nothing gets through. There is no server-side key check here, so the key is checked where it
+// arrives. Missing tools fail the test (never skip it): `.ci/run` installs them.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import * as pb from '@jobmesh/contracts';
+import { PemFileProvider, serverTlsCredentials } from '@jobmesh/grpc-kit';
+import { loadSchedulerEnv, type RunningScheduler, startScheduler } from '@jobmesh/scheduler';
+import { silentLogger } from '@jobmesh/telemetry';
+import { type GrpcTestServer, type TestPki, makeTestPki, serviceEnv, startGrpcServer } from '@jobmesh/testing';
+import { type PoolHarness, eventually, startPoolHarness, uniqueQueue } from '@jobmesh/worker-pool/testing';
+import { PYTHON, ROOT, cleanupPythonStubs, killGroup, lastJsonLine, pythonStubs, runPython } from './python';
+
+const PRODUCER = join(ROOT, 'examples/python-worker/producer.py');
+const WORKER = join(ROOT, 'examples/python-worker/worker.py');
+
+let pki: TestPki;
+let stubDir: string;
+let h: PoolHarness;
+let scheduler: RunningScheduler;
+let poolAddress: string;
+const children: ChildProcess[] = [];
+const stops: (() => Promise<void> | void)[] = [];
+
+/** Servers that serve pki.server and require client certificates from pki.ca. */
+const mtlsServing = (): Record<string, string> => ({ JOBMESH_TLS_CERT: pki.server.cert, JOBMESH_TLS_KEY: pki.server.key, JOBMESH_TLS_CLIENT_CA: pki.ca.cert });
+/** The Python scripts' TLS flags with the test client certificate. */
+const tlsFlags = (): string[] => ['--tls-ca', pki.ca.cert, '--tls-cert', pki.client.cert, '--tls-key', pki.client.key];
+
+beforeAll(async () => {
+  [stubDir, pki] = await Promise.all([pythonStubs(), makeTestPki()]);
+  h = await startPoolHarness();
+  scheduler = await startScheduler(loadSchedulerEnv(serviceEnv(h.redis, h.prefix, mtlsServing())), { logger: silentLogger() });
+  const pool = await h.startPool([], mtlsServing());
+  poolAddress = `127.0.0.1:${pool.grpcPort}`;
+}, 60_000);
+
+afterAll(async () => {
+  for (const c of children) killGroup(c, 'SIGKILL');
+  for (const stop of stops.reverse()) await stop();
+  await scheduler?.stop();
+  await h?.stop();
+  await cleanupPythonStubs();
+  await pki?.remove();
+}, 60_000);
+
+interface Summary {
+  enqueued: number;
+  refused: number;
+  unknown: number;
+  unsent: number;
+  error: string | null;
+}
+
+async function produce(address: string, args: string[]): Promise<{ summary: Summary; code: number | null }> {
+  const res = await runPython(PRODUCER, ['--address', address, '--stubs', stubDir, '--json', '--reconnects', '1', ...args], { timeoutMs: 60_000 });
+  return { summary: lastJsonLine(res, 'producer.py') as unknown as Summary, code: res.code };
+}
+
+/** A fake of part of one service over mTLS (pki.server, client certificates from pki.ca). */
+async function fake<D extends Parameters<typeof startGrpcServer>[0]>(definition: D, handlers: Parameters<typeof startGrpcServer<D>>[1]): Promise<GrpcTestServer> {
+  const provider = new PemFileProvider({ certFile: pki.server.cert, keyFile: pki.server.key, clientCaFile: pki.ca.cert }, { reloadMs: 60_000, logger: silentLogger() });
+  const f = await startGrpcServer(definition, handlers, { credentials: serverTlsCredentials(provider) });
+  stops.push(() => provider.close(), () => f.stop());
+  return f;
+}
+
+describe('the Python producer and worker over mTLS', () => {
+  it('enqueue with --tls-ca/--tls-cert/--tls-key, and the worker (env twins) completes every job', async () => {
+    const queue = uniqueQueue('pytls');
+    await h.client.createQueue({ queue: { name: queue } });
+    const { summary, code } = await produce(`127.0.0.1:${scheduler.grpcPort}`, ['--queue', queue, '--count', '20', '--name', 'echo', '--api-key', 'prod.s3cret', ...tlsFlags()]);
+    expect({ code, summary }).toMatchObject({ code: 0, summary: { enqueued: 20, unknown: 0, unsent: 0, error: null } });
+
+    const log: string[] = [];
+    const child = spawn(PYTHON, [WORKER, '--worker-id', 'py-tls'], {
+      env: {
+        ...process.env,
+        PYTHONPATH: stubDir,
+        JOBMESH_ADDRESS: poolAddress,
+        JOBMESH_QUEUES: queue,
+        JOBMESH_API_KEY: 'work.s3cret',
+        JOBMESH_TLS_CA: pki.ca.cert,
+        JOBMESH_TLS_CLIENT_CERT: pki.client.cert,
+        JOBMESH_TLS_CLIENT_KEY: pki.client.key,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    children.push(child);
+    child.stdout!.on('data', (b: Buffer) => log.push(b.toString()));
+    child.stderr!.on('data', (b: Buffer) => log.push(b.toString()));
+    try {
+      await eventually(
+        async () => (await h.client.listJobs({ queue, states: [pb.JobState.JOB_STATE_COMPLETED], pageSize: 100 })).jobs.length === 20,
+        60_000,
+        `20 completed jobs (worker output: ${log.join('')})`,
+        100,
+      );
+    } finally {
+      killGroup(child, 'SIGKILL');
+    }
+  });
+
+  it('the producer gets nothing through to a server requiring client certificates without one', async () => {
+    const queue = uniqueQueue('pytls-nocert');
+    await h.client.createQueue({ queue: { name: queue } });
+    const { summary, code } = await produce(`127.0.0.1:${scheduler.grpcPort}`, ['--queue', queue, '--count', '3', '--tls-ca', pki.ca.cert]);
+    expect(code).toBe(1);
+    expect(summary.enqueued).toBe(0);
+    expect((await h.client.listJobs({ queue })).jobs).toEqual([]);
+  });
+
+  it('the producer sends its API key over mTLS', async () => {
+    const seen: string[][] = [];
+    const f = await fake(pb.SchedulerServiceService, {
+      enqueueStream: (call) => {
+        seen.push(call.metadata.get('authorization').map(String));
+        call.emit('error', Object.assign(new Error('recorded'), { code: status.UNAUTHENTICATED }));
+      },
+    });
+    const { summary } = await produce(f.address, ['--queue', 'q', '--count', '1', '--api-key', 'prod.s3cret', ...tlsFlags()]);
+    expect(summary.error).toBe('UNAUTHENTICATED: recorded');
+    expect(seen).toEqual([['Bearer prod.s3cret']]);
+  });
+
+  it('the worker sends its API key (--api-key) on the Connect stream over mTLS, and stops for good when refused', async () => {
+    const seen: string[][] = [];
+    const f = await fake(pb.WorkerServiceService, {
+      connect: (call) => {
+        seen.push(call.metadata.get('authorization').map(String));
+        call.emit('error', Object.assign(new Error('recorded'), { code: status.UNAUTHENTICATED }));
+      },
+    });
+    const res = await runPython(WORKER, ['--address', f.address, '--queues', 'q', '--stubs', stubDir, '--api-key', 'work.s3cret', ...tlsFlags()], { timeoutMs: 30_000 });
+    expect(res.code).toBe(2);
+    expect(seen).toEqual([['Bearer work.s3cret']]);
+  });
+
+  it('the worker names a client certificate given without its key', async () => {
+    const res = await runPython(WORKER, ['--address', poolAddress, '--queues', 'q', '--stubs', stubDir, '--tls-cert', pki.client.cert], { timeoutMs: 30_000 });
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain('--tls-cert and --tls-key');
+  });
+});
