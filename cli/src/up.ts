@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { parseEnv } from '@jobmesh/config';
+import { newApiKey } from '@jobmesh/core';
 import { onShutdownSignal, openServiceHost } from '@jobmesh/host';
 import { deadLetterOwnEnvShape, register as registerDeadLetter, webhookSettings } from '@jobmesh/dead-letter';
 import { dashboardHandler, healthTargets, monitorOwnEnvShape, register as registerMonitor } from '@jobmesh/monitor';
@@ -25,7 +27,12 @@ export interface UpHandle {
  * REDIS_URL or a redis-server it starts and stops itself.
  */
 export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<UpHandle> {
-  const env = parseEnv(upEnvSchema, envSource);
+  const parsed = parseEnv(upEnvSchema, envSource);
+  // With auth on, the process calls itself (dead-letter replays into its own scheduler) with
+  // JOBMESH_API_KEY; without one set, with a key of its own, held in memory and never printed.
+  const internal = parsed.JOBMESH_API_KEYS_FILE && !parsed.JOBMESH_API_KEY ? newApiKey(`jobmesh-up-${randomBytes(6).toString('hex')}`) : undefined;
+  const env = internal ? { ...parsed, JOBMESH_API_KEY: internal.key } : parsed;
+  const internalKeys = internal && [{ id: internal.key.split('.')[0]!, hash: internal.hash, role: 'admin' as const, queues: ['*'] }];
   let local: LocalRedis | undefined;
   let redisUrl = env.REDIS_URL;
   if (!redisUrl && !env.REDIS_SENTINELS) {
@@ -35,7 +42,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
   }
   // Closed last, and also if start-up fails part-way: a Redis connection left open would keep
   // reconnecting to the stopped local Redis and the process would never exit.
-  const host = await openServiceHost(env, { name: 'jobmesh', redisUrl }).catch(async (err: unknown) => {
+  const host = await openServiceHost(env, { name: 'jobmesh', redisUrl, internalKeys }).catch(async (err: unknown) => {
     await local?.stop();
     throw err;
   });
@@ -111,7 +118,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
     out(local ? `  Redis  ${local.url}   started by jobmesh, AOF fsynced on every write, data in ${local.dataDir}` : `  Redis  ${redact(redisUrl)}`);
     if (config.path) out(`  Config ${config.path} (${config.queues.length} queues)`);
     out(`  TLS    ${env.JOBMESH_TLS_CERT ? `on${env.JOBMESH_TLS_CLIENT_CA ? ', client certificates required (mTLS)' : ''}, ${env.JOBMESH_TLS_CERT}` : 'off (set JOBMESH_TLS_CERT and JOBMESH_TLS_KEY)'}`);
-    if (host.auth) out(`  Auth   API keys from ${env.JOBMESH_API_KEYS_FILE} (${host.auth.size} keys, reloaded when it changes); the dashboard asks for a viewer or admin key`);
+    if (host.auth) out(`  Auth   API keys from ${env.JOBMESH_API_KEYS_FILE} (${host.auth.size - (internal ? 1 : 0)} keys, reloaded when it changes); the dashboard asks for a viewer or admin key`);
     else out(`  Auth   none: anyone who can reach ${loopback ? 'this loopback port' : grpcAddress} can call every RPC (set JOBMESH_API_KEYS_FILE; jobmesh keys create makes keys)`);
     out('Try:   npx jobmesh queues create hooks && npx jobmesh enqueue hooks http.request --data \'{"url":"https://example.com"}\'');
     out('Stop:  Ctrl-C');

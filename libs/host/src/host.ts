@@ -1,4 +1,4 @@
-import { settlesWithin } from '@jobmesh/core';
+import { type ApiKeyEntry, settlesWithin } from '@jobmesh/core';
 import { type CommonEnv, type LoadedConfigFile, authOffInProduction, loadApiKeysFile, loadConfigFile, plaintextExposure, splitHostPort, tlsSettings } from '@jobmesh/config';
 import { ApiKeyAuth, type Dial, GrpcServer, PemFileProvider, RpcKit, serverTlsCredentials } from '@jobmesh/grpc-kit';
 import { tlsCredentials } from '@jobmesh/sdk';
@@ -38,7 +38,16 @@ export interface ServiceHost {
 }
 
 /** Opens a host. `redisUrl` overrides REDIS_URL (`jobmesh up`'s own redis-server). */
-export async function openServiceHost(env: CommonEnv, opts: { name: string; logger?: Logger; redisUrl?: string }): Promise<ServiceHost> {
+export async function openServiceHost(
+  env: CommonEnv,
+  opts: {
+    name: string;
+    logger?: Logger;
+    redisUrl?: string;
+    /** With auth on: keys accepted on top of the file's, held in memory only (ApiKeyAuth's `internal`). */
+    internalKeys?: ApiKeyEntry[];
+  },
+): Promise<ServiceHost> {
   // First, so that what the host opens is traced. Configured by the standard OTEL_* variables; without an
   // exporter endpoint nothing starts. `name` is only the default service.name: OTEL_SERVICE_NAME wins.
   const tracing = startTracing({ serviceName: opts.name });
@@ -64,7 +73,7 @@ export async function openServiceHost(env: CommonEnv, opts: { name: string; logg
     dial = { apiKey: env.JOBMESH_API_KEY, credentials: tls.client ? tlsCredentials({ ca: tls.client.caFile, cert: tls.client.certFile, key: tls.client.keyFile }) : undefined };
     config = loadConfigFile(env.JOBMESH_CONFIG);
     // A bad keys file refuses the start, before Redis is opened.
-    if (env.JOBMESH_API_KEYS_FILE) auth = new ApiKeyAuth({ path: env.JOBMESH_API_KEYS_FILE, read: loadApiKeysFile, logger });
+    if (env.JOBMESH_API_KEYS_FILE) auth = new ApiKeyAuth({ path: env.JOBMESH_API_KEYS_FILE, read: loadApiKeysFile, logger, internal: opts.internalKeys });
     backbone = await openBackboneFromEnv(env, logger, config.queues, opts.redisUrl ?? env.REDIS_URL);
   } catch (err) {
     auth?.close();

@@ -70,6 +70,11 @@ export interface ApiKeyAuthOptions {
   sighup?: boolean;
   /** Watch the file for changes. @default true */
   watch?: boolean;
+  /**
+   * Keys held in memory only, on top of the file's, kept across reloads: `jobmesh up`'s key for
+   * its own calls to itself (dead-letter replays into its scheduler) when it has none set.
+   */
+  internal?: ApiKeyEntry[];
 }
 
 /**
@@ -125,7 +130,7 @@ export class ApiKeyAuth extends EventEmitter<{ reload: [number]; reloadFailed: [
 
   private load(): Map<string, KeyRecord> {
     const keys = new Map<string, KeyRecord>();
-    for (const e of this.opts.read(this.path)) keys.set(e.id, { principal: new ApiKeyPrincipal(e.id, e.role, e.queues), digest: digestOf(e.hash) });
+    for (const e of [...this.opts.read(this.path), ...(this.opts.internal ?? [])]) keys.set(e.id, { principal: new ApiKeyPrincipal(e.id, e.role, e.queues), digest: digestOf(e.hash) });
     return keys;
   }
 
