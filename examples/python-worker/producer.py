@@ -164,8 +164,12 @@ class Producer:
         self.metadata = (("authorization", "Bearer " + api_key),) if api_key else ()
         # A proxy from the environment must not catch a call to 127.0.0.1. Acknowledgements ready
         # together come in one message, which may pass grpcio's default limit of 4 MiB.
+        # Keepalive while the stream is open: a connection that answers no ping within 5 s of one
+        # (a blackholed route) is closed, and the stream reconnects instead of waiting forever.
         self.channel = open_channel(grpc, address, [
-            ("grpc.enable_http_proxy", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024)], tls)
+            ("grpc.enable_http_proxy", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.http2.max_pings_without_data", 0)], tls)
         self.stub = svc_grpc.SchedulerServiceStub(self.channel)
         self.summary = Summary()
 

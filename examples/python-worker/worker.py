@@ -5,12 +5,12 @@ Usage:
   python3 worker.py --queues demo [--address 127.0.0.1:50051] [--names echo,sum]
                     [--concurrency 4] [--worker-id ID] [--stubs DIR] [--exit-on-drain]
                     [--shutdown-grace 10s] [--api-key KEY] [--tls] [--tls-ca FILE]
-                    [--tls-cert FILE --tls-key FILE]
+                    [--tls-cert FILE --tls-key FILE] [--keepalive 10s] [--keepalive-timeout 5s]
 
 Every flag has an environment twin: JOBMESH_ADDRESS, JOBMESH_QUEUES (comma-separated),
 JOBMESH_JOB_NAMES, JOBMESH_CONCURRENCY, JOBMESH_WORKER_ID, JOBMESH_STUBS, JOBMESH_EXIT_ON_DRAIN=1,
 JOBMESH_SHUTDOWN_GRACE, JOBMESH_API_KEY, JOBMESH_TLS=1, JOBMESH_TLS_CA, JOBMESH_TLS_CLIENT_CERT,
-JOBMESH_TLS_CLIENT_KEY. The API key is sent as `authorization: Bearer <key>` on the Connect stream;
+JOBMESH_TLS_CLIENT_KEY, JOBMESH_KEEPALIVE_INTERVAL, JOBMESH_KEEPALIVE_TIMEOUT. The API key is sent as `authorization: Bearer <key>` on the Connect stream;
 TLS trusts --tls-ca (else the system's roots) and presents --tls-cert for mTLS.
 The stubs come from gen_stubs.sh (default folder: ./gen next to this file, or PYTHONPATH).
 
@@ -23,7 +23,8 @@ completed; ctx.children_results() reads their results. Cancel sets the job's `ca
 Drain stops asking for work; once the jobs in hand are done the worker closes the stream and
 reconnects (to another replica), or exits with --exit-on-drain. SIGTERM (or SIGINT) stops the
 same way, waiting up to --shutdown-grace, then exits; a second signal exits at once. A dropped
-stream is reconnected with exponential backoff; jobs that were in hand went back to waiting on
+stream (also one found dead by the keepalive: no answer to a ping within --keepalive-timeout) is
+reconnected with exponential backoff; jobs that were in hand went back to waiting on
 the server, so their late results are dropped. A refusal for good (bad credentials, unknown queue, refused Hello) ends the
 process with exit code 2 instead.
 
@@ -374,7 +375,8 @@ FATAL = ("UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND", "INVALID_ARGUMENT"
 
 
 class Worker:
-    def __init__(self, address, queues, names, concurrency, worker_id, exit_on_drain, log=None, shutdown_grace=10.0, api_key=None, tls=None):
+    def __init__(self, address, queues, names, concurrency, worker_id, exit_on_drain, log=None, shutdown_grace=10.0, api_key=None, tls=None,
+                 keepalive=10.0, keepalive_timeout=5.0):
         import grpc
         from google.protobuf import duration_pb2, json_format, struct_pb2
         from jobmesh.v1 import worker_service_pb2 as pb, worker_service_pb2_grpc as pb_grpc
@@ -384,6 +386,10 @@ class Worker:
         self.address = address
         self.metadata = (("authorization", "Bearer " + api_key),) if api_key else ()
         self.tls = tls  # read_tls's files, or None for plaintext
+        # gRPC keepalive: a connection that answers no ping within keepalive_timeout of one is closed,
+        # the stream fails, the jobs in hand are given up and the worker reconnects (a blackholed route).
+        self.keepalive = keepalive
+        self.keepalive_timeout = keepalive_timeout
         self.queues = queues
         self.names = names or []
         self.concurrency = max(1, concurrency)
@@ -435,7 +441,14 @@ class Worker:
         pb = self.pb
         stream = Stream(self)
         self.stream = stream
-        channel = open_channel(self.grpc, self.address, [("grpc.enable_http_proxy", 0)], self.tls)
+        channel = open_channel(self.grpc, self.address, [
+            ("grpc.enable_http_proxy", 0),
+            ("grpc.keepalive_time_ms", int(self.keepalive * 1000)),
+            ("grpc.keepalive_timeout_ms", int(self.keepalive_timeout * 1000)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            # Pings on a stream that sends nothing else (a worker waiting for jobs).
+            ("grpc.http2.max_pings_without_data", 0),
+        ], self.tls)
         draining = threading.Event()
         heartbeat_stop = threading.Event()
         try:
@@ -653,6 +666,10 @@ def main(argv=None):
     p.add_argument("--shutdown-grace", type=seconds, default=env.get("JOBMESH_SHUTDOWN_GRACE", "10s"),
                    help="how long SIGTERM lets the jobs in hand finish: 10s, 500ms, 1m (default 10s)")
     p.add_argument("--api-key", default=env.get("JOBMESH_API_KEY", ""), help="sent as authorization: Bearer <key>")
+    p.add_argument("--keepalive", type=seconds, default=env.get("JOBMESH_KEEPALIVE_INTERVAL", "10s"),
+                   help="gRPC keepalive ping interval (default 10s)")
+    p.add_argument("--keepalive-timeout", type=seconds, default=env.get("JOBMESH_KEEPALIVE_TIMEOUT", "5s"),
+                   help="a connection that answers no ping within this is dropped and the worker reconnects (default 5s)")
     add_tls_arguments(p, env)
     args = p.parse_args(argv)
     tls = read_tls(p, args)
@@ -663,7 +680,7 @@ def main(argv=None):
         sys.path.insert(0, args.stubs)
     names = [n for n in args.names.split(",") if n] or sorted(HANDLERS)
     w = Worker(args.address, queues, names, args.concurrency, args.worker_id, args.exit_on_drain, shutdown_grace=args.shutdown_grace,
-               api_key=args.api_key or None, tls=tls)
+               api_key=args.api_key or None, tls=tls, keepalive=args.keepalive, keepalive_timeout=args.keepalive_timeout)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: w.stop())
     w.log("serving %s on %s, jobs: %s, concurrency %d" % (",".join(queues), args.address, ",".join(names), w.concurrency))

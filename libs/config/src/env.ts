@@ -66,6 +66,14 @@ export const commonEnvSchema = z.object({
   JOBMESH_API_KEY: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),
   /** How long SIGTERM waits for in-flight work. @default 30s */
   JOBMESH_SHUTDOWN_GRACE: durationMs.default(30_000),
+  /**
+   * gRPC keepalive, servers and inter-service clients alike: each connection is pinged this often,
+   * and one that does not answer within JOBMESH_KEEPALIVE_TIMEOUT is closed (a worker's stream
+   * then ends, and its leases are released). @default 10s
+   */
+  JOBMESH_KEEPALIVE_INTERVAL: durationMs.pipe(z.number().min(100)).default(10_000),
+  /** @default 5s */
+  JOBMESH_KEEPALIVE_TIMEOUT: durationMs.pipe(z.number().min(100)).default(5_000),
   /** PEM certificate (chain) every gRPC server serves TLS with; needs JOBMESH_TLS_KEY. Unset: plaintext. */
   JOBMESH_TLS_CERT: optionalPath,
   /** PEM private key of JOBMESH_TLS_CERT. */

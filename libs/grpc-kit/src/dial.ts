@@ -1,4 +1,4 @@
-import { type ChannelCredentials, credentials as grpcCredentials, Metadata } from '@grpc/grpc-js';
+import { type ChannelCredentials, type ChannelOptions, credentials as grpcCredentials, Metadata } from '@grpc/grpc-js';
 
 /**
  * How a service calls another (dead-letter → scheduler, monitor → every service): the channel
@@ -10,10 +10,15 @@ export interface Dial {
   credentials?: ChannelCredentials;
   /** Sent as `authorization: Bearer <key>` on every call. */
   apiKey?: string;
+  /** Channel options of every client (its keepalive: JOBMESH_KEEPALIVE_INTERVAL/TIMEOUT). */
+  options?: ChannelOptions;
 }
 
 /** The channel credentials of `dial`: plaintext when it has none. */
 export const dialCredentials = (dial: Dial | undefined): ChannelCredentials => dial?.credentials ?? grpcCredentials.createInsecure();
+
+/** The channel options of `dial`'s clients. */
+export const dialOptions = (dial: Dial | undefined): ChannelOptions => dial?.options ?? {};
 
 /** Metadata for one call of `dial`: its API key, and `extra`. */
 export function dialMetadata(dial: Dial | undefined, extra: Record<string, string> = {}): Metadata {

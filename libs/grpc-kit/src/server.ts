@@ -16,6 +16,11 @@ export interface GrpcServerOptions {
   maxMessageBytes?: number;
   /** TLS; plaintext when unset. */
   credentials?: ServerCredentials;
+  /**
+   * Every connection is pinged this often; one that does not answer within `timeoutMs` is closed,
+   * and its calls end (a remote worker's stream, and with it its leases). @default 10 s and 5 s
+   */
+  keepalive?: { intervalMs: number; timeoutMs: number };
 }
 
 /**
@@ -34,7 +39,8 @@ export class GrpcServer {
     this.server = new Server({
       'grpc.max_receive_message_length': max,
       'grpc.max_send_message_length': max,
-      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_time_ms': opts.keepalive?.intervalMs ?? 10_000,
+      'grpc.keepalive_timeout_ms': opts.keepalive?.timeoutMs ?? 5_000,
       'grpc.keepalive_permit_without_calls': 1,
     });
     this.health.addToServer(this.server);

@@ -1,7 +1,7 @@
 import { type ApiKeyEntry, settlesWithin } from '@jobmesh/core';
 import { type CommonEnv, type LoadedConfigFile, authOffInProduction, loadApiKeysFile, loadConfigFile, plaintextExposure, splitHostPort, tlsSettings } from '@jobmesh/config';
 import { ApiKeyAuth, type Dial, GrpcServer, PemFileProvider, RpcKit, serverTlsCredentials } from '@jobmesh/grpc-kit';
-import { tlsCredentials } from '@jobmesh/sdk';
+import { keepaliveChannelOptions, tlsCredentials } from '@jobmesh/sdk';
 import { type Backbone, openBackboneFromEnv, redisUnavailable } from '@jobmesh/queue';
 import { type Logger, type OpsRoutes, type OpsServer, type Registry, createLogger, createRegistry, startOpsServer, startTracing } from '@jobmesh/telemetry';
 
@@ -70,7 +70,8 @@ export async function openServiceHost(
     const exposed = plaintextExposure(env, tls);
     if (exposed) throw new Error(exposed);
     if (tls.server) pem = new PemFileProvider(tls.server, { reloadMs: tls.reloadMs, logger });
-    dial = { apiKey: env.JOBMESH_API_KEY, credentials: tls.client ? tlsCredentials({ ca: tls.client.caFile, cert: tls.client.certFile, key: tls.client.keyFile }) : undefined };
+    const keepalive = { intervalMs: env.JOBMESH_KEEPALIVE_INTERVAL, timeoutMs: env.JOBMESH_KEEPALIVE_TIMEOUT };
+    dial = { apiKey: env.JOBMESH_API_KEY, options: keepaliveChannelOptions(keepalive), credentials: tls.client ? tlsCredentials({ ca: tls.client.caFile, cert: tls.client.certFile, key: tls.client.keyFile }) : undefined };
     config = loadConfigFile(env.JOBMESH_CONFIG);
     // A bad keys file refuses the start, before Redis is opened.
     if (env.JOBMESH_API_KEYS_FILE) auth = new ApiKeyAuth({ path: env.JOBMESH_API_KEYS_FILE, read: loadApiKeysFile, logger, internal: opts.internalKeys });
@@ -82,7 +83,12 @@ export async function openServiceHost(
     await tracing.shutdown(STOP_MARGIN_MS).catch(() => undefined);
     throw err;
   }
-  const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES, credentials: pem && serverTlsCredentials(pem) });
+  const server = new GrpcServer({
+    logger,
+    maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES,
+    credentials: pem && serverTlsCredentials(pem),
+    keepalive: { intervalMs: env.JOBMESH_KEEPALIVE_INTERVAL, timeoutMs: env.JOBMESH_KEEPALIVE_TIMEOUT },
+  });
   const httpTls = pem && env.JOBMESH_HTTP_TLS ? { cert: pem.pem.cert, key: pem.pem.key, onChange: (l: (p: { cert: Buffer; key: Buffer }) => void) => pem!.onChange(l) } : undefined;
   // grpc-kit knows no backend: libs/queue tells it which errors are a Redis outage.
   const kit = new RpcKit({ logger, registry: metrics, translate: redisUnavailable, auth: auth?.hook });

@@ -1,4 +1,5 @@
-import { type CallOptions, type ChannelCredentials, credentials as grpcCredentials, Metadata, type ServiceError, type ClientReadableStream, status } from '@grpc/grpc-js';
+import { type CallOptions, type ChannelCredentials, type ChannelOptions, credentials as grpcCredentials, Metadata, type ServiceError, type ClientReadableStream, status } from '@grpc/grpc-js';
+import { type Keepalive, keepaliveChannelOptions } from './keepalive';
 import * as pb from '@jobmesh/contracts';
 import { EnqueueStream, type EnqueueStreamOptions } from './enqueue-stream';
 import { toClientError } from './errors';
@@ -26,6 +27,8 @@ export interface JobmeshClientOptions {
    * does every call to a server without EnqueueStream. @default {}
    */
   coalesce?: EnqueueStreamOptions | false;
+  /** gRPC keepalive while calls are open (WatchJob, EnqueueStream, a unary call waiting); `false`: none. @default DEFAULT_KEEPALIVE */
+  keepalive?: Keepalive | false;
 }
 
 /** How a call that may be repeated is retried (see Caller). */
@@ -194,10 +197,11 @@ export class JobmeshClient {
   constructor(opts: JobmeshClientOptions = {}) {
     const address = opts.address ?? '127.0.0.1:50051';
     const creds = opts.credentials ?? grpcCredentials.createInsecure();
-    this.scheduler = new pb.SchedulerServiceClient(address, creds, CHANNEL_OPTIONS);
+    const channel = channelOptions(opts);
+    this.scheduler = new pb.SchedulerServiceClient(address, creds, channel);
     this.caller = new Caller(opts);
-    this.deadLetters = new DeadLetterClient(new pb.DeadLetterServiceClient(opts.deadLetterAddress ?? address, creds, CHANNEL_OPTIONS), this.caller);
-    this.monitor = new MonitorClient(new pb.MonitorServiceClient(opts.monitorAddress ?? address, creds, CHANNEL_OPTIONS), this.caller);
+    this.deadLetters = new DeadLetterClient(new pb.DeadLetterServiceClient(opts.deadLetterAddress ?? address, creds, channel), this.caller);
+    this.monitor = new MonitorClient(new pb.MonitorServiceClient(opts.monitorAddress ?? address, creds, channel), this.caller);
     if (opts.coalesce !== false) this.coalescer = this.openEnqueueStream(opts.coalesce);
   }
 
@@ -307,7 +311,7 @@ export class DeadLetterClient {
 
   /** A client of the DeadLetterService at `address` alone. */
   static connect(address: string, opts: Omit<JobmeshClientOptions, 'address' | 'deadLetterAddress'> = {}): DeadLetterClient {
-    const raw = new pb.DeadLetterServiceClient(address, opts.credentials ?? grpcCredentials.createInsecure(), CHANNEL_OPTIONS);
+    const raw = new pb.DeadLetterServiceClient(address, opts.credentials ?? grpcCredentials.createInsecure(), channelOptions(opts));
     return new DeadLetterClient(raw, new Caller(opts));
   }
 
@@ -363,7 +367,7 @@ export class MonitorClient {
 
   /** A client of the MonitorService at `address` alone. */
   static connect(address: string, opts: Omit<JobmeshClientOptions, 'address' | 'deadLetterAddress' | 'monitorAddress'> = {}): MonitorClient {
-    const raw = new pb.MonitorServiceClient(address, opts.credentials ?? grpcCredentials.createInsecure(), CHANNEL_OPTIONS);
+    const raw = new pb.MonitorServiceClient(address, opts.credentials ?? grpcCredentials.createInsecure(), channelOptions(opts));
     return new MonitorClient(raw, new Caller(opts));
   }
 
@@ -391,7 +395,11 @@ export class MonitorClient {
   }
 }
 
-const CHANNEL_OPTIONS = { 'grpc.max_receive_message_length': 64 * 1024 * 1024 };
+/** A client channel's options: replies up to 64 MiB, and `opts.keepalive`. */
+const channelOptions = (opts: Pick<JobmeshClientOptions, 'keepalive'>): ChannelOptions => ({
+  'grpc.max_receive_message_length': 64 * 1024 * 1024,
+  ...keepaliveChannelOptions(opts.keepalive),
+});
 
 /** Whether enqueueing `job` twice yields one job: it carries an idempotency key or a job id. */
 function keyed(job: { options?: { idempotencyKey?: string; jobId?: string } } | undefined): boolean {

@@ -23,3 +23,4 @@ export * from './helpers';
 export { UnrecoverableError, RateLimitError, JobTimeoutError, JobCancelledError } from '@jobmesh/core';
 export * from './remote-worker';
 export * from './tls';
+export * from './keepalive';

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { type ChannelCredentials, type ClientDuplexStream, credentials as grpcCredentials, Metadata, type StatusObject, status } from '@grpc/grpc-js';
+import { type Keepalive, keepaliveChannelOptions } from './keepalive';
 import * as pb from '@jobmesh/contracts';
 import { JobCancelledError, RateLimitError, UnrecoverableError, isUnrecoverable, settlesWithin } from '@jobmesh/core';
 import { type Context, ROOT_CONTEXT, context as otelContext, trace } from '@opentelemetry/api';
@@ -26,6 +27,12 @@ export interface RemoteWorkerOptions {
   apiKey?: string;
   /** TLS credentials; plaintext when unset. */
   credentials?: ChannelCredentials;
+  /**
+   * gRPC keepalive of its stream: a connection that stops answering (a blackholed route) is
+   * dropped within `intervalMs + timeoutMs`; the jobs it held are given up (the server re-leases
+   * them) and the worker reconnects. `false`: none. @default DEFAULT_KEEPALIVE (15 s at most)
+   */
+  keepalive?: Keepalive | false;
   /** Free-form labels shown by ListWorkers. */
   labels?: Record<string, string>;
   logger?: RemoteWorkerLogger;
@@ -228,6 +235,7 @@ export class RemoteWorker {
     this.log = opts.logger ?? silent;
     this.client = new pb.WorkerServiceClient(opts.address, opts.credentials ?? grpcCredentials.createInsecure(), {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      ...keepaliveChannelOptions(opts.keepalive, true),
     });
   }
 

@@ -10,3 +10,4 @@ export * from './grpc-server';
 export * from './service-env';
 export { renderWaterfall, type WaterfallOptions } from './waterfall';
 export * from './certs';
+export * from './tcp-proxy';

@@ -1,7 +1,7 @@
 import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { FailedPreconditionError, InvalidArgumentError } from '@jobmesh/core';
-import { type Dial, dialCredentials, dialMetadata, toStatus } from '@jobmesh/grpc-kit';
+import { type Dial, dialCredentials, dialOptions, dialMetadata, toStatus } from '@jobmesh/grpc-kit';
 import { type DeadLetterCursor, type DeadLetterFilter, DeadLetterNotFoundError, type DeadLetterStore, redisUnavailable } from '@jobmesh/queue';
 import { inReplaySpan } from '@jobmesh/telemetry';
 import { ReplayStoppedError } from './errors';
@@ -11,7 +11,7 @@ export type EnqueueFn = (req: pb.EnqueueJobRequest, signal?: AbortSignal, tracep
 
 /** An EnqueueFn calling SchedulerService.EnqueueJob at `address` over gRPC, with `dial`'s TLS and API key. */
 export function schedulerEnqueuer(address: string, timeoutMs: number, dial?: Dial): { enqueue: EnqueueFn; close(): void } {
-  const client = new pb.SchedulerServiceClient(address, dialCredentials(dial));
+  const client = new pb.SchedulerServiceClient(address, dialCredentials(dial), dialOptions(dial));
   const enqueue: EnqueueFn = (req, signal, traceparent) =>
     new Promise((resolve, reject) => {
       const cancel = (): void => call.cancel();

@@ -1,7 +1,7 @@
-import { type ChannelCredentials, loadPackageDefinition, type Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import { type ChannelCredentials, type ChannelOptions, loadPackageDefinition, type Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import * as pb from '@jobmesh/contracts';
-import { type Dial, dialCredentials, dialMetadata } from '@jobmesh/grpc-kit';
+import { type Dial, dialCredentials, dialOptions, dialMetadata } from '@jobmesh/grpc-kit';
 import { type Backbone, DeadLetterStore, redisMemory } from '@jobmesh/queue';
 import type { Logger } from '@jobmesh/telemetry';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
@@ -20,7 +20,7 @@ interface HealthClient {
   close(): void;
 }
 
-type HealthClientCtor = new (address: string, creds: ChannelCredentials) => HealthClient;
+type HealthClientCtor = new (address: string, creds: ChannelCredentials, options?: ChannelOptions) => HealthClient;
 
 let ctor: HealthClientCtor | undefined;
 
@@ -67,7 +67,7 @@ export class SystemHealth {
 
   private client(address: string): HealthClient {
     let c = this.clients.get(address);
-    if (!c) this.clients.set(address, (c = new (healthClientCtor())(address, dialCredentials(this.dial))));
+    if (!c) this.clients.set(address, (c = new (healthClientCtor())(address, dialCredentials(this.dial), dialOptions(this.dial))));
     return c;
   }
 

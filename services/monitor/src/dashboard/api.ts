@@ -1,5 +1,5 @@
 import * as pb from '@jobmesh/contracts';
-import { type Dial, dialCredentials } from '@jobmesh/grpc-kit';
+import { type Dial, dialCredentials, dialOptions } from '@jobmesh/grpc-kit';
 import { JOB_STATES, type JobStateName } from '@jobmesh/core';
 import { stateToProto } from '@jobmesh/queue';
 import { Caller, type DeepPartial, JobmeshClient, NotFoundError } from '@jobmesh/sdk';
@@ -70,7 +70,7 @@ export class DashboardApi {
       const a = this.addresses;
       this.clients = {
         jobs: new JobmeshClient({ address: read(a.scheduler), deadLetterAddress: read(a.deadLetter), monitorAddress: read(a.monitor), credentials: this.dial.credentials, apiKey: this.dial.apiKey }),
-        workers: new pb.WorkerServiceClient(read(a.workerPool), dialCredentials(this.dial)),
+        workers: new pb.WorkerServiceClient(read(a.workerPool), dialCredentials(this.dial), dialOptions(this.dial)),
       };
     }
     return this.clients;

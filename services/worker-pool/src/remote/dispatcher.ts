@@ -190,6 +190,9 @@ export class RemoteDispatcher {
   /** Ends a session: its leased jobs go back to waiting at once. */
   close(session: Session, why: string): void {
     if (!this.sessions.delete(session.id)) return;
+    // Why a worker left: its stream ended, was cancelled (a keepalive that went unanswered closes
+    // the connection, and with it the stream), or failed; and how many leases that released.
+    if (session.kind === 'stream') this.opts.logger.info({ worker: session.workerId, session: session.id, why, leases: session.leases.size }, 'worker disconnected');
     if (session.kind === 'unary') {
       this.unary.delete(session.key);
       if (session.idleTimer !== undefined) this.clock.clearTimer(session.idleTimer);
