@@ -2,7 +2,8 @@ import { createServer, type Server, type Socket, connect } from 'node:net';
 
 /**
  * A TCP proxy for network faults a test cannot get from a real network on loopback: a blackhole
- * (packets dropped, sockets left open, as a dead route or a firewall DROP does) and a delay.
+ * (nothing gets through and the sockets stay open, as with a dead route or a firewall DROP) and a
+ * delay.
  */
 export interface TcpProxy {
   /** `127.0.0.1:<port>` of the proxy. */
@@ -10,12 +11,13 @@ export interface TcpProxy {
   port: number;
   /**
    * From now on nothing passes, either way, on open connections or new ones; no socket is closed,
-   * so neither end hears of it except by a timeout of its own.
+   * so neither end hears of it except by a timeout of its own. What is sent meanwhile is held, as
+   * TCP would retransmit it, and delivered by heal() on the connections still open.
    */
   blackhole(): void;
   /** Delays every chunk by `ms` from now on (0: none). */
   delay(ms: number): void;
-  /** Passes traffic again, and what was held back by a delay; what a blackhole dropped is gone. */
+  /** Passes traffic again, what the blackhole held first. */
   heal(): void;
   /** Connections accepted so far. */
   accepted(): number;
@@ -31,19 +33,30 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
   let delayMs = 0;
   let accepted = 0;
   const sockets = new Set<Socket>();
+  /** Each socket's other end, to pass on a close held back by the blackhole. */
+  const peers = new Map<Socket, Socket>();
+  /** What the blackhole held, in order: delivered by heal(). */
+  let held: Array<{ to: Socket; chunk: Buffer }> = [];
+  const deliver = (to: Socket, chunk: Buffer): void => {
+    if (holed) held.push({ to, chunk });
+    else if (!to.destroyed) to.write(chunk);
+  };
   const pipe = (from: Socket, to: Socket): void => {
     from.on('data', (chunk: Buffer) => {
-      if (holed) return;
-      if (delayMs > 0) setTimeout(() => !holed && !to.destroyed && to.write(chunk), delayMs);
-      else if (!to.destroyed) to.write(chunk);
+      if (delayMs > 0 && !holed) setTimeout(() => deliver(to, chunk), delayMs);
+      else deliver(to, chunk);
     });
   };
   const server: Server = createServer((client) => {
     accepted += 1;
     const upstream = connect(port, host);
+    peers.set(client, upstream).set(upstream, client);
     for (const s of [client, upstream]) {
       sockets.add(s);
-      s.on('close', () => sockets.delete(s));
+      s.on('close', () => {
+        sockets.delete(s);
+        peers.delete(s);
+      });
       // A reset from either side ends the pair; in a blackhole nothing is passed on, closes included.
       s.on('error', () => undefined);
     }
@@ -62,6 +75,11 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
     heal: () => {
       holed = false;
       delayMs = 0;
+      const backlog = held;
+      held = [];
+      for (const { to, chunk } of backlog) deliver(to, chunk);
+      // A close the blackhole held back reaches the other end now.
+      for (const [s, peer] of peers) if (peer.destroyed) s.destroy();
     },
     accepted: () => accepted,
     close: async () => {
