@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { posix, resolve } from 'node:path';
-import { commonEnvSchema, parseConfigFile, parseEnv, splitHostPort } from '@jobmesh/config';
+import { authOffInProduction, commonEnvSchema, parseConfigFile, parseEnv, plaintextExposure, splitHostPort, tlsSettings } from '@jobmesh/config';
 import YAML from 'yaml';
 import { deadLetterEnvSchema } from '@jobmesh/dead-letter';
 import { monitorEnvSchema } from '@jobmesh/monitor';
@@ -64,7 +64,13 @@ interface Container {
   livenessProbe?: Probe;
   startupProbe?: Probe;
   securityContext?: { runAsNonRoot?: boolean; readOnlyRootFilesystem?: boolean; allowPrivilegeEscalation?: boolean };
-  volumeMounts?: { name: string; mountPath: string }[];
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean; subPath?: string }[];
+}
+
+interface Volume {
+  name: string;
+  configMap?: { name: string };
+  secret?: { secretName: string; items?: { key: string; path: string }[] };
 }
 
 interface Probe {
@@ -132,7 +138,8 @@ function podEnv(objects: K8sObject[], c: Container): Record<string, string> {
       // An optional Secret nobody created leaves the variable unset, as the kubelet does.
       else if (ref.optional) continue;
       // A Secret the overlay leaves to the operator (prod): stand in a valid URL to check the rest.
-      else env[e.name] = 'redis://redis.example:6379';
+      else if (e.name === 'REDIS_URL') env[e.name] = 'redis://redis.example:6379';
+      else env[e.name] = `<secret ${ref.name}/${ref.key}>`;
     } else if (e.valueFrom?.fieldRef) {
       env[e.name] = `<${e.valueFrom.fieldRef.fieldPath}>`;
     } else if (e.value !== undefined) {
@@ -202,8 +209,10 @@ describe.each(['dev', 'dev-keda', 'prod', 'prod-hpa'])('deploy/k8s/overlays/%s',
       const ready = c.readinessProbe;
       const readiness = ready?.grpc ? `grpc:${ready.grpc.port}` : ready?.httpGet ? `${ready.httpGet.path}:${portNumber(c, ready.httpGet.port)}` : undefined;
       expect({ where, readiness }).toEqual({ where, readiness: expect.stringMatching(new RegExp(`^(grpc:${GRPC_PORT}|/readyz:${HTTP_PORT})$`)) });
-      // /readyz answers before gRPC listens: then a gRPC startup probe holds readiness back until it does.
-      if (!ready?.grpc) expect({ where, startup: c.startupProbe?.grpc?.port }).toEqual({ where, startup: GRPC_PORT });
+      // /readyz answers before gRPC listens: then a startup probe on the gRPC port holds readiness back
+      // until it does (gRPC health, or in production, where gRPC is TLS, a TCP connection).
+      const startup = c.startupProbe?.grpc ? c.startupProbe.grpc.port : c.startupProbe?.tcpSocket && portNumber(c, c.startupProbe.tcpSocket.port);
+      if (!ready?.grpc) expect({ where, startup }).toEqual({ where, startup: GRPC_PORT });
       expect(c.livenessProbe?.httpGet?.path).toBe('/livez');
       expect(portNumber(c, c.livenessProbe!.httpGet!.port)).toBe(HTTP_PORT);
       if (c.startupProbe?.httpGet) expect(portNumber(c, c.startupProbe.httpGet.port)).toBe(HTTP_PORT);
@@ -315,8 +324,42 @@ describe.each(['dev', 'dev-keda', 'prod', 'prod-hpa'])('deploy/k8s/overlays/%s',
     expect(selects(workers, workerPool)).toBe(true);
     const grpc = (workers.spec.ports as { name: string; targetPort: number | string; appProtocol?: string }[]).find((p) => p.name === 'grpc');
     expect(portNumber(jobmeshContainer(workerPool), grpc!.targetPort)).toBe(GRPC_PORT);
-    expect(grpc!.appProtocol).toBe('kubernetes.io/h2c');
   });
+
+  it('declares every Service’s gRPC port as h2c in development and as TLS (https) in production', () => {
+    for (const name of SERVICE_NAMES) {
+      const grpc = (named(objects, 'Service', `jobmesh-${name}`).spec.ports as { name: string; appProtocol?: string }[]).find((p) => p.name === 'grpc');
+      expect({ name, appProtocol: grpc?.appProtocol }).toEqual({ name, appProtocol: overlay.startsWith('prod') ? 'https' : 'kubernetes.io/h2c' });
+    }
+  });
+
+  it('passes the start-up checks production mode runs (auth on; TLS on a non-loopback gRPC address), in every service', () => {
+    for (const d of jobmeshDeployments(objects)) {
+      const where = d.metadata.name;
+      const env = parseEnv(SERVICES[serviceOf(d)], podEnv(objects, jobmeshContainer(d)));
+      expect({ where, mode: env.JOBMESH_MODE }).toEqual({ where, mode: overlay.startsWith('prod') ? 'production' : 'development' });
+      // The very functions libs/host calls before it opens anything; undefined is no refusal.
+      expect({ where, refusal: authOffInProduction(env) }).toEqual({ where, refusal: undefined });
+      const tls = tlsSettings(env);
+      expect({ where, refusal: plaintextExposure(env, tls) }).toEqual({ where, refusal: undefined });
+      if (overlay.startsWith('prod')) {
+        // Not merely loopback: TLS on, and the services' own clients dial it, trusting the CA.
+        expect({ where, server: tls.server, caFile: tls.client?.caFile }).toEqual({ where, server: expect.objectContaining({ certFile: expect.any(String) }), caFile: expect.any(String) });
+      } else {
+        expect({ where, server: tls.server, client: tls.client, keys: env.JOBMESH_API_KEYS_FILE }).toEqual({ where, server: undefined, client: undefined, keys: undefined });
+      }
+    }
+  });
+
+  if (overlay.startsWith('dev')) {
+    it('keeps the plaintext probes: gRPC health where the base has it', () => {
+      const scheduler = jobmeshContainer(named(objects, 'Deployment', 'jobmesh-scheduler'));
+      expect(scheduler.readinessProbe?.grpc?.port).toBe(GRPC_PORT);
+      for (const name of ['worker-pool', 'dead-letter', 'monitor']) {
+        expect({ name, startup: jobmeshContainer(named(objects, 'Deployment', `jobmesh-${name}`)).startupProbe?.grpc?.port }).toEqual({ name, startup: GRPC_PORT });
+      }
+    });
+  }
 
   it('mounts the queue config file where JOBMESH_CONFIG points, and it parses with the real parser', () => {
     for (const d of jobmeshDeployments(objects)) {
@@ -325,7 +368,7 @@ describe.each(['dev', 'dev-keda', 'prod', 'prod-hpa'])('deploy/k8s/overlays/%s',
       expect(path).toBeDefined();
       const mount = c.volumeMounts?.find((m) => m.mountPath === posix.dirname(path));
       expect(mount).toBeDefined();
-      const volume = (d.spec.template.spec.volumes as { name: string; configMap?: { name: string } }[]).find((v) => v.name === mount!.name);
+      const volume = (d.spec.template.spec.volumes as Volume[]).find((v) => v.name === mount!.name);
       const text = named(objects, 'ConfigMap', volume!.configMap!.name).data?.[posix.basename(path)];
       expect(text).toBeDefined();
       const queues = parseConfigFile(text!, posix.basename(path));
@@ -393,8 +436,91 @@ describe.each(['dev', 'dev-keda', 'prod', 'prod-hpa'])('deploy/k8s/overlays/%s',
       }
     });
 
-    it('commits no Secret: the operator creates jobmesh-redis', () => {
+    it('commits no Secret: the operator creates each one the pods name, as docs/operations.md shows', () => {
       expect(ofKind(objects, 'Secret')).toEqual([]);
+      const referenced = new Set<string>();
+      for (const d of ofKind(objects, 'Deployment')) {
+        for (const c of containersOf(d)) for (const e of c.env ?? []) if (e.valueFrom?.secretKeyRef) referenced.add(e.valueFrom.secretKeyRef.name);
+        for (const v of (d.spec.template.spec.volumes ?? []) as Volume[]) if (v.secret) referenced.add(v.secret.secretName);
+      }
+      for (const a of ofKind(objects, 'TriggerAuthentication')) for (const r of a.spec.secretTargetRef as { name: string }[]) referenced.add(r.name);
+      const keda = overlay === 'prod' ? ['jobmesh-scaler-tls', 'jobmesh-python-worker-key'] : [];
+      expect([...referenced].sort()).toEqual(['jobmesh-redis', 'jobmesh-dlq-webhooks', 'jobmesh-tls', 'jobmesh-api-keys', 'jobmesh-service-key', ...keda].sort());
+      const operations = read('docs/operations.md');
+      for (const name of referenced) expect({ name, documented: operations.includes(`secret generic ${name}`) || operations.includes(`secretName: ${name}`) }).toEqual({ name, documented: true });
+    });
+
+    it('has no gRPC probe (the kubelet’s cannot do TLS): readiness is /readyz over HTTP, startup a TCP connect to gRPC', () => {
+      for (const d of jobmeshDeployments(objects)) {
+        const c = jobmeshContainer(d);
+        const where = d.metadata.name;
+        expect({ where, grpc: [c.startupProbe, c.readinessProbe, c.livenessProbe].some((p) => p?.grpc) }).toEqual({ where, grpc: false });
+        expect({ where, path: c.readinessProbe?.httpGet?.path, port: portNumber(c, c.readinessProbe?.httpGet?.port ?? '') }).toEqual({ where, path: '/readyz', port: HTTP_PORT });
+        expect({ where, startup: portNumber(c, c.startupProbe?.tcpSocket?.port ?? '') }).toEqual({ where, startup: GRPC_PORT });
+        // The probes' port stays plaintext HTTP: with JOBMESH_HTTP_TLS on, an httpGet would need scheme HTTPS.
+        expect(parseEnv(SERVICES[serviceOf(d)], podEnv(objects, c)).JOBMESH_HTTP_TLS).toBe(false);
+      }
+    });
+
+    it('points every file setting at a read-only mount of the Secret (and key) that holds it', () => {
+      const expected: Record<string, [secret: string, key: string]> = {
+        JOBMESH_TLS_CERT: ['jobmesh-tls', 'tls.crt'],
+        JOBMESH_TLS_KEY: ['jobmesh-tls', 'tls.key'],
+        JOBMESH_TLS_CA: ['jobmesh-tls', 'ca.crt'],
+        JOBMESH_API_KEYS_FILE: ['jobmesh-api-keys', 'keys.yaml'],
+      };
+      const containers = jobmeshDeployments(objects).map((d) => ({ d, c: jobmeshContainer(d) }));
+      const python = ofKind(objects, 'Deployment').find((d) => d.metadata.name === 'jobmesh-python-worker');
+      if (python) containers.push({ d: python, c: containersOf(python)[0]! });
+      expect(containers.length).toBe(overlay === 'prod' ? 5 : 4);
+      for (const { d, c } of containers) {
+        const where = d.metadata.name;
+        const env = podEnv(objects, c);
+        const files = Object.keys(env).filter((k) => /^JOBMESH_(TLS_(CERT|KEY|CA|CLIENT_CA|CLIENT_CERT|CLIENT_KEY)|API_KEYS_FILE)$/.test(k));
+        // The Python worker is only a client: it trusts the CA, and holds no server key.
+        expect({ where, files: files.sort() }).toEqual({ where, files: (where === 'jobmesh-python-worker' ? ['JOBMESH_TLS_CA'] : Object.keys(expected)).sort() });
+        for (const key of files) {
+          const path = env[key]!;
+          const mount = c.volumeMounts?.find((m) => path.startsWith(`${m.mountPath}/`));
+          expect({ where, key, path, mount: mount && { readOnly: mount.readOnly, subPath: mount.subPath } }).toEqual({ where, key, path, mount: { readOnly: true, subPath: undefined } });
+          const volume = (d.spec.template.spec.volumes as Volume[]).find((v) => v.name === mount!.name);
+          const file = posix.relative(mount!.mountPath, path);
+          // The file a Secret volume shows: an item's path, or (without items) the key itself.
+          const shown = volume?.secret?.items ? volume.secret.items.find((i) => i.path === file)?.key : file;
+          expect({ where, key, secret: volume?.secret?.secretName, secretKey: shown }).toEqual({ where, key, secret: expected[key]![0], secretKey: expected[key]![1] });
+        }
+        if (where === 'jobmesh-python-worker') {
+          const volumes = (d.spec.template.spec.volumes as Volume[]).filter((v) => v.secret?.secretName === 'jobmesh-tls');
+          expect(volumes.map((v) => v.secret!.items?.map((i) => i.key))).toEqual([['ca.crt']]);
+        }
+      }
+    });
+
+    it('has the services that call others, and the Python worker, send an API key from a Secret', () => {
+      const keyOf = (c: Container): unknown => c.env?.find((e) => e.name === 'JOBMESH_API_KEY')?.valueFrom?.secretKeyRef ?? c.env?.find((e) => e.name === 'JOBMESH_API_KEY');
+      for (const d of jobmeshDeployments(objects)) {
+        const callsOthers = ['dead-letter', 'monitor'].includes(serviceOf(d));
+        expect({ where: d.metadata.name, key: keyOf(jobmeshContainer(d)) }).toEqual({ where: d.metadata.name, key: callsOthers ? { name: 'jobmesh-service-key', key: 'key' } : undefined });
+      }
+      const python = ofKind(objects, 'Deployment').find((d) => d.metadata.name === 'jobmesh-python-worker');
+      if (overlay === 'prod') expect(keyOf(containersOf(python!)[0]!)).toEqual({ name: 'jobmesh-python-worker-key', key: 'key' });
+    });
+  }
+
+  if (overlay.includes('keda') || overlay === 'prod') {
+    it('dials the monitor’s scaler with the TLS TriggerAuthentication in production, plaintext in development', () => {
+      const auth = named(objects, 'TriggerAuthentication', 'jobmesh-scaler-tls');
+      expect((auth.spec.secretTargetRef as { parameter: string }[]).map((r) => r.parameter).sort()).toEqual(['caCert', 'tlsClientCert', 'tlsClientKey']);
+      const triggers = ofKind(objects, 'ScaledObject').flatMap((so) => (so.spec.triggers as { type: string; metadata: { scalerAddress: string }; authenticationRef?: { name: string } }[]).map((t) => ({ so: so.metadata.name, t })));
+      expect(triggers.length).toBeGreaterThanOrEqual(2);
+      for (const { so, t } of triggers) {
+        expect({ so, type: t.type, host: splitHostPort(t.metadata.scalerAddress).host }).toEqual({ so, type: 'external', host: 'jobmesh-monitor' });
+        expect({ so, auth: t.authenticationRef?.name }).toEqual({ so, auth: overlay === 'prod' ? 'jobmesh-scaler-tls' : undefined });
+      }
+      const python = containersOf(named(objects, 'Deployment', 'jobmesh-python-worker'))[0]!;
+      const names = (python.env ?? []).map((e) => e.name);
+      if (overlay === 'prod') expect(names).toEqual(expect.arrayContaining(['JOBMESH_TLS_CA', 'JOBMESH_API_KEY']));
+      else expect(names.filter((n) => /TLS|API_KEY/.test(n))).toEqual([]);
     });
   }
 
@@ -695,13 +821,15 @@ describe('docker-compose.yml', () => {
     expect(scheduler.command).toEqual(['node', 'services/scheduler/dist/main.js']);
   });
 
-  it('points the scheduler at the redis and jaeger services, in production mode, with an environment it accepts', () => {
+  it('points the scheduler at the redis and jaeger services, in development mode, with an environment it accepts', () => {
     const redis = new URL(env.REDIS_URL!);
     expect([redis.protocol, redis.hostname, Number(redis.port || 6379)]).toEqual(['redis:', 'redis', 6379]);
     const otlp = new URL(env.OTEL_EXPORTER_OTLP_ENDPOINT!);
     expect([otlp.hostname, Number(otlp.port)]).toEqual(['jaeger', 4317]);
     expect(env.OTEL_EXPORTER_OTLP_PROTOCOL).toBe('grpc');
-    expect(env.JOBMESH_MODE).toBe('production');
+    // One machine, ports on 127.0.0.1, no keys or TLS: development mode (the comment says what production needs).
+    expect(env.JOBMESH_MODE).toBe('development');
+    expect(read('docker-compose.yml')).toMatch(/Production mode needs\s*#?\s*JOBMESH_API_KEYS_FILE/);
     for (const key of Object.keys(env).filter((k) => !k.startsWith('OTEL_'))) expect(ENV_KEYS).toContain(key);
     const parsed = parseEnv(commonEnvSchema, env);
     expect(splitHostPort(parsed.JOBMESH_GRPC_ADDRESS)).toEqual({ host: '0.0.0.0', port: GRPC_PORT });
@@ -737,6 +865,8 @@ describe('docker-compose.yml', () => {
       expect(services.jaeger!.ports).toContain('127.0.0.1:4317:4317');
       const parsed = parseEnv(SERVICES[service], values);
       expect(new URL(parsed.REDIS_URL!).hostname).toBe('redis');
+      // Starts: the checks libs/host runs before it opens anything refuse nothing.
+      expect({ name, refusal: authOffInProduction(parsed) ?? plaintextExposure(parsed, tlsSettings(parsed)) }).toEqual({ name, refusal: undefined });
       expect(splitHostPort(parsed.JOBMESH_GRPC_ADDRESS)).toEqual({ host: '0.0.0.0', port: GRPC_PORT });
       expect(splitHostPort(parsed.JOBMESH_HTTP_ADDRESS)).toEqual({ host: '0.0.0.0', port: HTTP_PORT });
       expect(s.depends_on).toMatchObject({ redis: { condition: 'service_healthy' } });
