@@ -6,3 +6,4 @@ export * from './backoff';
 export * from './validation';
 export * from './job-errors';
 export * from './within';
+export * from './pattern';

@@ -242,7 +242,24 @@ describe('validateQueueSpec', () => {
     };
     const err = rejection(() => validateQueueSpec(queue({ deadLetter })));
     expect(err.field).toBe('queue.dead_letter.rules[1].message_pattern');
-    expect(err.message).toMatch(/is not a valid regular expression: .+/);
+    expect(err.message).toMatch(/is not a valid RE2 regular expression .*: .+/);
+  });
+
+  it('rejects a dead-letter rule pattern RE2 cannot run in linear time (lookaround, backreferences)', () => {
+    for (const messagePattern of ['(?=a)b', '(a)\\1']) {
+      const err = rejection(() => validateQueueSpec(queue({ deadLetter: { rules: [{ messagePattern, category: 'c' }] } })));
+      expect(err.field).toBe('queue.dead_letter.rules[0].message_pattern');
+      expect(err.message).toMatch(/RE2/);
+    }
+  });
+
+  it('rejects a dead-letter rule pattern over 1024 characters', () => {
+    const err = rejection(() => validateQueueSpec(queue({ deadLetter: { rules: [{ messagePattern: 'a'.repeat(1025), category: 'c' }] } })));
+    expect(err.message).toMatch(/1025 characters; at most 1024/);
+  });
+
+  it('accepts "(a+)+b": RE2 matches it in linear time', () => {
+    expect(() => validateQueueSpec(queue({ deadLetter: { rules: [{ messagePattern: '(a+)+b', category: 'c' }] } }))).not.toThrow();
   });
 
   it('rejects a dead-letter rule without a category', () => {

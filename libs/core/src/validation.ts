@@ -1,4 +1,5 @@
 import { InvalidArgumentError, PayloadTooLargeError } from './errors';
+import { compileMessagePattern } from './pattern';
 import { MAX_PRIORITY, MAX_PROCESSOR_WAIT_MS, type BackoffSpec, type JobOptionsSpec, type QueueSpec, type RetentionSpec } from './options';
 
 const QUEUE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
@@ -113,13 +114,7 @@ export function validateQueueSpec(q: QueueSpec, field = 'queue'): void {
   for (const [i, rule] of (q.deadLetter.rules ?? []).entries()) {
     const rf = `${field}.dead_letter.rules[${i}]`;
     if (!rule.category) throw new InvalidArgumentError(`${rf}.category`, 'is required');
-    if (rule.messagePattern) {
-      try {
-        new RegExp(rule.messagePattern);
-      } catch (err) {
-        throw new InvalidArgumentError(`${rf}.message_pattern`, `is not a valid regular expression: ${(err as Error).message}`);
-      }
-    }
+    if (rule.messagePattern) compileMessagePattern(rule.messagePattern, `${rf}.message_pattern`);
   }
 }
 
