@@ -10,6 +10,7 @@ import {
   validateQueueSpec,
   validateScheduleId,
 } from './validation';
+import { checkPatternLength } from './pattern';
 
 /** The InvalidArgumentError `fn` throws; fails the test if it throws nothing or something else. */
 function rejection(fn: () => unknown): InvalidArgumentError {
@@ -187,39 +188,50 @@ describe('validateJobOptions', () => {
   });
 });
 
+/** A stand-in engine: libs/core takes the real one (RE2, libs/config) as an argument. */
+const jsPattern = (source: string, field: string) => {
+  checkPatternLength(source, field);
+  try {
+    return new RegExp(source);
+  } catch (err) {
+    throw new InvalidArgumentError(field, `is not a valid regular expression: ${(err as Error).message}`);
+  }
+};
+const validateSpec = (q: QueueSpec) => validateQueueSpec(q, jsPattern);
+
 describe('validateQueueSpec', () => {
   const queue = (overrides: Partial<QueueSpec> = {}): QueueSpec => ({ ...defaultQueueSpec('emails'), ...overrides });
 
   it('accepts the default spec of a queue', () => {
-    expect(() => validateQueueSpec(queue())).not.toThrow();
+    expect(() => validateSpec(queue())).not.toThrow();
   });
 
   it('rejects an invalid queue name under queue.name', () => {
-    expect(rejection(() => validateQueueSpec(queue({ name: 'no spaces' }))).field).toBe('queue.name');
+    expect(rejection(() => validateSpec(queue({ name: 'no spaces' }))).field).toBe('queue.name');
   });
 
   it.each([0, -1, 1.5, 10_001])('rejects concurrency %p', (concurrency) => {
-    const err = rejection(() => validateQueueSpec(queue({ concurrency })));
+    const err = rejection(() => validateSpec(queue({ concurrency })));
     expect(err.field).toBe('queue.concurrency');
     expect(err.message).toMatch(/must be between 1 and 10000/);
   });
 
   it('accepts concurrency at both ends of the range', () => {
-    expect(() => validateQueueSpec(queue({ concurrency: 1 }))).not.toThrow();
-    expect(() => validateQueueSpec(queue({ concurrency: 10_000 }))).not.toThrow();
+    expect(() => validateSpec(queue({ concurrency: 1 }))).not.toThrow();
+    expect(() => validateSpec(queue({ concurrency: 10_000 }))).not.toThrow();
   });
 
   it('rejects a rate limit with a max but no positive duration', () => {
-    const err = rejection(() => validateQueueSpec(queue({ rateLimit: { max: 10, durationMs: 0 } })));
+    const err = rejection(() => validateSpec(queue({ rateLimit: { max: 10, durationMs: 0 } })));
     expect(err.field).toBe('queue.rate_limit.duration');
   });
 
   it('accepts a rate limit with a max of 0 whatever its duration', () => {
-    expect(() => validateQueueSpec(queue({ rateLimit: { max: 0, durationMs: 0 } }))).not.toThrow();
+    expect(() => validateSpec(queue({ rateLimit: { max: 0, durationMs: 0 } }))).not.toThrow();
   });
 
   it('validates the default job options under queue.default_job_options', () => {
-    const err = rejection(() => validateQueueSpec(queue({ defaultJobOptions: { attempts: 0 } })));
+    const err = rejection(() => validateSpec(queue({ defaultJobOptions: { attempts: 0 } })));
     expect(err.field).toBe('queue.default_job_options.attempts');
   });
 
@@ -228,7 +240,7 @@ describe('validateQueueSpec', () => {
     ['idempotency_key', { idempotencyKey: 'same-key' }],
     ['replay_of', { replayOf: 'q:1:3' }],
   ])('rejects %s as a queue default', (field, defaultJobOptions) => {
-    const err = rejection(() => validateQueueSpec(queue({ defaultJobOptions })));
+    const err = rejection(() => validateSpec(queue({ defaultJobOptions })));
     expect(err.field).toBe(`queue.default_job_options.${field}`);
     expect(err.message).toMatch(/cannot be a queue default/);
   });
@@ -240,40 +252,28 @@ describe('validateQueueSpec', () => {
         { messagePattern: '(unclosed', category: 'bug' },
       ],
     };
-    const err = rejection(() => validateQueueSpec(queue({ deadLetter })));
+    const err = rejection(() => validateSpec(queue({ deadLetter })));
     expect(err.field).toBe('queue.dead_letter.rules[1].message_pattern');
-    expect(err.message).toMatch(/is not a valid RE2 regular expression .*: .+/);
-  });
-
-  it('rejects a dead-letter rule pattern RE2 cannot run in linear time (lookaround, backreferences)', () => {
-    for (const messagePattern of ['(?=a)b', '(a)\\1']) {
-      const err = rejection(() => validateQueueSpec(queue({ deadLetter: { rules: [{ messagePattern, category: 'c' }] } })));
-      expect(err.field).toBe('queue.dead_letter.rules[0].message_pattern');
-      expect(err.message).toMatch(/RE2/);
-    }
+    expect(err.message).toMatch(/is not a valid regular expression: .+/);
   });
 
   it('rejects a dead-letter rule pattern over 1024 characters', () => {
-    const err = rejection(() => validateQueueSpec(queue({ deadLetter: { rules: [{ messagePattern: 'a'.repeat(1025), category: 'c' }] } })));
+    const err = rejection(() => validateSpec(queue({ deadLetter: { rules: [{ messagePattern: 'a'.repeat(1025), category: 'c' }] } })));
     expect(err.message).toMatch(/1025 characters; at most 1024/);
   });
 
-  it('accepts "(a+)+b": RE2 matches it in linear time', () => {
-    expect(() => validateQueueSpec(queue({ deadLetter: { rules: [{ messagePattern: '(a+)+b', category: 'c' }] } }))).not.toThrow();
-  });
-
   it('rejects a dead-letter rule without a category', () => {
-    const err = rejection(() => validateQueueSpec(queue({ deadLetter: { rules: [{ errorName: 'TypeError', category: '' }] } })));
+    const err = rejection(() => validateSpec(queue({ deadLetter: { rules: [{ errorName: 'TypeError', category: '' }] } })));
     expect(err.field).toBe('queue.dead_letter.rules[0].category');
   });
 
   it('rejects a negative dead-letter retention age', () => {
-    const err = rejection(() => validateQueueSpec(queue({ deadLetter: { retention: { ageMs: -1 } } })));
+    const err = rejection(() => validateSpec(queue({ deadLetter: { retention: { ageMs: -1 } } })));
     expect(err.field).toBe('queue.dead_letter.retention.age');
   });
 
   it('accepts dead-letter rules with valid patterns', () => {
     const deadLetter = { rules: [{ errorName: 'TimeoutError', messagePattern: 'ETIMEDOUT|ECONNRESET', category: 'network', severity: 'warning' as const }] };
-    expect(() => validateQueueSpec(queue({ deadLetter }))).not.toThrow();
+    expect(() => validateSpec(queue({ deadLetter }))).not.toThrow();
   });
 });

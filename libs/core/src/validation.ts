@@ -1,5 +1,5 @@
 import { InvalidArgumentError, PayloadTooLargeError } from './errors';
-import { compileMessagePattern } from './pattern';
+import type { PatternCompiler } from './pattern';
 import { MAX_PRIORITY, MAX_PROCESSOR_WAIT_MS, type BackoffSpec, type JobOptionsSpec, type QueueSpec, type RetentionSpec } from './options';
 
 const QUEUE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
@@ -90,7 +90,8 @@ export function validateJobOptions(o: JobOptionsSpec, field = 'job.options'): vo
   if (o.keepFailed) validateRetention(o.keepFailed, `${field}.keep_failed`);
 }
 
-export function validateQueueSpec(q: QueueSpec, field = 'queue'): void {
+/** Checks a queue's settings; `compilePattern` checks its dead-letter rules' patterns (see PatternCompiler). */
+export function validateQueueSpec(q: QueueSpec, compilePattern: PatternCompiler, field = 'queue'): void {
   validateQueueName(q.name, `${field}.name`);
   if (!Number.isInteger(q.concurrency) || q.concurrency < 1 || q.concurrency > 10_000) {
     throw new InvalidArgumentError(`${field}.concurrency`, `must be between 1 and 10000, got ${q.concurrency}`);
@@ -114,7 +115,7 @@ export function validateQueueSpec(q: QueueSpec, field = 'queue'): void {
   for (const [i, rule] of (q.deadLetter.rules ?? []).entries()) {
     const rf = `${field}.dead_letter.rules[${i}]`;
     if (!rule.category) throw new InvalidArgumentError(`${rf}.category`, 'is required');
-    if (rule.messagePattern) compileMessagePattern(rule.messagePattern, `${rf}.message_pattern`);
+    if (rule.messagePattern) compilePattern(rule.messagePattern, `${rf}.message_pattern`);
   }
 }
 

@@ -1,4 +1,5 @@
-import { PROCESSOR_NOT_FOUND, type DeadLetterRuleSpec, type MessagePattern, compileMessagePattern, type SeverityName, isTimeout, isUnrecoverable } from '@jobmesh/core';
+import { compileMessagePattern } from '@jobmesh/config';
+import { PROCESSOR_NOT_FOUND, type DeadLetterRuleSpec, type MessagePattern, type SeverityName, isTimeout, isUnrecoverable } from '@jobmesh/core';
 
 /** What categorize() looks at: the final failure of a job, as BullMQ stored it. */
 export interface FailureFacts {
