@@ -46,6 +46,15 @@ export function validateJobId(id: string, field = 'job.options.job_id'): string 
   return id;
 }
 
+/** The longest free-text reason a caller may give (CancelJob, quarantine, …), in characters. */
+export const MAX_REASON_LENGTH = 1024;
+
+/** Refuses a reason over {@link MAX_REASON_LENGTH} characters; it is stored and echoed back. */
+export function validateReason(reason: string, field = 'reason'): string {
+  if (reason.length > MAX_REASON_LENGTH) throw new InvalidArgumentError(field, `is ${reason.length} characters; at most ${MAX_REASON_LENGTH}`);
+  return reason;
+}
+
 /** Measures the JSON encoding of `data` and rejects it over `limit` bytes. Returns the size. */
 export function validatePayload(data: unknown, limit: number, field = 'job.data'): number {
   const size = Buffer.byteLength(JSON.stringify(data ?? {}), 'utf8');
