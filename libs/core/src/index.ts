@@ -7,3 +7,4 @@ export * from './validation';
 export * from './job-errors';
 export * from './within';
 export * from './pattern';
+export * from './limits';

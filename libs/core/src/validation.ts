@@ -1,10 +1,14 @@
 import { InvalidArgumentError, PayloadTooLargeError } from './errors';
+import { validateLabels, validateLength } from './limits';
 import type { PatternCompiler } from './pattern';
 import { MAX_PRIORITY, MAX_PROCESSOR_WAIT_MS, type BackoffSpec, type JobOptionsSpec, type QueueSpec, type RetentionSpec } from './options';
 
 const QUEUE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 const JOB_NAME = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$/;
 const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$/;
+
+/** Dead-letter rules per queue. */
+export const MAX_DEAD_LETTER_RULES = 100;
 
 /** Default limit on a job's JSON-encoded data: 256 KiB. */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024;
@@ -120,10 +124,16 @@ export function validateQueueSpec(q: QueueSpec, compilePattern: PatternCompiler,
       throw new InvalidArgumentError(`${field}.processor_wait`, `must be at most 30 days, got ${q.processorWaitMs}ms`);
     }
   }
+  validateLabels(q.labels, `${field}.labels`);
   if (q.deadLetter.retention) validateRetention(q.deadLetter.retention, `${field}.dead_letter.retention`);
-  for (const [i, rule] of (q.deadLetter.rules ?? []).entries()) {
+  const rules = q.deadLetter.rules ?? [];
+  if (rules.length > MAX_DEAD_LETTER_RULES) throw new InvalidArgumentError(`${field}.dead_letter.rules`, `holds ${rules.length} rules; at most ${MAX_DEAD_LETTER_RULES}`);
+  for (const [i, rule] of rules.entries()) {
     const rf = `${field}.dead_letter.rules[${i}]`;
     if (!rule.category) throw new InvalidArgumentError(`${rf}.category`, 'is required');
+    validateLength(rule.category, 100, `${rf}.category`);
+    if (rule.errorName) validateLength(rule.errorName, 200, `${rf}.error_name`);
+    if (rule.jobName) validateLength(rule.jobName, 200, `${rf}.job_name`);
     if (rule.messagePattern) compilePattern(rule.messagePattern, `${rf}.message_pattern`);
   }
 }

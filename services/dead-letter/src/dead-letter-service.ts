@@ -1,5 +1,5 @@
 import * as pb from '@jobmesh/contracts';
-import { InvalidArgumentError } from '@jobmesh/core';
+import { InvalidArgumentError, validateLength, validateReason } from '@jobmesh/core';
 import type { CallContext, RpcKit } from '@jobmesh/grpc-kit';
 import { type DeadLetterCursor, type DeadLetterFilter, type DeadLetterStore, matchesFilter } from '@jobmesh/queue';
 import { type EnqueueFn, replay, streamReplay } from './replay';
@@ -28,6 +28,15 @@ export function filterOf(f: pb.DeadLetterFilter | undefined): DeadLetterFilter |
   };
 }
 
+/** Dead letters one call may name. */
+const MAX_IDS = 10_000;
+
+/** Refuses more than {@link MAX_IDS} ids, or an id longer than any dead letter's (512 characters). */
+export function validateIds(ids: string[], field = 'ids'): void {
+  if (ids.length > MAX_IDS) throw new InvalidArgumentError(field, `names ${ids.length} dead letters; at most ${MAX_IDS} per call`);
+  ids.forEach((id, i) => validateLength(id, 512, `${field}[${i}]`));
+}
+
 const durationMs = (d: pb.Duration): number => pb.durationToMs(d)!;
 
 /** Thin handlers: decode, call the domain module, encode. Errors map to statuses in grpc-kit. */
@@ -42,19 +51,23 @@ export function deadLetterHandlers(kit: RpcKit, p: DeadLetterParts): pb.DeadLett
       if (!req.id) throw new InvalidArgumentError('id', 'is required');
       return { deadLetter: await p.store.get(req.id) };
     }),
-    replayDeadLetters: kit.unary(M('ReplayDeadLetters'), (req: pb.ReplayDeadLettersRequest, ctx: CallContext) =>
-      replay(p.store, p.enqueue, req, filterOf(req.filter), { signal: ctx.signal, shutdown: p.shutdown }),
-    ),
+    replayDeadLetters: kit.unary(M('ReplayDeadLetters'), async (req: pb.ReplayDeadLettersRequest, ctx: CallContext) => {
+      validateIds(req.ids);
+      return replay(p.store, p.enqueue, req, filterOf(req.filter), { signal: ctx.signal, shutdown: p.shutdown });
+    }),
     streamReplayDeadLetters: kit.serverStream(
       M('StreamReplayDeadLetters'),
       (req: pb.StreamReplayDeadLettersRequest, ctx, send: (r: pb.StreamReplayDeadLettersResponse) => void) => {
         if (!req.replay) throw new InvalidArgumentError('replay', 'is required: the replay to run, as ReplayDeadLetters takes it');
+        validateIds(req.replay.ids, 'replay.ids');
         return streamReplay(p.store, p.enqueue, req.replay, filterOf(req.replay.filter), { signal: ctx.signal, shutdown: p.shutdown }, send);
       },
     ),
     purgeDeadLetters: kit.unary(M('PurgeDeadLetters'), async (req: pb.PurgeDeadLettersRequest) => ({ purged: await purge(p, req) })),
     quarantineDeadLetters: kit.unary(M('QuarantineDeadLetters'), async (req: pb.QuarantineDeadLettersRequest) => {
       if (!req.ids.length) throw new InvalidArgumentError('ids', 'is required');
+      validateIds(req.ids);
+      validateReason(req.reason);
       return { updated: await p.store.quarantine(req.ids, req.quarantined, req.reason) };
     }),
     getDeadLetterStats: kit.unary(M('GetDeadLetterStats'), (req: pb.GetDeadLetterStatsRequest) => p.store.stats(req.queue || undefined)),
@@ -74,6 +87,7 @@ const PURGE_PAGE = 500;
  */
 async function purge(p: DeadLetterParts, req: pb.PurgeDeadLettersRequest): Promise<number> {
   const filter = filterOf(req.filter);
+  validateIds(req.ids);
   if (req.ids.length && filter) throw new InvalidArgumentError('ids', 'give ids or a filter, not both');
   if (!req.ids.length && !filter && !req.olderThan) throw new InvalidArgumentError('filter', 'give ids, a filter or older_than');
   const cutoff = req.olderThan ? Date.now() - durationMs(req.olderThan) : undefined;

@@ -1,3 +1,4 @@
+import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { type DeadLetterHarness, startDeadLetterHarness, uniqueQueue, waitFor } from '../src/testing';
 
@@ -29,4 +30,11 @@ it('a catastrophic-backtracking rule pattern matches in linear time and the serv
   expect(Date.now() - started).toBeLessThan(2000);
   // The pattern did not match (no "b"): the built-in category applies.
   expect(d).toMatchObject({ category: 'EXHAUSTED_RETRIES', severity: pb.Severity.SEVERITY_WARNING });
+});
+
+it('QuarantineDeadLetters refuses a reason over 1024 characters, and more than 10,000 ids, with INVALID_ARGUMENT', async () => {
+  const { client } = await h.startDeadLetter();
+  await expect(client.quarantine({ ids: ['q:1:1'], quarantined: true, reason: 'r'.repeat(1025) })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('reason: is 1025 characters') });
+  const ids = Array.from({ length: 10_001 }, (_, i) => `q:${i}:1`);
+  await expect(client.quarantine({ ids, quarantined: true })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('at most 10000 per call') });
 });

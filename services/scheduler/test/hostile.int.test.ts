@@ -84,3 +84,22 @@ describe('dead-letter rule patterns', () => {
     });
   });
 });
+
+describe('stored and echoed values are bounded', () => {
+  it('refuses an 8 MiB queue label, and more than 64 labels, with INVALID_ARGUMENT; ListQueues keeps working', async () => {
+    await rejectsWithoutWriting(() => h.client.createQueue({ queue: { name: 'big-label', labels: { team: 'x'.repeat(8 * 1024 * 1024 - 100) } } }), {
+      code: status.INVALID_ARGUMENT,
+      details: details('queue.labels[team]: is 8388508 characters; at most 1024'),
+    });
+    const labels = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v']));
+    await rejectsWithoutWriting(() => h.client.createQueue({ queue: { name: 'many-labels', labels } }), { code: status.INVALID_ARGUMENT, details: details('at most 64') });
+    await expect(h.client.listQueues({ pageSize: 1000 })).resolves.toBeDefined();
+  });
+
+  it('answers a 1 MiB id with NOT_FOUND and a short message, not an oversized-metadata error', async () => {
+    const queue = await h.newQueue('echo');
+    const err = (await h.client.getJob(queue, 'x'.repeat(1024 * 1024)).catch((e: unknown) => e)) as { code: number; details: string };
+    expect(err.code).toBe(status.NOT_FOUND);
+    expect(err.details.length).toBeLessThanOrEqual(1025);
+  });
+});

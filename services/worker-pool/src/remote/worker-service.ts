@@ -1,6 +1,14 @@
 import type { ServerDuplexStream, ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { InvalidArgumentError, validateQueueName } from '@jobmesh/core';
+import {
+  InvalidArgumentError,
+  MAX_WORKER_ID_LENGTH,
+  MAX_WORKER_JOB_NAMES,
+  validateJobName,
+  validateLabels,
+  validateLength,
+  validateQueueName,
+} from '@jobmesh/core';
 import type { RpcKit } from '@jobmesh/grpc-kit';
 import { type QueueRegistry, durationToMs, msToDuration } from '@jobmesh/queue';
 import type { WorkerPool } from '../worker-pool';
@@ -29,10 +37,25 @@ export interface WorkerServiceParts {
   heartbeatIntervalMs: number;
 }
 
+/** Queues one worker may name. */
+const MAX_WORKER_QUEUES = 1000;
+
 async function validQueues(registry: QueueRegistry, queues: string[], field: string): Promise<Set<string>> {
   if (!queues.length) throw new InvalidArgumentError(field, 'must name at least one queue');
+  if (queues.length > MAX_WORKER_QUEUES) throw new InvalidArgumentError(field, `names ${queues.length} queues; at most ${MAX_WORKER_QUEUES}`);
   for (const [i, q] of queues.entries()) await registry.get(validateQueueName(q, `${field}[${i}]`));
   return new Set(queues);
+}
+
+/** Refuses a worker's id, SDK name, labels or job names over their bounds (each is kept and listed). */
+function validateWorker(w: { workerId: string; sdk?: string; labels?: Record<string, string>; jobNames: string[] }, field: string): void {
+  validateLength(w.workerId, MAX_WORKER_ID_LENGTH, `${field}worker_id`);
+  if (w.sdk) validateLength(w.sdk, MAX_WORKER_ID_LENGTH, `${field}sdk`);
+  if (w.labels) validateLabels(w.labels, `${field}labels`);
+  if (w.jobNames.length > MAX_WORKER_JOB_NAMES) {
+    throw new InvalidArgumentError(`${field}job_names`, `holds ${w.jobNames.length} names; at most ${MAX_WORKER_JOB_NAMES}`);
+  }
+  w.jobNames.forEach((n, i) => validateJobName(n, `${field}job_names[${i}]`));
 }
 
 const ack = (jobId: string, leaseToken: string, extra: Partial<pb.Ack> = {}): pb.ConnectResponse => ({ ack: pb.Ack.fromPartial({ jobId, leaseToken, ...extra }) });
@@ -105,6 +128,7 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
 
       const hello = async (h: pb.Hello): Promise<void> => {
         if (!h.workerId) throw new InvalidArgumentError('hello.worker_id', 'is required');
+        validateWorker(h, 'hello.');
         const queues = await validQueues(p.registry, h.queues, 'hello.queues');
         if (over) return;
         session = dispatcher.openStream({ workerId: h.workerId, queues, names: new Set(h.jobNames), labels: { ...h.labels }, sdk: h.sdk }, Math.max(1, h.maxInFlight), send, () => {
@@ -244,6 +268,7 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
     connect: kit.bidi(M('Connect'), (call) => connect(call)),
 
     leaseJobs: kit.unary(M('LeaseJobs'), async (req: pb.LeaseJobsRequest, ctx) => {
+      validateWorker(req, '');
       const queues = await validQueues(p.registry, [req.queue], 'queue');
       if (req.max > 100) throw new InvalidArgumentError('max', `must be at most 100, got ${req.max}`);
       const max = req.max || 1;

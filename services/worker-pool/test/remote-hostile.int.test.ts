@@ -1,0 +1,83 @@
+import { status } from '@grpc/grpc-js';
+import * as pb from '@jobmesh/contracts';
+import { eventually } from '../src/testing';
+import { type RawStream, useRemotePool } from './remote-helpers';
+
+// What a remote worker may have stored is bounded: a 4 MiB progress, log line or result once
+// made the job's GetJob (and every ListJobs page holding it) fail with RESOURCE_EXHAUSTED.
+
+const h = useRemotePool();
+
+async function helloRefused(hello: Partial<pb.Hello>): Promise<{ code: number; details: string }> {
+  const s = h.stream();
+  s.stream.write({ hello: { workerId: 'w', queues: [], maxInFlight: 1, labels: {}, sdk: 'test', jobNames: [], ...hello } });
+  const ended = await eventually(() => s.ended || undefined, 5000, 'the stream to end');
+  expect(s.got.some((m) => m.welcome)).toBe(false);
+  return ended;
+}
+
+describe('Hello is bounded', () => {
+  it('refuses more than 1000 job names with INVALID_ARGUMENT', async () => {
+    const queue = await h.newQueue('names');
+    const jobNames = Array.from({ length: 100_000 }, (_, i) => `name-${i}`);
+    expect(await helloRefused({ queues: [queue], jobNames })).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('hello.job_names: holds 100000 names; at most 1000') });
+  });
+
+  it('refuses an invalid job name, a 1 KiB+ label and a long worker id with INVALID_ARGUMENT', async () => {
+    const queue = await h.newQueue('labels');
+    expect(await helloRefused({ queues: [queue], jobNames: ['x'.repeat(201)] })).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('hello.job_names[0]') });
+    expect(await helloRefused({ queues: [queue], labels: { team: 'x'.repeat(8 * 1024 * 1024 - 100) } })).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringContaining('hello.labels[team]'),
+    });
+    expect(await helloRefused({ workerId: 'w'.repeat(201), queues: [queue] })).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('hello.worker_id') });
+  });
+});
+
+describe('a leased job', () => {
+  let s: RawStream;
+  let queue: string;
+  let a: pb.Assignment;
+  beforeAll(async () => {
+    queue = await h.newQueue('bounded');
+    s = h.stream();
+    await s.hello({ workerId: 'w-bounded', queues: [queue] });
+    s.stream.write({ credit: { n: 1 } });
+    await h.client.enqueueJob({ queue, job: { name: 'big' } });
+    a = await eventually(() => s.assignments()[0], 10_000, 'the assignment');
+  });
+
+  const nackAfter = async (write: () => void): Promise<pb.Nack> => {
+    const seen = s.got.length;
+    write();
+    return eventually(() => s.got.slice(seen).find((m) => m.nack)?.nack, 5000, 'a Nack');
+  };
+
+  it('refuses a progress value over 64 KiB, a log line over 16 KiB and a result over the payload limit; the job stays readable', async () => {
+    const lease = { queue, jobId: a.job!.id, leaseToken: a.leaseToken };
+    expect(await nackAfter(() => s.stream.write({ progress: { ...lease, progress: 'p'.repeat(4 * 1024 * 1024) } }))).toMatchObject({
+      code: status.RESOURCE_EXHAUSTED,
+      message: expect.stringContaining('progress.progress'),
+    });
+    expect(await nackAfter(() => s.stream.write({ log: { ...lease, message: 'l'.repeat(16 * 1024 + 1) } }))).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      message: expect.stringContaining('log.message: is 16385 characters; at most 16384'),
+    });
+    expect(await nackAfter(() => s.stream.write({ complete: { ...lease, result: { blob: 'r'.repeat(5 * 1024 * 1024) } } }))).toMatchObject({
+      code: status.RESOURCE_EXHAUSTED,
+      message: expect.stringContaining('complete.result'),
+    });
+    const { job } = await h.client.getJobDetails(queue, a.job!.id);
+    expect(job!.state).toBe(pb.JobState.JOB_STATE_ACTIVE);
+    // Values within the bounds are stored as before.
+    s.stream.write({ progress: { ...lease, progress: 50 } });
+    s.stream.write({ log: { ...lease, message: 'l'.repeat(16 * 1024) } });
+    s.stream.write({ complete: { ...lease, result: { ok: true } } });
+    const done = await eventually(async () => {
+      const r = await h.client.getJobDetails(queue, a.job!.id);
+      return r.job!.state === pb.JobState.JOB_STATE_COMPLETED && r;
+    }, 10_000, 'the job to complete');
+    expect(done.job!.result).toEqual({ ok: true });
+    expect(done.logs.map((l) => l.length)).toEqual([16 * 1024]);
+  });
+});
