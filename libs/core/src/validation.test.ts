@@ -157,15 +157,17 @@ describe('validateJobOptions', () => {
   });
 
   it.each<[string, JobOptionsSpec, string, RegExp]>([
-    ['attempts 0', { attempts: 0 }, 'job.options.attempts', /must be at least 1, got 0/],
-    ['negative attempts', { attempts: -2 }, 'job.options.attempts', /must be at least 1/],
-    ['fractional attempts', { attempts: 1.5 }, 'job.options.attempts', /must be at least 1, got 1\.5/],
+    ['attempts 0', { attempts: 0 }, 'job.options.attempts', /must be between 1 and 1000, got 0/],
+    ['negative attempts', { attempts: -2 }, 'job.options.attempts', /must be between 1 and 1000/],
+    ['fractional attempts', { attempts: 1.5 }, 'job.options.attempts', /must be between 1 and 1000, got 1\.5/],
     ['a negative delay', { delayMs: -1 }, 'job.options.delay', /must not be negative, got -1ms/],
     ['an infinite delay', { delayMs: Number.POSITIVE_INFINITY }, 'job.options.delay', /must not be negative/],
-    ['a NaN delay', { delayMs: Number.NaN }, 'job.options.delay', /must not be negative/],
+    ['a NaN delay (a Duration out of range)', { delayMs: Number.NaN }, 'job.options.delay', /is not a valid google.protobuf.Duration/],
+    ['attempts over 1000', { attempts: 2 ** 32 - 1 }, 'job.options.attempts', /must be between 1 and 1000, got 4294967295/],
+    ['a delay over 10 years', { delayMs: 2 ** 52 }, 'job.options.delay', /at most 315360000000ms \(10 years\)/],
     ['an invalid run_at', { runAt: new Date('not a date') }, 'job.options.run_at', /is not a valid time/],
-    ['a negative priority', { priority: -1 }, 'job.options.priority', /must be between 0 and 2097152, got -1/],
-    ['a priority above the maximum', { priority: MAX_PRIORITY + 1 }, 'job.options.priority', /must be between 0 and 2097152/],
+    ['a negative priority', { priority: -1 }, 'job.options.priority', /must be between 0 and 2097151, got -1/],
+    ['a priority above the maximum', { priority: MAX_PRIORITY + 1 }, 'job.options.priority', /must be between 0 and 2097151/],
     ['a negative timeout', { timeoutMs: -5 }, 'job.options.timeout', /must not be negative/],
     ['an idempotency key over 512 characters', { idempotencyKey: 'k'.repeat(513) }, 'job.options.idempotency_key', /at most 512/],
     ['an invalid job id', { jobId: '123' }, 'job.options.job_id', /is not a valid job id/],

@@ -7,6 +7,20 @@ const QUEUE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 const JOB_NAME = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$/;
 const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$/;
 
+/**
+ * The longest duration any option may give (a delay, a timeout, an interval, an age): 10 years.
+ * BullMQ keeps a delayed job's due time times 4096 in a float score; much further out it loses
+ * precision and refuses the job, which was answered INTERNAL.
+ */
+export const MAX_DURATION_MS = 10 * 365 * 86_400_000;
+
+/** What a google.protobuf.Duration out of its range (seconds, nanos, signs) is answered with. */
+export const INVALID_DURATION =
+  'is not a valid google.protobuf.Duration: seconds within ±315576000000, nanos within ±999999999 and of the same sign as seconds';
+
+/** The most attempts a job may have: each failed attempt keeps its error, stack and a retry. */
+export const MAX_ATTEMPTS = 1000;
+
 /** Dead-letter rules per queue. */
 export const MAX_DEAD_LETTER_RULES = 100;
 
@@ -83,12 +97,15 @@ function validateRetention(r: RetentionSpec, field: string): void {
 
 /** Checks every option of a job; `field` is the path of the options message in the request. */
 export function validateJobOptions(o: JobOptionsSpec, field = 'job.options'): void {
-  if (o.attempts !== undefined && (!Number.isInteger(o.attempts) || o.attempts < 1)) {
-    throw new InvalidArgumentError(`${field}.attempts`, `must be at least 1, got ${o.attempts}`);
+  if (o.attempts !== undefined && (!Number.isInteger(o.attempts) || o.attempts < 1 || o.attempts > MAX_ATTEMPTS)) {
+    throw new InvalidArgumentError(`${field}.attempts`, `must be between 1 and ${MAX_ATTEMPTS}, got ${o.attempts}`);
   }
   if (o.backoff) validateBackoff(o.backoff, `${field}.backoff`);
   if (o.delayMs !== undefined) nonNegative(o.delayMs, `${field}.delay`);
   if (o.runAt !== undefined && Number.isNaN(o.runAt.getTime())) throw new InvalidArgumentError(`${field}.run_at`, 'is not a valid time');
+  if (o.runAt !== undefined && o.runAt.getTime() - Date.now() > MAX_DURATION_MS) {
+    throw new InvalidArgumentError(`${field}.run_at`, `must be at most 10 years ahead, got ${o.runAt.toISOString()}`);
+  }
   if (o.delayMs !== undefined && o.runAt !== undefined) throw new InvalidArgumentError(`${field}.delay`, 'set delay or run_at, not both');
   if (o.priority !== undefined && (!Number.isInteger(o.priority) || o.priority < 0 || o.priority > MAX_PRIORITY)) {
     throw new InvalidArgumentError(`${field}.priority`, `must be between 0 and ${MAX_PRIORITY}, got ${o.priority}`);
@@ -109,8 +126,9 @@ export function validateQueueSpec(q: QueueSpec, compilePattern: PatternCompiler,
   if (!Number.isInteger(q.concurrency) || q.concurrency < 1 || q.concurrency > 10_000) {
     throw new InvalidArgumentError(`${field}.concurrency`, `must be between 1 and 10000, got ${q.concurrency}`);
   }
-  if (q.rateLimit && q.rateLimit.max > 0 && !(q.rateLimit.durationMs > 0)) {
-    throw new InvalidArgumentError(`${field}.rate_limit.duration`, 'must be positive when rate_limit.max is set');
+  if (q.rateLimit && q.rateLimit.max > 0) {
+    nonNegative(q.rateLimit.durationMs, `${field}.rate_limit.duration`);
+    if (!(q.rateLimit.durationMs > 0)) throw new InvalidArgumentError(`${field}.rate_limit.duration`, 'must be positive when rate_limit.max is set');
   }
   validateJobOptions(q.defaultJobOptions, `${field}.default_job_options`);
   for (const [key, name] of [['jobId', 'job_id'], ['idempotencyKey', 'idempotency_key'], ['replayOf', 'replay_of']] as const) {
@@ -138,8 +156,11 @@ export function validateQueueSpec(q: QueueSpec, compilePattern: PatternCompiler,
   }
 }
 
+/** A duration option (delay, timeout, backoff, retention age, …): 0 up to {@link MAX_DURATION_MS}. */
 function nonNegative(ms: number, field: string): void {
+  if (Number.isNaN(ms)) throw new InvalidArgumentError(field, INVALID_DURATION);
   if (!Number.isFinite(ms) || ms < 0) throw new InvalidArgumentError(field, `must not be negative, got ${ms}ms`);
+  if (ms > MAX_DURATION_MS) throw new InvalidArgumentError(field, `must be at most ${MAX_DURATION_MS}ms (10 years), got ${ms}ms`);
 }
 
 function truncate(s: string): string {

@@ -115,6 +115,11 @@ export class RpcKit {
     return toStatus(err, this.opts.translate);
   }
 
+  /** Counts a call the server answered before any handler ran (see GrpcServerOptions.refused). */
+  refused(method: string, code: Status): void {
+    this.finish(method, process.hrtime.bigint(), code);
+  }
+
   private context(method: string, call: GrpcCall): CallScope {
     return new CallScope(method, call);
   }

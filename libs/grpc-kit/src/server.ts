@@ -1,9 +1,10 @@
 import { dirname, resolve } from 'node:path';
-import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation, type status as Status } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { PROTO_DIR, PROTO_FILES } from '@jobmesh/contracts';
 import type { Logger } from '@jobmesh/telemetry';
+import { decodeGuard, guardDeserializers } from './decode-guard';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
 
 /** grpc-health-check ships <dir>/health/v1/health.proto; loaded relative to <dir>, reflection names it health/v1/health.proto. */
@@ -16,6 +17,11 @@ export interface GrpcServerOptions {
   maxMessageBytes?: number;
   /** TLS; plaintext when unset. */
   credentials?: ServerCredentials;
+  /**
+   * Told of each call the server answers before any handler runs (a request that is no valid
+   * protobuf message: INVALID_ARGUMENT), so it is counted with the rest (RpcKit.refused).
+   */
+  refused?: (method: string, code: Status) => void;
 }
 
 /**
@@ -36,6 +42,7 @@ export class GrpcServer {
       'grpc.max_send_message_length': max,
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_permit_without_calls': 1,
+      interceptors: [decodeGuard((method, code) => opts.refused?.(method, code))],
     });
     this.health.addToServer(this.server);
     // Health's proto too, so grpcurl can list and describe grpc.health.v1.Health like the rest.
@@ -45,7 +52,7 @@ export class GrpcServer {
 
   /** Adds a service; `name` is its full proto name, e.g. "jobmesh.v1.SchedulerService". */
   add(name: string, definition: ServiceDefinition, impl: UntypedServiceImplementation): void {
-    this.server.addService(definition, impl);
+    this.server.addService(guardDeserializers(definition), impl);
     this.services.push(name);
     this.health.setStatus(name, this.status);
   }

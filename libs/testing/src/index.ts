@@ -9,3 +9,4 @@ export * from './otlp-receiver';
 export * from './grpc-server';
 export * from './service-env';
 export { renderWaterfall, type WaterfallOptions } from './waterfall';
+export * from './raw-grpc';

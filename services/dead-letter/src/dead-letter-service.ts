@@ -1,5 +1,5 @@
 import * as pb from '@jobmesh/contracts';
-import { InvalidArgumentError, validateLength, validateReason } from '@jobmesh/core';
+import { INVALID_DURATION, InvalidArgumentError, validateLength, validateReason } from '@jobmesh/core';
 import type { CallContext, RpcKit } from '@jobmesh/grpc-kit';
 import { type DeadLetterCursor, type DeadLetterFilter, type DeadLetterStore, matchesFilter } from '@jobmesh/queue';
 import { type EnqueueFn, replay, streamReplay } from './replay';
@@ -37,7 +37,13 @@ export function validateIds(ids: string[], field = 'ids'): void {
   ids.forEach((id, i) => validateLength(id, 512, `${field}[${i}]`));
 }
 
-const durationMs = (d: pb.Duration): number => pb.durationToMs(d)!;
+/** `older_than` in ms: a valid, non-negative Duration. */
+function olderThanMs(d: pb.Duration): number {
+  const ms = pb.durationToMs(d)!;
+  if (Number.isNaN(ms)) throw new InvalidArgumentError('older_than', INVALID_DURATION);
+  if (ms < 0) throw new InvalidArgumentError('older_than', `must not be negative, got ${ms}ms`);
+  return ms;
+}
 
 /** Thin handlers: decode, call the domain module, encode. Errors map to statuses in grpc-kit. */
 export function deadLetterHandlers(kit: RpcKit, p: DeadLetterParts): pb.DeadLetterServiceServer {
@@ -90,7 +96,7 @@ async function purge(p: DeadLetterParts, req: pb.PurgeDeadLettersRequest): Promi
   validateIds(req.ids);
   if (req.ids.length && filter) throw new InvalidArgumentError('ids', 'give ids or a filter, not both');
   if (!req.ids.length && !filter && !req.olderThan) throw new InvalidArgumentError('filter', 'give ids, a filter or older_than');
-  const cutoff = req.olderThan ? Date.now() - durationMs(req.olderThan) : undefined;
+  const cutoff = req.olderThan ? Date.now() - olderThanMs(req.olderThan) : undefined;
   if (req.ids.length) return p.store.purge(req.ids, { unknown: 'not-found', before: cutoff });
   const f: DeadLetterFilter = { ...filter };
   if (cutoff !== undefined) f.until = f.until === undefined ? cutoff : Math.min(f.until, cutoff);

@@ -50,7 +50,7 @@ export class Enqueuer {
     const name = validateJobName(spec.name, `${field}.name`);
     // Encoded once: measured here, stored as it is.
     const data = JobData.encode(spec.data ?? {}, this.settings.maxPayloadBytes, `${field}.data`);
-    const own: JobOptionsSpec = jobOptionsFromProto(spec.options);
+    const own: JobOptionsSpec = jobOptionsFromProto(spec.options, `${field}.options`);
     validateJobOptions(own, `${field}.options`);
     return { name, data, options: resolveJobOptions(own, queue.defaultJobOptions), holdFailed: !queue.deadLetter.disabled };
   }

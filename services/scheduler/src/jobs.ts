@@ -21,7 +21,7 @@ function decodeToken(token: string): PageToken {
   if (!token) return { s: 0, o: 0 };
   try {
     const t = JSON.parse(Buffer.from(token, 'base64url').toString()) as PageToken;
-    if (Number.isInteger(t.s) && Number.isInteger(t.o) && t.s >= 0 && t.o >= 0) return t;
+    if (Number.isSafeInteger(t.s) && Number.isSafeInteger(t.o) && t.s >= 0 && t.o >= 0) return t;
   } catch {
     // fall through
   }

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import type { DeepPartial } from '@jobmesh/sdk';
-import type { RedisClient } from '@jobmesh/testing';
+import { RawGrpcClient, type RedisClient } from '@jobmesh/testing';
 import { keyspace, useSchedulerHarness } from '../src/testing';
 
 // Regression tests for what a hostile-input probe found: each bad call is answered with the
@@ -101,5 +101,157 @@ describe('stored and echoed values are bounded', () => {
     const err = (await h.client.getJob(queue, 'x'.repeat(1024 * 1024)).catch((e: unknown) => e)) as { code: number; details: string };
     expect(err.code).toBe(status.NOT_FOUND);
     expect(err.details.length).toBeLessThanOrEqual(1025);
+  });
+});
+
+describe('requests that are no valid protobuf message', () => {
+  let raw: RawGrpcClient;
+  beforeAll(() => {
+    raw = new RawGrpcClient(h.address);
+  });
+  afterAll(() => raw.close());
+
+  async function scrape(): Promise<string> {
+    return (await fetch(`http://127.0.0.1:${h.scheduler.httpPort}/metrics`)).text();
+  }
+  const counted = (text: string, method: string): number => {
+    const series = `jobmesh_grpc_requests_total{method="/jobmesh.v1.SchedulerService/${method}",code="INVALID_ARGUMENT"} `;
+    const line = text.split('\n').find((l) => l.startsWith(series));
+    return line ? Number(line.slice(series.length)) : 0;
+  };
+
+  it('answers malformed bytes with INVALID_ARGUMENT, not INTERNAL, writes nothing, and counts the call', async () => {
+    const before = await scrape();
+    // Field 1 (queue) as a length-delimited string claiming 100 bytes, with 2 there.
+    const truncated = Buffer.from([0x0a, 100, 0x61, 0x62]);
+    // Wire type 7 does not exist.
+    const badWireType = Buffer.from([0x0f]);
+    for (const bytes of [truncated, badWireType]) {
+      const keys = await keyspace(redis, h.prefix);
+      const out = await raw.unary('/jobmesh.v1.SchedulerService/EnqueueJob', bytes);
+      expect(out).toMatchObject({ code: status.INVALID_ARGUMENT, details: details('not a valid protobuf message') });
+      expect(await keyspace(redis, h.prefix)).toEqual(keys);
+    }
+    const after = await scrape();
+    expect(counted(after, 'EnqueueJob') - counted(before, 'EnqueueJob')).toBe(2);
+  });
+
+  it('answers a Duration with seconds 2^62 with INVALID_ARGUMENT', async () => {
+    const queue = await h.newQueue('huge-duration');
+    // EnqueueJobRequest{queue, job: JobSpec{name: "x", options: JobOptions{delay: Duration{seconds: 2^62}}}},
+    // by hand: 2^62 is beyond what a JS number holds exactly, so no generated client can send it.
+    const delay = Buffer.concat([Buffer.from([0x08]), varint(2n ** 62n)]);
+    const options = Buffer.concat([Buffer.from([0x1a, delay.length]), delay]); // JobOptions.delay = 3
+    const job = Buffer.concat([Buffer.from([0x0a, 1, 0x78, 0x1a, options.length]), options]); // JobSpec.name = 1, options = 3
+    const bytes = Buffer.concat([Buffer.from([0x0a, queue.length]), Buffer.from(queue), Buffer.from([0x12, job.length]), job]);
+    await rejectsWithoutWriting(async () => {
+      const out = await raw.unary('/jobmesh.v1.SchedulerService/EnqueueJob', bytes);
+      throw Object.assign(new Error(out.details), out);
+    }, { code: status.INVALID_ARGUMENT, details: details('MAX_SAFE_INTEGER') });
+  });
+});
+
+function varint(n: bigint): Buffer {
+  const out: number[] = [];
+  while (n > 0x7fn) {
+    out.push(Number(n & 0x7fn) | 0x80);
+    n >>= 7n;
+  }
+  out.push(Number(n));
+  return Buffer.from(out);
+}
+
+/** `{ a: { a: … { a: 1 } } }`, `levels` objects deep. */
+function nested(levels: number): Record<string, unknown> {
+  let v: Record<string, unknown> = { a: 1 };
+  for (let i = 1; i < levels; i++) v = { a: v };
+  return v;
+}
+
+describe('what the contract allows but the backend refused is INVALID_ARGUMENT, not INTERNAL', () => {
+  const tooLow = { priority: 2_097_152 };
+
+  it('refuses priority 2097152 in EnqueueJob, EnqueueJobs and EnqueueFlow; 2097151 is the lowest', async () => {
+    const queue = await h.newQueue('priority');
+    await rejectsWithoutWriting(() => h.client.enqueueJob({ queue, job: { name: 'x', options: tooLow } }), { code: status.INVALID_ARGUMENT, details: details('job.options.priority') });
+    await rejectsWithoutWriting(() => h.client.enqueueJobs({ queue, jobs: [{ name: 'x' }, { name: 'y', options: tooLow }] }), {
+      code: status.INVALID_ARGUMENT,
+      details: details('jobs[1].options.priority'),
+    });
+    await rejectsWithoutWriting(() => h.client.enqueueFlow({ root: { queue, job: { name: 'p' }, children: [{ queue, job: { name: 'c', options: tooLow } }] } }), {
+      code: status.INVALID_ARGUMENT,
+      details: details('root.children[0].job.options.priority'),
+    });
+    const { job } = await h.client.enqueueJob({ queue, job: { name: 'x', options: { priority: 2_097_151 } } });
+    expect(job!.state).toBe(pb.JobState.JOB_STATE_PRIORITIZED);
+  });
+
+  it('refuses durations beyond 10 years, a run_at in year 9999, and a Duration out of its range', async () => {
+    const queue = await h.newQueue('durations');
+    await rejectsWithoutWriting(() => h.client.enqueueJob({ queue, job: { name: 'x', options: { delay: { seconds: 2 ** 52, nanos: 0 } } } }), {
+      code: status.INVALID_ARGUMENT,
+      details: details('job.options.delay'),
+    });
+    await rejectsWithoutWriting(() => h.client.enqueueJob({ queue, job: { name: 'x', options: { timeout: { seconds: 400_000_000, nanos: 0 } } } }), {
+      code: status.INVALID_ARGUMENT,
+      details: details('at most 315360000000ms (10 years)'),
+    });
+    await rejectsWithoutWriting(() => h.client.enqueueJob({ queue, job: { name: 'x', options: { runAt: new Date('9999-01-01T00:00:00Z') } } }), {
+      code: status.INVALID_ARGUMENT,
+      details: details('job.options.run_at: must be at most 10 years ahead'),
+    });
+    await rejectsWithoutWriting(() => h.client.enqueueJob({ queue, job: { name: 'x', options: { delay: { seconds: 1, nanos: 2e9 } } } }), {
+      code: status.INVALID_ARGUMENT,
+      details: details('job.options.delay: is not a valid google.protobuf.Duration'),
+    });
+  });
+
+  it('refuses backoff.kind 99 and attempts 2^32-1', async () => {
+    const queue = await h.newQueue('options');
+    await rejectsWithoutWriting(() => h.client.enqueueJob({ queue, job: { name: 'x', options: { backoff: { kind: 99 as pb.BackoffKind, delay: { seconds: 1, nanos: 0 } } } } }), {
+      code: status.INVALID_ARGUMENT,
+      details: details('job.options.backoff.kind: 99 is not a BackoffKind'),
+    });
+    await rejectsWithoutWriting(() => h.client.enqueueJob({ queue, job: { name: 'x', options: { attempts: 2 ** 32 - 1 } } }), {
+      code: status.INVALID_ARGUMENT,
+      details: details('job.options.attempts: must be between 1 and 1000'),
+    });
+  });
+
+  it('refuses a crafted page token with an offset beyond 2^53', async () => {
+    const queue = await h.newQueue('token');
+    const pageToken = Buffer.from(JSON.stringify({ s: 0, o: 1e20 })).toString('base64url');
+    await rejectsWithoutWriting(() => h.client.listJobs({ queue, pageToken }), { code: status.INVALID_ARGUMENT, details: details('page_token') });
+  });
+
+  it('answers job data nested past the protobuf recursion limit (33, 1000 levels) with INVALID_ARGUMENT, not INTERNAL; 32 levels are stored', async () => {
+    const queue = await h.newQueue('nested');
+    await expect(h.client.enqueueJob({ queue, job: { name: 'x', data: nested(32) } })).resolves.toBeDefined();
+    for (const levels of [33, 1000]) {
+      await rejectsWithoutWriting(() => h.client.enqueueJob({ queue, job: { name: 'x', data: nested(levels) } }), {
+        code: status.INVALID_ARGUMENT,
+        details: details('recursion limit'),
+      });
+    }
+  });
+});
+
+describe('UpsertSchedule', () => {
+  const template = { name: 'tick' };
+
+  it('refuses an empty cron with no every, an end_at in the past, and a cron that never fires in its window, with INVALID_ARGUMENT', async () => {
+    const queue = await h.newQueue('sched');
+    await rejectsWithoutWriting(() => h.client.upsertSchedule({ queue, id: 's1', cron: '', template }), { code: status.INVALID_ARGUMENT, details: details('schedule.cron: is empty') });
+    await rejectsWithoutWriting(() => h.client.upsertSchedule({ queue, id: 's2', every: { seconds: 60, nanos: 0 }, endAt: new Date(Date.now() - 60_000), template }), {
+      code: status.INVALID_ARGUMENT,
+      details: details('schedule.end_at: is in the past'),
+    });
+    // Every 1 January at midnight, with a window that closes before the next one.
+    const soon = new Date(Date.now() + 60_000);
+    const next = new Date(Date.UTC(new Date().getUTCFullYear() + 1, 0, 1));
+    await rejectsWithoutWriting(() => h.client.upsertSchedule({ queue, id: 's3', cron: '0 0 1 1 *', endAt: soon, template }), {
+      code: status.INVALID_ARGUMENT,
+      details: details(`before the first time the schedule fires (${next.toISOString()})`),
+    });
   });
 });

@@ -529,7 +529,11 @@ function within<T>(p: Promise<T>, ms: number, otherwise: T): Promise<T> {
 export function failureOf(f: pb.Fail): Error {
   let err: Error;
   if (f.kind === pb.FailureKind.FAILURE_KIND_UNRECOVERABLE) err = new UnrecoverableError(f.message);
-  else if (f.kind === pb.FailureKind.FAILURE_KIND_RATE_LIMITED) err = new RateLimitError(durationToMs(f.retryAfter) ?? 1000, f.message || undefined);
+  else if (f.kind === pb.FailureKind.FAILURE_KIND_RATE_LIMITED) {
+    // Default 1 s, at most 1 h (the contract); an invalid Duration takes the default.
+    const after = durationToMs(f.retryAfter) ?? 1000;
+    err = new RateLimitError(Number.isFinite(after) && after >= 0 ? Math.min(after, 3_600_000) : 1000, f.message || undefined);
+  }
   else {
     err = new Error(f.message || 'remote worker failed the job');
     if (f.errorName) Object.defineProperty(err, 'name', { value: f.errorName });

@@ -1,6 +1,7 @@
 import type { ServerDuplexStream, ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import {
+  INVALID_DURATION,
   InvalidArgumentError,
   MAX_WORKER_ID_LENGTH,
   MAX_WORKER_JOB_NAMES,
@@ -272,7 +273,9 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
       const queues = await validQueues(p.registry, [req.queue], 'queue');
       if (req.max > 100) throw new InvalidArgumentError('max', `must be at most 100, got ${req.max}`);
       const max = req.max || 1;
-      const waitMs = Math.min(durationToMs(req.wait) ?? 0, MAX_LEASE_WAIT_MS);
+      const askedMs = durationToMs(req.wait) ?? 0;
+      if (Number.isNaN(askedMs) || askedMs < 0) throw new InvalidArgumentError('wait', Number.isNaN(askedMs) ? INVALID_DURATION : `must not be negative, got ${askedMs}ms`);
+      const waitMs = Math.min(askedMs, MAX_LEASE_WAIT_MS);
       let wake!: () => void;
       const woken = new Promise<void>((r) => (wake = r));
       // Once the first job arrived, linger briefly for more, then answer: `wait` is for the first.
