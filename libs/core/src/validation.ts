@@ -73,6 +73,18 @@ export function validateReason(reason: string, field = 'reason'): string {
   return reason;
 }
 
+/**
+ * Refuses a key or id holding U+FFFD. Protobuf decoding turns each invalid UTF-8 sequence of a
+ * string into U+FFFD, so two different keys sent as invalid UTF-8 would arrive equal and
+ * deduplicate onto one job; the replacement character is refused outright, sent or made.
+ */
+export function validateKeyText(value: string, field: string): string {
+  if (value.includes('\uFFFD')) {
+    throw new InvalidArgumentError(field, 'holds invalid UTF-8 (or U+FFFD, which invalid UTF-8 decodes to): send keys and ids as valid UTF-8');
+  }
+  return value;
+}
+
 /** Measures the JSON encoding of `data` and rejects it over `limit` bytes. Returns the size. */
 export function validatePayload(data: unknown, limit: number, field = 'job.data'): number {
   const size = Buffer.byteLength(JSON.stringify(data ?? {}), 'utf8');
@@ -114,8 +126,10 @@ export function validateJobOptions(o: JobOptionsSpec, field = 'job.options'): vo
   if (o.idempotencyKey !== undefined && o.idempotencyKey.length > 512) {
     throw new InvalidArgumentError(`${field}.idempotency_key`, 'must be at most 512 characters');
   }
+  if (o.idempotencyKey !== undefined) validateKeyText(o.idempotencyKey, `${field}.idempotency_key`);
   if (o.jobId !== undefined) validateJobId(o.jobId, `${field}.job_id`);
   if (o.replayOf !== undefined && o.replayOf.length > 512) throw new InvalidArgumentError(`${field}.replay_of`, 'must be at most 512 characters');
+  if (o.replayOf !== undefined) validateKeyText(o.replayOf, `${field}.replay_of`);
   if (o.keepCompleted) validateRetention(o.keepCompleted, `${field}.keep_completed`);
   if (o.keepFailed) validateRetention(o.keepFailed, `${field}.keep_failed`);
 }

@@ -1,5 +1,5 @@
 import * as pb from '@jobmesh/contracts';
-import { INVALID_DURATION, InvalidArgumentError, validateLength, validateReason } from '@jobmesh/core';
+import { INVALID_DURATION, InvalidArgumentError, validateJobName, validateKeyText, validateLength, validateQueueName, validateReason } from '@jobmesh/core';
 import type { CallContext, RpcKit } from '@jobmesh/grpc-kit';
 import { type DeadLetterCursor, type DeadLetterFilter, type DeadLetterStore, matchesFilter } from '@jobmesh/queue';
 import { type EnqueueFn, replay, streamReplay } from './replay';
@@ -16,9 +16,19 @@ const M = (name: string): string => `/jobmesh.v1.DeadLetterService/${name}`;
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 1000;
 
-/** The domain filter of a request's filter; undefined when the request has none. */
-export function filterOf(f: pb.DeadLetterFilter | undefined): DeadLetterFilter | undefined {
+/**
+ * The domain filter of a request's filter, checked (INVALID_ARGUMENT naming the field: a filter
+ * no dead letter can match, such as an invalid queue name, would otherwise hold a
+ * WatchDeadLetters stream open for nothing); undefined when the request has none.
+ */
+export function filterOf(f: pb.DeadLetterFilter | undefined, field = 'filter'): DeadLetterFilter | undefined {
   if (!f) return undefined;
+  if (f.queue) validateQueueName(f.queue, `${field}.queue`);
+  if (f.jobName) validateJobName(f.jobName, `${field}.job_name`);
+  if (f.category) validateLength(f.category, 100, `${field}.category`);
+  for (const [key, name] of [['since', 'since'], ['until', 'until']] as const) {
+    if (f[key] && Number.isNaN(f[key].getTime())) throw new InvalidArgumentError(`${field}.${name}`, 'is not a valid time');
+  }
   return {
     queue: f.queue || undefined,
     jobName: f.jobName || undefined,
@@ -34,7 +44,7 @@ const MAX_IDS = 10_000;
 /** Refuses more than {@link MAX_IDS} ids, or an id longer than any dead letter's (512 characters). */
 export function validateIds(ids: string[], field = 'ids'): void {
   if (ids.length > MAX_IDS) throw new InvalidArgumentError(field, `names ${ids.length} dead letters; at most ${MAX_IDS} per call`);
-  ids.forEach((id, i) => validateLength(id, 512, `${field}[${i}]`));
+  ids.forEach((id, i) => validateKeyText(validateLength(id, 512, `${field}[${i}]`), `${field}[${i}]`));
 }
 
 /** `older_than` in ms: a valid, non-negative Duration. */
@@ -66,7 +76,7 @@ export function deadLetterHandlers(kit: RpcKit, p: DeadLetterParts): pb.DeadLett
       (req: pb.StreamReplayDeadLettersRequest, ctx, send: (r: pb.StreamReplayDeadLettersResponse) => void) => {
         if (!req.replay) throw new InvalidArgumentError('replay', 'is required: the replay to run, as ReplayDeadLetters takes it');
         validateIds(req.replay.ids, 'replay.ids');
-        return streamReplay(p.store, p.enqueue, req.replay, filterOf(req.replay.filter), { signal: ctx.signal, shutdown: p.shutdown }, send);
+        return streamReplay(p.store, p.enqueue, req.replay, filterOf(req.replay.filter, 'replay.filter'), { signal: ctx.signal, shutdown: p.shutdown }, send);
       },
     ),
     purgeDeadLetters: kit.unary(M('PurgeDeadLetters'), async (req: pb.PurgeDeadLettersRequest) => ({ purged: await purge(p, req) })),

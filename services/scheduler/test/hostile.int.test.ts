@@ -255,3 +255,33 @@ describe('UpsertSchedule', () => {
     });
   });
 });
+
+describe('invalid UTF-8 in keys and ids', () => {
+  let raw: RawGrpcClient;
+  beforeAll(() => {
+    raw = new RawGrpcClient(h.address);
+  });
+  afterAll(() => raw.close());
+
+  /** An EnqueueJob request whose idempotency key is `key`'s bytes as they are (valid UTF-8 or not). */
+  function withKey(queue: string, key: Buffer): Buffer {
+    const placeholder = 'K'.repeat(key.length);
+    const bytes = Buffer.from(pb.EnqueueJobRequest.encode({ queue, job: pb.JobSpec.fromPartial({ name: 'x', options: { idempotencyKey: placeholder } }) }).finish());
+    const at = bytes.indexOf(placeholder);
+    key.copy(bytes, at);
+    return bytes;
+  }
+
+  it('refuses an idempotency key that is not valid UTF-8 with INVALID_ARGUMENT, so two such keys cannot collide on one job', async () => {
+    const queue = await h.newQueue('utf8');
+    for (const key of [Buffer.from([0x6b, 0xff, 0x31]), Buffer.from([0x6b, 0xfe, 0x31])]) {
+      await rejectsWithoutWriting(async () => {
+        const out = await raw.unary('/jobmesh.v1.SchedulerService/EnqueueJob', withKey(queue, key));
+        throw Object.assign(new Error(out.details), out);
+      }, { code: status.INVALID_ARGUMENT, details: details('job.options.idempotency_key: holds invalid UTF-8') });
+    }
+    // Valid UTF-8 of the same length is taken.
+    const ok = await raw.unary('/jobmesh.v1.SchedulerService/EnqueueJob', withKey(queue, Buffer.from('k-1')));
+    expect(ok.code).toBe(status.OK);
+  });
+});
