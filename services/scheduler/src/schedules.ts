@@ -4,6 +4,7 @@ import {
   INVALID_DURATION,
   InvalidArgumentError,
   MAX_DURATION_MS,
+  ResourceExhaustedError,
   ScheduleNotFoundError,
   shorten,
   validateLength,
@@ -66,6 +67,11 @@ export class Schedules {
       if (own[key] !== undefined) throw new InvalidArgumentError(`schedule.template.options.${field}`, 'is not allowed in a schedule template');
     }
     const options = resolveJobOptions(own, queue.defaultJobOptions);
+    // A new id counts against the queue's limit; replacing an existing one does not. Checked, not
+    // locked: upserts racing for the last places may pass it by a few.
+    if (!(await this.store.get(queueName, s.id)) && (await this.store.count(queueName)) >= this.limits.maxPerQueue) {
+      throw new ResourceExhaustedError(`queue "${queueName}" has ${this.limits.maxPerQueue} schedules, the most it may hold (JOBMESH_MAX_SCHEDULES_PER_QUEUE); delete one first`);
+    }
     await this.store.upsert(queueName, s.id, trigger, { name, data, options, holdFailed: !queue.deadLetter.disabled, linkTraceparent: traceparent });
     return this.get(queueName, s.id);
   }

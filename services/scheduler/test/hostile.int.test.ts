@@ -285,3 +285,40 @@ describe('invalid UTF-8 in keys and ids', () => {
     expect(ok.code).toBe(status.OK);
   });
 });
+
+describe('schedule limits (JOBMESH_MAX_SCHEDULES_PER_QUEUE, JOBMESH_MIN_SCHEDULE_INTERVAL)', () => {
+  const limited = useSchedulerHarness({ env: { JOBMESH_MAX_SCHEDULES_PER_QUEUE: '3', JOBMESH_MIN_SCHEDULE_INTERVAL: '5s' } });
+  const template = { name: 'tick' };
+  let limitedRedis: RedisClient;
+  beforeAll(() => {
+    limitedRedis = limited.redisClient();
+  });
+
+  it('refuses one schedule more than the queue may hold with RESOURCE_EXHAUSTED, writing nothing; replacing one still works', async () => {
+    const queue = await limited.newQueue('many');
+    for (const id of ['s1', 's2', 's3']) await limited.client.upsertSchedule({ queue, id, every: { seconds: 60, nanos: 0 }, template });
+    const before = await keyspace(limitedRedis, limited.prefix);
+    await expect(limited.client.upsertSchedule({ queue, id: 's4', every: { seconds: 60, nanos: 0 }, template })).rejects.toMatchObject({
+      code: status.RESOURCE_EXHAUSTED,
+      details: details('has 3 schedules'),
+    });
+    expect(await keyspace(limitedRedis, limited.prefix)).toEqual(before);
+    await expect(limited.client.upsertSchedule({ queue, id: 's1', every: { seconds: 120, nanos: 0 }, template })).resolves.toMatchObject({ id: 's1' });
+    // Other queues have their own count.
+    const other = await limited.newQueue('other');
+    await expect(limited.client.upsertSchedule({ queue: other, id: 's4', every: { seconds: 60, nanos: 0 }, template })).resolves.toMatchObject({ id: 's4' });
+  });
+
+  it('refuses an every, or a cron, that fires more often than the minimum interval with INVALID_ARGUMENT', async () => {
+    const queue = await limited.newQueue('often');
+    await expect(limited.client.upsertSchedule({ queue, id: 'e', every: { seconds: 4, nanos: 0 }, template })).rejects.toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: details('schedule.every: must be at least 5000ms'),
+    });
+    await expect(limited.client.upsertSchedule({ queue, id: 'c', cron: '* * * * * *', template })).rejects.toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: details('fires every 1000ms; at most once every 5000ms'),
+    });
+    await expect(limited.client.upsertSchedule({ queue, id: 'ok', cron: '*/5 * * * * *', template })).resolves.toMatchObject({ id: 'ok' });
+  });
+});
