@@ -17,6 +17,8 @@ export interface GrpcServerOptions {
   maxMessageBytes?: number;
   /** TLS; plaintext when unset. */
   credentials?: ServerCredentials;
+  /** Streams one client connection may hold open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). @default 1000 */
+  maxConcurrentStreams?: number;
   /**
    * Told of each call the server answers before any handler runs (a request that is no valid
    * protobuf message: INVALID_ARGUMENT), so it is counted with the rest (RpcKit.refused).
@@ -40,8 +42,14 @@ export class GrpcServer {
     this.server = new Server({
       'grpc.max_receive_message_length': max,
       'grpc.max_send_message_length': max,
+      // Keepalive: ping each connection every 30 s and drop it when a ping goes unanswered for
+      // 10 s (a peer gone without a FIN); close connections that held no call for 5 minutes
+      // (clients reconnect on their next call), so idle connections do not pile up.
       'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,
+      'grpc.max_connection_idle_ms': 5 * 60_000,
+      'grpc.max_concurrent_streams': opts.maxConcurrentStreams ?? 1000,
       interceptors: [decodeGuard((method, code) => opts.refused?.(method, code))],
     });
     this.health.addToServer(this.server);

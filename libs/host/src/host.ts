@@ -52,7 +52,12 @@ export async function openServiceHost(env: CommonEnv, opts: { name: string; logg
   }
   // grpc-kit knows no backend: libs/queue tells it which errors are a Redis outage.
   const kit = new RpcKit({ logger, registry: metrics, translate: redisUnavailable });
-  const server = new GrpcServer({ logger, maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES, refused: (method, code) => kit.refused(method, code) });
+  const server = new GrpcServer({
+    logger,
+    maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES,
+    maxConcurrentStreams: env.JOBMESH_GRPC_MAX_STREAMS,
+    refused: (method, code) => kit.refused(method, code),
+  });
   const closes: (() => Promise<void>)[] = [];
   let ops: OpsServer | undefined;
   let listening = false;

@@ -1,4 +1,5 @@
-import { status } from '@grpc/grpc-js';
+import * as http2 from 'node:http2';
+import { Client, compressionAlgorithms, credentials, Metadata, status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import type { DeepPartial } from '@jobmesh/sdk';
 import { RawGrpcClient, type RedisClient } from '@jobmesh/testing';
@@ -320,5 +321,36 @@ describe('schedule limits (JOBMESH_MAX_SCHEDULES_PER_QUEUE, JOBMESH_MIN_SCHEDULE
       details: details('fires every 1000ms; at most once every 5000ms'),
     });
     await expect(limited.client.upsertSchedule({ queue, id: 'ok', cron: '*/5 * * * * *', template })).resolves.toMatchObject({ id: 'ok' });
+  });
+});
+
+describe('transport limits', () => {
+  const small = useSchedulerHarness({ env: { JOBMESH_GRPC_MAX_STREAMS: '7', JOBMESH_MAX_MESSAGE_BYTES: String(64 * 1024) } });
+
+  it('tells each connection the most streams it may open (JOBMESH_GRPC_MAX_STREAMS)', async () => {
+    const session = http2.connect(`http://${small.address}`);
+    try {
+      const settings = await new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve));
+      expect(settings.maxConcurrentStreams).toBe(7);
+    } finally {
+      session.close();
+    }
+  });
+
+  it('answers a gzip message that inflates past the message limit with RESOURCE_EXHAUSTED, and still serves', async () => {
+    const client = new Client(small.address, credentials.createInsecure(), { 'grpc.default_compression_algorithm': compressionAlgorithms.gzip, 'grpc.max_send_message_length': -1 });
+    try {
+      // 1 MiB of one repeated letter as the queue name: about 1 KiB on the wire once gzipped.
+      const bytes = Buffer.from(pb.GetQueueRequest.encode({ name: 'a'.repeat(1024 * 1024) }).finish());
+      const out = await new Promise<{ code: number; details: string }>((resolve) =>
+        client.makeUnaryRequest('/jobmesh.v1.SchedulerService/GetQueue', (b: Buffer) => b, (b: Buffer) => b, bytes, new Metadata(), {}, (err) =>
+          resolve(err ? { code: err.code, details: err.details } : { code: status.OK, details: '' }),
+        ),
+      );
+      expect(out).toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: expect.stringContaining('decompresses to a size larger than 65536') });
+    } finally {
+      client.close();
+    }
+    await expect(small.client.listQueues({})).resolves.toBeDefined();
   });
 });

@@ -36,7 +36,11 @@ export interface WorkerServiceParts {
   pool: WorkerPool;
   replica: string;
   heartbeatIntervalMs: number;
+  /** A Connect stream that has not sent Hello this long after it opened is ended. @default 10 s */
+  helloTimeoutMs?: number;
 }
+
+export const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
 
 /** Queues one worker may name. */
 const MAX_WORKER_QUEUES = 1000;
@@ -102,6 +106,7 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
       const finish = (why: string, err?: unknown): void => {
         if (over) return;
         over = true;
+        clearTimeout(helloTimer);
         inbox.length = 0;
         if (session) dispatcher.close(session, why);
         if (err) reject(err);
@@ -235,6 +240,13 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
         if (call.isPaused()) call.resume();
         if (ending && chains.size === 0) finish(ending);
       };
+
+      // A stream that never says Hello holds a connection's stream slot and memory for nothing.
+      const helloTimeoutMs = p.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS;
+      const helloTimer = setTimeout(() => {
+        if (!session) finish('no Hello', new InvalidArgumentError('hello', `was not sent within ${helloTimeoutMs} ms of opening the stream`));
+      }, helloTimeoutMs);
+      helloTimer.unref();
 
       call.on('data', (msg: pb.ConnectRequest) => {
         if (over) return;
