@@ -41,7 +41,7 @@ it('serves other clients while 1,000 connections hold silent Connect streams, an
     try {
       const started = Date.now();
       const workers = await new Promise<pb.ListWorkersResponse>((resolve, reject) =>
-        other.listWorkers({ queue }, { deadline: Date.now() + 5000 }, (err, res) => (err ? reject(err) : resolve(res))),
+        other.listWorkers({ queue }, new Metadata(), { deadline: Date.now() + 5000 }, (err, res) => (err ? reject(err) : resolve(res))),
       );
       // The pool itself only: a stream that said no Hello is no worker.
       expect(workers.workers.map((w) => w.sdk)).toEqual(['jobmesh-worker-pool']);
@@ -50,7 +50,7 @@ it('serves other clients while 1,000 connections hold silent Connect streams, an
       other.close();
     }
     const ends = await eventually(async () => {
-      const settled = await Promise.all(silent.map((s) => Promise.race([s.ended, new Promise<undefined>((r) => setTimeout(r, 10))])));
+      const settled = await Promise.all(silent.map((s) => Promise.race([s.ended, new Promise<undefined>((r) => setTimeout(() => r(undefined), 10))])));
       return settled.every((e) => e !== undefined) && settled;
     }, 20_000, 'every silent stream to be ended');
     expect(new Set(ends.map((e) => e.code))).toEqual(new Set([status.INVALID_ARGUMENT]));
