@@ -187,10 +187,63 @@ function field(f: protobuf.Field, depth: number): fc.Arbitrary<unknown> {
   return single(f, depth);
 }
 
+// ---- plausible requests: valid-looking values, so calls get past validation and write ----
+
+const plausibleMessages = new Map<string, fc.Arbitrary<Record<string, unknown>>>();
+
+function plausibleSingle(f: protobuf.Field, depth: number): fc.Arbitrary<unknown> {
+  const resolved = f.resolvedType;
+  if (resolved instanceof protobuf.Enum) return fc.constantFrom(...Object.values(resolved.values));
+  if (resolved instanceof protobuf.Type) {
+    if (resolved.fullName === '.google.protobuf.Duration') return fc.record({ seconds: fc.nat({ max: 120 }), nanos: fc.constant(0) });
+    if (resolved.fullName === '.google.protobuf.Timestamp') return fc.integer({ min: -3600, max: 86_400 }).map((d) => ({ seconds: Math.floor(Date.now() / 1000) + d, nanos: 0 }));
+    if (resolved.fullName === '.google.protobuf.Struct') return fc.dictionary(fc.constantFrom('a', 'b', 'n'), fc.oneof(fc.integer(), fc.string({ maxLength: 8 }))).map((v) => ({ fields: toFields(v) }));
+    return fc.constant(0).chain(() => plausible(resolved, depth - 1));
+  }
+  switch (f.type) {
+    case 'string':
+      return fc.constantFrom(KNOWN_QUEUE, KNOWN_QUEUE, 'job-1', 'x', 'k-1', 'w-1');
+    case 'bool':
+      return fc.boolean();
+    case 'double':
+    case 'float':
+      return fc.double({ min: 0, max: 1, noNaN: true });
+    case 'bytes':
+      return fc.uint8Array({ maxLength: 4 });
+    default:
+      return f.type.includes('64') ? fc.nat({ max: 60 }).map(String) : fc.nat({ max: 5 });
+  }
+}
+
+function plausible(type: protobuf.Type, depth: number): fc.Arbitrary<Record<string, unknown>> {
+  const key = `${type.fullName}@${depth}`;
+  const made = plausibleMessages.get(key);
+  if (made) return made;
+  let arb: fc.Arbitrary<Record<string, unknown>> = fc.constant({});
+  if (depth > 0) {
+    const fields = type.fieldsArray.map((f) => {
+      const one = plausibleSingle(f, depth);
+      const value = f instanceof protobuf.MapField ? fc.dictionary(fc.constantFrom('team', 'tier'), one, { maxKeys: 2 }) : f.repeated ? fc.array(one, { maxLength: 2 }) : one;
+      return fc.oneof({ weight: LIKELY.has(f.name) ? 1 : 3, arbitrary: fc.constant(undefined) }, { weight: LIKELY.has(f.name) ? 9 : 1, arbitrary: value }).map((v) => [f.name, v] as const);
+    });
+    arb = fc.tuple(...fields).map((entries) => Object.fromEntries(entries.filter(([, v]) => v !== undefined)));
+  }
+  plausibleMessages.set(key, arb);
+  return arb;
+}
+
+/** A plausible request with one top-level field given a wild value: the bad value gets past the rest. */
+function oneWildField(type: protobuf.Type): fc.Arbitrary<Record<string, unknown>> {
+  if (!type.fieldsArray.length) return plausible(type, 4);
+  return fc.tuple(plausible(type, 4), fc.constantFrom(...type.fieldsArray).chain((f) => field(f, 3).map((v) => [f.name, v] as const))).map(([m, [name, v]]) => ({ ...m, [name]: v }));
+}
+
 /** Encoded bytes of a generated request, corrupted or not. */
 function request(type: protobuf.Type): fc.Arbitrary<{ bytes: Buffer; how: string }> {
   const encoded = fc.oneof(
-    { weight: 12, arbitrary: message(type, 4).map((m) => ({ m, oversized: false })) },
+    { weight: 6, arbitrary: message(type, 4).map((m) => ({ m, oversized: false })) },
+    { weight: 3, arbitrary: plausible(type, 4).map((m) => ({ m, oversized: false })) },
+    { weight: 4, arbitrary: oneWildField(type).map((m) => ({ m, oversized: false })) },
     // Over the 8 MiB message limit.
     { weight: 1, arbitrary: fc.constant({ m: {}, oversized: true }) },
   );
