@@ -52,20 +52,27 @@ export class RawGrpcClient {
   }
 
   /** Opens a bidi stream on `path`, writes each of `frames` raw, half-closes, and resolves with its status (CANCELLED after `timeoutMs`). */
-  bidi(path: string, frames: Buffer[], opts: { timeoutMs?: number; halfClose?: boolean } = {}): Promise<RawOutcome & { messages: number }> {
-    return new Promise((resolve) => {
-      const call = this.client.makeBidiStreamRequest<Buffer, Buffer>(path, (b) => b, (b) => b, new Metadata(), {});
-      let messages = 0;
-      const timer = setTimeout(() => call.cancel(), opts.timeoutMs ?? 2000);
-      call.on('data', () => (messages += 1));
-      call.on('error', () => undefined);
+  bidi(path: string, frames: Buffer[], opts: { timeoutMs?: number } = {}): Promise<RawOutcome & { messages: number }> {
+    const stream = this.openBidi(path, opts);
+    for (const f of frames) stream.write(f);
+    stream.end();
+    return stream.outcome;
+  }
+
+  /** Opens a bidi stream on `path` to write raw frames to; `outcome` is its status (CANCELLED after `timeoutMs`). */
+  openBidi(path: string, opts: { timeoutMs?: number } = {}): { write(frame: Buffer): void; end(): void; outcome: Promise<RawOutcome & { messages: number }> } {
+    const call = this.client.makeBidiStreamRequest<Buffer, Buffer>(path, (b) => b, (b) => b, new Metadata(), {});
+    let messages = 0;
+    const timer = setTimeout(() => call.cancel(), opts.timeoutMs ?? 2000);
+    call.on('data', () => (messages += 1));
+    call.on('error', () => undefined);
+    const outcome = new Promise<RawOutcome & { messages: number }>((resolve) =>
       call.on('status', (s: { code: status; details: string }) => {
         clearTimeout(timer);
         resolve({ code: s.code, details: s.details, messages });
-      });
-      for (const f of frames) call.write(f);
-      if (opts.halfClose ?? true) call.end();
-    });
+      }),
+    );
+    return { write: (frame) => void call.write(frame), end: () => void call.end(), outcome };
   }
 
   close(): void {

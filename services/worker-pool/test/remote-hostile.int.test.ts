@@ -1,7 +1,8 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { eventually } from '../src/testing';
-import { type RawStream, useRemotePool } from './remote-helpers';
+import { RawGrpcClient } from '@jobmesh/testing';
+import { call, type RawStream, unaryClient, useRemotePool } from './remote-helpers';
 
 // What a remote worker may have stored is bounded: a 4 MiB progress, log line or result once
 // made the job's GetJob (and every ListJobs page holding it) fail with RESOURCE_EXHAUSTED.
@@ -80,4 +81,24 @@ describe('a leased job', () => {
     expect(done.job!.result).toEqual({ ok: true });
     expect(done.logs.map((l) => l.length)).toEqual([16 * 1024]);
   });
+});
+
+it('ends a Connect stream at a frame that is no valid protobuf with INVALID_ARGUMENT, and closes its session', async () => {
+  const queue = await h.newQueue('garbled');
+  const raw = new RawGrpcClient(h.address);
+  const workers = unaryClient(h.address);
+  try {
+    const hello = Buffer.from(pb.ConnectRequest.encode(pb.ConnectRequest.fromPartial({ hello: { workerId: 'w-garbled', queues: [queue], maxInFlight: 1 } })).finish());
+    const listed = async (): Promise<string[]> => (await call<pb.ListWorkersRequest, pb.ListWorkersResponse>(workers, 'listWorkers', { queue })).workers.map((w) => w.workerId);
+    const stream = raw.openBidi('/jobmesh.v1.WorkerService/Connect', { timeoutMs: 10_000 });
+    stream.write(hello);
+    await eventually(async () => (await listed()).includes('w-garbled'), 5000, 'the worker to be listed');
+    // Field 1 (hello) claiming 127 bytes, with one there.
+    stream.write(Buffer.from([0x0a, 0x7f, 0x01]));
+    await expect(stream.outcome).resolves.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('not a valid protobuf message') });
+    await eventually(async () => !(await listed()).includes('w-garbled'), 5000, 'the worker to be gone');
+  } finally {
+    raw.close();
+    workers.close();
+  }
 });
