@@ -1,4 +1,4 @@
-import { status } from '@grpc/grpc-js';
+import { Metadata, status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { eventually } from '../src/testing';
 import { RawGrpcClient } from '@jobmesh/testing';
@@ -100,5 +100,21 @@ it('ends a Connect stream at a frame that is no valid protobuf with INVALID_ARGU
   } finally {
     raw.close();
     workers.close();
+  }
+});
+
+it('answers a LeaseJobs long poll with no jobs shortly before the caller’s deadline, not DEADLINE_EXCEEDED', async () => {
+  const queue = await h.newQueue('poll');
+  const client = unaryClient(h.address);
+  try {
+    const started = Date.now();
+    const res = await new Promise<pb.LeaseJobsResponse>((resolve, reject) =>
+      client.leaseJobs({ queue, workerId: 'w-poll', max: 1, wait: { seconds: 30, nanos: 0 }, jobNames: [] }, new Metadata(), { deadline: Date.now() + 1500 }, (err, r) => (err ? reject(err) : resolve(r))),
+    );
+    expect(res.assignments).toEqual([]);
+    expect(Date.now() - started).toBeLessThan(1500);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+  } finally {
+    client.close();
   }
 });

@@ -10,7 +10,7 @@ import {
   validateLength,
   validateQueueName,
 } from '@jobmesh/core';
-import type { RpcKit } from '@jobmesh/grpc-kit';
+import type { CallContext, RpcKit } from '@jobmesh/grpc-kit';
 import { type QueueRegistry, durationToMs, msToDuration } from '@jobmesh/queue';
 import type { WorkerPool } from '../worker-pool';
 import type { FailResult, RemoteDispatcher } from './dispatcher';
@@ -264,7 +264,7 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
       call.on('error', () => end('stream failed'));
     });
 
-  /** When FailJob must answer at the latest: shortly before the call's deadline, if it has one. */
+  /** The deadlines of FailJob and LeaseJobs calls, by request: they answer shortly before it. */
   const deadlines = new WeakMap<object, number>();
   const failJob = kit.unary(M('FailJob'), async (req: pb.FailJobRequest): Promise<pb.FailJobResponse> => {
     if (!req.fail) throw new InvalidArgumentError('fail', 'is required');
@@ -277,37 +277,46 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
     return { willRetry: r.willRetry, retryAt: r.retryAt, outcome: r.failOutcome };
   });
 
+  const leaseJobs = kit.unary(M('LeaseJobs'), async (req: pb.LeaseJobsRequest, ctx: CallContext): Promise<pb.LeaseJobsResponse> => {
+    validateWorker(req, '');
+    const queues = await validQueues(p.registry, [req.queue], 'queue');
+    if (req.max > 100) throw new InvalidArgumentError('max', `must be at most 100, got ${req.max}`);
+    const max = req.max || 1;
+    const askedMs = durationToMs(req.wait) ?? 0;
+    if (Number.isNaN(askedMs) || askedMs < 0) throw new InvalidArgumentError('wait', Number.isNaN(askedMs) ? INVALID_DURATION : `must not be negative, got ${askedMs}ms`);
+    // An empty answer shortly before the caller's deadline, rather than DEADLINE_EXCEEDED.
+    const deadline = deadlines.get(req);
+    const left = deadline === undefined ? Infinity : deadline - Date.now() - Math.max(100, (deadline - Date.now()) * 0.1);
+    const waitMs = Math.max(0, Math.min(askedMs, MAX_LEASE_WAIT_MS, left));
+    let wake!: () => void;
+    const woken = new Promise<void>((r) => (wake = r));
+    // Once the first job arrived, linger briefly for more, then answer: `wait` is for the first.
+    let linger: NodeJS.Timeout | undefined;
+    const { session, got } = dispatcher.startPoll(
+      { workerId: req.workerId || `unary-${ctx.peer}`, queues, names: new Set(req.jobNames), labels: {}, sdk: '', max },
+      () => {
+        if (got.length >= max) wake();
+        else linger ??= setTimeout(wake, 50);
+      },
+    );
+    // Jobs already waiting reach this session through the runners; give them a moment.
+    let timer: NodeJS.Timeout | undefined;
+    if (got.length < max) await Promise.race([woken, new Promise<void>((r) => (timer = setTimeout(r, Math.max(waitMs, 50))))]);
+    clearTimeout(timer);
+    clearTimeout(linger);
+    dispatcher.endPoll(session, got);
+    return { assignments: got };
+  });
+
   return {
     connect: kit.bidi(M('Connect'), (call) => connect(call)),
 
-    leaseJobs: kit.unary(M('LeaseJobs'), async (req: pb.LeaseJobsRequest, ctx) => {
-      validateWorker(req, '');
-      const queues = await validQueues(p.registry, [req.queue], 'queue');
-      if (req.max > 100) throw new InvalidArgumentError('max', `must be at most 100, got ${req.max}`);
-      const max = req.max || 1;
-      const askedMs = durationToMs(req.wait) ?? 0;
-      if (Number.isNaN(askedMs) || askedMs < 0) throw new InvalidArgumentError('wait', Number.isNaN(askedMs) ? INVALID_DURATION : `must not be negative, got ${askedMs}ms`);
-      const waitMs = Math.min(askedMs, MAX_LEASE_WAIT_MS);
-      let wake!: () => void;
-      const woken = new Promise<void>((r) => (wake = r));
-      // Once the first job arrived, linger briefly for more, then answer: `wait` is for the first.
-      let linger: NodeJS.Timeout | undefined;
-      const { session, got } = dispatcher.startPoll(
-        { workerId: req.workerId || `unary-${ctx.peer}`, queues, names: new Set(req.jobNames), labels: {}, sdk: '', max },
-        () => {
-          if (got.length >= max) wake();
-          else linger ??= setTimeout(wake, 50);
-        },
-      );
-      // Jobs already waiting reach this session through the runners; give them a moment.
-      let timer: NodeJS.Timeout | undefined;
-      if (got.length < max) await Promise.race([woken, new Promise<void>((r) => (timer = setTimeout(r, Math.max(waitMs, 50))))]);
-      clearTimeout(timer);
-      clearTimeout(linger);
-      dispatcher.endPoll(session, got);
-      return { assignments: got };
-    }),
-
+    leaseJobs: (call: ServerUnaryCall<pb.LeaseJobsRequest, pb.LeaseJobsResponse>, callback: sendUnaryData<pb.LeaseJobsResponse>) => {
+      const deadline = call.getDeadline();
+      const at = deadline instanceof Date ? deadline.getTime() : deadline;
+      if (Number.isFinite(at)) deadlines.set(call.request, at);
+      leaseJobs(call, callback);
+    },
     extendLease: kit.unary(M('ExtendLease'), async (req: pb.ExtendLeaseRequest) => ({
       leaseExpiresAt: dispatcher.extend(req.queue, req.jobId, req.leaseToken),
     })),
