@@ -17,7 +17,7 @@ import { keyspace, RawGrpcClient, type RawOutcome, type RedisClient, type RedisH
 import fc from 'fast-check';
 import * as protobuf from 'protobufjs';
 
-// Read through the test runner's environment, as the other knobs of the test suite are.
+// From the environment of the test run (test code; the services read theirs through libs/config).
 const SEED = Number(process.env.FUZZ_SEED ?? 20261201);
 const RUNS = Number(process.env.FUZZ_RUNS ?? 300);
 
