@@ -247,6 +247,11 @@ describe('UpsertSchedule', () => {
       code: status.INVALID_ARGUMENT,
       details: details('schedule.end_at: is in the past'),
     });
+    // A day that exists in neither month: the parser takes it, no time ever matches.
+    await rejectsWithoutWriting(() => h.client.upsertSchedule({ queue, id: 's4', cron: '0 0 31 2,4 *', template }), {
+      code: status.INVALID_ARGUMENT,
+      details: details('schedule.cron: "0 0 31 2,4 *" never fires'),
+    });
     // Every 1 January at midnight, with a window that closes before the next one.
     const soon = new Date(Date.now() + 60_000);
     const next = new Date(Date.UTC(new Date().getUTCFullYear() + 1, 0, 1));
