@@ -4,7 +4,7 @@ import { newApiKey } from '@jobmesh/core';
 import { onShutdownSignal, openServiceHost } from '@jobmesh/host';
 import { deadLetterOwnEnvShape, register as registerDeadLetter, webhookSettings } from '@jobmesh/dead-letter';
 import { dashboardHandler, healthTargets, monitorOwnEnvShape, register as registerMonitor } from '@jobmesh/monitor';
-import { durableAck, register as registerScheduler } from '@jobmesh/scheduler';
+import { durableAck, register as registerScheduler, schedulerOwnEnvShape } from '@jobmesh/scheduler';
 import { register as registerWorkerPool, workerPoolEnvSchema } from '@jobmesh/worker-pool';
 import { createLogger } from '@jobmesh/telemetry';
 import { type LocalRedis, NO_REDIS_HELP, hasRedisServer, startLocalRedis } from './local-redis';
@@ -13,7 +13,7 @@ import { type LocalRedis, NO_REDIS_HELP, hasRedisServer, startLocalRedis } from 
  * Every service's settings: the worker-pool's schema extends the common one (and so covers the
  * scheduler's); the dead-letter service adds its capture and alerting settings.
  */
-export const upEnvSchema = workerPoolEnvSchema.extend({ ...deadLetterOwnEnvShape, ...monitorOwnEnvShape });
+export const upEnvSchema = workerPoolEnvSchema.extend({ ...schedulerOwnEnvShape, ...deadLetterOwnEnvShape, ...monitorOwnEnvShape });
 
 export interface UpHandle {
   grpcAddress: string;
@@ -59,6 +59,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
       maxPayloadBytes: env.JOBMESH_MAX_PAYLOAD_BYTES,
       idempotencyTtlMs: env.JOBMESH_IDEMPOTENCY_TTL,
       durableAck: durableAck(env),
+      scheduleLimits: { maxPerQueue: env.JOBMESH_MAX_SCHEDULES_PER_QUEUE, minIntervalMs: env.JOBMESH_MIN_SCHEDULE_INTERVAL },
     });
     host.onStop(() => scheduler.close());
     // Replays go through this process's own SchedulerService, whose port is known after listen.

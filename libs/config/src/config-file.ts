@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { compileMessagePattern } from './message-pattern';
 import { type JobOptionsSpec, type QueueSpec, validateQueueSpec, defaultQueueSpec, InvalidArgumentError } from '@jobmesh/core';
 import YAML from 'yaml';
 import { z } from 'zod';
@@ -162,7 +163,7 @@ function toQueues(data: ConfigFile, source: string): DeclaredQueue[] {
       labels: q.labels ?? {},
       ...(q.processor_wait !== undefined && { processorWaitMs: q.processor_wait }),
     };
-    validateQueueSpec(spec, `${source}: queues[${i}]`);
+    validateQueueSpec(spec, compileMessagePattern, `${source}: queues[${i}]`);
     return { spec, setsPaused: q.paused !== undefined };
   });
 }

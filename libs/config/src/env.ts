@@ -39,6 +39,8 @@ export const commonEnvSchema = z.object({
   JOBMESH_MAX_PAYLOAD_BYTES: int(1).default(DEFAULT_MAX_PAYLOAD_BYTES),
   /** Largest gRPC message sent or received. @default 8388608 (8 MiB) */
   JOBMESH_MAX_MESSAGE_BYTES: int(1024).default(8 * 1024 * 1024),
+  /** Streams one gRPC client connection may hold open at once. @default 1000 */
+  JOBMESH_GRPC_MAX_STREAMS: int(1).default(1000),
   /** How long an idempotency key is remembered. @default 24h */
   JOBMESH_IDEMPOTENCY_TTL: durationMs.default(24 * 3_600_000),
   /**

@@ -5,3 +5,4 @@ export * from './http-allow';
 export * from './load';
 export * from './api-keys-file';
 export * from './tls';
+export * from './message-pattern';

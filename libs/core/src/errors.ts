@@ -91,6 +91,11 @@ export class PayloadTooLargeError extends JobmeshError {
   }
 }
 
+/** A limit of the deployment (not of one request) is reached, e.g. a queue's schedules. */
+export class ResourceExhaustedError extends JobmeshError {
+  readonly kind = 'resource_exhausted';
+}
+
 /** The backbone (Redis) or a peer service cannot be reached; the call may be retried. */
 export class UnavailableError extends JobmeshError {
   readonly kind = 'unavailable';

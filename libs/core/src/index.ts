@@ -7,3 +7,5 @@ export * from './validation';
 export * from './job-errors';
 export * from './within';
 export * from './api-keys';
+export * from './pattern';
+export * from './limits';

@@ -115,6 +115,6 @@ describe('defaultQueueSpec', () => {
   });
 
   it('passes validation', () => {
-    expect(() => validateQueueSpec(defaultQueueSpec('emails'))).not.toThrow();
+    expect(() => validateQueueSpec(defaultQueueSpec('emails'), () => ({ test: () => false }))).not.toThrow();
   });
 });

@@ -92,8 +92,8 @@ export const DEFAULT_CONCURRENCY = 10;
 export const DEFAULT_PROCESSOR_WAIT_MS = 3_600_000;
 /** The longest `processor_wait` a queue may set. */
 export const MAX_PROCESSOR_WAIT_MS = 30 * 24 * 3_600_000;
-/** Highest numeric priority value BullMQ accepts (lowest priority). */
-export const MAX_PRIORITY = 2_097_152;
+/** Highest numeric priority value BullMQ accepts (lowest priority): 2^21 - 1. */
+export const MAX_PRIORITY = 2_097_151;
 
 /** The options a job runs with: its own, else the queue's defaults, else the built-in ones. */
 export type ResolvedJobOptions = JobOptionsSpec &

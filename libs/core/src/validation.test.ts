@@ -10,6 +10,7 @@ import {
   validateQueueSpec,
   validateScheduleId,
 } from './validation';
+import { checkPatternLength } from './pattern';
 
 /** The InvalidArgumentError `fn` throws; fails the test if it throws nothing or something else. */
 function rejection(fn: () => unknown): InvalidArgumentError {
@@ -156,15 +157,17 @@ describe('validateJobOptions', () => {
   });
 
   it.each<[string, JobOptionsSpec, string, RegExp]>([
-    ['attempts 0', { attempts: 0 }, 'job.options.attempts', /must be at least 1, got 0/],
-    ['negative attempts', { attempts: -2 }, 'job.options.attempts', /must be at least 1/],
-    ['fractional attempts', { attempts: 1.5 }, 'job.options.attempts', /must be at least 1, got 1\.5/],
+    ['attempts 0', { attempts: 0 }, 'job.options.attempts', /must be between 1 and 1000, got 0/],
+    ['negative attempts', { attempts: -2 }, 'job.options.attempts', /must be between 1 and 1000/],
+    ['fractional attempts', { attempts: 1.5 }, 'job.options.attempts', /must be between 1 and 1000, got 1\.5/],
     ['a negative delay', { delayMs: -1 }, 'job.options.delay', /must not be negative, got -1ms/],
     ['an infinite delay', { delayMs: Number.POSITIVE_INFINITY }, 'job.options.delay', /must not be negative/],
-    ['a NaN delay', { delayMs: Number.NaN }, 'job.options.delay', /must not be negative/],
+    ['a NaN delay (a Duration out of range)', { delayMs: Number.NaN }, 'job.options.delay', /is not a valid google.protobuf.Duration/],
+    ['attempts over 1000', { attempts: 2 ** 32 - 1 }, 'job.options.attempts', /must be between 1 and 1000, got 4294967295/],
+    ['a delay over 10 years', { delayMs: 2 ** 52 }, 'job.options.delay', /at most 315360000000ms \(10 years\)/],
     ['an invalid run_at', { runAt: new Date('not a date') }, 'job.options.run_at', /is not a valid time/],
-    ['a negative priority', { priority: -1 }, 'job.options.priority', /must be between 0 and 2097152, got -1/],
-    ['a priority above the maximum', { priority: MAX_PRIORITY + 1 }, 'job.options.priority', /must be between 0 and 2097152/],
+    ['a negative priority', { priority: -1 }, 'job.options.priority', /must be between 0 and 2097151, got -1/],
+    ['a priority above the maximum', { priority: MAX_PRIORITY + 1 }, 'job.options.priority', /must be between 0 and 2097151/],
     ['a negative timeout', { timeoutMs: -5 }, 'job.options.timeout', /must not be negative/],
     ['an idempotency key over 512 characters', { idempotencyKey: 'k'.repeat(513) }, 'job.options.idempotency_key', /at most 512/],
     ['an invalid job id', { jobId: '123' }, 'job.options.job_id', /is not a valid job id/],
@@ -187,39 +190,50 @@ describe('validateJobOptions', () => {
   });
 });
 
+/** A stand-in engine: libs/core takes the real one (RE2, libs/config) as an argument. */
+const jsPattern = (source: string, field: string) => {
+  checkPatternLength(source, field);
+  try {
+    return new RegExp(source);
+  } catch (err) {
+    throw new InvalidArgumentError(field, `is not a valid regular expression: ${(err as Error).message}`);
+  }
+};
+const validateSpec = (q: QueueSpec) => validateQueueSpec(q, jsPattern);
+
 describe('validateQueueSpec', () => {
   const queue = (overrides: Partial<QueueSpec> = {}): QueueSpec => ({ ...defaultQueueSpec('emails'), ...overrides });
 
   it('accepts the default spec of a queue', () => {
-    expect(() => validateQueueSpec(queue())).not.toThrow();
+    expect(() => validateSpec(queue())).not.toThrow();
   });
 
   it('rejects an invalid queue name under queue.name', () => {
-    expect(rejection(() => validateQueueSpec(queue({ name: 'no spaces' }))).field).toBe('queue.name');
+    expect(rejection(() => validateSpec(queue({ name: 'no spaces' }))).field).toBe('queue.name');
   });
 
   it.each([0, -1, 1.5, 10_001])('rejects concurrency %p', (concurrency) => {
-    const err = rejection(() => validateQueueSpec(queue({ concurrency })));
+    const err = rejection(() => validateSpec(queue({ concurrency })));
     expect(err.field).toBe('queue.concurrency');
     expect(err.message).toMatch(/must be between 1 and 10000/);
   });
 
   it('accepts concurrency at both ends of the range', () => {
-    expect(() => validateQueueSpec(queue({ concurrency: 1 }))).not.toThrow();
-    expect(() => validateQueueSpec(queue({ concurrency: 10_000 }))).not.toThrow();
+    expect(() => validateSpec(queue({ concurrency: 1 }))).not.toThrow();
+    expect(() => validateSpec(queue({ concurrency: 10_000 }))).not.toThrow();
   });
 
   it('rejects a rate limit with a max but no positive duration', () => {
-    const err = rejection(() => validateQueueSpec(queue({ rateLimit: { max: 10, durationMs: 0 } })));
+    const err = rejection(() => validateSpec(queue({ rateLimit: { max: 10, durationMs: 0 } })));
     expect(err.field).toBe('queue.rate_limit.duration');
   });
 
   it('accepts a rate limit with a max of 0 whatever its duration', () => {
-    expect(() => validateQueueSpec(queue({ rateLimit: { max: 0, durationMs: 0 } }))).not.toThrow();
+    expect(() => validateSpec(queue({ rateLimit: { max: 0, durationMs: 0 } }))).not.toThrow();
   });
 
   it('validates the default job options under queue.default_job_options', () => {
-    const err = rejection(() => validateQueueSpec(queue({ defaultJobOptions: { attempts: 0 } })));
+    const err = rejection(() => validateSpec(queue({ defaultJobOptions: { attempts: 0 } })));
     expect(err.field).toBe('queue.default_job_options.attempts');
   });
 
@@ -228,7 +242,7 @@ describe('validateQueueSpec', () => {
     ['idempotency_key', { idempotencyKey: 'same-key' }],
     ['replay_of', { replayOf: 'q:1:3' }],
   ])('rejects %s as a queue default', (field, defaultJobOptions) => {
-    const err = rejection(() => validateQueueSpec(queue({ defaultJobOptions })));
+    const err = rejection(() => validateSpec(queue({ defaultJobOptions })));
     expect(err.field).toBe(`queue.default_job_options.${field}`);
     expect(err.message).toMatch(/cannot be a queue default/);
   });
@@ -240,23 +254,28 @@ describe('validateQueueSpec', () => {
         { messagePattern: '(unclosed', category: 'bug' },
       ],
     };
-    const err = rejection(() => validateQueueSpec(queue({ deadLetter })));
+    const err = rejection(() => validateSpec(queue({ deadLetter })));
     expect(err.field).toBe('queue.dead_letter.rules[1].message_pattern');
     expect(err.message).toMatch(/is not a valid regular expression: .+/);
   });
 
+  it('rejects a dead-letter rule pattern over 1024 characters', () => {
+    const err = rejection(() => validateSpec(queue({ deadLetter: { rules: [{ messagePattern: 'a'.repeat(1025), category: 'c' }] } })));
+    expect(err.message).toMatch(/1025 characters; at most 1024/);
+  });
+
   it('rejects a dead-letter rule without a category', () => {
-    const err = rejection(() => validateQueueSpec(queue({ deadLetter: { rules: [{ errorName: 'TypeError', category: '' }] } })));
+    const err = rejection(() => validateSpec(queue({ deadLetter: { rules: [{ errorName: 'TypeError', category: '' }] } })));
     expect(err.field).toBe('queue.dead_letter.rules[0].category');
   });
 
   it('rejects a negative dead-letter retention age', () => {
-    const err = rejection(() => validateQueueSpec(queue({ deadLetter: { retention: { ageMs: -1 } } })));
+    const err = rejection(() => validateSpec(queue({ deadLetter: { retention: { ageMs: -1 } } })));
     expect(err.field).toBe('queue.dead_letter.retention.age');
   });
 
   it('accepts dead-letter rules with valid patterns', () => {
     const deadLetter = { rules: [{ errorName: 'TimeoutError', messagePattern: 'ETIMEDOUT|ECONNRESET', category: 'network', severity: 'warning' as const }] };
-    expect(() => validateQueueSpec(queue({ deadLetter }))).not.toThrow();
+    expect(() => validateSpec(queue({ deadLetter }))).not.toThrow();
   });
 });

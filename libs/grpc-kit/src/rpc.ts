@@ -115,6 +115,13 @@ export class RpcKit {
     return toStatus(err, this.opts.translate);
   }
 
+  /** Counts a call the server answered before any handler ran (see GrpcServerOptions.refused). */
+  refused(method: string, code: Status): void {
+    this.finish(method, process.hrtime.bigint(), code);
+    // Debug only, like any caller's mistake: garbage sent in bulk must not flood the log.
+    this.opts.logger.debug({ method, code: Status[code] }, 'request refused before its handler: not a valid protobuf message');
+  }
+
   private context(method: string, call: GrpcCall): CallScope {
     return new CallScope(method, call);
   }

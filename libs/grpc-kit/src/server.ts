@@ -1,9 +1,10 @@
 import { dirname, resolve } from 'node:path';
-import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation, type status as Status } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { PROTO_DIR, PROTO_FILES } from '@jobmesh/contracts';
 import type { Logger } from '@jobmesh/telemetry';
+import { decodeGuard, guardDeserializers } from './decode-guard';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
 
 /** grpc-health-check ships <dir>/health/v1/health.proto; loaded relative to <dir>, reflection names it health/v1/health.proto. */
@@ -21,6 +22,13 @@ export interface GrpcServerOptions {
    * and its calls end (a remote worker's stream, and with it its leases). @default 10 s and 5 s
    */
   keepalive?: { intervalMs: number; timeoutMs: number };
+  /** Streams one client connection may hold open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). @default 1000 */
+  maxConcurrentStreams?: number;
+  /**
+   * Told of each call the server answers before any handler runs (a request that is no valid
+   * protobuf message: INVALID_ARGUMENT), so it is counted with the rest (RpcKit.refused).
+   */
+  refused?: (method: string, code: Status) => void;
 }
 
 /**
@@ -39,9 +47,16 @@ export class GrpcServer {
     this.server = new Server({
       'grpc.max_receive_message_length': max,
       'grpc.max_send_message_length': max,
+      // Keepalive: ping each connection every `keepalive.intervalMs` and drop it when a ping goes
+      // unanswered for `timeoutMs` (a peer gone without a FIN: a remote worker's stream ends and
+      // its leases are released); close connections that held no call for 5 minutes (clients
+      // reconnect on their next call), so idle connections do not pile up.
       'grpc.keepalive_time_ms': opts.keepalive?.intervalMs ?? 10_000,
       'grpc.keepalive_timeout_ms': opts.keepalive?.timeoutMs ?? 5_000,
       'grpc.keepalive_permit_without_calls': 1,
+      'grpc.max_connection_idle_ms': 5 * 60_000,
+      'grpc.max_concurrent_streams': opts.maxConcurrentStreams ?? 1000,
+      interceptors: [decodeGuard((method, code) => opts.refused?.(method, code))],
     });
     this.health.addToServer(this.server);
     // Health's proto too, so grpcurl can list and describe grpc.health.v1.Health like the rest.
@@ -51,7 +66,7 @@ export class GrpcServer {
 
   /** Adds a service; `name` is its full proto name, e.g. "jobmesh.v1.SchedulerService". */
   add(name: string, definition: ServiceDefinition, impl: UntypedServiceImplementation): void {
-    this.server.addService(definition, impl);
+    this.server.addService(guardDeserializers(definition), impl);
     this.services.push(name);
     this.health.setStatus(name, this.status);
   }

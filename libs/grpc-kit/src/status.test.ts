@@ -1,5 +1,5 @@
 import { Metadata, status } from '@grpc/grpc-js';
-import { InvalidArgumentError, PayloadTooLargeError, QueueNotFoundError, StaleLeaseError, UnavailableError } from '@jobmesh/core';
+import { ERROR_TRAILER, InvalidArgumentError, JobNotFoundError, PayloadTooLargeError, QueueNotFoundError, StaleLeaseError, UnavailableError } from '@jobmesh/core';
 import { toStatus } from './status';
 
 describe('toStatus', () => {
@@ -29,5 +29,15 @@ describe('toStatus', () => {
     const mapped = toStatus(new TypeError('cannot read x of undefined'));
     expect(mapped).toMatchObject({ code: status.INTERNAL, expected: false });
     expect(mapped.details).not.toContain('undefined');
+  });
+
+  it('cuts an echoed value: a 1 MiB id gives a short message and trailer, not an oversized-metadata error', () => {
+    const mapped = toStatus(new JobNotFoundError('q', 'x'.repeat(1024 * 1024)));
+    expect(mapped.code).toBe(status.NOT_FOUND);
+    expect(mapped.details.length).toBeLessThanOrEqual(1025);
+    expect(mapped.details).toMatch(/^job "x+…$/);
+    const facts = JSON.parse(String(mapped.metadata!.get(ERROR_TRAILER)[0])) as Record<string, string>;
+    expect(facts).toMatchObject({ name: 'JobNotFoundError', queue: 'q' });
+    expect(facts.jobId!.length).toBeLessThanOrEqual(257);
   });
 });

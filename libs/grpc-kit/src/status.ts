@@ -1,5 +1,5 @@
 import { status as Status, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { ERROR_TRAILER, type ErrorKind, errorFacts, isJobmeshError, type JobmeshError } from '@jobmesh/core';
+import { ERROR_TRAILER, type ErrorKind, errorFacts, isJobmeshError, type JobmeshError, shorten } from '@jobmesh/core';
 
 const KIND_TO_STATUS: Record<ErrorKind, Status> = {
   invalid_argument: Status.INVALID_ARGUMENT,
@@ -21,6 +21,14 @@ const KIND_TO_STATUS: Record<ErrorKind, Status> = {
  */
 export type ErrorTranslator = (err: unknown) => JobmeshError | undefined;
 
+/**
+ * The longest status message sent, and the longest string fact in the error trailer, in
+ * characters: errors echo what the caller sent (an id, a name), and a status message of 1 MiB
+ * fails at the client as oversized metadata instead of telling it what was wrong.
+ */
+export const MAX_DETAILS_LENGTH = 1024;
+export const MAX_FACT_LENGTH = 256;
+
 export interface MappedStatus {
   code: Status;
   details: string;
@@ -40,13 +48,15 @@ export function toStatus(err: unknown, translate?: ErrorTranslator): MappedStatu
   if (isJobmeshError(err)) {
     // Only on the error path: the trailer costs the normal path nothing.
     const metadata = new Metadata();
-    metadata.set(ERROR_TRAILER, Buffer.from(JSON.stringify(errorFacts(err))));
-    return { code: KIND_TO_STATUS[err.kind], details: err.message, expected: true, metadata };
+    const facts = errorFacts(err);
+    for (const [key, value] of Object.entries(facts)) if (typeof value === 'string') facts[key] = shorten(value, MAX_FACT_LENGTH);
+    metadata.set(ERROR_TRAILER, Buffer.from(JSON.stringify(facts)));
+    return { code: KIND_TO_STATUS[err.kind], details: shorten(err.message, MAX_DETAILS_LENGTH), expected: true, metadata };
   }
   const e = err as Partial<ServiceError> & { name?: string; message?: string };
   if (typeof e?.code === 'number' && e.code in Status && e.metadata instanceof Metadata) {
     // A status from a downstream gRPC call: pass it on.
-    return { code: e.code, details: e.details ?? e.message ?? '', expected: true };
+    return { code: e.code, details: shorten(e.details ?? e.message ?? '', MAX_DETAILS_LENGTH), expected: true };
   }
   const known = translate?.(err);
   if (known) return toStatus(known);

@@ -83,16 +83,18 @@ export async function openServiceHost(
     await tracing.shutdown(STOP_MARGIN_MS).catch(() => undefined);
     throw err;
   }
+  // grpc-kit knows no backend: libs/queue tells it which errors are a Redis outage.
+  const kit = new RpcKit({ logger, registry: metrics, translate: redisUnavailable, auth: auth?.hook });
+  if (auth) logger.info({ path: env.JOBMESH_API_KEYS_FILE, keys: auth.size }, 'auth on: every call needs an API key');
   const server = new GrpcServer({
     logger,
     maxMessageBytes: env.JOBMESH_MAX_MESSAGE_BYTES,
     credentials: pem && serverTlsCredentials(pem),
     keepalive: { intervalMs: env.JOBMESH_KEEPALIVE_INTERVAL, timeoutMs: env.JOBMESH_KEEPALIVE_TIMEOUT },
+    maxConcurrentStreams: env.JOBMESH_GRPC_MAX_STREAMS,
+    refused: (method, code) => kit.refused(method, code),
   });
   const httpTls = pem && env.JOBMESH_HTTP_TLS ? { cert: pem.pem.cert, key: pem.pem.key, onChange: (l: (p: { cert: Buffer; key: Buffer }) => void) => pem!.onChange(l) } : undefined;
-  // grpc-kit knows no backend: libs/queue tells it which errors are a Redis outage.
-  const kit = new RpcKit({ logger, registry: metrics, translate: redisUnavailable, auth: auth?.hook });
-  if (auth) logger.info({ path: env.JOBMESH_API_KEYS_FILE, keys: auth.size }, 'auth on: every call needs an API key');
   const closes: (() => Promise<void>)[] = [];
   let ops: OpsServer | undefined;
   let listening = false;

@@ -10,7 +10,7 @@ import type {
   RetentionSpec,
   SeverityName,
 } from '@jobmesh/core';
-import { DEFAULT_CONCURRENCY, DEFAULT_PROCESSOR_WAIT_MS } from '@jobmesh/core';
+import { DEFAULT_CONCURRENCY, DEFAULT_PROCESSOR_WAIT_MS, InvalidArgumentError } from '@jobmesh/core';
 
 // The one Duration conversion lives in @jobmesh/contracts; these names stay for this package's users.
 export const { durationToMs, msToDuration } = pb;
@@ -28,10 +28,13 @@ const BACKOFF_TO_PB: Record<BackoffKind, pb.BackoffKind> = {
   custom: pb.BackoffKind.BACKOFF_KIND_CUSTOM,
 };
 
-function backoffFromProto(b: pb.Backoff | undefined): BackoffSpec | undefined {
+function backoffFromProto(b: pb.Backoff | undefined, field: string): BackoffSpec | undefined {
   if (!b) return undefined;
+  if (b.kind === pb.BackoffKind.BACKOFF_KIND_UNSPECIFIED) return undefined; // the queue default applies
   const kind = BACKOFF_FROM_PB[b.kind];
-  if (!kind) return undefined; // UNSPECIFIED: the queue default applies
+  if (!kind) {
+    throw new InvalidArgumentError(`${field}.kind`, `${b.kind} is not a BackoffKind; use FIXED (1), EXPONENTIAL (2), LINEAR (3) or CUSTOM (4), or leave it unset`);
+  }
   return {
     kind,
     delayMs: durationToMs(b.delay) ?? 0,
@@ -60,11 +63,12 @@ function retentionToProto(r: RetentionSpec | undefined): pb.Retention | undefine
   return r && { count: r.count, age: msToDuration(r.ageMs) };
 }
 
-export function jobOptionsFromProto(o: pb.JobOptions | undefined): JobOptionsSpec {
+/** A request's JobOptions in domain terms; `field` is its path, for the errors it may throw. */
+export function jobOptionsFromProto(o: pb.JobOptions | undefined, field = 'options'): JobOptionsSpec {
   if (!o) return {};
   return {
     attempts: o.attempts,
-    backoff: backoffFromProto(o.backoff),
+    backoff: backoffFromProto(o.backoff, `${field}.backoff`),
     delayMs: durationToMs(o.delay),
     runAt: o.runAt,
     priority: o.priority,
@@ -144,7 +148,7 @@ export function queueSpecFromProto(q: pb.QueueConfig): QueueSpec {
     name: q.name,
     concurrency: q.concurrency || DEFAULT_CONCURRENCY,
     rateLimit: rateMax > 0 ? { max: rateMax, durationMs: durationToMs(q.rateLimit?.duration) ?? 0 } : undefined,
-    defaultJobOptions: jobOptionsFromProto(q.defaultJobOptions),
+    defaultJobOptions: jobOptionsFromProto(q.defaultJobOptions, 'queue.default_job_options'),
     paused: q.paused,
     deadLetter: deadLetterFromProto(q.deadLetter),
     labels: { ...q.labels },

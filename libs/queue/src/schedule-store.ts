@@ -52,6 +52,11 @@ export class ScheduleStore {
     return found.map((j) => toProtoSchedule(queue, j.key, j));
   }
 
+  /** How many schedules `queue` holds. */
+  count(queue: string): Promise<number> {
+    return this.registry.bullQueue(queue).getJobSchedulersCount();
+  }
+
   /** Deletes the schedule with its next, not yet due run. */
   async remove(queue: string, id: string): Promise<void> {
     await this.registry.bullQueue(queue).removeJobScheduler(id);

@@ -11,3 +11,4 @@ export * from './service-env';
 export { renderWaterfall, type WaterfallOptions } from './waterfall';
 export * from './certs';
 export * from './tcp-proxy';
+export * from './raw-grpc';

@@ -32,6 +32,14 @@ describe('categorize', () => {
     expect(categorize(facts(), [{ messagePattern: '(', category: 'BAD' }]).category).toBe('EXHAUSTED_RETRIES');
   });
 
+  it('matches a catastrophic-backtracking pattern in linear time (RE2), not for a minute', () => {
+    const started = Date.now();
+    const f = facts({ reason: 'a'.repeat(100_000) });
+    expect(categorize(f, [{ messagePattern: '(a+)+b', category: 'NEVER' }]).category).toBe('EXHAUSTED_RETRIES');
+    expect(categorize(facts({ reason: `${'a'.repeat(30)}b` }), [{ messagePattern: '(a+)+b', category: 'REDOS' }]).category).toBe('REDOS');
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
   it('recognises a job no processor could take, as critical', () => {
     const f = facts({ reason: 'PROCESSOR_NOT_FOUND: no processor for job "x" on queue "q"', stack: 'UnrecoverableError: PROCESSOR_NOT_FOUND: …', attemptsMade: 1 });
     expect(categorize(f)).toEqual({ category: 'PROCESSOR_NOT_FOUND', severity: 'critical' });

@@ -1,4 +1,5 @@
-import { PROCESSOR_NOT_FOUND, type DeadLetterRuleSpec, type SeverityName, isTimeout, isUnrecoverable } from '@jobmesh/core';
+import { compileMessagePattern } from '@jobmesh/config';
+import { PROCESSOR_NOT_FOUND, type DeadLetterRuleSpec, type MessagePattern, type SeverityName, isTimeout, isUnrecoverable } from '@jobmesh/core';
 
 /** What categorize() looks at: the final failure of a job, as BullMQ stored it. */
 export interface FailureFacts {
@@ -31,17 +32,29 @@ export function errorNameOf(stack: string | undefined): string {
   return m?.[1] ?? '';
 }
 
+/** Compiled rule patterns by source; cleared when it grows past a bound (queues' rules change rarely). */
+const patterns = new Map<string, MessagePattern | undefined>();
+
+/** A rule's pattern, compiled with RE2 (linear time); undefined (matches nothing) if it does not compile, e.g. one stored before RE2. */
+function patternOf(source: string): MessagePattern | undefined {
+  if (patterns.has(source)) return patterns.get(source);
+  if (patterns.size >= 1000) patterns.clear();
+  let re: MessagePattern | undefined;
+  try {
+    re = compileMessagePattern(source);
+  } catch {
+    re = undefined; // validated when the queue is stored; a bad pattern here matches nothing
+  }
+  patterns.set(source, re);
+  return re;
+}
+
 function ruleMatches(rule: DeadLetterRuleSpec, f: FailureFacts, errorName: string): boolean {
   if (rule.errorName !== undefined && rule.errorName !== errorName) return false;
   if (rule.jobName !== undefined && rule.jobName !== f.jobName) return false;
   if (rule.messagePattern !== undefined) {
-    let re: RegExp;
-    try {
-      re = new RegExp(rule.messagePattern);
-    } catch {
-      return false; // validated when the queue is stored; a bad pattern here matches nothing
-    }
-    if (!re.test(f.reason)) return false;
+    const re = patternOf(rule.messagePattern);
+    if (!re?.test(f.reason)) return false;
   }
   return true;
 }

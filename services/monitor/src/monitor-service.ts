@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import * as pb from '@jobmesh/contracts';
 import { durationToMs } from '@jobmesh/contracts';
-import { InvalidArgumentError } from '@jobmesh/core';
+import { INVALID_DURATION, InvalidArgumentError } from '@jobmesh/core';
 import type { CallContext, RpcKit } from '@jobmesh/grpc-kit';
 import type { QueueFigures } from './figures';
 import type { SystemHealth } from './health';
@@ -18,6 +18,8 @@ const M = (name: string): string => `/jobmesh.v1.MonitorService/${name}`;
 /** WatchQueueStats' interval: default and floor, ms. */
 export const WATCH_DEFAULT_MS = 5000;
 export const WATCH_MIN_MS = 1000;
+/** The longest WatchQueueStats interval. */
+export const WATCH_MAX_MS = 3_600_000;
 
 export function monitorHandlers(kit: RpcKit, p: MonitorParts): pb.MonitorServiceServer {
   setMaxListeners(0, p.shutdown);
@@ -32,6 +34,9 @@ export function monitorHandlers(kit: RpcKit, p: MonitorParts): pb.MonitorService
 /** Sends the figures at once, then every interval, until the client leaves or the service stops. */
 async function watch(p: MonitorParts, req: pb.WatchQueueStatsRequest, ctx: CallContext, send: (r: pb.WatchQueueStatsResponse) => void): Promise<void> {
   const asked = durationToMs(req.interval);
+  if (asked !== undefined && Number.isNaN(asked)) throw new InvalidArgumentError('interval', INVALID_DURATION);
+  // setTimeout fires at once for more than 2^31 - 1 ms: a longer interval would flood the stream.
+  if (asked !== undefined && asked > WATCH_MAX_MS) throw new InvalidArgumentError('interval', `must be at most 1 h; got ${asked} ms`);
   if (asked !== undefined && asked < WATCH_MIN_MS) throw new InvalidArgumentError('interval', `must be at least ${WATCH_MIN_MS / 1000} s; got ${asked} ms`);
   const intervalMs = asked || WATCH_DEFAULT_MS;
   // Checked once up front: an unknown queue is NOT_FOUND before anything is sent.

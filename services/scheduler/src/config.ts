@@ -1,9 +1,17 @@
-import { type CommonEnv, commonEnvSchema, parseEnv } from '@jobmesh/config';
+import { type CommonEnv, commonEnvSchema, durationMs, parseEnv } from '@jobmesh/config';
 import type { DurableAck } from '@jobmesh/queue';
-import type { z } from 'zod';
+import { z } from 'zod';
 
-/** The scheduler's settings: the common ones (libs/config) are all it needs. */
-export const schedulerEnvSchema = commonEnvSchema;
+/** The scheduler's own settings, also read by `jobmesh up`. */
+export const schedulerOwnEnvShape = {
+  /** Schedules one queue may hold; UpsertSchedule of one more is RESOURCE_EXHAUSTED. @default 1000 */
+  JOBMESH_MAX_SCHEDULES_PER_QUEUE: z.coerce.number().int().min(1).default(1000),
+  /** The shortest interval a schedule may fire at (every, or a cron's first two fires). @default 1s */
+  JOBMESH_MIN_SCHEDULE_INTERVAL: durationMs.default(1000),
+};
+
+/** The scheduler's settings: the common ones (libs/config) and its own. */
+export const schedulerEnvSchema = commonEnvSchema.extend(schedulerOwnEnvShape);
 
 export type SchedulerEnv = z.infer<typeof schedulerEnvSchema>;
 

@@ -19,6 +19,10 @@ export interface EnqueueSettings {
 
 /** At most this many jobs in one EnqueueJobs call. */
 export const MAX_BULK = 10_000;
+/** At most this many jobs in one flow, the root included. */
+export const MAX_FLOW_NODES = 10_000;
+/** At most this many levels in one flow: a root with no children is one level. */
+export const MAX_FLOW_DEPTH = 32;
 
 /**
  * EnqueueJob, EnqueueJobs and EnqueueFlow: each job is validated against its queue (nothing is
@@ -47,7 +51,7 @@ export class Enqueuer {
     const name = validateJobName(spec.name, `${field}.name`);
     // Encoded once: measured here, stored as it is.
     const data = JobData.encode(spec.data ?? {}, this.settings.maxPayloadBytes, `${field}.data`);
-    const own: JobOptionsSpec = jobOptionsFromProto(spec.options);
+    const own: JobOptionsSpec = jobOptionsFromProto(spec.options, `${field}.options`);
     validateJobOptions(own, `${field}.options`);
     return { name, data, options: resolveJobOptions(own, queue.defaultJobOptions), holdFailed: !queue.deadLetter.disabled };
   }
@@ -97,18 +101,18 @@ export class Enqueuer {
 
   async enqueueFlow(req: pb.EnqueueFlowRequest, traceparent?: string): Promise<pb.EnqueueFlowResponse> {
     if (!req.root) throw new InvalidArgumentError('root', 'is required');
-    const build = async (node: pb.FlowNode, field: string, depth: number): Promise<NewFlowNode> => {
-      if (depth > 32) throw new InvalidArgumentError(field, 'flows may be at most 32 levels deep');
+    checkFlowShape(req.root);
+    const build = async (node: pb.FlowNode, field: string): Promise<NewFlowNode> => {
       const queueName = validateQueueName(node.queue, `${field}.queue`);
       const queue = await this.registry.get(queueName);
       const job = this.prepare(queue, node.job, `${field}.job`);
       if (job.options.idempotencyKey) {
         throw new InvalidArgumentError(`${field}.job.options.idempotency_key`, 'is not supported in flows; give the root a job_id instead');
       }
-      const children = await Promise.all(node.children.map((c, i) => build(c, `${field}.children[${i}]`, depth + 1)));
+      const children = await Promise.all(node.children.map((c, i) => build(c, `${field}.children[${i}]`)));
       return { queue: queueName, job, children };
     };
-    const root = await build(req.root, 'root', 0);
+    const root = await build(req.root, 'root');
     // Each node stores its own span's context; a parent's span links its children's.
     const ref = (n: NewFlowNode): FlowNodeRef => ({ queue: n.queue, name: n.job.name, id: n.job.options.jobId, children: n.children.map(ref) });
     const spans = startFlowSpans(ref(root), traceparent);
@@ -130,6 +134,26 @@ export class Enqueuer {
 
   async close(): Promise<void> {
     await this.producer.close();
+  }
+}
+
+/**
+ * Refuses a flow over {@link MAX_FLOW_NODES} jobs or {@link MAX_FLOW_DEPTH} levels before anything
+ * else is looked at, so nothing is validated, encoded or written for it (a flow of 100,000 jobs
+ * once wrote all of them and then timed out). Walks the tree without recursion.
+ */
+function checkFlowShape(root: pb.FlowNode): void {
+  const stack: Array<{ node: pb.FlowNode; depth: number; field: string }> = [{ node: root, depth: 1, field: 'root' }];
+  let nodes = 0;
+  for (let next = stack.pop(); next; next = stack.pop()) {
+    const top = next;
+    nodes += 1;
+    if (nodes > MAX_FLOW_NODES) throw new InvalidArgumentError('root', `holds more than ${MAX_FLOW_NODES} jobs; at most ${MAX_FLOW_NODES} per flow`);
+    if (top.node.children.length === 0) continue;
+    if (top.depth >= MAX_FLOW_DEPTH) {
+      throw new InvalidArgumentError(`${top.field}.children`, `flows may be at most ${MAX_FLOW_DEPTH} levels deep; this would be level ${top.depth + 1}`);
+    }
+    top.node.children.forEach((node, i) => stack.push({ node, depth: top.depth + 1, field: `${top.field}.children[${i}]` }));
   }
 }
 

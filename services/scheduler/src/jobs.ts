@@ -1,5 +1,5 @@
 import * as pb from '@jobmesh/contracts';
-import { CANCELLABLE_NOW, FailedPreconditionError, InvalidArgumentError, JobNotFoundError, type JobStateName, validateQueueName } from '@jobmesh/core';
+import { CANCELLABLE_NOW, FailedPreconditionError, InvalidArgumentError, JobNotFoundError, type JobStateName, validateQueueName, validateReason } from '@jobmesh/core';
 import { type JobAdmin, type JobView, type QueueRegistry, stateFromProto } from '@jobmesh/queue';
 
 const LISTABLE: JobStateName[] = ['active', 'waiting', 'prioritized', 'delayed', 'waiting-children', 'failed', 'completed', 'cancelled', 'dead-lettered'];
@@ -21,7 +21,7 @@ function decodeToken(token: string): PageToken {
   if (!token) return { s: 0, o: 0 };
   try {
     const t = JSON.parse(Buffer.from(token, 'base64url').toString()) as PageToken;
-    if (Number.isInteger(t.s) && Number.isInteger(t.o) && t.s >= 0 && t.o >= 0) return t;
+    if (Number.isSafeInteger(t.s) && Number.isSafeInteger(t.o) && t.s >= 0 && t.o >= 0) return t;
   } catch {
     // fall through
   }
@@ -97,6 +97,7 @@ export class Jobs {
   }
 
   async cancel(req: pb.CancelJobRequest): Promise<pb.CancelJobResponse> {
+    validateReason(req.reason);
     const view = await this.changeable(req.queue, req.id);
     if (view.state !== 'active' && !(view.state && CANCELLABLE_NOW.has(view.state))) {
       throw new FailedPreconditionError(

@@ -1,3 +1,4 @@
+import { compileMessagePattern } from '@jobmesh/config';
 import type * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError, type QueueSpec, validateQueueName, validateQueueSpec, FailedPreconditionError } from '@jobmesh/core';
 import { type JobAdmin, type QueueRegistry, queueSpecFromProto } from '@jobmesh/queue';
@@ -24,7 +25,7 @@ export class Queues {
   async create(q: pb.QueueConfig | undefined): Promise<QueueSpec> {
     if (!q) throw new InvalidArgumentError('queue', 'is required');
     const spec = queueSpecFromProto(q);
-    validateQueueSpec(spec);
+    validateQueueSpec(spec, compileMessagePattern);
     return this.registry.create(spec);
   }
 
@@ -40,7 +41,7 @@ export class Queues {
       if (!field) throw new InvalidArgumentError('update_mask', `"${raw}" is not a field UpdateQueue can change; use one of ${Object.keys(MUTABLE).join(', ')}`);
       (next as unknown as Record<string, unknown>)[field] = given[field];
     }
-    validateQueueSpec(next);
+    validateQueueSpec(next, compileMessagePattern);
     return this.registry.update(next);
   }
 

@@ -7,7 +7,7 @@ import { Enqueuer } from './enqueue';
 import { Jobs } from './jobs';
 import { Queues } from './queues';
 import { schedulerHandlers } from './scheduler-service';
-import { Schedules } from './schedules';
+import { type ScheduleLimits, Schedules } from './schedules';
 import { JobEventHub } from './watch';
 
 export interface SchedulerDeps {
@@ -18,6 +18,8 @@ export interface SchedulerDeps {
   idempotencyTtlMs: number;
   /** Enqueues answer once this many replicas have them (JOBMESH_DURABLE_ACK); unset, at once. */
   durableAck?: DurableAck;
+  /** Per-queue schedule limits. @default 1000 schedules, 1 s minimum interval */
+  scheduleLimits?: ScheduleLimits;
 }
 
 export interface Registered {
@@ -38,7 +40,7 @@ export function register(server: GrpcServer, deps: SchedulerDeps): Registered {
     queues: new Queues(backbone.registry, admin),
     enqueuer,
     jobs: new Jobs(backbone.registry, admin),
-    schedules: new Schedules(backbone.registry, deps.maxPayloadBytes),
+    schedules: new Schedules(backbone.registry, deps.maxPayloadBytes, deps.scheduleLimits),
     hub,
     logger,
     shutdown: shutdown.signal,

@@ -24,6 +24,7 @@ export async function startScheduler(env: SchedulerEnv, opts: { logger?: Logger 
       maxPayloadBytes: env.JOBMESH_MAX_PAYLOAD_BYTES,
       idempotencyTtlMs: env.JOBMESH_IDEMPOTENCY_TTL,
       durableAck: durableAck(env),
+      scheduleLimits: { maxPerQueue: env.JOBMESH_MAX_SCHEDULES_PER_QUEUE, minIntervalMs: env.JOBMESH_MIN_SCHEDULE_INTERVAL },
     });
     host.onStop(() => scheduler.close());
     const { grpcPort, grpcHost, ops } = await host.listen();

@@ -29,6 +29,8 @@ export const workerPoolEnvSchema = commonEnvSchema.extend({
    * @deprecated
    */
   JOBMESH_REMOTE_GRACE: z.string().optional(),
+  /** A Connect stream that has not sent Hello this long after opening is ended (INVALID_ARGUMENT). @default 10s */
+  JOBMESH_HELLO_TIMEOUT: durationMs.default(10_000),
   /** This replica's name in logs and ListWorkers; unique among replicas. @default hostname-pid-random */
   JOBMESH_REPLICA_ID: z.string().optional(),
 });

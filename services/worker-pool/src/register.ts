@@ -50,7 +50,7 @@ export async function register(server: GrpcServer, deps: WorkerPoolDeps): Promis
       maxStalledCount: env.JOBMESH_MAX_STALLED_COUNT,
     },
     replica,
-    remote: { leaseTtlMs: env.JOBMESH_LEASE_TTL },
+    remote: { leaseTtlMs: env.JOBMESH_LEASE_TTL, maxPayloadBytes: env.JOBMESH_MAX_PAYLOAD_BYTES },
   });
   if (env.JOBMESH_REMOTE_GRACE !== undefined) {
     logger.warn(
@@ -62,7 +62,7 @@ export async function register(server: GrpcServer, deps: WorkerPoolDeps): Promis
   server.add(
     'jobmesh.v1.WorkerService',
     WorkerServiceService,
-    workerHandlers(deps.kit, { dispatcher: pool.dispatcher, registry: deps.backbone.registry, pool, replica, heartbeatIntervalMs: pool.heartbeatIntervalMs }) as never,
+    workerHandlers(deps.kit, { dispatcher: pool.dispatcher, registry: deps.backbone.registry, pool, replica, heartbeatIntervalMs: pool.heartbeatIntervalMs, helloTimeoutMs: env.JOBMESH_HELLO_TIMEOUT }) as never,
   );
   return { pool, processors, close: () => pool.close(env.JOBMESH_SHUTDOWN_GRACE) };
 }

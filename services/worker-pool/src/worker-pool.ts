@@ -18,7 +18,8 @@ export interface WorkerPoolOptions {
   /** This replica's name, in ListWorkers and the remote-worker directory. */
   replica: string;
   /** Remote workers: a lease lapses this long after the last heartbeat. */
-  remote: { leaseTtlMs: number };
+  /** Remote workers: their lease TTL, and the largest result or step value they may store (default 256 KiB). */
+  remote: { leaseTtlMs: number; maxPayloadBytes?: number };
 }
 
 /** Handed-off jobs taken per round at most, whatever the free slots. */
@@ -70,6 +71,7 @@ export class WorkerPool {
     this.wakeUps = new WakeUps(opts.backbone, opts.replica, opts.logger);
     this.dispatcher = new RemoteDispatcher({
       leaseTtlMs: opts.remote.leaseTtlMs,
+      maxPayloadBytes: opts.remote.maxPayloadBytes,
       logger: opts.logger,
       onCapacity: (queue) => {
         this.runners.get(queue)?.update();

@@ -1,5 +1,19 @@
 import * as pb from '@jobmesh/contracts';
-import { InvalidArgumentError, RateLimitError, StaleLeaseError, UnrecoverableError } from '@jobmesh/core';
+import {
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  InvalidArgumentError,
+  MAX_FAILURE_MESSAGE_LENGTH,
+  MAX_LOG_LINE_LENGTH,
+  MAX_PROGRESS_BYTES,
+  MAX_STACK_LINE_LENGTH,
+  MAX_STACK_LINES,
+  RateLimitError,
+  StaleLeaseError,
+  UnrecoverableError,
+  shorten,
+  validateJsonSize,
+  validateLength,
+} from '@jobmesh/core';
 import { type FailedAttempt, JobSetAside, type RunningJob, durationToMs } from '@jobmesh/queue';
 import type { AttemptSpan, Logger } from '@jobmesh/telemetry';
 import type { AttemptContext } from '../context';
@@ -36,6 +50,9 @@ export interface ChildrenResult {
   childrenResults: Record<string, unknown>;
 }
 
+/** Children one AddChildren may add, as many as one EnqueueJobs. */
+const MAX_CHILDREN = 10_000;
+
 export interface DispatcherOptions {
   leaseTtlMs: number;
   logger: Logger;
@@ -45,6 +62,8 @@ export interface DispatcherOptions {
   onServedChange(): void;
   /** Lease expiry and unary sessions' idle lapse; the system clock by default. */
   clock?: Clock;
+  /** Largest JSON-encoded result or step value a remote worker may store. @default 256 KiB */
+  maxPayloadBytes?: number;
 }
 
 /** A unary worker's LeaseJobs call: what it asks for. */
@@ -73,12 +92,14 @@ export class RemoteDispatcher {
    */
   private readonly cancelledLeases = new Map<string, { session: Session; queue: string; jobId: string; outcome: Promise<FailResult> }>();
   private readonly clock: Clock;
+  private readonly maxPayloadBytes: number;
   private draining = false;
   /** Verdicts refused as stale (Nack code 9 / FAILED_PRECONDITION) since start. */
   refused = 0;
 
   constructor(private readonly opts: DispatcherOptions) {
     this.clock = opts.clock ?? systemClock;
+    this.maxPayloadBytes = opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     this.leases = new LeaseTable<Assigned>(
       opts.leaseTtlMs,
       (lease) => {
@@ -365,6 +386,7 @@ export class RemoteDispatcher {
   }
 
   complete(c: pb.Complete, session?: Session): void {
+    validateJsonSize(c.result ?? null, this.maxPayloadBytes, 'complete.result');
     const lease = this.lease(c.queue, c.jobId, c.leaseToken, session);
     this.settle(lease, (a) => {
       reportSpan(a, c.span);
@@ -386,6 +408,8 @@ export class RemoteDispatcher {
     }
     const lease = this.lease(f.queue, f.jobId, f.leaseToken, session);
     const { job } = lease.value;
+    // Cut, not refused: a Fail refused would leave the job leased until its lease lapsed.
+    f = { ...f, message: shorten(f.message, MAX_FAILURE_MESSAGE_LENGTH), errorName: shorten(f.errorName, 200), stacktrace: f.stacktrace.slice(0, MAX_STACK_LINES).map((l) => shorten(l, MAX_STACK_LINE_LENGTH)) };
     const result = new Promise<FailResult>((resolve) => {
       const timer = setTimeout(() => this.reportOutcome(job, { outcome: pb.FailOutcome.FAIL_OUTCOME_UNSPECIFIED }), waitMs);
       this.outcomes.set(job, (r) => {
@@ -418,6 +442,8 @@ export class RemoteDispatcher {
   /** Stores a step's result for a leased job (SaveStep). It also extends the lease. */
   async saveStep(m: pb.SaveStep, session?: Session): Promise<void> {
     if (!m.name) throw new InvalidArgumentError('save_step.name', 'is required: the step name, unique within the job');
+    validateLength(m.name, 200, 'save_step.name');
+    validateJsonSize(m.value ?? null, this.maxPayloadBytes, 'save_step.value');
     const lease = this.lease(m.queue, m.jobId, m.leaseToken, session);
     this.leases.extend(lease);
     await lease.value.ctx.saveStep(m.name, m.value ?? null);
@@ -429,6 +455,9 @@ export class RemoteDispatcher {
    */
   async addChildren(m: pb.AddChildren, session?: Session): Promise<ChildrenResult> {
     if (!m.name) throw new InvalidArgumentError('add_children.name', 'is required: a name for this call site, unique within the job');
+    validateLength(m.name, 200, 'add_children.name');
+    if (m.children.length > MAX_CHILDREN) throw new InvalidArgumentError('add_children.children', `holds ${m.children.length} children; at most ${MAX_CHILDREN} per call`);
+    m.children.forEach((c, i) => validateJsonSize(c.data ?? {}, this.maxPayloadBytes, `add_children.children[${i}].data`));
     const lease = this.lease(m.queue, m.jobId, m.leaseToken, session);
     this.leases.extend(lease);
     const specs = m.children.map((c) => ({
@@ -454,6 +483,7 @@ export class RemoteDispatcher {
   }
 
   async progress(p: pb.Progress, session?: Session): Promise<void> {
+    validateJsonSize(p.progress ?? null, MAX_PROGRESS_BYTES, 'progress.progress');
     const lease = this.lease(p.queue, p.jobId, p.leaseToken, session);
     this.leases.extend(lease);
     await lease.value.job.progress(p.progress ?? null);
@@ -461,6 +491,7 @@ export class RemoteDispatcher {
 
   /** Attaches a log line to a leased job: the job's log and a LOG event. */
   async log(l: pb.Log, session?: Session): Promise<void> {
+    validateLength(l.message, MAX_LOG_LINE_LENGTH, 'log.message');
     const lease = this.lease(l.queue, l.jobId, l.leaseToken, session);
     await lease.value.job.log(l.message);
   }
@@ -501,7 +532,11 @@ function within<T>(p: Promise<T>, ms: number, otherwise: T): Promise<T> {
 export function failureOf(f: pb.Fail): Error {
   let err: Error;
   if (f.kind === pb.FailureKind.FAILURE_KIND_UNRECOVERABLE) err = new UnrecoverableError(f.message);
-  else if (f.kind === pb.FailureKind.FAILURE_KIND_RATE_LIMITED) err = new RateLimitError(durationToMs(f.retryAfter) ?? 1000, f.message || undefined);
+  else if (f.kind === pb.FailureKind.FAILURE_KIND_RATE_LIMITED) {
+    // Default 1 s, at most 1 h (the contract); an invalid Duration takes the default.
+    const after = durationToMs(f.retryAfter) ?? 1000;
+    err = new RateLimitError(Number.isFinite(after) && after >= 0 ? Math.min(after, 3_600_000) : 1000, f.message || undefined);
+  }
   else {
     err = new Error(f.message || 'remote worker failed the job');
     if (f.errorName) Object.defineProperty(err, 'name', { value: f.errorName });

@@ -1,6 +1,15 @@
 import type { ServerDuplexStream, ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
-import { InvalidArgumentError, validateQueueName } from '@jobmesh/core';
+import {
+  INVALID_DURATION,
+  InvalidArgumentError,
+  MAX_WORKER_ID_LENGTH,
+  MAX_WORKER_JOB_NAMES,
+  validateJobName,
+  validateLabels,
+  validateLength,
+  validateQueueName,
+} from '@jobmesh/core';
 import { type CallContext, type RpcKit, requireQueues } from '@jobmesh/grpc-kit';
 import { type QueueRegistry, durationToMs, msToDuration } from '@jobmesh/queue';
 import type { WorkerPool } from '../worker-pool';
@@ -27,12 +36,31 @@ export interface WorkerServiceParts {
   pool: WorkerPool;
   replica: string;
   heartbeatIntervalMs: number;
+  /** A Connect stream that has not sent Hello this long after it opened is ended. @default 10 s */
+  helloTimeoutMs?: number;
 }
+
+export const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
+
+/** Queues one worker may name. */
+const MAX_WORKER_QUEUES = 1000;
 
 async function validQueues(registry: QueueRegistry, queues: string[], field: string): Promise<Set<string>> {
   if (!queues.length) throw new InvalidArgumentError(field, 'must name at least one queue');
+  if (queues.length > MAX_WORKER_QUEUES) throw new InvalidArgumentError(field, `names ${queues.length} queues; at most ${MAX_WORKER_QUEUES}`);
   for (const [i, q] of queues.entries()) await registry.get(validateQueueName(q, `${field}[${i}]`));
   return new Set(queues);
+}
+
+/** Refuses a worker's id, SDK name, labels or job names over their bounds (each is kept and listed). */
+function validateWorker(w: { workerId: string; sdk?: string; labels?: Record<string, string>; jobNames: string[] }, field: string): void {
+  validateLength(w.workerId, MAX_WORKER_ID_LENGTH, `${field}worker_id`);
+  if (w.sdk) validateLength(w.sdk, MAX_WORKER_ID_LENGTH, `${field}sdk`);
+  if (w.labels) validateLabels(w.labels, `${field}labels`);
+  if (w.jobNames.length > MAX_WORKER_JOB_NAMES) {
+    throw new InvalidArgumentError(`${field}job_names`, `holds ${w.jobNames.length} names; at most ${MAX_WORKER_JOB_NAMES}`);
+  }
+  w.jobNames.forEach((n, i) => validateJobName(n, `${field}job_names[${i}]`));
 }
 
 const ack = (jobId: string, leaseToken: string, extra: Partial<pb.Ack> = {}): pb.ConnectResponse => ({ ack: pb.Ack.fromPartial({ jobId, leaseToken, ...extra }) });
@@ -78,6 +106,7 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
       const finish = (why: string, err?: unknown): void => {
         if (over) return;
         over = true;
+        clearTimeout(helloTimer);
         inbox.length = 0;
         if (session) dispatcher.close(session, why);
         if (err) reject(err);
@@ -107,6 +136,7 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
         if (!h.workerId) throw new InvalidArgumentError('hello.worker_id', 'is required');
         // The key's queues (auth on): every queue in the Hello, before anything is opened.
         requireQueues(ctx, h.queues, 'hello.queues');
+        validateWorker(h, 'hello.');
         const queues = await validQueues(p.registry, h.queues, 'hello.queues');
         if (over) return;
         session = dispatcher.openStream({ workerId: h.workerId, queues, names: new Set(h.jobNames), labels: { ...h.labels }, sdk: h.sdk }, Math.max(1, h.maxInFlight), send, () => {
@@ -214,6 +244,13 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
         if (ending && chains.size === 0) finish(ending);
       };
 
+      // A stream that never says Hello holds a connection's stream slot and memory for nothing.
+      const helloTimeoutMs = p.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS;
+      const helloTimer = setTimeout(() => {
+        if (!session) finish('no Hello', new InvalidArgumentError('hello', `was not sent within ${helloTimeoutMs} ms of opening the stream`));
+      }, helloTimeoutMs);
+      helloTimer.unref();
+
       call.on('data', (msg: pb.ConnectRequest) => {
         if (over) return;
         inbox.push(msg);
@@ -230,7 +267,7 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
       call.on('error', () => end('stream failed'));
     });
 
-  /** When FailJob must answer at the latest: shortly before the call's deadline, if it has one. */
+  /** The deadlines of FailJob and LeaseJobs calls, by request: they answer shortly before it. */
   const deadlines = new WeakMap<object, number>();
   const failJob = kit.unary(M('FailJob'), async (req: pb.FailJobRequest): Promise<pb.FailJobResponse> => {
     if (!req.fail) throw new InvalidArgumentError('fail', 'is required');
@@ -243,34 +280,46 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
     return { willRetry: r.willRetry, retryAt: r.retryAt, outcome: r.failOutcome };
   });
 
+  const leaseJobs = kit.unary(M('LeaseJobs'), async (req: pb.LeaseJobsRequest, ctx: CallContext): Promise<pb.LeaseJobsResponse> => {
+    validateWorker(req, '');
+    const queues = await validQueues(p.registry, [req.queue], 'queue');
+    if (req.max > 100) throw new InvalidArgumentError('max', `must be at most 100, got ${req.max}`);
+    const max = req.max || 1;
+    const askedMs = durationToMs(req.wait) ?? 0;
+    if (Number.isNaN(askedMs) || askedMs < 0) throw new InvalidArgumentError('wait', Number.isNaN(askedMs) ? INVALID_DURATION : `must not be negative, got ${askedMs}ms`);
+    // An empty answer shortly before the caller's deadline, rather than DEADLINE_EXCEEDED.
+    const deadline = deadlines.get(req);
+    const left = deadline === undefined ? Infinity : deadline - Date.now() - Math.max(100, (deadline - Date.now()) * 0.1);
+    const waitMs = Math.max(0, Math.min(askedMs, MAX_LEASE_WAIT_MS, left));
+    let wake!: () => void;
+    const woken = new Promise<void>((r) => (wake = r));
+    // Once the first job arrived, linger briefly for more, then answer: `wait` is for the first.
+    let linger: NodeJS.Timeout | undefined;
+    const { session, got } = dispatcher.startPoll(
+      { workerId: req.workerId || `unary-${ctx.peer}`, queues, names: new Set(req.jobNames), labels: {}, sdk: '', max },
+      () => {
+        if (got.length >= max) wake();
+        else linger ??= setTimeout(wake, 50);
+      },
+    );
+    // Jobs already waiting reach this session through the runners; give them a moment.
+    let timer: NodeJS.Timeout | undefined;
+    if (got.length < max) await Promise.race([woken, new Promise<void>((r) => (timer = setTimeout(r, Math.max(waitMs, 50))))]);
+    clearTimeout(timer);
+    clearTimeout(linger);
+    dispatcher.endPoll(session, got);
+    return { assignments: got };
+  });
+
   return {
     connect: kit.bidi(M('Connect'), (call, ctx) => connect(call, ctx)),
 
-    leaseJobs: kit.unary(M('LeaseJobs'), async (req: pb.LeaseJobsRequest, ctx) => {
-      const queues = await validQueues(p.registry, [req.queue], 'queue');
-      if (req.max > 100) throw new InvalidArgumentError('max', `must be at most 100, got ${req.max}`);
-      const max = req.max || 1;
-      const waitMs = Math.min(durationToMs(req.wait) ?? 0, MAX_LEASE_WAIT_MS);
-      let wake!: () => void;
-      const woken = new Promise<void>((r) => (wake = r));
-      // Once the first job arrived, linger briefly for more, then answer: `wait` is for the first.
-      let linger: NodeJS.Timeout | undefined;
-      const { session, got } = dispatcher.startPoll(
-        { workerId: req.workerId || `unary-${ctx.peer}`, queues, names: new Set(req.jobNames), labels: {}, sdk: '', max },
-        () => {
-          if (got.length >= max) wake();
-          else linger ??= setTimeout(wake, 50);
-        },
-      );
-      // Jobs already waiting reach this session through the runners; give them a moment.
-      let timer: NodeJS.Timeout | undefined;
-      if (got.length < max) await Promise.race([woken, new Promise<void>((r) => (timer = setTimeout(r, Math.max(waitMs, 50))))]);
-      clearTimeout(timer);
-      clearTimeout(linger);
-      dispatcher.endPoll(session, got);
-      return { assignments: got };
-    }),
-
+    leaseJobs: (call: ServerUnaryCall<pb.LeaseJobsRequest, pb.LeaseJobsResponse>, callback: sendUnaryData<pb.LeaseJobsResponse>) => {
+      const deadline = call.getDeadline();
+      const at = deadline instanceof Date ? deadline.getTime() : deadline;
+      if (Number.isFinite(at)) deadlines.set(call.request, at);
+      leaseJobs(call, callback);
+    },
     extendLease: kit.unary(M('ExtendLease'), async (req: pb.ExtendLeaseRequest) => ({
       leaseExpiresAt: dispatcher.extend(req.queue, req.jobId, req.leaseToken),
     })),
