@@ -2,14 +2,17 @@
 // certificates made by openssl at test time: against a scheduler and a worker-pool that require
 // client certificates, the producer's jobs are stored and the worker completes them; against
 // fake services (mTLS too) each sends `authorization: Bearer <key>`; without a client certificate
-// nothing gets through. There is no server-side key check here, so the key is checked where it
-// arrives. Missing tools fail the test (never skip it): `.ci/run` installs them.
+// nothing gets through; and with a keys file on the real services, the producer's and the
+// worker's keys are what lets them in. Missing tools fail the test (never skip it): `.ci/run` installs them.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
+import { hashSecret } from '@jobmesh/core';
 import { PemFileProvider, serverTlsCredentials } from '@jobmesh/grpc-kit';
 import { loadSchedulerEnv, type RunningScheduler, startScheduler } from '@jobmesh/scheduler';
+import { JobmeshClient, tlsCredentials } from '@jobmesh/sdk';
 import { silentLogger } from '@jobmesh/telemetry';
 import { type GrpcTestServer, type TestPki, makeTestPki, serviceEnv, startGrpcServer } from '@jobmesh/testing';
 import { type PoolHarness, eventually, startPoolHarness, uniqueQueue } from '@jobmesh/worker-pool/testing';
@@ -139,6 +142,52 @@ describe('the Python producer and worker over mTLS', () => {
     const res = await runPython(WORKER, ['--address', f.address, '--queues', 'q', '--stubs', stubDir, '--api-key', 'work.s3cret', ...tlsFlags()], { timeoutMs: 30_000 });
     expect(res.code).toBe(2);
     expect(seen).toEqual([['Bearer work.s3cret']]);
+  });
+
+  it('with auth on in the services themselves: the producer and worker keys work over mTLS, and no key gets nothing in', async () => {
+    // A scheduler and a worker-pool of their own, on the same Redis, with a keys file.
+    const file = join(pki.dir, 'keys.yaml');
+    await writeFile(
+      file,
+      'keys:\n' +
+        `  - { id: admin, hash: "${hashSecret('admin-secret')}", role: admin, queues: ["*"] }\n` +
+        `  - { id: prod, hash: "${hashSecret('prod-secret')}", role: producer, queues: ["pyauth-*"] }\n` +
+        `  - { id: work, hash: "${hashSecret('work-secret')}", role: worker, queues: ["pyauth-*"] }\n`,
+    );
+    const authed = { ...mtlsServing(), JOBMESH_API_KEYS_FILE: file };
+    const s = await startScheduler(loadSchedulerEnv(serviceEnv(h.redis, h.prefix, authed)), { logger: silentLogger() });
+    stops.push(() => s.stop());
+    const pool = await h.startPool([], authed);
+    const admin = new JobmeshClient({ address: `127.0.0.1:${s.grpcPort}`, apiKey: 'admin.admin-secret', credentials: tlsCredentials({ ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key }) });
+    stops.push(() => admin.close());
+    const queue = uniqueQueue('pyauth');
+    await admin.createQueue({ queue: { name: queue } });
+
+    const refused = await produce(`127.0.0.1:${s.grpcPort}`, ['--queue', queue, '--count', '2', '--name', 'echo', ...tlsFlags()]);
+    expect(refused.summary.enqueued).toBe(0);
+    expect(refused.summary.error).toMatch(/^UNAUTHENTICATED/);
+    const { summary, code } = await produce(`127.0.0.1:${s.grpcPort}`, ['--queue', queue, '--count', '5', '--name', 'echo', '--api-key', 'prod.prod-secret', ...tlsFlags()]);
+    expect({ code, summary }).toMatchObject({ code: 0, summary: { enqueued: 5, unknown: 0, unsent: 0, error: null } });
+
+    const log: string[] = [];
+    const child = spawn(PYTHON, [WORKER, '--worker-id', 'py-auth', '--address', `127.0.0.1:${pool.grpcPort}`, '--queues', queue, '--api-key', 'work.work-secret', ...tlsFlags()], {
+      env: { ...process.env, PYTHONPATH: stubDir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    children.push(child);
+    child.stdout!.on('data', (b: Buffer) => log.push(b.toString()));
+    child.stderr!.on('data', (b: Buffer) => log.push(b.toString()));
+    try {
+      await eventually(
+        async () => (await admin.listJobs({ queue, states: [pb.JobState.JOB_STATE_COMPLETED], pageSize: 100 })).jobs.length === 5,
+        60_000,
+        `5 completed jobs (worker output: ${log.join('')})`,
+        100,
+      );
+    } finally {
+      killGroup(child, 'SIGKILL');
+    }
   });
 
   it('the worker names a client certificate given without its key', async () => {
