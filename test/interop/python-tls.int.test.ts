@@ -72,6 +72,28 @@ async function fake<D extends Parameters<typeof startGrpcServer>[0]>(definition:
   return f;
 }
 
+/**
+ * Runs the Python worker with `args` and `env` until `client` sees `n` completed jobs on `queue`
+ * (60 s at most), then kills it; a timeout says what the worker printed.
+ */
+async function workerCompletes(args: string[], env: Record<string, string>, client: Pick<JobmeshClient, 'listJobs'>, queue: string, n: number): Promise<void> {
+  const log: string[] = [];
+  const child = spawn(PYTHON, [WORKER, ...args], { env: { ...process.env, PYTHONPATH: stubDir, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  children.push(child);
+  child.stdout!.on('data', (b: Buffer) => log.push(b.toString()));
+  child.stderr!.on('data', (b: Buffer) => log.push(b.toString()));
+  try {
+    await eventually(
+      async () => (await client.listJobs({ queue, states: [pb.JobState.JOB_STATE_COMPLETED], pageSize: 100 })).jobs.length === n,
+      60_000,
+      `${n} completed jobs (worker output: ${log.join('')})`,
+      100,
+    );
+  } finally {
+    killGroup(child, 'SIGKILL');
+  }
+}
+
 describe('the Python producer and worker over mTLS', () => {
   it('enqueue with --tls-ca/--tls-cert/--tls-key, and the worker (env twins) completes every job', async () => {
     const queue = uniqueQueue('pytls');
@@ -79,11 +101,9 @@ describe('the Python producer and worker over mTLS', () => {
     const { summary, code } = await produce(`127.0.0.1:${scheduler.grpcPort}`, ['--queue', queue, '--count', '20', '--name', 'echo', '--api-key', 'prod.s3cret', ...tlsFlags()]);
     expect({ code, summary }).toMatchObject({ code: 0, summary: { enqueued: 20, unknown: 0, unsent: 0, error: null } });
 
-    const log: string[] = [];
-    const child = spawn(PYTHON, [WORKER, '--worker-id', 'py-tls'], {
-      env: {
-        ...process.env,
-        PYTHONPATH: stubDir,
+    await workerCompletes(
+      ['--worker-id', 'py-tls'],
+      {
         JOBMESH_ADDRESS: poolAddress,
         JOBMESH_QUEUES: queue,
         JOBMESH_API_KEY: 'work.s3cret',
@@ -91,22 +111,10 @@ describe('the Python producer and worker over mTLS', () => {
         JOBMESH_TLS_CLIENT_CERT: pki.client.cert,
         JOBMESH_TLS_CLIENT_KEY: pki.client.key,
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    children.push(child);
-    child.stdout!.on('data', (b: Buffer) => log.push(b.toString()));
-    child.stderr!.on('data', (b: Buffer) => log.push(b.toString()));
-    try {
-      await eventually(
-        async () => (await h.client.listJobs({ queue, states: [pb.JobState.JOB_STATE_COMPLETED], pageSize: 100 })).jobs.length === 20,
-        60_000,
-        `20 completed jobs (worker output: ${log.join('')})`,
-        100,
-      );
-    } finally {
-      killGroup(child, 'SIGKILL');
-    }
+      h.client,
+      queue,
+      20,
+    );
   });
 
   it('the producer gets nothing through to a server requiring client certificates without one', async () => {
@@ -169,25 +177,7 @@ describe('the Python producer and worker over mTLS', () => {
     const { summary, code } = await produce(`127.0.0.1:${s.grpcPort}`, ['--queue', queue, '--count', '5', '--name', 'echo', '--api-key', 'prod.prod-secret', ...tlsFlags()]);
     expect({ code, summary }).toMatchObject({ code: 0, summary: { enqueued: 5, unknown: 0, unsent: 0, error: null } });
 
-    const log: string[] = [];
-    const child = spawn(PYTHON, [WORKER, '--worker-id', 'py-auth', '--address', `127.0.0.1:${pool.grpcPort}`, '--queues', queue, '--api-key', 'work.work-secret', ...tlsFlags()], {
-      env: { ...process.env, PYTHONPATH: stubDir },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    children.push(child);
-    child.stdout!.on('data', (b: Buffer) => log.push(b.toString()));
-    child.stderr!.on('data', (b: Buffer) => log.push(b.toString()));
-    try {
-      await eventually(
-        async () => (await admin.listJobs({ queue, states: [pb.JobState.JOB_STATE_COMPLETED], pageSize: 100 })).jobs.length === 5,
-        60_000,
-        `5 completed jobs (worker output: ${log.join('')})`,
-        100,
-      );
-    } finally {
-      killGroup(child, 'SIGKILL');
-    }
+    await workerCompletes(['--worker-id', 'py-auth', '--address', `127.0.0.1:${pool.grpcPort}`, '--queues', queue, '--api-key', 'work.work-secret', ...tlsFlags()], {}, admin, queue, 5);
   });
 
   it('the worker names a client certificate given without its key', async () => {
