@@ -1,9 +1,10 @@
 """The example Python worker (examples/python-worker/worker.py) with one more handler, run by
 test/system/autoscale.int.test.ts. Takes the example's flags and environment.
 
-  py.sleep  sleeps data["ms"] milliseconds, then appends the job id to JOBMESH_TEST_DONE_FILE (one
-            line per completion, written with one write(2) on an O_APPEND file, so lines from
-            several processes never interleave) and returns {"ok": true}.
+  py.sleep  appends the job id to JOBMESH_TEST_STARTED_FILE when it starts, sleeps data["ms"]
+            milliseconds, then appends the job id to JOBMESH_TEST_DONE_FILE (one line per start or
+            completion, written with one write(2) on an O_APPEND file, so lines from several
+            processes never interleave) and returns {"ok": true}.
 """
 
 import os
@@ -15,17 +16,24 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import worker  # noqa: E402  (found through the path above)
 
 DONE = os.environ.get("JOBMESH_TEST_DONE_FILE", "")
+STARTED = os.environ.get("JOBMESH_TEST_STARTED_FILE", "")
+
+
+def note(path, job_id):
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (job_id + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 @worker.handler("py.sleep")
 def sleep(ctx):
+    if STARTED:
+        note(STARTED, ctx.id)
     time.sleep(float(ctx.data.get("ms", 20)) / 1000)
     if DONE:
-        fd = os.open(DONE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, (ctx.id + "\n").encode())
-        finally:
-            os.close(fd)
+        note(DONE, ctx.id)
     return {"ok": True}
 
 
