@@ -17,9 +17,9 @@ afterAll(async () => {
 });
 
 /** A queue limited to PER_WINDOW jobs a WINDOW_MS, concurrency 5. */
-async function rateLimitedQueue(label: string): Promise<string> {
+async function rateLimitedQueue(label: string, on: PoolHarness = h): Promise<string> {
   const queue = uniqueQueue(label);
-  await h.client.createQueue({ queue: { name: queue, concurrency: 5, rateLimit: { max: PER_WINDOW, duration: { seconds: WINDOW_MS / 1000, nanos: 0 } } } });
+  await on.client.createQueue({ queue: { name: queue, concurrency: 5, rateLimit: { max: PER_WINDOW, duration: { seconds: WINDOW_MS / 1000, nanos: 0 } } } });
   return queue;
 }
 
@@ -35,8 +35,8 @@ const recordingStarts = (queue: string, starts: number[]) =>
   });
 
 /** Waits (up to 6 s) for `count` jobs of `queue` to complete. */
-const completed = (queue: string, count: number, what: string) =>
-  eventually(async () => (await h.client.listJobs({ queue, states: [S.JOB_STATE_COMPLETED], pageSize: 100 })).jobs.length === count, 6000, what);
+const completed = (queue: string, count: number, what: string, on: PoolHarness = h) =>
+  eventually(async () => (await on.client.listJobs({ queue, states: [S.JOB_STATE_COMPLETED], pageSize: 100 })).jobs.length === count, 6000, what);
 
 /**
  * The 15 served jobs started within three windows (a little over 2 s at 5 a second), and the limit
@@ -68,15 +68,22 @@ it('served jobs on a rate-limited queue flow at the limit rate behind jobs that 
 });
 
 it('jobs handed off by a replica that cannot run them do not use up the rate limit either', async () => {
-  // Two more replicas: one with no processor for the queue (as the first test's, also running),
-  // which hands the jobs it fetches off to the other, which serves them.
-  const queue = await rateLimitedQueue('rl-handoff');
-  const served = (await h.client.enqueueJobs({ queue, jobs: Array.from({ length: 15 }, (_, i) => ({ name: 'present', data: { i } })) })).jobs.map((j) => j.id);
-  const starts: number[] = [];
-  await Promise.all([h.startPool([]), h.startPool([recordingStarts(queue, starts)])]);
-  await completed(queue, served.length, 'the jobs COMPLETED');
-  // Three windows, as above. Each job the other replica fetched and handed off gives its count
-  // back, and the serving replica, which found the limit used up meanwhile, looks again within a
-  // tenth of a window; had it slept to the window's end (BullMQ's way), the 15 took 4 s.
-  expectAtTheLimit(starts);
+  // Two replicas of a harness of its own: one with no processor for the queue, which hands the
+  // jobs it fetches off to the other, which serves them. (With a third replica that cannot run
+  // them, such as the first test's, a hand-off can wait up to BullMQ's 5 s block timeout: the
+  // known limit of hand-offs on rate-limited queues, see docs/architecture.md.)
+  const own = await startPoolHarness();
+  try {
+    const queue = await rateLimitedQueue('rl-handoff', own);
+    const served = (await own.client.enqueueJobs({ queue, jobs: Array.from({ length: 15 }, (_, i) => ({ name: 'present', data: { i } })) })).jobs.map((j) => j.id);
+    const starts: number[] = [];
+    await Promise.all([own.startPool([]), own.startPool([recordingStarts(queue, starts)])]);
+    await completed(queue, served.length, 'the jobs COMPLETED', own);
+    // Three windows, as above. Each job the other replica fetched and handed off gives its count
+    // back, and the serving replica, which found the limit used up meanwhile, looks again within a
+    // tenth of a window; had it slept to the window's end (BullMQ's way), the 15 took 4 s.
+    expectAtTheLimit(starts);
+  } finally {
+    await own.stop();
+  }
 });
