@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import type { RedisClient } from '@jobmesh/testing';
-import { keyspace, uniqueQueue, useSchedulerHarness } from '../src/testing';
+import { uniqueQueue, useSchedulerHarness } from '../src/testing';
+import { rejectsWithoutWriting as rejectsWithoutWritingTo } from './rejects';
 
 const h = useSchedulerHarness();
 let redis: RedisClient;
@@ -8,14 +9,7 @@ beforeAll(() => {
   redis = h.redisClient();
 });
 
-/** Runs `call`, expects it to be rejected like `expected`, and checks that Redis did not change. */
-async function rejectsWithoutWriting(call: () => Promise<unknown>, expected: { code: number; details?: unknown }): Promise<void> {
-  const before = await keyspace(redis, h.prefix);
-  const dbsize = await redis.dbsize();
-  await expect(call()).rejects.toMatchObject(expected);
-  expect(await keyspace(redis, h.prefix)).toEqual(before);
-  expect(await redis.dbsize()).toBe(dbsize);
-}
+const rejectsWithoutWriting = rejectsWithoutWritingTo(h, () => redis);
 
 const field = (name: string) => expect.stringContaining(name);
 

@@ -4,6 +4,7 @@ import * as pb from '@jobmesh/contracts';
 import type { DeepPartial } from '@jobmesh/sdk';
 import { RawGrpcClient, type RedisClient } from '@jobmesh/testing';
 import { keyspace, useSchedulerHarness } from '../src/testing';
+import { rejectsWithoutWriting as rejectsWithoutWritingTo } from './rejects';
 
 // Regression tests for what a hostile-input probe found: each bad call is answered with the
 // caller's error code, and a rejected call writes nothing.
@@ -14,14 +15,7 @@ beforeAll(() => {
   redis = h.redisClient();
 });
 
-/** Runs `call`, expects it to be rejected like `expected`, and checks that Redis did not change. */
-async function rejectsWithoutWriting(call: () => Promise<unknown>, expected: { code: number; details?: unknown }): Promise<void> {
-  const before = await keyspace(redis, h.prefix);
-  const dbsize = await redis.dbsize();
-  await expect(call()).rejects.toMatchObject(expected);
-  expect(await keyspace(redis, h.prefix)).toEqual(before);
-  expect(await redis.dbsize()).toBe(dbsize);
-}
+const rejectsWithoutWriting = rejectsWithoutWritingTo(h, () => redis);
 
 const details = (text: string) => expect.stringContaining(text);
 
