@@ -173,6 +173,22 @@ describe('certificate reload', () => {
   });
 });
 
+describe('client certificate reload', () => {
+  it('a long-lived SDK client presents a client certificate replaced on disk, without being made again', async () => {
+    const s = await scheduler(serving(true));
+    const cert = join(pki.dir, 'sdk-client.pem');
+    const key = join(pki.dir, 'sdk-client-key.pem');
+    await copyFile(pki.foreignClient.cert, cert);
+    await copyFile(pki.foreignClient.key, key);
+    const c = client(s.address, tlsCredentials({ ca: pki.ca.cert, cert, key }, { intervalMs: 100 }));
+    // A certificate from a foreign CA: the server refuses the handshake.
+    expect(await codeOf(c.listQueues())).toBe(status.UNAVAILABLE);
+    await copyFile(pki.client.key, key);
+    await copyFile(pki.client.cert, cert);
+    await eventually(async () => (await codeOf(c.listQueues())) === status.OK, 15_000, 'a call with the rotated client certificate');
+  });
+});
+
 describe('production mode (JOBMESH_MODE=production)', () => {
   // Production mode also needs auth on (test/auth has that refusal): a keys file with one admin key.
   const ADMIN_KEY = 'admin.admin-secret';
@@ -258,9 +274,9 @@ describe('inter-service calls over mTLS, with JOBMESH_API_KEY', () => {
     return (await dl.list({ filter: { queue } })).deadLetters.map((d) => d.id);
   }
 
-  async function tlsDeadLetter(schedulerAddress: string): Promise<{ service: RunningDeadLetter; client: DeadLetterClient }> {
+  async function tlsDeadLetter(schedulerAddress: string, extra: Record<string, string> = {}): Promise<{ service: RunningDeadLetter; client: DeadLetterClient }> {
     const service = await startDeadLetter(
-      loadDeadLetterEnv(serviceEnv(h.redis, h.prefix, { ...serving(true), ...dialing(), JOBMESH_API_KEY: 'dl.s3cret', JOBMESH_SCHEDULER_ADDRESS: schedulerAddress, JOBMESH_DLQ_SWEEP_INTERVAL: '1h' })),
+      loadDeadLetterEnv(serviceEnv(h.redis, h.prefix, { ...serving(true), ...dialing(), JOBMESH_API_KEY: 'dl.s3cret', JOBMESH_SCHEDULER_ADDRESS: schedulerAddress, JOBMESH_DLQ_SWEEP_INTERVAL: '1h', ...extra })),
       { logger: silentLogger() },
     );
     stops.push(() => service.stop());
@@ -279,6 +295,22 @@ describe('inter-service calls over mTLS, with JOBMESH_API_KEY', () => {
     expect(res.replayed).toHaveLength(2);
     const jobs = await h.client.listJobs({ queue: target });
     expect(jobs.jobs.map((j) => j.options?.replayOf).sort()).toEqual([...ids].sort());
+  });
+
+  it('replays with a client certificate rotated on disk while the dead-letter service runs', async () => {
+    const ids = await deadLetters(1);
+    const s = await scheduler(serving(true), { redis: h.redis, prefix: h.prefix });
+    const cert = join(pki.dir, 'dl-client.pem');
+    const key = join(pki.dir, 'dl-client-key.pem');
+    await copyFile(pki.foreignClient.cert, cert);
+    await copyFile(pki.foreignClient.key, key);
+    const { client: tlsDl } = await tlsDeadLetter(s.address, { JOBMESH_TLS_CLIENT_CERT: cert, JOBMESH_TLS_CLIENT_KEY: key });
+    const replayed = (): Promise<number> => tlsDl.replay({ ids }).then((r) => r.replayed.length, () => 0);
+    // The scheduler refuses the foreign certificate, so nothing is replayed.
+    expect(await replayed()).toBe(0);
+    await copyFile(pki.client.key, key);
+    await copyFile(pki.client.cert, cert);
+    await eventually(async () => (await replayed()) === 1, 15_000, 'a replay with the rotated client certificate');
   });
 
   it('sends the API key on each replay call', async () => {

@@ -71,7 +71,14 @@ export async function openServiceHost(
     if (exposed) throw new Error(exposed);
     if (tls.server) pem = new PemFileProvider(tls.server, { reloadMs: tls.reloadMs, logger });
     const keepalive = { intervalMs: env.JOBMESH_KEEPALIVE_INTERVAL, timeoutMs: env.JOBMESH_KEEPALIVE_TIMEOUT };
-    dial = { apiKey: env.JOBMESH_API_KEY, options: keepaliveChannelOptions(keepalive), credentials: tls.client ? tlsCredentials({ ca: tls.client.caFile, cert: tls.client.certFile, key: tls.client.keyFile }) : undefined };
+    // The inter-service clients live as long as the process: they read their files again, as the server does.
+    const reload = {
+      intervalMs: tls.reloadMs,
+      onReload: () => logger.info('TLS client files reloaded: new connections to other services use them'),
+      onError: (err: Error) => logger.warn({ err: err.message }, 'TLS client files changed but cannot be used; keeping the ones in use'),
+    };
+    const clientCredentials = tls.client && tlsCredentials({ ca: tls.client.caFile, cert: tls.client.certFile, key: tls.client.keyFile }, reload);
+    dial = { apiKey: env.JOBMESH_API_KEY, options: keepaliveChannelOptions(keepalive), credentials: clientCredentials || undefined };
     config = loadConfigFile(env.JOBMESH_CONFIG);
     // A bad keys file refuses the start, before Redis is opened.
     if (env.JOBMESH_API_KEYS_FILE) auth = new ApiKeyAuth({ path: env.JOBMESH_API_KEYS_FILE, read: loadApiKeysFile, logger, internal: opts.internalKeys });
