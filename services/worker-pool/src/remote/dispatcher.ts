@@ -275,12 +275,22 @@ export class RemoteDispatcher {
   }
 
   private pumpQueue(queue: string): void {
-    this.pending.offer(queue, (p) => {
-      const session = this.pick(queue, p.job.name);
-      if (!session) return false;
-      this.assign(session, p);
-      return true;
-    });
+    this.pending.offer(
+      queue,
+      (p) => {
+        const session = this.pick(queue, p.job.name);
+        if (!session) return false;
+        this.assign(session, p);
+        return true;
+      },
+      () => this.roomFor(queue),
+    );
+  }
+
+  /** Whether some session serving `queue` has room for another job. */
+  private roomFor(queue: string): boolean {
+    for (const s of this.sessions.values()) if (s.hasRoom && s.queues.has(queue)) return true;
+    return false;
   }
 
   /** The session with room that takes this job and holds the fewest leases. */

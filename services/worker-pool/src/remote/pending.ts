@@ -32,14 +32,21 @@ export class PendingAssignments {
     return [...this.byQueue.keys()];
   }
 
-  /** Offers each waiting job of `queue`, in order, to `place`; those it placed (true) leave. */
-  offer(queue: string, place: (p: PendingJob) => boolean): void {
+  /**
+   * Offers each waiting job of `queue`, in order, to `place`; those it placed (true) leave. With
+   * `more`, the offers stop as soon as it says nothing more can be placed: a credit of one then
+   * costs one offer, not one per waiting job.
+   */
+  offer(queue: string, place: (p: PendingJob) => boolean, more: () => boolean = () => true): void {
     const list = this.byQueue.get(queue);
     if (!list) return;
     let kept = 0;
-    for (const p of list) if (!place(p)) list[kept++] = p;
-    list.length = kept;
-    if (!kept) this.byQueue.delete(queue);
+    let i = 0;
+    for (; i < list.length && more(); i++) if (!place(list[i]!)) list[kept++] = list[i]!;
+    if (kept === i) return; // nothing placed: the list is as it was
+    list.copyWithin(kept, i);
+    list.length -= i - kept;
+    if (!list.length) this.byQueue.delete(queue);
   }
 
   /** Takes the job held with `lockToken` out; false when it is not waiting here. */
