@@ -4,7 +4,7 @@ import * as pb from '@jobmesh/contracts';
 import { JobNotFoundError, type JobStateName } from '@jobmesh/core';
 import { Job as BullJob, type JobType, type Queue } from 'bullmq';
 import type { Backbone } from './backbone';
-import { recordCancelled } from './cancellation';
+import { isCancelledRecordInForce, recordCancelled, recordCancelledAhead } from './cancellation';
 import { deadLetterLinks, decodeDeadLetterLink, isDeadLetterOf } from './dead-letters';
 import { stateFromBull, toProtoJob } from './job-mapping';
 import { ProcessorWait } from './processor-wait';
@@ -90,8 +90,9 @@ export class JobAdmin {
       if (until) return { job: toProtoJob(job, queue, 'waiting', until), state: 'waiting' };
     }
     if (job && state !== 'failed') return { job: toProtoJob(job, queue, state), state };
-    // A job cancelled while active fails in BullMQ just after it is recorded as cancelled.
-    if (cancelled) return { job: pb.Job.fromJSON(JSON.parse(cancelled)), state: 'cancelled' };
+    // A job cancelled while active fails in BullMQ just after it is recorded as cancelled. A
+    // record written ahead of a removal that did not happen does not count (recordCancelledAhead).
+    if (cancelled && isCancelledRecordInForce(cancelled, !!job)) return { job: pb.Job.fromJSON(JSON.parse(cancelled)), state: 'cancelled' };
     // A failed job the dead-letter service captured reads DEAD_LETTERED, also once BullMQ's copy
     // is gone (trimmed by keep_failed); the dead letter keeps its snapshot.
     const dead = decodeDeadLetterLink(link);
@@ -208,18 +209,24 @@ export class JobAdmin {
    */
   async cancel(view: JobView, reason: string): Promise<CancelOutcome> {
     const job: pb.Job = { ...view.job, processorWaitUntil: undefined };
+    const keys = this.backbone.registry.keys;
+    let ahead = false;
     if (view.state !== 'active') {
+      // The record first, so a fault after the removal leaves the job CANCELLED, not unknown.
+      await recordCancelledAhead(this.backbone.redis, keys, job, reason);
+      ahead = true;
       // BullMQ answers 0 instead of removing a job that is locked: a worker holds it.
       const removed = await this.bull(job.queue).remove(job.id);
       if (removed === 1) {
         // A job waiting for a processor is held as delayed, and filed as waiting: unfile it.
         if (view.job.processorWaitUntil) await this.processorWait.forget(job.queue, job.name, [job.id]);
-        return { job: await recordCancelled(this.backbone.redis, this.backbone.registry.keys, job, reason), pending: false };
+        return { job: await recordCancelled(this.backbone.redis, keys, job, reason), pending: false };
       }
     }
-    const keys = this.backbone.registry.keys;
-    await this.backbone.redis
-      .multi()
+    const multi = this.backbone.redis.multi();
+    // The job is a worker's now: the record written ahead does not stand (and is ignored if this fails).
+    if (ahead) multi.del(keys.cancelled(job.queue, job.id));
+    await multi
       .set(keys.cancelRequest(job.queue, job.id), reason, 'PX', CANCEL_REQUEST_TTL_MS)
       .publish(keys.cancelChannel, JSON.stringify({ queue: job.queue, jobId: job.id, reason }))
       .exec();

@@ -210,6 +210,37 @@ describe('EnqueueJobs', () => {
   });
 });
 
+describe('a CancelJob cut off after the removal', () => {
+  it('leaves the job CANCELLED with its reason, not unknown: the record is written ahead of the removal', async () => {
+    const queue = await newQueue();
+    await warmUp(queue);
+    const job = (await client.enqueueJob({ queue, job: { name: 'to-cancel', options: { delay: { seconds: 60, nanos: 0 } } } })).job!;
+    let fired = false;
+    // The removal is BullMQ's script; the rest of the record, after it, is the MULTI that also
+    // trims the index of cancelled jobs (ZREMRANGEBYSCORE). Cut that.
+    void proxy.cutNext('request', 'ZREMRANGEBYSCORE').then(() => (fired = true));
+    const code = await h.client.cancelJob(queue, job.id, 'cut off').then(
+      () => status.OK,
+      (err: { code: number }) => err.code,
+    );
+    expect(fired).toBe(true);
+    expect(code).toBe(status.UNAVAILABLE);
+    expect((await allJobs(queue)).map((j) => j.id)).not.toContain(job.id);
+    const read = await eventually(
+      () =>
+        client.getJob(queue, job.id).then(
+          (j) => j,
+          () => undefined,
+        ),
+      5000,
+      'GetJob once the scheduler reconnected',
+    );
+    expect(read).toMatchObject({ id: job.id, state: pb.JobState.JOB_STATE_CANCELLED, failureReason: 'cut off' });
+    // A second cancel is told the job is cancelled already.
+    await expect(client.cancelJob(queue, job.id)).rejects.toMatchObject({ code: status.FAILED_PRECONDITION });
+  });
+});
+
 describe('an unkeyed enqueue whose answer is lost', () => {
   it('is not sent again behind the caller\'s back: the caller hears UNAVAILABLE, and Redis holds the one job', async () => {
     const queue = await newQueue();

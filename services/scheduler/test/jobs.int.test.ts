@@ -1,5 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
+import { Keys, recordCancelledAhead } from '@jobmesh/queue';
 import { deferred, useSchedulerHarness, waitFor } from '../src/testing';
 
 const h = useSchedulerHarness();
@@ -184,6 +185,16 @@ describe('CancelJob', () => {
     } finally {
       held.release();
     }
+  });
+
+  it('ignores a CANCELLED record written ahead of a removal that did not happen: the job, run and failed, reads FAILED', async () => {
+    const queue = await h.newQueue();
+    const job = await enqueue(queue, { name: 'runs-anyway', options: { attempts: 1 } });
+    // What a CancelJob cut off between its record and the removal leaves.
+    await recordCancelledAhead(h.redisClient(), new Keys(h.prefix), job, 'never removed');
+    await expect(h.client.getJob(queue, job.id)).resolves.toMatchObject({ state: S.JOB_STATE_WAITING });
+    await failOnce(queue);
+    await expect(h.client.getJob(queue, job.id)).resolves.toMatchObject({ state: S.JOB_STATE_FAILED, failureReason: 'boom' });
   });
 
   it('refuses to cancel a completed job with FAILED_PRECONDITION', async () => {
