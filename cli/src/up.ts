@@ -35,7 +35,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
   const internalKeys = internal && [{ id: internal.key.split('.')[0]!, hash: internal.hash, role: 'admin' as const, queues: ['*'] }];
   let local: LocalRedis | undefined;
   let redisUrl = env.REDIS_URL;
-  if (!redisUrl && !env.REDIS_SENTINELS) {
+  if (!redisUrl && !env.REDIS_SENTINELS && !env.REDIS_CLUSTER_NODES) {
     if (!hasRedisServer()) throw new Error(NO_REDIS_HELP);
     local = await startLocalRedis();
     redisUrl = local.url;

@@ -1,5 +1,5 @@
 import * as pb from '@jobmesh/contracts';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection';
 import { queueJobEvent } from './events';
 import type { Keys } from './keys';
 
@@ -11,7 +11,7 @@ export const CANCELLED_TTL_MS = 7 * 24 * 3_600_000;
  * index of cancelled jobs, the end of any pending cancel request, and a `cancelled` event on the
  * queue's event stream (WatchJob ends on it). Used by CancelJob and by workers that abort a job.
  */
-export async function recordCancelled(redis: Redis, keys: Keys, job: pb.Job, reason: string): Promise<pb.Job> {
+export async function recordCancelled(redis: RedisClient, keys: Keys, job: pb.Job, reason: string): Promise<pb.Job> {
   const record: pb.Job = { ...job, state: pb.JobState.JOB_STATE_CANCELLED, failureReason: reason, finishedAt: new Date() };
   const now = Date.now();
   const multi = redis
@@ -26,7 +26,7 @@ export async function recordCancelled(redis: Redis, keys: Keys, job: pb.Job, rea
 }
 
 /** The stored record of a cancelled job, if there is one. */
-export async function readCancelled(redis: Redis, keys: Keys, queue: string, id: string): Promise<pb.Job | undefined> {
+export async function readCancelled(redis: RedisClient, keys: Keys, queue: string, id: string): Promise<pb.Job | undefined> {
   const json = await redis.get(keys.cancelled(queue, id));
   return json ? pb.Job.fromJSON(JSON.parse(json)) : undefined;
 }

@@ -119,14 +119,9 @@ export class JobAdmin {
     const job = await BullJob.fromId(this.bull(queue), id);
     if (!job) return [];
     const deps = await job.getDependencies();
-    const prefix = `${this.backbone.registry.keys.prefix}:`;
     const keys = [...Object.keys(deps.processed ?? {}), ...(deps.unprocessed ?? []), ...(deps.failed ?? []), ...Object.keys(deps.ignored ?? {})];
-    const refs = [...new Set(keys)].map((key) => {
-      // BullMQ names a child by its key, "<prefix>:<queue>:<id>"; queue names have no ':'.
-      const rest = key.startsWith(prefix) ? key.slice(prefix.length) : key;
-      const cut = rest.indexOf(':');
-      return { queue: rest.slice(0, cut), id: rest.slice(cut + 1) };
-    });
+    // BullMQ names a child by its key, "<queue prefix>:<queue>:<id>".
+    const refs = [...new Set(keys)].map((key) => this.backbone.registry.keys.jobOfKey(key));
     refs.sort((a, b) => (a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return refs.slice(0, max);
   }
