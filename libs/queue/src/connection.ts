@@ -102,9 +102,10 @@ export function clusterNodes(settings: RedisSettings): Array<{ host: string; por
 export function clusterOptions(settings: RedisSettings, role: ConnectionRole, name?: string): ClusterOptions {
   const node = redisOptions({ ...settings, clusterNodes: undefined, sentinels: undefined }, role, name);
   // The seed nodes replace host, port and db (a Cluster has only db 0).
-  const { host: _host, port: _port, db: _db, retryStrategy: _retry, ...redisOpts } = node;
+  const { host: _host, port: _port, db: _db, retryStrategy: _retry, tls, ...redisOpts } = node;
   return {
-    redisOptions: redisOpts,
+    // TLS with each node's own name (Node's default), not REDIS_URL's host.
+    redisOptions: { ...redisOpts, ...(tls && { tls: {} }) },
     // Every read goes to the master: a replica may lag, and BullMQ reads what it just wrote.
     scaleReads: 'master',
     clusterRetryStrategy: (times) => Math.min(times * 200, 2000),
