@@ -13,7 +13,7 @@ import { checkMaxmemoryPolicy, closeConnection, createRedis, Keys } from '@jobme
 import { silentLogger } from '@jobmesh/telemetry';
 import { DeadLetterClient, defineProcessor, JobmeshClient, MonitorClient, RemoteWorker } from '@jobmesh/sdk';
 import { connectRedis, type RedisClient, type RedisClusterHandle, startRedisCluster } from '@jobmesh/testing';
-import { eventually, FAILING_PROCESSOR, killAll, RECORD_PROCESSOR, type ServiceProcess, startService } from './fixtures/services';
+import { eventually, FAILING_PROCESSOR, killAll, RECORD_PROCESSOR, type ServiceProcess, spawnService, startService } from './fixtures/services';
 
 const FLAKY_PROCESSOR = join(__dirname, 'fixtures', 'flaky-processor.js');
 const tinyBackoff = { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: { seconds: 0, nanos: 10_000_000 } };
@@ -189,6 +189,17 @@ describe('Jobmesh on a 3-master Redis Cluster', () => {
     }, 20_000, 'the replay to be recorded on the dead letter');
     const replay = await client.getJob(queue, record.replays[0]!.job!.id);
     expect(replay.data).toMatchObject({ n: 7, replayed: true });
+
+    // Quarantine and purge (the dead letters' scripts route by the index's slot).
+    expect((await dl.quarantine({ ids: [listed[0]!.id], quarantined: true, reason: 'look later' })).updated).toBe(1);
+    expect((await dl.get(listed[0]!.id)).quarantined).toBe(true);
+    expect((await dl.purge({ ids: [listed[0]!.id] })).purged).toBe(1);
+    // The replayed job fails for good too and becomes a dead letter of its own; only it is left.
+    const left = await eventually(async () => {
+      const res = await dl.list({ filter: { queue } });
+      return res.deadLetters.length === 1 && res.deadLetters[0]!.id !== listed[0]!.id ? res.deadLetters : undefined;
+    }, 20_000, 'only the replay\'s own dead letter to be left');
+    expect(left[0]!.job?.id).toBe(replay.id);
   }, 60_000);
 
   it('cancels a delayed and an active job, runs a schedule, and serves a remote worker over Connect', async () => {
@@ -227,6 +238,27 @@ describe('Jobmesh on a 3-master Redis Cluster', () => {
     } finally {
       await worker.stop({ graceMs: 1000 });
     }
+  }, 60_000);
+
+  it('holds jobs of a paused queue until it is resumed', async () => {
+    const queue = await createQueue(fresh('pause'));
+    await client.pauseQueue(queue);
+    const { job } = await client.enqueueJob({ queue, job: { name: 'record', data: {} } });
+    const stats = await eventually(async () => {
+      const st = await monitor.queueStats(queue);
+      return st.paused ? st : undefined;
+    }, 20_000, 'the monitor to see the queue paused');
+    expect(stats.counts?.waiting).toBe(1);
+    expect((await client.getJob(queue, job!.id)).state).toBe(pb.JobState.JOB_STATE_WAITING);
+    await client.resumeQueue(queue);
+    await waitState(queue, job!.id, pb.JobState.JOB_STATE_COMPLETED, 'the job to run once the queue is resumed');
+  }, 60_000);
+
+  it('refuses JOBMESH_DURABLE_ACK with REDIS_CLUSTER_NODES at start-up, saying why', async () => {
+    const { svc, ready } = spawnService('scheduler', { REDIS_CLUSTER_NODES: cluster.nodes, JOBMESH_REDIS_PREFIX: prefix, JOBMESH_DURABLE_ACK: 'replicas:1' }, dir);
+    await expect(ready).rejects.toThrow(/exited/);
+    expect((await svc.exited).code).not.toBe(0);
+    expect(svc.output()).toMatch(/JOBMESH_DURABLE_ACK is not supported with REDIS_CLUSTER_NODES/);
   }, 60_000);
 
   it("deletes a queue with its Jobmesh keys, found on the queue's master", async () => {
