@@ -254,6 +254,15 @@ describe('Jobmesh on a 3-master Redis Cluster', () => {
     await waitState(queue, job!.id, pb.JobState.JOB_STATE_COMPLETED, 'the job to run once the queue is resumed');
   }, 60_000);
 
+  it("applies a queue's rate limit (BullMQ's limiter key, in the queue's slot)", async () => {
+    const queue = await createQueue(fresh('rate'), { rateLimit: { max: 2, duration: { seconds: 1, nanos: 0 } } });
+    const { jobs } = await client.enqueueJobs({ queue, jobs: Array.from({ length: 6 }, () => ({ name: 'record', data: { workMs: 1 } })) });
+    const done = await Promise.all(jobs.map((j) => waitState(queue, j.id, pb.JobState.JOB_STATE_COMPLETED, `rate-limited job ${j.id} to complete`)));
+    // 2 jobs a second: the six take at least two more windows after the first (load only stretches it).
+    const starts = done.map((j) => j.processedAt!.getTime()).sort((x, y) => x - y);
+    expect(starts[5]! - starts[0]!).toBeGreaterThanOrEqual(1500);
+  }, 60_000);
+
   it('refuses JOBMESH_DURABLE_ACK with REDIS_CLUSTER_NODES at start-up, saying why', async () => {
     const { svc, ready } = spawnService('scheduler', { REDIS_CLUSTER_NODES: cluster.nodes, JOBMESH_REDIS_PREFIX: prefix, JOBMESH_DURABLE_ACK: 'replicas:1' }, dir);
     await expect(ready).rejects.toThrow(/exited/);
