@@ -16,6 +16,7 @@ import { connectRedis, type RedisClient, type RedisClusterHandle, startRedisClus
 import { eventually, FAILING_PROCESSOR, killAll, RECORD_PROCESSOR, type ServiceProcess, spawnService, startService } from './fixtures/services';
 
 const FLAKY_PROCESSOR = join(__dirname, 'fixtures', 'flaky-processor.js');
+const FANOUT_PROCESSOR = join(__dirname, 'fixtures', 'fanout-processor.js');
 const tinyBackoff = { kind: pb.BackoffKind.BACKOFF_KIND_FIXED, delay: { seconds: 0, nanos: 10_000_000 } };
 
 let cluster: RedisClusterHandle;
@@ -37,7 +38,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'jobmesh-system-cluster-'));
   const env = { REDIS_CLUSTER_NODES: cluster.nodes, JOBMESH_REDIS_PREFIX: prefix };
   scheduler = await startService('scheduler', env, dir);
-  pool = await startService('worker-pool', { ...env, JOBMESH_PROCESSORS: [RECORD_PROCESSOR, FAILING_PROCESSOR, FLAKY_PROCESSOR].join(',') }, dir);
+  pool = await startService('worker-pool', { ...env, JOBMESH_PROCESSORS: [RECORD_PROCESSOR, FAILING_PROCESSOR, FLAKY_PROCESSOR, FANOUT_PROCESSOR].join(',') }, dir);
   dlq = await startService('dead-letter', { ...env, JOBMESH_DLQ_SWEEP_INTERVAL: '500ms', JOBMESH_SCHEDULER_ADDRESS: scheduler.grpcAddress }, dir);
   monitorSvc = await startService(
     'monitor',
@@ -329,6 +330,25 @@ describe('Jobmesh on a 3-master Redis Cluster', () => {
     expect(err?.message).toMatch(/one queue/);
     const after = await Promise.all(spread.map((q) => client.listJobs({ queue: q, pageSize: 1000 })));
     expect(after.map((p) => p.jobs.length)).toEqual(before.map((p) => p.jobs.length));
+  }, 60_000);
+
+  it('runs ctx.step and ctx.runChildren within one queue, and fails a job whose children are on another queue', async () => {
+    const queue = await createQueue(fresh('kids'));
+    const { job } = await client.enqueueJob({ queue, job: { name: 'fanout', data: {} } });
+    const done = await waitState(queue, job!.id, pb.JobState.JOB_STATE_COMPLETED, 'the parent to complete after its two children');
+    expect(done.result).toEqual({ step: 42, children: 2 });
+
+    const [a, b] = spread;
+    const before = (await client.listJobs({ queue: b, pageSize: 1000 })).jobs.length;
+    const { job: cross } = await client.enqueueJob({ queue: a, job: { name: 'fanout', data: { otherQueue: b }, options: { attempts: 1 } } });
+    const failed = await eventually(async () => {
+      const j = await client.getJob(a, cross!.id);
+      return j.state === pb.JobState.JOB_STATE_FAILED || j.state === pb.JobState.JOB_STATE_DEAD_LETTERED ? j : undefined;
+    }, 20_000, 'the cross-queue parent to fail');
+    expect(failed.failureReason).toMatch(/cannot be added to a job of queue .* on a Redis Cluster/);
+    // Neither its own children nor the other queue's were added (all or none).
+    expect((await client.listJobs({ queue: b, pageSize: 1000 })).jobs.length).toBe(before);
+    expect((await client.getJobDetails(a, cross!.id)).children ?? []).toEqual([]);
   }, 60_000);
 
   it('checks maxmemory-policy on every master: one that may evict refuses production start-up', async () => {
