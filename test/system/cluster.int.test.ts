@@ -25,6 +25,8 @@ const prefix = 'jmc';
 const keys = new Keys(prefix, true);
 let scheduler: ServiceProcess;
 let pool: ServiceProcess;
+/** A second worker-pool replica, the only one that serves "flaky": the first hands those to it. */
+let flakyPool: ServiceProcess;
 let dlq: ServiceProcess;
 let monitorSvc: ServiceProcess;
 let client: JobmeshClient;
@@ -38,7 +40,8 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'jobmesh-system-cluster-'));
   const env = { REDIS_CLUSTER_NODES: cluster.nodes, JOBMESH_REDIS_PREFIX: prefix };
   scheduler = await startService('scheduler', env, dir);
-  pool = await startService('worker-pool', { ...env, JOBMESH_PROCESSORS: [RECORD_PROCESSOR, FAILING_PROCESSOR, FLAKY_PROCESSOR, FANOUT_PROCESSOR].join(',') }, dir);
+  pool = await startService('worker-pool', { ...env, JOBMESH_PROCESSORS: [RECORD_PROCESSOR, FAILING_PROCESSOR, FANOUT_PROCESSOR].join(',') }, dir);
+  flakyPool = await startService('worker-pool', { ...env, JOBMESH_PROCESSORS: FLAKY_PROCESSOR }, dir);
   dlq = await startService('dead-letter', { ...env, JOBMESH_DLQ_SWEEP_INTERVAL: '500ms', JOBMESH_SCHEDULER_ADDRESS: scheduler.grpcAddress }, dir);
   monitorSvc = await startService(
     'monitor',
@@ -154,12 +157,21 @@ describe('Jobmesh on a 3-master Redis Cluster', () => {
     expect(got.result).toMatchObject({ pid: pool.pid });
   }, 60_000);
 
-  it('retries a failing attempt with backoff until it completes', async () => {
+  it('retries failing attempts with backoff until they complete, on the replica that serves them', async () => {
+    // Both replicas serve the queue; only the second runs "flaky". Jobs the first fetches are
+    // handed to the second (hand-off set, served hash, wake-up channel), without using an attempt.
     const queue = await createQueue(fresh('retry'));
-    const { job } = await client.enqueueJob({ queue, job: { name: 'flaky', data: {}, options: { attempts: 3, backoff: tinyBackoff } } });
-    const done = await waitState(queue, job!.id, pb.JobState.JOB_STATE_COMPLETED, 'the flaky job to complete on its third attempt');
-    expect(done.attemptsMade).toBe(3);
-    expect(done.result).toEqual({ attempt: 3 });
+    await eventually(() => flakyPool.logs().some((l) => l.msg === 'serving queue' && l.queue === queue), 15_000, `the second replica to serve ${queue}`);
+    const { jobs } = await client.enqueueJobs({ queue, jobs: Array.from({ length: 8 }, () => ({ name: 'flaky', data: {}, options: { attempts: 3, backoff: tinyBackoff } })) });
+    for (const j of jobs) {
+      const done = await waitState(queue, j.id, pb.JobState.JOB_STATE_COMPLETED, `flaky job ${j.id} to complete on its third attempt`);
+      expect(done.attemptsMade).toBe(3);
+      expect(done.result).toEqual({ attempt: 3 });
+    }
+    // The first replica did fetch some and hand them over: its 'requeued' events are on the stream.
+    const stream = await onNode(await masterOf(queue), (r) => r.xrange(keys.events(queue), '-', '+'));
+    const handedOff = stream.filter(([, f]) => f[f.indexOf('event') + 1] === 'requeued' && f.includes('a replica serves its name'));
+    expect(handedOff.length).toBeGreaterThan(0);
   }, 60_000);
 
   it('dead-letters a job that fails for good, lists it, and replays it', async () => {
@@ -366,7 +378,7 @@ describe('Jobmesh on a 3-master Redis Cluster', () => {
   });
 
   it('ran all of the above without a service logging a warning or an error (no CROSSSLOT, no MOVED)', () => {
-    const all = [scheduler, pool, dlq, monitorSvc].flatMap((svc) => svc.logs().map((l) => ({ kind: svc.kind, l })));
+    const all = [scheduler, pool, flakyPool, dlq, monitorSvc].flatMap((svc) => svc.logs().map((l) => ({ kind: svc.kind, l })));
     expect(all.some(({ l }) => l.level === 'info')).toBe(true); // levels are logged by label
     // Parking a job for a processor logs BullMQ's "Missing lock for job N. moveToDelayed" as a
     // worker error on one server as well (seen on the commit before Cluster support): not a
