@@ -8,7 +8,9 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
+import { keda } from '@jobmesh/contracts';
 import { checkMaxmemoryPolicy, closeConnection, createRedis, Keys } from '@jobmesh/queue';
 import { silentLogger } from '@jobmesh/telemetry';
 import { DeadLetterClient, defineProcessor, JobmeshClient, MonitorClient, RemoteWorker } from '@jobmesh/sdk';
@@ -306,6 +308,27 @@ describe('Jobmesh on a 3-master Redis Cluster', () => {
     expect(stats.map((s) => s.queue).sort()).toEqual([...spread].sort());
     const health = await monitor.systemHealth();
     expect(health.status).toBe(pb.ServingStatus.SERVING_STATUS_SERVING);
+  }, 60_000);
+
+  it("answers KEDA's GetMetrics with a queue's backlog of some job names (name-backlog in the queue's slot)", async () => {
+    // Names nothing serves wait for a processor: counted exactly, per name.
+    const queue = await createQueue(fresh('keda'), { processorWait: { seconds: 120, nanos: 0 } });
+    await client.enqueueJobs({ queue, jobs: [...Array.from({ length: 3 }, () => ({ name: 'py.a', data: {} })), ...Array.from({ length: 2 }, () => ({ name: 'py.b', data: {} }))] });
+    await eventually(async () => (await monitor.queueStats(queue)).counts?.waitingForProcessor === 5, 20_000, 'the five jobs to wait for a processor');
+    const scaler = new keda.ExternalScalerClient(monitorSvc.grpcAddress, credentials.createInsecure());
+    try {
+      const value = (jobNames: string): Promise<number> =>
+        new Promise((resolve, reject) =>
+          scaler.getMetrics({ scaledObjectRef: { name: 'w', namespace: 'default', scalerMetadata: { queue, jobNames } }, metricName: '' }, new Metadata(), (err: ServiceError | null, res: keda.GetMetricsResponse) =>
+            err ? reject(err) : resolve(Number(res.metricValues[0]?.metricValue)),
+          ),
+        );
+      expect(await value('py.a')).toBe(3);
+      expect(await value('py.b')).toBe(2);
+      expect(await value('py.a,py.b')).toBe(5);
+    } finally {
+      scaler.close();
+    }
   }, 60_000);
 
   it('runs a flow within one queue, and refuses a flow across queues with FAILED_PRECONDITION, writing nothing', async () => {
