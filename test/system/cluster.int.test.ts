@@ -4,10 +4,11 @@
 // share one hash slot of their own, so queues spread over the masters; every feature below works
 // there, and a flow across queues (which Redis Cluster cannot write in one transaction) is refused
 // with FAILED_PRECONDITION, writing nothing.
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import * as pb from '@jobmesh/contracts';
 import { keda } from '@jobmesh/contracts';
@@ -384,6 +385,42 @@ describe('Jobmesh on a 3-master Redis Cluster', () => {
     // Neither its own children nor the other queue's were added (all or none).
     expect((await client.listJobs({ queue: b, pageSize: 1000 })).jobs.length).toBe(before);
     expect((await client.getJobDetails(a, cross!.id)).children ?? []).toEqual([]);
+  }, 60_000);
+
+  it('runs `jobmesh up` on the cluster: no redis-server of its own, queues on the cluster', async () => {
+    const upPrefix = `up${randomUUID().slice(0, 6)}`;
+    const child = spawn(process.execPath, [resolve(__dirname, '../../cli/dist/main.js'), 'up'], {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, REDIS_CLUSTER_NODES: cluster.nodes, JOBMESH_REDIS_PREFIX: upPrefix, JOBMESH_GRPC_ADDRESS: '127.0.0.1:0', JOBMESH_HTTP_ADDRESS: '127.0.0.1:0', LOG_LEVEL: 'warn' },
+    });
+    let output = '';
+    child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      const address = await Promise.race([
+        eventually(() => output.includes('Stop:') && /gRPC\s+(\S+)/.exec(output)?.[1], 30_000, `jobmesh up to start:\n${output}`),
+        exited.then((code) => Promise.reject(new Error(`jobmesh up exited with ${code}:\n${output}`))),
+      ]);
+      expect(output).toContain(`Redis  Cluster ${cluster.nodes}`);
+      const up = new JobmeshClient({ address: address as string });
+      try {
+        const queue = fresh('up');
+        await up.createQueue({ queue: { name: queue, processorWait: { seconds: 0, nanos: 0 } } });
+        // No processor for 'ghost' in jobmesh up: it is dead-lettered, through the cluster.
+        const { job } = await up.enqueueJob({ queue, job: { name: 'ghost', data: {} } });
+        await eventually(async () => (await up.getJob(queue, job!.id)).state === pb.JobState.JOB_STATE_DEAD_LETTERED, 20_000, 'the ghost job to be dead-lettered');
+        const upKeys = new Keys(upPrefix, true);
+        const port = await cluster.portOfKey(`${upKeys.queuePrefix(queue)}:${queue}:meta`);
+        expect(await onNode(port, (r) => r.exists(`${upKeys.queuePrefix(queue)}:${queue}:${job!.id}`))).toBe(1);
+      } finally {
+        up.close();
+      }
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
   }, 60_000);
 
   it('checks maxmemory-policy on every master: one that may evict refuses production start-up', async () => {
