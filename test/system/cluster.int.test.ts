@@ -218,6 +218,31 @@ describe('Jobmesh on a 3-master Redis Cluster', () => {
     expect(left[0]!.job?.id).toBe(replay.id);
   }, 60_000);
 
+  it('streams new dead letters to WatchDeadLetters (pub/sub from the dead letters\' slot)', async () => {
+    const queue = await createQueue(fresh('dlwatch'));
+    const stop = new AbortController();
+    const got: pb.DeadLetter[] = [];
+    const watching = (async () => {
+      for await (const d of dl.watch({ queue }, { signal: stop.signal })) got.push(d);
+    })().catch(() => undefined); // ends with CANCELLED when stopped
+    try {
+      // The stream is live once it reports something; until then each round dead-letters one more.
+      const ids: string[] = [];
+      await eventually(async () => {
+        const { job } = await client.enqueueJob({ queue, job: { name: 'fail', data: {}, options: { attempts: 1 } } });
+        ids.push(job!.id);
+        await waitState(queue, job!.id, pb.JobState.JOB_STATE_DEAD_LETTERED, `job ${job!.id} to be dead-lettered`);
+        return got.length > 0;
+      }, 30_000, 'the watch to report a dead letter');
+      const { job } = await client.enqueueJob({ queue, job: { name: 'fail', data: {}, options: { attempts: 1 } } });
+      await eventually(() => got.some((d) => d.job?.id === job!.id), 20_000, 'the next dead letter to be streamed');
+      expect(got.every((d) => d.job?.queue === queue && [...ids, job!.id].includes(d.job.id))).toBe(true);
+    } finally {
+      stop.abort();
+      await watching;
+    }
+  }, 60_000);
+
   it('cancels a delayed and an active job, runs a schedule, and serves a remote worker over Connect', async () => {
     // A job of a name nothing serves waits for a processor (processor_wait) until the remote worker comes.
     const queue = await createQueue(fresh('misc'), { processorWait: { seconds: 120, nanos: 0 } });
