@@ -35,7 +35,7 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
   const internalKeys = internal && [{ id: internal.key.split('.')[0]!, hash: internal.hash, role: 'admin' as const, queues: ['*'] }];
   let local: LocalRedis | undefined;
   let redisUrl = env.REDIS_URL;
-  if (!redisUrl && !env.REDIS_SENTINELS) {
+  if (!redisUrl && !env.REDIS_SENTINELS && !env.REDIS_CLUSTER_NODES) {
     if (!hasRedisServer()) throw new Error(NO_REDIS_HELP);
     local = await startLocalRedis();
     redisUrl = local.url;
@@ -116,7 +116,13 @@ export async function up(envSource: NodeJS.ProcessEnv = process.env, out: (line:
     out(`  Worker in-process, built-in processors: ${workerPool.processors.names('*').join(', ') || 'none'}; ${modules} processor module(s) loaded`);
     const alerted = Object.keys(webhooks.urls);
     out(`  DLQ    webhook alerts: ${alerted.length ? alerted.join(', ') : 'none (set JOBMESH_DLQ_WEBHOOK_CRITICAL, …)'}`);
-    out(local ? `  Redis  ${local.url}   started by jobmesh, AOF fsynced on every write, data in ${local.dataDir}` : `  Redis  ${redact(redisUrl)}`);
+    out(
+      local
+        ? `  Redis  ${local.url}   started by jobmesh, AOF fsynced on every write, data in ${local.dataDir}`
+        : env.REDIS_CLUSTER_NODES
+          ? `  Redis  Cluster ${env.REDIS_CLUSTER_NODES}, a hash slot per queue`
+          : `  Redis  ${redact(redisUrl)}`,
+    );
     if (config.path) out(`  Config ${config.path} (${config.queues.length} queues)`);
     out(`  TLS    ${env.JOBMESH_TLS_CERT ? `on${env.JOBMESH_TLS_CLIENT_CA ? ', client certificates required (mTLS)' : ''}, ${env.JOBMESH_TLS_CERT}` : 'off (set JOBMESH_TLS_CERT and JOBMESH_TLS_KEY)'}`);
     if (host.auth) out(`  Auth   API keys from ${env.JOBMESH_API_KEYS_FILE} (${host.auth.size - (internal ? 1 : 0)} keys, reloaded when it changes); the dashboard asks for a viewer or admin key`);

@@ -97,6 +97,13 @@ describe('commonEnvSchema', () => {
     });
   });
 
+  it('takes REDIS_CLUSTER_NODES as host:port,host:port and refuses anything else, naming the variable', () => {
+    expect(parseEnv(commonEnvSchema, { REDIS_CLUSTER_NODES: '10.0.0.1:7000, 10.0.0.2:7001' }).REDIS_CLUSTER_NODES).toBe('10.0.0.1:7000, 10.0.0.2:7001');
+    for (const bad of ['10.0.0.1', 'redis://10.0.0.1:7000', '10.0.0.1:7000,', 'a:1;b:2']) {
+      expect(() => parseEnv(commonEnvSchema, { REDIS_CLUSTER_NODES: bad })).toThrow(/REDIS_CLUSTER_NODES: must be host:port,host:port/);
+    }
+  });
+
   it('lists every bad variable at once', () => {
     try {
       parseEnv(commonEnvSchema, { JOBMESH_GRPC_ADDRESS: 'nope', JOBMESH_MODE: 'prod', JOBMESH_SHUTDOWN_GRACE: 'x' });

@@ -23,6 +23,15 @@ export const commonEnvSchema = z.object({
   /** Sentinel endpoints "host:port,host:port", used with REDIS_MASTER_NAME instead of REDIS_URL. */
   REDIS_SENTINELS: z.string().optional(),
   REDIS_MASTER_NAME: z.string().optional(),
+  /**
+   * Redis Cluster seed nodes "host:port,host:port" (any masters; the rest are discovered), used
+   * instead of REDIS_URL, whose user and password still apply. Each queue's keys then share a
+   * hash slot of their own (docs/reliability.md "Redis Cluster").
+   */
+  REDIS_CLUSTER_NODES: z
+    .string()
+    .regex(/^\s*(\[[0-9a-fA-F:.]+\]|[^:\s,]+):\d{1,5}\s*(,\s*(\[[0-9a-fA-F:.]+\]|[^:\s,]+):\d{1,5}\s*)*$/, 'must be host:port,host:port, e.g. 10.0.0.1:7000,10.0.0.2:7000')
+    .optional(),
   /** Prefix of every Redis key. @default jobmesh */
   JOBMESH_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_{}.-]+$/).default('jobmesh'),
   /** A Redis command that takes longer fails with UNAVAILABLE. @default 5s */

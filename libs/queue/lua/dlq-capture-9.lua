@@ -26,20 +26,15 @@
   Returns 1 when stored; 0 when this failure is stored already; -1 when the id belongs to another
   failure (a job id used again); -2 when the job is no longer this failure in the failed set
   (retried, removed).
+
+  On a Redis Cluster the failed set and the event stream are in the queue's slot, the rest in the
+  dead letters' slot: dlq-store-7 stores, and the caller checks and writes the event around it.
 ]]
+--- @include "store-dead-letter"
 local rcall = redis.call
 if rcall('ZSCORE', KEYS[9], ARGV[7]) ~= ARGV[1] then return -2 end
-if rcall('EXISTS', KEYS[1]) == 1 then
-  if rcall('HGET', KEYS[1], 'at') == ARGV[1] then return 0 end
-  return -1
+local stored = storeDeadLetter(KEYS, ARGV, 9)
+if stored == 1 then
+  rcall('XADD', KEYS[8], 'MAXLEN', '~', 10000, '*', 'event', 'dead-lettered', 'jobId', ARGV[7], 'reason', ARGV[8])
 end
-rcall('HSET', KEYS[1], unpack(ARGV, 9))
-rcall('ZADD', KEYS[2], ARGV[1], ARGV[2])
-rcall('ZADD', KEYS[3], ARGV[1], ARGV[2])
-rcall('ZADD', KEYS[4], ARGV[1], ARGV[2])
-rcall('HINCRBY', KEYS[5], ARGV[3], 1)
-rcall('HSET', KEYS[6], ARGV[4], ARGV[1] .. ':' .. ARGV[2])
-rcall('ZADD', KEYS[7], ARGV[5], ARGV[2])
-rcall('XADD', KEYS[8], 'MAXLEN', '~', 10000, '*', 'event', 'dead-lettered', 'jobId', ARGV[7], 'reason', ARGV[8])
-rcall('PUBLISH', ARGV[6], ARGV[2])
-return 1
+return stored

@@ -1,9 +1,10 @@
 // Enqueues whose idempotency key or caller-chosen job id is written in the same atomic step as
 // the job itself, so no timeout, dropped connection, Redis restart or crash can separate them.
 import { randomUUID } from 'node:crypto';
-import { UnavailableError } from '@jobmesh/core';
+import { FailedPreconditionError, UnavailableError } from '@jobmesh/core';
 import type { FlowJob, FlowProducer, Job, JobNode, JobsOptions, Queue } from 'bullmq';
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
+import { isCluster, type RedisClient } from './connection';
 import { type JobData, SerializedFlowProducer, SerializedJob } from './job-data';
 import type { Keys } from './keys';
 
@@ -219,21 +220,39 @@ function outcome(replies: [Error | null, unknown][], { job, existsAt, addAt }: P
  */
 export class FlowAdder {
   private readonly flows: FlowProducer;
-  private guarded?: Promise<{ redis: Redis; flows: FlowProducer }>;
+  private guarded?: Promise<{ redis: RedisClient; flows: FlowProducer }>;
   private lane: Promise<unknown> = Promise.resolve();
 
   constructor(
-    private readonly redis: Redis,
-    private readonly prefix: string,
+    private readonly redis: RedisClient,
+    private readonly keys: Keys,
     /** Called after each flow written, with the connection that wrote it (see JobProducer's durable acks). */
-    private readonly written: (redis: Redis) => Promise<void> = async () => undefined,
+    private readonly written: (redis: RedisClient) => Promise<void> = async () => undefined,
   ) {
-    this.flows = new SerializedFlowProducer({ connection: redis, prefix, skipWaitingForReady: true });
+    this.flows = new SerializedFlowProducer({ connection: redis, prefix: keys.prefix, skipWaitingForReady: true });
+  }
+
+  /**
+   * The tree with each node's BullMQ prefix (its queue's). On a Redis Cluster a flow is one
+   * MULTI, which Redis runs only within one hash slot, and each queue has a slot of its own: a
+   * flow across queues is refused there, before anything is written.
+   */
+  private placed<T extends FlowJob>(tree: T): T {
+    if (this.keys.cluster) {
+      const other = queuesOf(tree).find((q) => q !== tree.queueName);
+      if (other !== undefined) {
+        throw new FailedPreconditionError(
+          `a flow across queues ("${tree.queueName}" and "${other}") cannot be added on a Redis Cluster: each queue's keys are in a hash slot of their own, and a flow is written in one transaction, which Redis Cluster runs only within one slot. Put the whole flow in one queue (job names tell its steps apart), or use one Redis server (REDIS_URL or Sentinel) for cross-queue flows`,
+        );
+      }
+    }
+    const place = (n: FlowJob): FlowJob => ({ ...n, prefix: this.keys.queuePrefix(n.queueName), ...(n.children && { children: n.children.map(place) }) });
+    return place(tree) as T;
   }
 
   /** Adds a flow whose root has no caller-chosen id. */
   async add(tree: FlowJob): Promise<JobNode> {
-    const node = await this.flows.add(tree);
+    const node = await this.flows.add(this.placed(tree));
     await this.written(this.redis);
     return node;
   }
@@ -244,13 +263,14 @@ export class FlowAdder {
    * when Redis could not be asked; the flow may then have been added, which a repeat tells.
    */
   addUnlessRootExists(tree: FlowJob & { opts: { jobId: string } }): Promise<{ node?: JobNode; existing: boolean }> {
-    const run = this.lane.then(() => this.guardedAdd(tree));
+    const placed = this.placed(tree);
+    const run = this.lane.then(() => this.guardedAdd(placed));
     this.lane = run.catch(() => undefined); // each flow's own caller gets its error
     return run;
   }
 
   private async guardedAdd(tree: FlowJob & { opts: { jobId: string } }): Promise<{ node?: JobNode; existing: boolean }> {
-    const rootKey = `${this.prefix}:${tree.queueName}:${tree.opts.jobId}`;
+    const rootKey = `${this.keys.queuePrefix(tree.queueName)}:${tree.queueName}:${tree.opts.jobId}`;
     for (let attempt = 1; ; attempt++) {
       const { redis, flows } = await this.connection();
       await redis.watch(rootKey);
@@ -276,13 +296,16 @@ export class FlowAdder {
   }
 
   /** The guarded flows' own connection, opened again after it closed. */
-  private async connection(): Promise<{ redis: Redis; flows: FlowProducer }> {
+  private async connection(): Promise<{ redis: RedisClient; flows: FlowProducer }> {
     // A connection that failed to open was that caller's error; this call opens a new one.
     const current = await this.guarded?.catch(() => undefined);
     if (current && current.redis.status === 'ready') return current;
     if (current) void this.dispose(current);
     this.guarded = (async () => {
-      const redis = this.redis.duplicate({ retryStrategy: () => null, autoResendUnfulfilledCommands: false, enableOfflineQueue: false, lazyConnect: true });
+      const once = { autoResendUnfulfilledCommands: false, enableOfflineQueue: false, lazyConnect: true };
+      const redis: RedisClient = isCluster(this.redis)
+        ? this.redis.duplicate(undefined, { ...once, clusterRetryStrategy: () => null, redisOptions: { ...this.redis.options.redisOptions, retryStrategy: () => null } })
+        : this.redis.duplicate({ ...once, retryStrategy: () => null });
       // Failures reach the caller as rejected commands; the event would only repeat them.
       redis.on('error', () => undefined);
       try {
@@ -291,7 +314,7 @@ export class FlowAdder {
         redis.disconnect();
         throw new UnavailableError(`Redis is unavailable: ${(err as Error).message}`);
       }
-      const flows = new SerializedFlowProducer({ connection: redis, prefix: this.prefix });
+      const flows = new SerializedFlowProducer({ connection: redis, prefix: this.keys.prefix });
       flows.on('error', () => undefined); // as for the connection above
       await flows.waitUntilReady();
       return { redis, flows };
@@ -299,7 +322,7 @@ export class FlowAdder {
     return this.guarded;
   }
 
-  private async dispose(c: { redis: Redis; flows: FlowProducer }): Promise<void> {
+  private async dispose(c: { redis: RedisClient; flows: FlowProducer }): Promise<void> {
     await c.flows.close().catch(() => undefined); // closing a dead connection; nothing to lose
     c.redis.disconnect();
   }
@@ -307,7 +330,7 @@ export class FlowAdder {
   /** The flow rooted at `id` on `queueName`, as stored (children to 32 levels, 1000 per state). */
   async getFlow(queueName: string, id: string): Promise<JobNode | undefined> {
     try {
-      return await this.flows.getFlow({ id, queueName, prefix: this.prefix, depth: 32, maxChildren: 1000 });
+      return await this.flows.getFlow({ id, queueName, prefix: this.keys.queuePrefix(queueName), depth: 32, maxChildren: 1000 });
     } catch (err) {
       // BullMQ 6.7 reads the replies of getFlow's MULTI without looking at their errors, so a
       // read that failed (Redis too slow or gone) surfaces as a TypeError.
@@ -323,4 +346,9 @@ export class FlowAdder {
     if (current) await this.dispose(current);
     await this.flows.close();
   }
+}
+
+/** Every queue a flow's nodes are on, the root's first. */
+function queuesOf(n: FlowJob): string[] {
+  return [n.queueName, ...(n.children ?? []).flatMap(queuesOf)];
 }

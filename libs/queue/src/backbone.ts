@@ -1,17 +1,22 @@
 import type { Logger } from '@jobmesh/telemetry';
-import type { Redis, RedisOptions } from 'ioredis';
-import { checkMaxmemoryPolicy, closeConnection, createRedis, redisOptions, type RedisSettings, waitUntilReady } from './connection';
+import type { Cluster, RedisOptions } from 'ioredis';
+import { checkMaxmemoryPolicy, closeConnection, createRedis, isCluster, masters, type RedisClient, redisOptions, type RedisSettings, waitUntilReady } from './connection';
 import { QueueRegistry } from './registry';
 import type { CommonEnv, DeclaredQueue } from '@jobmesh/config';
 
 /** The Redis side of a Jobmesh process: connections, the queue registry, and their shutdown. */
 export interface Backbone {
   settings: RedisSettings;
-  /** Fail-fast connection for request paths. */
-  redis: Redis;
+  /** Fail-fast connection for request paths (a Cluster with REDIS_CLUSTER_NODES). */
+  redis: RedisClient;
   registry: QueueRegistry;
-  /** Options for connections BullMQ opens itself (QueueEvents, Workers): retry forever. */
-  workerConnection: RedisOptions;
+  /**
+   * What BullMQ's Workers and QueueEvents connect with: retry forever. On one server, options
+   * (BullMQ opens and closes its connections); on a cluster, where BullMQ needs a Cluster
+   * instance, one shared Cluster that BullMQ duplicates for its blocking reads and that the
+   * backbone closes. Make other connections from it with duplicateConnection.
+   */
+  workerConnection: RedisOptions | Cluster;
   /** True when Redis answers PING. */
   ping(): Promise<boolean>;
   /** Readiness: Redis answers and the queue registry is up to date; else why not. */
@@ -46,12 +51,15 @@ export async function openBackbone(opts: BackboneOptions): Promise<Backbone> {
   // The subscriber reconnects by itself, and the producer connection above reports the outage;
   // a listener is needed so that ioredis does not print every failed reconnect.
   subscriber.on('error', () => undefined);
+  const workers = isCluster(redis) ? (createRedis(settings, 'worker', 'jobmesh:worker') as Cluster) : undefined;
+  workers?.on('error', () => undefined); // reconnects by itself; the producer connection reports outages
   try {
     await waitUntilReady(redis, opts.connectTimeoutMs);
     await checkMaxmemoryPolicy(redis, opts.mode, logger);
   } catch (err) {
     redis.disconnect();
     subscriber.disconnect();
+    workers?.disconnect();
     throw err;
   }
   const registry = new QueueRegistry({ redis, subscriber, prefix: settings.prefix, logger });
@@ -64,19 +72,32 @@ export async function openBackbone(opts: BackboneOptions): Promise<Backbone> {
     settings,
     redis,
     registry,
-    workerConnection: redisOptions(settings, 'worker', 'jobmesh:worker'),
-    // A failed PING is the answer (false), not an error to report.
-    ping: async () => (await redis.ping().catch(() => '')) === 'PONG',
+    workerConnection: workers ?? redisOptions(settings, 'worker', 'jobmesh:worker'),
+    // A failed PING is the answer (false), not an error to report. On a cluster every master
+    // must answer: each holds the queues of its slots.
+    ping: async () => (await pingAll(redis)) === undefined,
     ready: async () => {
-      if ((await redis.ping().catch(() => '')) !== 'PONG') return { ok: false, reason: 'Redis is not reachable' };
+      const down = await pingAll(redis);
+      if (down !== undefined) return { ok: false, reason: down };
       if (!registry.upToDate) return { ok: false, reason: 'the queue registry is being reloaded after a Redis reconnect' };
       return { ok: true };
     },
     close: async () => {
       await registry.close();
-      await Promise.all([closeConnection(redis), closeConnection(subscriber)]);
+      await Promise.all([closeConnection(redis), closeConnection(subscriber), ...(workers ? [closeConnection(workers)] : [])]);
     },
   };
+}
+
+/** Undefined when Redis (every master of a cluster) answers PING; else what does not. */
+async function pingAll(redis: RedisClient): Promise<string | undefined> {
+  if (!isCluster(redis)) return (await redis.ping().catch(() => '')) === 'PONG' ? undefined : 'Redis is not reachable';
+  if (redis.status !== 'ready') return `the Redis Cluster connection is ${redis.status}`;
+  const nodes = masters(redis);
+  if (!nodes.length) return 'the Redis Cluster has no reachable master';
+  const replies = await Promise.all(nodes.map((n) => n.ping().catch(() => '')));
+  const down = nodes.filter((_, i) => replies[i] !== 'PONG').map((n) => `${n.options.host}:${n.options.port}`);
+  return down.length ? `Redis Cluster master(s) ${down.join(', ')} not reachable` : undefined;
 }
 
 /**
@@ -89,6 +110,7 @@ export function openBackboneFromEnv(env: CommonEnv, logger: Logger, declared: De
       url,
       sentinels: env.REDIS_SENTINELS,
       masterName: env.REDIS_MASTER_NAME,
+      clusterNodes: env.REDIS_CLUSTER_NODES,
       prefix: env.JOBMESH_REDIS_PREFIX,
       commandTimeoutMs: env.JOBMESH_REDIS_COMMAND_TIMEOUT,
     },

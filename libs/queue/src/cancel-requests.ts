@@ -1,7 +1,7 @@
 // The worker side of CancelJob for active jobs: requests published on the cancel channel, and
 // their stored copies for requests published while the subscription was down.
 import type { Logger } from '@jobmesh/telemetry';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection';
 import type { Backbone } from './backbone';
 import type { CancelRequest } from './cancellation';
 import { closeConnection, createRedis } from './connection';
@@ -12,7 +12,7 @@ import { closeConnection, createRedis } from './connection';
  * (storedReasons) for the jobs running here.
  */
 export class CancelRequests {
-  private readonly subscriber: Redis;
+  private readonly subscriber: RedisClient;
 
   constructor(
     private readonly backbone: Pick<Backbone, 'settings' | 'redis' | 'registry'>,

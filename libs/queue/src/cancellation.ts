@@ -1,5 +1,5 @@
 import * as pb from '@jobmesh/contracts';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection';
 import { queueJobEvent } from './events';
 import type { Keys } from './keys';
 
@@ -11,7 +11,7 @@ export const CANCELLED_TTL_MS = 7 * 24 * 3_600_000;
  * index of cancelled jobs, the end of any pending cancel request, and a `cancelled` event on the
  * queue's event stream (WatchJob ends on it). Used by CancelJob and by workers that abort a job.
  */
-export async function recordCancelled(redis: Redis, keys: Keys, job: pb.Job, reason: string): Promise<pb.Job> {
+export async function recordCancelled(redis: RedisClient, keys: Keys, job: pb.Job, reason: string): Promise<pb.Job> {
   const record = cancelledRecord(job, reason);
   const now = Date.now();
   const multi = redis
@@ -37,7 +37,7 @@ function cancelledRecord(job: pb.Job, reason: string): pb.Job {
  * BullMQ no longer holds the job: while it does (the removal did not happen, or the job was
  * locked by a worker), the record is ignored (`isCancelledRecordInForce`).
  */
-export async function recordCancelledAhead(redis: Redis, keys: Keys, job: pb.Job, reason: string): Promise<void> {
+export async function recordCancelledAhead(redis: RedisClient, keys: Keys, job: pb.Job, reason: string): Promise<void> {
   const record = { ...pb.Job.toJSON(cancelledRecord(job, reason)) as object, [AHEAD]: true };
   await redis.set(keys.cancelled(job.queue, job.id), JSON.stringify(record), 'PX', CANCELLED_TTL_MS);
 }
@@ -51,7 +51,7 @@ export function isCancelledRecordInForce(json: string, bullHoldsJob: boolean): b
 }
 
 /** The stored record of a cancelled job, if there is one. */
-export async function readCancelled(redis: Redis, keys: Keys, queue: string, id: string): Promise<pb.Job | undefined> {
+export async function readCancelled(redis: RedisClient, keys: Keys, queue: string, id: string): Promise<pb.Job | undefined> {
   const json = await redis.get(keys.cancelled(queue, id));
   return json ? pb.Job.fromJSON(JSON.parse(json)) : undefined;
 }

@@ -1,7 +1,9 @@
 // Child jobs added to a parent that already exists (a running job's ctx.runChildren).
 import { createHash } from 'node:crypto';
+import { FailedPreconditionError } from '@jobmesh/core';
 import { FlowProducer, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection';
+import type { Keys } from './keys';
 
 /** One child to add: its queue, name, data and BullMQ options (without `parent`). */
 export interface NewChildJob {
@@ -12,21 +14,29 @@ export interface NewChildJob {
 }
 
 /** One FlowProducer per connection: it holds no connection of its own (the shared one is used). */
-const producers = new WeakMap<Redis, FlowProducer>();
+const producers = new WeakMap<RedisClient, FlowProducer>();
 
 /**
  * Adds child jobs to an existing parent, all or none: one BullMQ flow call, which is a single
  * MULTI across every queue involved. `parent.queue` is the parent's qualified queue name
- * ("<prefix>:<queue>"). Resolves with the children's ids, in order.
+ * ("<queue prefix>:<queue>"), `parentQueue` its plain name. Resolves with the children's ids, in
+ * order. On a Redis Cluster that MULTI must stay in the parent's queue's slot: children on
+ * another queue are refused (FailedPreconditionError), nothing added.
  */
-export async function addChildJobs(redis: Redis, prefix: string, parent: { id: string; queue: string }, children: NewChildJob[]): Promise<string[]> {
+export async function addChildJobs(redis: RedisClient, keys: Keys, parent: { id: string; queue: string }, parentQueue: string, children: NewChildJob[]): Promise<string[]> {
   if (!children.length) return [];
+  const other = keys.cluster ? children.find((c) => c.queue !== parentQueue) : undefined;
+  if (other) {
+    throw new FailedPreconditionError(
+      `children on queue "${other.queue}" cannot be added to a job of queue "${parentQueue}" on a Redis Cluster: each queue's keys are in a hash slot of their own, and a parent and its children are written in one transaction, which Redis Cluster runs only within one slot. Add the children to the parent's own queue`,
+    );
+  }
   let flows = producers.get(redis);
   if (!flows) {
-    flows = new FlowProducer({ connection: redis, prefix, skipWaitingForReady: true });
+    flows = new FlowProducer({ connection: redis, prefix: keys.prefix, skipWaitingForReady: true });
     producers.set(redis, flows);
   }
-  const nodes = await flows.addBulk(children.map((c) => ({ name: c.name, queueName: c.queue, data: c.data, prefix, opts: { ...c.opts, parent } })));
+  const nodes = await flows.addBulk(children.map((c) => ({ name: c.name, queueName: c.queue, data: c.data, prefix: keys.queuePrefix(c.queue), opts: { ...c.opts, parent } })));
   return nodes.map((n, i) => n.job.id ?? children[i]!.opts.jobId ?? '');
 }
 

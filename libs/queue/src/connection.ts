@@ -1,6 +1,13 @@
 import { UnavailableError } from '@jobmesh/core';
 import type { Logger } from '@jobmesh/telemetry';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
+
+/**
+ * A connection to Redis: one server (standalone, or the master Sentinel names) or a Redis Cluster.
+ * Both speak the same commands; a Cluster routes each by its key's hash slot, and needs every
+ * key of one script, transaction or pipeline in one slot (see Keys).
+ */
+export type RedisClient = Redis | Cluster;
 
 export interface RedisSettings {
   /** redis:// or rediss:// URL; user and password may be in it. @default redis://127.0.0.1:6379 */
@@ -8,6 +15,11 @@ export interface RedisSettings {
   /** Sentinel endpoints "host:port,host:port"; with `masterName`, used instead of `url`. */
   sentinels?: string;
   masterName?: string;
+  /**
+   * Redis Cluster seed nodes "host:port,host:port"; used instead of `url` (whose user, password
+   * and rediss:// still apply to every node).
+   */
+  clusterNodes?: string;
   /** Prefix of every key. @default jobmesh */
   prefix: string;
   /** A command slower than this fails. @default 5000 */
@@ -73,11 +85,76 @@ export function redisOptions(settings: RedisSettings, role: ConnectionRole, name
   };
 }
 
-/** A new ioredis connection for `role`. The caller closes it. */
-export function createRedis(settings: RedisSettings, role: ConnectionRole, name?: string): Redis {
+/** The Redis Cluster seed nodes of `settings`, or undefined when it names no cluster. */
+export function clusterNodes(settings: RedisSettings): Array<{ host: string; port: number }> | undefined {
+  if (!settings.clusterNodes) return undefined;
+  if (settings.sentinels) throw new Error('REDIS_CLUSTER_NODES and REDIS_SENTINELS exclude each other: a Redis Cluster has no Sentinel');
+  return settings.clusterNodes.split(',').map((hp) => {
+    const cut = hp.trim().lastIndexOf(':');
+    return { host: hp.trim().slice(0, cut).replace(/^\[|\]$/g, ''), port: Number(hp.trim().slice(cut + 1)) };
+  });
+}
+
+/**
+ * ioredis Cluster options for `role`: each node connection gets the role's options (and the
+ * URL's credentials and TLS); the offline queue and retries are the Cluster's own.
+ */
+export function clusterOptions(settings: RedisSettings, role: ConnectionRole, name?: string): ClusterOptions {
+  const node = redisOptions({ ...settings, clusterNodes: undefined, sentinels: undefined }, role, name);
+  // The seed nodes replace host, port and db (a Cluster has only db 0).
+  const { host: _host, port: _port, db: _db, retryStrategy: _retry, tls, ...redisOpts } = node;
+  return {
+    // TLS with each node's own name (Node's default), not REDIS_URL's host.
+    redisOptions: { ...redisOpts, ...(tls && { tls: {} }) },
+    // Every read goes to the master: a replica may lag, and BullMQ reads what it just wrote.
+    scaleReads: 'master',
+    clusterRetryStrategy: (times) => Math.min(times * 200, 2000),
+    enableOfflineQueue: role !== 'producer',
+    enableReadyCheck: true,
+    ...(role === 'producer' ? { maxRedirections: 16, retryDelayOnFailover: 100 } : {}),
+  };
+}
+
+/** A new ioredis connection (or Cluster) for `role`. The caller closes it. */
+export function createRedis(settings: RedisSettings, role: ConnectionRole, name?: string): RedisClient {
+  const nodes = clusterNodes(settings);
+  if (nodes) return new Cluster(nodes, clusterOptions(settings, role, name));
   const redis = new Redis(redisOptions(settings, role, name));
   if (role === 'producer') failUnansweredOnClose(redis);
   return redis;
+}
+
+/** True when `redis` is a Redis Cluster connection. */
+export function isCluster(redis: RedisClient): redis is Cluster {
+  return (redis as Cluster).isCluster === true;
+}
+
+/** The masters of `redis`: every master of a cluster, else the one server. */
+export function masters(redis: RedisClient): Redis[] {
+  return isCluster(redis) ? redis.nodes('master') : [redis];
+}
+
+/** A new connection like `like` (same server or cluster, same options), named `name`; the caller closes it. */
+export function duplicateConnection(like: RedisOptions | Cluster, name: string): RedisClient {
+  if (like instanceof Cluster) return like.duplicate(undefined, { redisOptions: { ...like.options.redisOptions, connectionName: name } });
+  return new Redis({ ...like, connectionName: name });
+}
+
+/**
+ * Runs `commands` ([name, ...args], each with its key first) in one round trip where Redis
+ * allows it: as a pipeline on one server; on a cluster, where a pipeline must stay in one hash
+ * slot and these keys may not, as separate commands sent together. Answers as a pipeline does.
+ */
+export async function runEach(redis: RedisClient, commands: Array<[string, ...(string | number)[]]>): Promise<Array<[Error | null, unknown]>> {
+  if (!isCluster(redis)) return ((await redis.pipeline(commands).exec()) ?? []) as Array<[Error | null, unknown]>;
+  return Promise.all(
+    commands.map(([name, ...args]) =>
+      redis.call(name, ...args).then(
+        (v): [Error | null, unknown] => [null, v],
+        (err: Error): [Error | null, unknown] => [err, null],
+      ),
+    ),
+  );
 }
 
 /**
@@ -102,7 +179,7 @@ function failUnansweredOnClose(redis: Redis): void {
  * drops it at once. A QUIT on a connection that is reconnecting waits behind whatever is in its
  * offline queue (a SUBSCRIBE, say) until Redis is back, which with Redis gone is never.
  */
-export async function closeConnection(c: Redis): Promise<void> {
+export async function closeConnection(c: RedisClient): Promise<void> {
   if (c.status !== 'ready') {
     c.disconnect();
     return;
@@ -110,7 +187,7 @@ export async function closeConnection(c: Redis): Promise<void> {
   await c.quit().catch(() => c.disconnect());
 }
 
-export async function waitUntilReady(redis: Redis, timeoutMs = 10_000): Promise<void> {
+export async function waitUntilReady(redis: RedisClient, timeoutMs = 10_000): Promise<void> {
   if (redis.status === 'ready') return;
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -129,16 +206,21 @@ export async function waitUntilReady(redis: Redis, timeoutMs = 10_000): Promise<
   });
 }
 
-function describe(redis: Redis): string {
+function describe(redis: RedisClient): string {
+  if (isCluster(redis)) return 'the Redis Cluster of REDIS_CLUSTER_NODES';
   const o = redis.options;
   return o.sentinels ? `sentinel master ${o.name}` : `${o.host}:${o.port}`;
 }
 
 /**
  * BullMQ loses jobs if Redis evicts keys. In production a policy other than `noeviction` is a
- * start-up error; in development it is a warning.
+ * start-up error; in development it is a warning. On a cluster, every master is asked.
  */
-export async function checkMaxmemoryPolicy(redis: Redis, mode: 'development' | 'production', logger: Logger): Promise<void> {
+export async function checkMaxmemoryPolicy(redis: RedisClient, mode: 'development' | 'production', logger: Logger): Promise<void> {
+  for (const node of masters(redis)) await checkNodeMaxmemoryPolicy(node, mode, logger, isCluster(redis) ? ` on cluster master ${node.options.host}:${node.options.port}` : '');
+}
+
+async function checkNodeMaxmemoryPolicy(redis: Redis, mode: 'development' | 'production', logger: Logger, where: string): Promise<void> {
   let policy: string | undefined;
   try {
     const reply = (await redis.config('GET', 'maxmemory-policy')) as string[];
@@ -149,7 +231,7 @@ export async function checkMaxmemoryPolicy(redis: Redis, mode: 'development' | '
     return;
   }
   if (policy === undefined || policy === 'noeviction') return;
-  const message = `Redis maxmemory-policy is "${policy}": Redis may evict job keys and lose jobs. Set it to noeviction (CONFIG SET maxmemory-policy noeviction).`;
+  const message = `Redis maxmemory-policy is "${policy}"${where}: Redis may evict job keys and lose jobs. Set it to noeviction (CONFIG SET maxmemory-policy noeviction).`;
   if (mode === 'production') throw new Error(message);
   logger.warn(message);
 }
@@ -162,7 +244,17 @@ export interface RedisMemory {
   policy: string;
 }
 
-export async function redisMemory(redis: Redis): Promise<RedisMemory> {
+/**
+ * Redis's memory figures. On a cluster, those of the fullest master (the highest share of its
+ * maxmemory, else the most used): the one that refuses writes first.
+ */
+export async function redisMemory(redis: RedisClient): Promise<RedisMemory> {
+  const all = await Promise.all(masters(redis).map(nodeMemory));
+  const share = (m: RedisMemory): number => (m.maxBytes ? m.usedBytes / m.maxBytes : 0);
+  return all.reduce((a, b) => (share(b) > share(a) || (share(b) === share(a) && b.usedBytes > a.usedBytes) ? b : a));
+}
+
+async function nodeMemory(redis: Redis): Promise<RedisMemory> {
   const info = await redis.info('memory');
   const field = (name: string): string => new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim() ?? '';
   return { usedBytes: Number(field('used_memory')) || 0, maxBytes: Number(field('maxmemory')) || 0, policy: field('maxmemory_policy') };

@@ -1,8 +1,9 @@
 import * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError, NotFoundError, type RetentionSpec, type SeverityName } from '@jobmesh/core';
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Cluster, RedisOptions } from 'ioredis';
 import type { Backbone } from './backbone';
-import { closeConnection } from './connection';
+import { closeConnection, duplicateConnection, isCluster, type RedisClient } from './connection';
+import { appendJobEvent } from './events';
 import { deadLetterId } from './dead-letters';
 import type { Keys } from './keys';
 import { severityToProto } from './proto-mapping';
@@ -55,11 +56,12 @@ export interface DeadLetterFilter {
 
 // The store's scripts (libs/queue/lua/dlq-*.lua). Batch operations cost one call of each script
 // they use whatever the batch size, and their keys are built in the script from the prefixes of
-// Keys (with a Cluster hash-tag prefix, all in one slot).
+// Keys (on a Redis Cluster, all in the dead letters' slot, which the index's key names).
 const CAPTURE = new LuaScript<string[], string[]>('dlq-capture-9');
-const INSPECT = new LuaScript<[], string[]>('dlq-inspect-0');
+const STORE = new LuaScript<string[], string[]>('dlq-store-7');
+const INSPECT = new LuaScript<[index: string], string[]>('dlq-inspect-1');
 const PURGE = new LuaScript<[index: string, counts: string, jobs: string], string[]>('dlq-purge-3');
-const QUARANTINE = new LuaScript<[], string[]>('dlq-quarantine-0');
+const QUARANTINE = new LuaScript<[index: string], string[]>('dlq-quarantine-1');
 const ADD_REPLAY = new LuaScript<[record: string], [replay: string, queue: string, jobId: string]>('dlq-add-replay-1');
 const PAGE = new LuaScript<[index: string], [min: string, max: string, limit: number, score: string, id: string]>('dlq-page-1');
 
@@ -111,11 +113,11 @@ const RETENTION_BATCH = 1000;
  */
 export class DeadLetterStore {
   private readonly keys: Keys;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly registry: QueueRegistry;
-  private readonly subscriberConnection: RedisOptions;
+  private readonly subscriberConnection: RedisOptions | Cluster;
   private readonly listeners = new Set<(d: pb.DeadLetter) => void>();
-  private subscriber: Promise<Redis> | undefined;
+  private subscriber: Promise<RedisClient> | undefined;
 
   /** On the backbone's fail-fast connection; new dead letters are heard on a connection of its own. */
   constructor(backbone: Pick<Backbone, 'redis' | 'registry' | 'workerConnection'>) {
@@ -134,7 +136,7 @@ export class DeadLetterStore {
     this.listeners.add(listener);
     if (!this.subscriber) {
       // Its own connection: a subscribed connection runs no other command.
-      const sub = new Redis({ ...this.subscriberConnection, connectionName: 'jobmesh:dlq-sub' });
+      const sub = duplicateConnection(this.subscriberConnection, 'jobmesh:dlq-sub');
       // It reconnects by itself; its outages are reported by the service's main connection.
       sub.on('error', () => undefined);
       sub.on('message', (_channel: string, id: string) => {
@@ -200,31 +202,40 @@ export class DeadLetterStore {
       quarantine_reason: d.quarantine ?? '',
       replays: '[]',
     };
-    const created = await CAPTURE.run(
-      this.redis,
-      [
-        this.keys.deadLetter(id),
-        this.keys.deadLetterIndex,
-        this.keys.deadLetterQueueIndex(d.queue),
-        this.keys.deadLetterCategoryIndex(d.category),
-        this.keys.deadLetterCounts,
-        this.keys.deadLetterJobs,
-        this.keys.deadLetterOutbox,
-        this.keys.events(d.queue),
-        this.registry.bullQueue(d.queue).keys.failed!,
-      ],
-      [
-        String(d.at.getTime()),
-        id,
-        fields.counter!,
-        `${d.queue}:${d.job.id}`,
-        String(Date.now()),
-        this.keys.deadLetterChannel,
-        d.job.id,
-        d.job.failureReason,
-        ...Object.entries(fields).flat(),
-      ],
-    );
+    const keys = [
+      this.keys.deadLetter(id),
+      this.keys.deadLetterIndex,
+      this.keys.deadLetterQueueIndex(d.queue),
+      this.keys.deadLetterCategoryIndex(d.category),
+      this.keys.deadLetterCounts,
+      this.keys.deadLetterJobs,
+      this.keys.deadLetterOutbox,
+    ];
+    const args = [
+      String(d.at.getTime()),
+      id,
+      fields.counter!,
+      `${d.queue}:${d.job.id}`,
+      String(Date.now()),
+      this.keys.deadLetterChannel,
+      d.job.id,
+      d.job.failureReason,
+      ...Object.entries(fields).flat(),
+    ];
+    const failed = this.registry.bullQueue(d.queue).keys.failed!;
+    let created: unknown;
+    if (!isCluster(this.redis)) {
+      created = await CAPTURE.run(this.redis, [...keys, this.keys.events(d.queue), failed], args);
+    } else {
+      // The failed set and the event stream are in the queue's slot, the dead letter in the dead
+      // letters': check, store, announce in three steps. A retry or removal between the check
+      // and the store leaves a dead letter of a failure BullMQ no longer holds (as if it had been
+      // retried after capture); a crash between the store and the event leaves WatchJob without
+      // its 'dead-lettered' event (GetJob still answers DEAD_LETTERED from the link).
+      if ((await this.redis.zscore(failed, d.job.id)) !== args[0]) return { id, outcome: 'gone' };
+      created = await STORE.run(this.redis, keys, args);
+      if (created === 1) await appendJobEvent(this.redis, this.keys, d.queue, d.job.id, 'dead-lettered', { reason: d.job.failureReason });
+    }
     const outcome = ({ 1: 'created', 0: 'exists', [-1]: 'taken', [-2]: 'gone' } as const)[created as 1 | 0 | -1 | -2];
     return { id, outcome };
   }
@@ -256,10 +267,22 @@ export class DeadLetterStore {
    */
   async inspect(ids: string[], { copies = false } = {}): Promise<Array<DeadLetterFacts | undefined>> {
     if (!ids.length) return [];
+    // On a cluster each failed set is in its queue's slot, out of the script's reach: asked after.
+    const cluster = isCluster(this.redis);
     const args = [this.keys.deadLetter('')];
-    for (const id of ids) args.push(id, copies ? this.failedKeyOf(id) : '');
-    const res = (await INSPECT.run(this.redis, [], args)) as Array<0 | [string, string, string, string, number]>;
-    return res.map((r) => (r === 0 ? undefined : { queue: r[0], category: r[1], at: Number(r[2]), quarantined: r[3] === '1', held: r[4] === 1 }));
+    for (const id of ids) args.push(id, copies && !cluster ? this.failedKeyOf(id) : '');
+    const res = (await INSPECT.run(this.redis, [this.keys.deadLetterIndex], args)) as Array<0 | [string, string, string, string, number]>;
+    const facts = res.map((r) => (r === 0 ? undefined : { queue: r[0], category: r[1], at: Number(r[2]), quarantined: r[3] === '1', held: r[4] === 1 }));
+    if (copies && cluster) {
+      await Promise.all(
+        facts.map(async (f, i) => {
+          if (!f) return;
+          const { jobId } = splitDeadLetterId(ids[i]!);
+          f.held = (await this.redis.zscore(this.failedKeyOf(ids[i]!), jobId)) === String(f.at);
+        }),
+      );
+    }
+    return facts;
   }
 
   /** The BullMQ failed set of the queue a dead letter id names (queue names have no ':'). */
@@ -389,7 +412,7 @@ export class DeadLetterStore {
    * nothing changes. Returns how many changed.
    */
   async quarantine(ids: string[], quarantined: boolean, reason: string): Promise<number> {
-    const r = (await QUARANTINE.run(this.redis, [], [this.keys.deadLetter(''), quarantined ? '1' : '0', reason, ...new Set(ids)])) as number | [string, string];
+    const r = (await QUARANTINE.run(this.redis, [this.keys.deadLetterIndex], [this.keys.deadLetter(''), quarantined ? '1' : '0', reason, ...new Set(ids)])) as number | [string, string];
     if (Array.isArray(r)) throw new DeadLetterNotFoundError(r[1]);
     return r;
   }

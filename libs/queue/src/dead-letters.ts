@@ -1,5 +1,5 @@
 import * as pb from '@jobmesh/contracts';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection';
 import type { Keys } from './keys';
 
 /**
@@ -44,7 +44,7 @@ export interface DeadLetteredJob extends DeadLetterLink {
  * The latest dead letter of a job, if it has one (services/dead-letter writes it). The scheduler
  * reads it so that GetJob answers DEAD_LETTERED, also after BullMQ's copy was removed.
  */
-export async function readDeadLettered(redis: Redis, keys: Keys, queue: string, jobId: string): Promise<DeadLetteredJob | undefined> {
+export async function readDeadLettered(redis: RedisClient, keys: Keys, queue: string, jobId: string): Promise<DeadLetteredJob | undefined> {
   const link = decodeDeadLetterLink(await redis.hget(keys.deadLetterJobs, `${queue}:${jobId}`));
   if (!link) return undefined;
   const json = await redis.hget(keys.deadLetter(link.id), 'job');
@@ -54,7 +54,7 @@ export async function readDeadLettered(redis: Redis, keys: Keys, queue: string, 
 }
 
 /** The dead-letter links of `jobIds` of `queue` that have one: job id → link. */
-export async function deadLetterLinks(redis: Redis, keys: Keys, queue: string, jobIds: string[]): Promise<Map<string, DeadLetterLink>> {
+export async function deadLetterLinks(redis: RedisClient, keys: Keys, queue: string, jobIds: string[]): Promise<Map<string, DeadLetterLink>> {
   const out = new Map<string, DeadLetterLink>();
   if (!jobIds.length) return out;
   const values = await redis.hmget(keys.deadLetterJobs, ...jobIds.map((j) => `${queue}:${j}`));

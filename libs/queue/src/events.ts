@@ -1,4 +1,5 @@
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
+import type { RedisClient } from './connection';
 import type { Keys } from './keys';
 
 /** How many entries a queue's event stream keeps (approximately), as BullMQ's default does. */
@@ -13,6 +14,8 @@ export interface JobEventFields {
   cancelled: { reason: string };
   log: { message: string };
   requeued: { reason: string };
+  /** Written by dlq-capture-9 (or, on a Redis Cluster, by DeadLetterStore after dlq-store-7). */
+  'dead-lettered': { reason: string };
 }
 
 /** The XADD arguments of one of Jobmesh's job events on `queue`'s event stream. */
@@ -21,7 +24,7 @@ export function jobEventArgs<E extends keyof JobEventFields>(keys: Keys, queue: 
 }
 
 /** Appends one of Jobmesh's job events to `queue`'s event stream. */
-export function appendJobEvent<E extends keyof JobEventFields>(redis: Redis, keys: Keys, queue: string, jobId: string, event: E, fields: JobEventFields[E]): Promise<unknown> {
+export function appendJobEvent<E extends keyof JobEventFields>(redis: RedisClient, keys: Keys, queue: string, jobId: string, event: E, fields: JobEventFields[E]): Promise<unknown> {
   return redis.call('XADD', ...jobEventArgs(keys, queue, jobId, event, fields));
 }
 

@@ -1,7 +1,8 @@
 import type * as pb from '@jobmesh/contracts';
 import { type RetentionSpec, settlesWithin } from '@jobmesh/core';
 import { type ConnectionOptions, Job as BullJob, QueueEvents } from 'bullmq';
-import type { Redis, RedisOptions } from 'ioredis';
+import type { Cluster, RedisOptions } from 'ioredis';
+import type { RedisClient } from './connection';
 import type { Backbone } from './backbone';
 import { deadLetterLinks, isDeadLetterOf } from './dead-letters';
 import { jobmeshOpts, toProtoJob } from './job-mapping';
@@ -66,9 +67,9 @@ const WATCH_CLOSE_MS = 2500;
  * and keep_failed applied to the jobs that are captured.
  */
 export class FailedJobs {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly registry: QueueRegistry;
-  private readonly watchConnection: RedisOptions;
+  private readonly watchConnection: RedisOptions | Cluster;
 
   constructor(backbone: Pick<Backbone, 'redis' | 'registry' | 'workerConnection'>) {
     this.redis = backbone.redis;
@@ -174,7 +175,7 @@ export class FailedJobs {
   watch(queue: string, onFailed: (jobId: string) => void, onError: (err: Error) => void, { sinceMs }: { sinceMs?: number } = {}): FailedJobsWatch {
     const events = new QueueEvents(queue, {
       connection: this.watchConnection as ConnectionOptions,
-      prefix: this.registry.keys.prefix,
+      prefix: this.registry.keys.queuePrefix(queue),
       blockingTimeout: 1000,
       ...(sinceMs === undefined ? {} : { lastEventId: `${Math.max(0, Math.floor(sinceMs))}-0` }),
     });

@@ -77,12 +77,17 @@ export class JobAdmin {
     const bull = this.bull(queue);
     // The state is asked before the data (each waits for BullMQ's connection once, so they go
     // out in this order): a job the state calls finished is read with its finishedOn.
-    const [bullState, job, cancelled, link] = await Promise.all([
+    const [bullState, job, recorded, link] = await Promise.all([
       bull.getJobState(id),
       bull.getJob(id),
       redis.get(keys.cancelled(queue, id)),
       redis.hget(keys.deadLetterJobs, `${queue}:${id}`),
     ]);
+    // The CANCELLED record may have been read before BullMQ's copy (BullMQ's reads wait a tick
+    // for its connection; on a Redis Cluster they may go out later still), and a job cancelled
+    // while active is recorded, then removed, in between. Read after the job was found gone,
+    // the record is there if the job was cancelled: one more read, only for a job BullMQ lacks.
+    const cancelled = recorded ?? (job ? null : await redis.get(keys.cancelled(queue, id)));
     const state = stateFromBull(bullState);
     if (job && state === 'delayed') {
       // BullMQ holds a job that waits for a processor as delayed; it is WAITING to its users.
@@ -120,14 +125,9 @@ export class JobAdmin {
     const job = await BullJob.fromId(this.bull(queue), id);
     if (!job) return [];
     const deps = await job.getDependencies();
-    const prefix = `${this.backbone.registry.keys.prefix}:`;
     const keys = [...Object.keys(deps.processed ?? {}), ...(deps.unprocessed ?? []), ...(deps.failed ?? []), ...Object.keys(deps.ignored ?? {})];
-    const refs = [...new Set(keys)].map((key) => {
-      // BullMQ names a child by its key, "<prefix>:<queue>:<id>"; queue names have no ':'.
-      const rest = key.startsWith(prefix) ? key.slice(prefix.length) : key;
-      const cut = rest.indexOf(':');
-      return { queue: rest.slice(0, cut), id: rest.slice(cut + 1) };
-    });
+    // BullMQ names a child by its key, "<queue prefix>:<queue>:<id>".
+    const refs = [...new Set(keys)].map((key) => this.backbone.registry.keys.jobOfKey(key));
     refs.sort((a, b) => (a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return refs.slice(0, max);
   }

@@ -57,7 +57,7 @@ export class JobEventReader {
     const last = await redis.xrevrange(registry.keys.events(queue), '+', '-', 'COUNT', 1);
     const events = new QueueEvents(queue, {
       connection: this.backbone.workerConnection as ConnectionOptions,
-      prefix: registry.keys.prefix,
+      prefix: registry.keys.queuePrefix(queue),
       lastEventId: last[0]?.[0] ?? '0-0',
       autorun: false,
       blockingTimeout: READ_BLOCK_MS,

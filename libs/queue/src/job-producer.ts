@@ -3,7 +3,7 @@
 import * as pb from '@jobmesh/contracts';
 import { type JobStateName, type ResolvedJobOptions, UnavailableError } from '@jobmesh/core';
 import type { FlowJob, Job as BullJob, JobNode, JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { isCluster, type RedisClient } from './connection';
 import { type AtomicJob, type AtomicOutcome, AtomicAdder, FlowAdder } from './atomic-enqueue';
 import type { Backbone } from './backbone';
 import { type JobData, SerializedJob } from './job-data';
@@ -66,14 +66,20 @@ export class JobProducer {
     idempotencyTtlMs: number,
     private readonly durable?: DurableAck,
   ) {
-    const commandTimeoutMs = backbone.redis.options.commandTimeout;
+    const redis = backbone.redis;
+    if (durable && isCluster(redis)) {
+      // WAIT counts the replicas of the one server the connection wrote to; a Cluster connection
+      // writes to many masters and sends WAIT to any of them, so it would confirm nothing.
+      throw new Error('JOBMESH_DURABLE_ACK is not supported with REDIS_CLUSTER_NODES: Redis WAIT confirms the writes of one connection to one master, and a cluster enqueue goes to the master of its queue\'s slot');
+    }
+    const commandTimeoutMs = isCluster(redis) ? redis.options.redisOptions?.commandTimeout : redis.options.commandTimeout;
     if (durable && commandTimeoutMs !== undefined && durable.timeoutMs >= commandTimeoutMs) {
       throw new Error(
         `JOBMESH_DURABLE_ACK_TIMEOUT (${durable.timeoutMs} ms) must be shorter than JOBMESH_REDIS_COMMAND_TIMEOUT (${commandTimeoutMs} ms): the wait for the replicas is one Redis command`,
       );
     }
     this.adder = new AtomicAdder(backbone.registry.keys, idempotencyTtlMs);
-    this.flows = new FlowAdder(backbone.redis, backbone.registry.keys.prefix, (redis) => this.replicated(redis));
+    this.flows = new FlowAdder(backbone.redis, backbone.registry.keys, (redis) => this.replicated(redis));
   }
 
   /** Adds one job to `queue` (not checked against the registry). */
@@ -107,7 +113,7 @@ export class JobProducer {
    * it in time: the caller is told it may not survive a failover, and a retry with the same
    * idempotency key finds the job rather than adding another.
    */
-  private async replicated(redis: Redis): Promise<void> {
+  private async replicated(redis: RedisClient): Promise<void> {
     if (!this.durable) return;
     const { replicas, timeoutMs } = this.durable;
     const confirmed = await redis.wait(replicas, timeoutMs);

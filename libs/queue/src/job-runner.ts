@@ -112,7 +112,7 @@ export class JobRunner {
     this.store = { redis: backbone.redis, keys: backbone.registry.keys };
     this.worker = new Worker(queue, (job, token) => this.run(job, token), {
       connection: backbone.workerConnection as ConnectionOptions,
-      prefix: backbone.registry.keys.prefix,
+      prefix: backbone.registry.keys.queuePrefix(queue),
       concurrency: opts.concurrency,
       lockDuration: opts.lockDurationMs,
       stalledInterval: opts.stalledIntervalMs,

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { type RedisClient, runEach } from './connection';
 import { queueJobEvent } from './events';
 import { type JobRunner, type RateLimit, rateLimitPollMs } from './job-runner';
 import type { Keys } from './keys';
@@ -52,7 +52,7 @@ function limitArgs(limit: RateLimit | undefined): [number, number] {
  */
 export class ProcessorWait {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly registry: QueueRegistry,
   ) {}
 
@@ -94,7 +94,7 @@ export class ProcessorWait {
   async waitingNames(queues: string[]): Promise<Map<string, Set<string>>> {
     const out = new Map<string, Set<string>>();
     if (!queues.length) return out;
-    const replies = (await this.redis.pipeline(queues.map((q) => ['smembers', this.keys.parkedNames(q)])).exec()) ?? [];
+    const replies = await runEach(this.redis, queues.map((q) => ['smembers', this.keys.parkedNames(q)]));
     queues.forEach((q, i) => {
       const [err, names] = replies[i] ?? [];
       if (err) throw err;
@@ -177,7 +177,7 @@ export class ProcessorWait {
   /** Of these (queue, name) pairs, those with jobs handed off: one round trip. */
   async handedOff(pairs: { queue: string; name: string }[]): Promise<{ queue: string; name: string }[]> {
     if (!pairs.length) return [];
-    const replies = (await this.redis.pipeline(pairs.map((p) => ['zcard', this.keys.handoff(p.queue, p.name)])).exec()) ?? [];
+    const replies = await runEach(this.redis, pairs.map((p) => ['zcard', this.keys.handoff(p.queue, p.name)]));
     return pairs.filter((_, i) => {
       const [err, n] = replies[i] ?? [];
       if (err) throw err;

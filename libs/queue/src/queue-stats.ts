@@ -1,13 +1,14 @@
-// What the monitor reads of every queue: counts by state in one script call for all queues, and
+// What the monitor reads of every queue: counts by state in one script call for all queues (one
+// per queue on a Redis Cluster, sent together), and
 // the last minute's completions, failures and processing times, which each worker-pool replica
 // adds up in memory and writes to Redis every couple of seconds (one pipelined write per replica
 // and queue, whatever the job rate), in 10-second slots that expire by themselves.
-import type { Redis } from 'ioredis';
+import { isCluster, type RedisClient, runEach } from './connection';
 import type { Keys } from './keys';
 import { LuaScript } from './scripts';
 
-const STATS = new LuaScript<[], (string | number)[]>('queue-stats-0');
-const NAME_BACKLOG = new LuaScript<[], (string | number)[]>('name-backlog-0');
+const STATS = new LuaScript<[slot: string], (string | number)[]>('queue-stats-1');
+const NAME_BACKLOG = new LuaScript<[slot: string], (string | number)[]>('name-backlog-1');
 
 /** How many jobs of each list a per-name count reads at most; beyond, it estimates from them. */
 export const NAME_SCAN_CAP = 1000;
@@ -88,14 +89,39 @@ export function quantileMs(buckets: number[], q: number): number | undefined {
 /** Counts and windows of queues, for the monitor. */
 export class QueueStatsReader {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
   ) {}
 
-  /** Every queue's counts in one script call (one round trip whatever the number of queues). */
+  /** The BullMQ key base of `queue` ("<queue prefix>:<queue>:"). */
+  private base(queue: string): string {
+    return `${this.keys.queuePrefix(queue)}:${queue}:`;
+  }
+
+  /**
+   * Every queue's counts in one round trip whatever the number of queues: one script call on
+   * one server; on a cluster one per queue (each in its slot) and the dead-letter counts (in
+   * theirs), sent together.
+   */
   async snapshots(queues: string[], now = Date.now()): Promise<QueueSnapshot[]> {
     if (!queues.length) return [];
-    const rows = (await STATS.run(this.redis, [], [this.keys.prefix, now, ...queues])) as number[][];
+    const args = (q: string, dlq: boolean): string[] => [this.base(q), this.keys.parkedNames(q), dlq ? this.keys.deadLetterQueueIndex(q) : ''];
+    let rows: number[][];
+    if (!isCluster(this.redis)) {
+      rows = (await STATS.run(this.redis, [this.base(queues[0]!) + 'meta'], [now, ...queues.flatMap((q) => args(q, true))])) as number[][];
+    } else {
+      const [counts, dead] = await Promise.all([
+        Promise.all(queues.map(async (q) => ((await STATS.run(this.redis, [this.base(q) + 'meta'], [now, ...args(q, false)])) as number[][])[0]!)),
+        runEach(this.redis, queues.map((q) => ['zcard', this.keys.deadLetterQueueIndex(q)])),
+      ]);
+      rows = counts.map((r, i) => {
+        const [err, n] = dead[i]!;
+        if (err) throw err;
+        const row = [...r];
+        row[8] = Number(n);
+        return row;
+      });
+    }
     return rows.map((r, i) => {
       const [waiting, delayed, dueDelayed, prioritized, active, waitingChildren, completed, failed, deadLettered, waitingForProcessor, paused, oldest] = r.map(Number);
       return {
@@ -113,7 +139,7 @@ export class QueueStatsReader {
    * longer list's count is scaled up from the share of those that have one of the names.
    */
   async nameBacklog(queue: string, names: string[], now = Date.now(), cap = NAME_SCAN_CAP): Promise<NameBacklog> {
-    const rows = (await NAME_BACKLOG.run(this.redis, [], [this.keys.prefix, now, queue, cap, ...names])) as number[][];
+    const rows = (await NAME_BACKLOG.run(this.redis, [this.base(queue) + 'meta'], [this.base(queue), this.keys.parkedNames(queue), now, cap, ...names])) as number[][];
     let estimated = false;
     const [waiting, prioritized, dueDelayed, active, parked] = rows.map(([matched, lookedAt, total]) => {
       if (!lookedAt) return 0;
@@ -123,13 +149,13 @@ export class QueueStatsReader {
     return { waiting: waiting!, prioritized: prioritized!, dueDelayed: dueDelayed!, active: active!, waitingForProcessor: parked!, estimated };
   }
 
-  /** Every queue's last minute, in one pipelined round trip. */
+  /** Every queue's last minute, in one pipelined round trip (commands sent together on a cluster). */
   async windows(queues: string[], now = Date.now()): Promise<QueueWindow[]> {
     if (!queues.length) return [];
     const current = Math.floor(now / SLOT_MS);
-    const pipeline = this.redis.pipeline();
-    for (const q of queues) for (let s = current - WINDOW_SLOTS + 1; s <= current; s++) pipeline.hgetall(this.keys.statsSlot(q, s));
-    const replies = (await pipeline.exec()) ?? [];
+    const commands: Array<[string, string]> = [];
+    for (const q of queues) for (let s = current - WINDOW_SLOTS + 1; s <= current; s++) commands.push(['hgetall', this.keys.statsSlot(q, s)]);
+    const replies = await runEach(this.redis, commands);
     const spanMs = now - (current - WINDOW_SLOTS + 1) * SLOT_MS;
     return queues.map((_, i) => {
       const w: QueueWindow = { completed: 0, failed: 0, spanMs, durations: new Array<number>(DURATION_BUCKETS_MS.length + 1).fill(0) };
@@ -160,7 +186,7 @@ export class WindowRecorder {
   private flushing: Promise<void> | undefined;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly onError: (err: Error) => void,
     private readonly flushMs = 2000,
@@ -195,15 +221,15 @@ export class WindowRecorder {
     if (!this.pending.size) return Promise.resolve();
     const batch = this.pending;
     this.pending = new Map();
-    const pipeline = this.redis.pipeline();
+    const commands: Array<[string, ...(string | number)[]]> = [];
     for (const [name, p] of batch) {
       const queue = name.split('\n')[0]!;
       const key = this.keys.statsSlot(queue, p.slot);
-      for (const [f, n] of p.fields) pipeline.hincrby(key, f, n);
-      pipeline.pexpire(key, SLOT_TTL_MS);
+      for (const [f, n] of p.fields) commands.push(['hincrby', key, f, n]);
+      commands.push(['pexpire', key, SLOT_TTL_MS]);
     }
-    this.flushing = pipeline
-      .exec()
+    // One pipeline; on a cluster, whose pipelines stay in one slot, the commands sent together.
+    this.flushing = runEach(this.redis, commands)
       .then(
         (replies) => {
           const err = replies?.find(([e]) => e)?.[0];

@@ -1,14 +1,14 @@
 import { AlreadyExistsError, QueueNotFoundError, type QueueSpec } from '@jobmesh/core';
 import type { Logger } from '@jobmesh/telemetry';
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { isCluster, masters, type RedisClient } from './connection';
 import { Keys } from './keys';
 
 export interface QueueRegistryOptions {
   /** Fail-fast connection for reads and writes. */
-  redis: Redis;
+  redis: RedisClient;
   /** A connection this registry may put into subscriber mode (it is not used for anything else). */
-  subscriber: Redis;
+  subscriber: RedisClient;
   prefix: string;
   logger: Logger;
 }
@@ -35,7 +35,7 @@ export class QueueRegistry {
   private closed = false;
 
   constructor(private readonly opts: QueueRegistryOptions) {
-    this.keys = new Keys(opts.prefix);
+    this.keys = new Keys(opts.prefix, isCluster(opts.redis));
   }
 
   /** Loads every queue and subscribes to changes made by other processes. */
@@ -179,13 +179,17 @@ export class QueueRegistry {
   private async deleteOwnKeys(name: string): Promise<void> {
     const { patterns, keys } = this.keys.ofQueue(name);
     await this.opts.redis.del(...keys);
-    for (const match of patterns) {
-      let cursor = '0';
-      do {
-        const [next, found] = await this.opts.redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
-        if (found.length) await this.opts.redis.unlink(...found);
-        cursor = next;
-      } while (cursor !== '0');
+    // SCAN reads one server; on a cluster the queue's keys are on the master of its slot, so
+    // each master is scanned (the others find nothing). The keys found share the queue's slot.
+    for (const node of masters(this.opts.redis)) {
+      for (const match of patterns) {
+        let cursor = '0';
+        do {
+          const [next, found] = await node.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+          if (found.length) await node.unlink(...found);
+          cursor = next;
+        } while (cursor !== '0');
+      }
     }
   }
 
@@ -207,7 +211,7 @@ export class QueueRegistry {
   bullQueue(name: string): Queue {
     let q = this.queues.get(name);
     if (!q) {
-      q = new Queue(name, { connection: this.opts.redis, prefix: this.opts.prefix, skipWaitingForReady: true });
+      q = new Queue(name, { connection: this.opts.redis, prefix: this.keys.queuePrefix(name), skipWaitingForReady: true });
       q.on('error', (err) => this.opts.logger.warn({ err: err.message, queue: name }, 'queue error'));
       this.queues.set(name, q);
     }

@@ -2,7 +2,7 @@
 import type * as pb from '@jobmesh/contracts';
 import type { JobStateName } from '@jobmesh/core';
 import type { Job as BullJob } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection';
 import { addChildJobs, type NewChildJob } from './children';
 import { appendJobEvent } from './events';
 import { type JobmeshOpts, jobmeshOpts, parentRef, toProtoJob } from './job-mapping';
@@ -13,7 +13,7 @@ export const STEPS_TTL_MS = 7 * 24 * 3_600_000;
 
 /** What a RunningJob needs of the backbone: the connection its own writes go through, and the keys. */
 export interface JobStore {
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
 }
 
@@ -155,7 +155,7 @@ export class RunningJob {
 
   /** Adds children to this job, all or none (see addChildJobs); resolves with their ids, in order. */
   addChildren(children: NewChildJob[]): Promise<string[]> {
-    return addChildJobs(this.store.redis, this.store.keys.prefix, { id: this.id, queue: this.job.queueQualifiedName }, children);
+    return addChildJobs(this.store.redis, this.store.keys, { id: this.id, queue: this.job.queueQualifiedName }, this.queue, children);
   }
 
   /**
@@ -168,10 +168,14 @@ export class RunningJob {
 
   /** The completed children's results, keyed "<queue>:<id>". */
   async childrenResults(): Promise<Record<string, unknown>> {
-    // BullMQ keys them by the child's Redis key, "<prefix>:<queue>:<id>"; the prefix is ours to hide.
+    // BullMQ keys them by the child's Redis key, "<queue prefix>:<queue>:<id>"; the prefix is ours to hide.
     const values: Record<string, unknown> = (await this.job.getChildrenValues()) ?? {};
-    const prefix = `${this.store.keys.prefix}:`;
-    return Object.fromEntries(Object.entries(values).map(([key, v]) => [key.startsWith(prefix) ? key.slice(prefix.length) : key, v]));
+    return Object.fromEntries(
+      Object.entries(values).map(([key, v]) => {
+        const { queue, id } = this.store.keys.jobOfKey(key);
+        return [`${queue}:${id}`, v];
+      }),
+    );
   }
 
   /**

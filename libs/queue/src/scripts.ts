@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
+import type { RedisClient } from './connection';
 
 /** Where the scripts live: libs/queue/lua, beside src/ and dist/ alike. */
 const LUA_DIR = join(__dirname, '..', 'lua');
@@ -33,7 +34,7 @@ export class LuaScript<Keys extends string[], Args extends (string | number)[]> 
     this.command = `jobmesh_${m[1]!.replace(/-/g, '_')}`;
   }
 
-  private define(redis: Redis): Runner {
+  private define(redis: RedisClient): Runner {
     const commands = redis as unknown as Record<string, Runner>;
     if (typeof commands[this.command] !== 'function') {
       this.lua ??= readScript(this.file);
@@ -43,7 +44,7 @@ export class LuaScript<Keys extends string[], Args extends (string | number)[]> 
   }
 
   /** Runs the script on `redis`. */
-  run(redis: Redis, keys: Keys, args: Args): Promise<unknown> {
+  run(redis: RedisClient, keys: Keys, args: Args): Promise<unknown> {
     if (keys.length !== this.numberOfKeys) throw new Error(`${this.file} takes ${this.numberOfKeys} keys, got ${keys.length}`);
     return this.define(redis)(...keys, ...args);
   }
@@ -52,7 +53,7 @@ export class LuaScript<Keys extends string[], Args extends (string | number)[]> 
    * Queues the script on a pipeline or transaction of `redis`. A pipeline has the commands defined
    * on `redis` when it was made; on one made before the script's first use, it goes as EVAL.
    */
-  queue(redis: Redis, pipeline: ChainableCommander, keys: Keys, args: Args): void {
+  queue(redis: RedisClient, pipeline: ChainableCommander, keys: Keys, args: Args): void {
     this.define(redis);
     const commands = pipeline as unknown as Record<string, ((...a: (string | number)[]) => unknown) | undefined>;
     const command = commands[this.command];

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { isCluster, type RedisClient } from './connection';
 import type { Keys } from './keys';
 
 /** How long a cached answer about other replicas is used. */
@@ -23,7 +23,7 @@ export class ServedDirectory {
   private published = new Map<string, ServedPair>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     readonly replica: string,
     private readonly ttlMs: number,
@@ -31,15 +31,23 @@ export class ServedDirectory {
 
   /**
    * Writes this replica's pairs (valid for the TTL, so a replica that dies drops out) and removes
-   * those it no longer serves, in one transaction. Returns the pairs it did not publish before.
+   * those it no longer serves, in one transaction (on a Redis Cluster, one per queue: each
+   * queue's hash is in its own slot). Returns the pairs it did not publish before.
    */
   async publish(served: ServedPair[]): Promise<ServedPair[]> {
     const until = String(Date.now() + this.ttlMs);
     const now = new Map(served.map((p) => [pairKey(p), p]));
-    const multi = this.redis.multi();
-    for (const p of now.values()) multi.hset(this.keys.served(p.queue), `${this.replica}|${p.name}`, until);
-    for (const [key, p] of this.published) if (!now.has(key)) multi.hdel(this.keys.served(p.queue), `${this.replica}|${p.name}`);
-    await multi.exec();
+    const perQueue = isCluster(this.redis);
+    const multis = new Map<string, ReturnType<RedisClient['multi']>>();
+    const multi = (queue: string): ReturnType<RedisClient['multi']> => {
+      const at = perQueue ? queue : '';
+      let m = multis.get(at);
+      if (!m) multis.set(at, (m = this.redis.multi()));
+      return m;
+    };
+    for (const p of now.values()) multi(p.queue).hset(this.keys.served(p.queue), `${this.replica}|${p.name}`, until);
+    for (const [key, p] of this.published) if (!now.has(key)) multi(p.queue).hdel(this.keys.served(p.queue), `${this.replica}|${p.name}`);
+    await Promise.all([...multis.values()].map((m) => m.exec()));
     const added = [...now].filter(([key]) => !this.published.has(key)).map(([, p]) => p);
     this.published = now;
     return added;

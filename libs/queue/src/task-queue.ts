@@ -50,7 +50,7 @@ export class TaskQueue<T> {
     private readonly opts: TaskQueueOptions,
   ) {
     if (!name.startsWith('_')) throw new Error(`a task queue's name starts with "_" (Jobmesh's own keys), got "${name}"`);
-    this.queue = new Queue(name, { connection: backbone.redis, prefix: backbone.registry.keys.prefix, skipWaitingForReady: true });
+    this.queue = new Queue(name, { connection: backbone.redis, prefix: backbone.registry.keys.queuePrefix(name), skipWaitingForReady: true });
     this.queue.on('error', (err) => opts.logger.warn({ err: err.message }, `${opts.what} queue error`));
   }
 
@@ -77,7 +77,7 @@ export class TaskQueue<T> {
       handler({ id: taskIdOf(job.id ?? ''), data: job.data as T, attempt: job.attemptsMade + 1, attempts: job.opts.attempts ?? 1 });
     this.worker = new Worker(this.name, runJob, {
       connection: this.backbone.workerConnection as ConnectionOptions,
-      prefix: this.backbone.registry.keys.prefix,
+      prefix: this.backbone.registry.keys.queuePrefix(this.name),
       concurrency,
     });
     this.worker.on('error', (err) => this.opts.logger.warn({ err: err.message }, `${this.opts.what} worker error`));

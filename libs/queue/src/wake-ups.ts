@@ -1,7 +1,7 @@
 // A worker-pool replica's wake channel: other replicas tell it that they handed it jobs of a
 // name it serves (ProcessorWait.handOff), so it takes them without anyone polling.
 import type { Logger } from '@jobmesh/telemetry';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection';
 import type { Backbone } from './backbone';
 import { closeConnection, createRedis } from './connection';
 
@@ -11,7 +11,7 @@ import { closeConnection, createRedis } from './connection';
  * (the jobs also come back to the queue by themselves, after HANDOFF_FALLBACK_MS).
  */
 export class WakeUps {
-  private readonly subscriber: Redis;
+  private readonly subscriber: RedisClient;
   private readonly channel: string;
 
   constructor(

@@ -1,5 +1,5 @@
 import * as pb from '@jobmesh/contracts';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection';
 import type { Keys } from './keys';
 
 /**
@@ -12,7 +12,7 @@ export class WorkerDirectory {
   private published = new Set<string>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     readonly replica: string,
     private readonly ttlMs: number,

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -284,6 +284,126 @@ export function freePort(): Promise<number> {
       server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
     });
   });
+}
+
+// ---- Redis Cluster ----
+
+/** A local Redis Cluster of masters only, for tests. */
+export interface RedisClusterHandle {
+  /** "127.0.0.1:p1,127.0.0.1:p2,…", as REDIS_CLUSTER_NODES takes it. */
+  nodes: string;
+  ports: number[];
+  /** The port of the master that holds `key`'s hash slot now. */
+  portOfKey(key: string): Promise<number>;
+  /** Stops every node (SIGTERM) and waits until they are gone. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `masters` redis-servers with `--cluster-enabled yes` on free loopback ports (below
+ * 55000, with port + 10000 free too: the cluster bus), joins them with `redis-cli --cluster
+ * create … --cluster-replicas 0`, and waits until every node says `cluster_state:ok`. Nodes are
+ * killed and their dirs removed when the process exits, as startRedis's are.
+ */
+export async function startRedisCluster({ masters = 3 } = {}): Promise<RedisClusterHandle> {
+  const dir = await mkdtemp(join(tmpdir(), 'jobmesh-redis-cluster-'));
+  tracked().dirs.add(dir);
+  const servers: LocalServer[] = [];
+  const ports: number[] = [];
+  try {
+    while (servers.length < masters) {
+      const port = await freeClusterPort(ports);
+      const nodeDir = join(dir, String(port));
+      mkdirSync(nodeDir);
+      const args = [...serverArgs(false, 'everysec'), '--cluster-enabled', 'yes', '--cluster-config-file', join(nodeDir, 'nodes.conf'), '--cluster-node-timeout', '5000'];
+      try {
+        servers.push(await launch(port, nodeDir, args));
+        ports.push(port);
+      } catch (err) {
+        if (!(err instanceof PortInUseError)) throw err;
+      }
+    }
+    await redisCli(['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes']);
+    await clusterOk(ports);
+  } catch (err) {
+    await Promise.all(servers.map((s) => s.terminate('SIGKILL')));
+    throw err;
+  }
+  return {
+    nodes: ports.map((p) => `127.0.0.1:${p}`).join(','),
+    ports,
+    async portOfKey(key) {
+      const client = new Redis({ host: '127.0.0.1', port: ports[0]!, lazyConnect: true, retryStrategy: () => null });
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        const slot = (await client.call('CLUSTER', 'KEYSLOT', key)) as number;
+        const ranges = (await client.call('CLUSTER', 'SLOTS')) as Array<[number, number, [string, number, ...unknown[]]]>;
+        const owner = ranges.find(([from, to]) => slot >= from && slot <= to);
+        if (!owner) throw new Error(`no node holds slot ${slot} of key ${key}`);
+        return Number(owner[2][1]);
+      } finally {
+        close(client);
+      }
+    },
+    stop: async () => {
+      await Promise.all(servers.map((s) => s.terminate('SIGTERM')));
+    },
+  };
+}
+
+/** A free loopback port below 55000 whose cluster bus port (+10000) is free too, not in `taken`. */
+async function freeClusterPort(taken: number[]): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 35_000);
+    if (taken.some((t) => Math.abs(t - port) < 2 || Math.abs(t + 10_000 - port) < 2 || Math.abs(t - 10_000 - port) < 2)) continue;
+    if ((await canListen(port)) && (await canListen(port + 10_000))) return port;
+  }
+  throw new Error('found no free port pair (port, port + 10000) for a Redis Cluster node');
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+function redisCli(args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('redis-cli', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    child.on('error', (err: NodeJS.ErrnoException) => reject(err.code === 'ENOENT' ? new Error('redis-cli is not on PATH: install it with `apt-get install redis-tools`') : err));
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`redis-cli ${args.join(' ')} exited with ${code}:\n${output}`))));
+  });
+}
+
+/** Polls every node until its CLUSTER INFO says cluster_state:ok; throws after 30 s. */
+async function clusterOk(ports: number[]): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const states = await Promise.all(
+      ports.map(async (port) => {
+        const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true, retryStrategy: () => null });
+        client.on('error', () => undefined);
+        try {
+          await client.connect();
+          return /cluster_state:ok/.test((await client.call('CLUSTER', 'INFO')) as string);
+        } catch {
+          return false;
+        } finally {
+          close(client);
+        }
+      }),
+    );
+    if (states.every(Boolean)) return;
+    if (Date.now() > deadline) throw new Error(`the Redis Cluster on ports ${ports.join(', ')} did not reach cluster_state:ok within 30 s`);
+    await sleep(100);
+  }
 }
 
 // ---- clean-up on exit ----

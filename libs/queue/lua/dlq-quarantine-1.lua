@@ -2,6 +2,8 @@
   Quarantines or releases dead letters, all or nothing: when one of them does not exist, nothing
   changes.
 
+  KEYS[1] the index of every dead letter: not read, it names the slot of the records (see
+          dlq-inspect-1)
   ARGV[1] the record key prefix ("<prefix>:_dlq:r:")
   ARGV[2] '1' to quarantine, '0' to release
   ARGV[3] the reason

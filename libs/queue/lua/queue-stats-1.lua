@@ -1,9 +1,14 @@
 --[[
   Reads what the monitor shows of each queue, for many queues in one call. Changes nothing.
 
-  ARGV[1] the key prefix (BullMQ's queue keys are "<prefix>:<queue>:...", Jobmesh's "<prefix>:_...")
-  ARGV[2] now, ms
-  ARGV[3..] queue names
+  KEYS[1] a key of the first queue (on one server, any key): not read, it names the slot the
+          script runs in. On a Redis Cluster each queue has a slot of its own, so the caller
+          asks one queue per call.
+  ARGV[1] now, ms
+  ARGV[2..] triples per queue: its BullMQ key base ("<queue prefix>:<queue>:"), its set of job
+          names waiting for a processor ("<queue prefix>:_parked:<queue>"), and its dead-letter
+          index ('' on a Redis Cluster, where that is in the dead letters' slot: dead_lettered
+          is then 0 and the caller counts it)
 
   Returns one entry per queue, in order:
     { waiting, delayed, due, prioritized, active, waiting_children, completed, failed,
@@ -16,14 +21,13 @@
   a prioritized job priority * 2^32 + its arrival counter).
 ]]
 local rcall = redis.call
-local prefix, now = ARGV[1], tonumber(ARGV[2])
+local now = tonumber(ARGV[1])
 local out = {}
-for i = 3, #ARGV do
-  local q = ARGV[i]
-  local b = prefix .. ':' .. q .. ':'
+for i = 2, #ARGV, 3 do
+  local b, parkedNames, dlq = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local parked = 0
-  for _, name in ipairs(rcall('SMEMBERS', prefix .. ':_parked:' .. q)) do
-    parked = parked + rcall('ZCARD', prefix .. ':_parked:' .. q .. ':' .. name)
+  for _, name in ipairs(rcall('SMEMBERS', parkedNames)) do
+    parked = parked + rcall('ZCARD', parkedNames .. ':' .. name)
   end
   -- A delayed job's score is its due time * 0x1000 plus an order within the millisecond.
   local dueBelow = now * 0x1000
@@ -57,7 +61,7 @@ for i = 3, #ARGV do
     rcall('ZCARD', b .. 'waiting-children'),
     rcall('ZCARD', b .. 'completed'),
     rcall('ZCARD', b .. 'failed'),
-    rcall('ZCARD', prefix .. ':_dlq:q:' .. q),
+    dlq ~= '' and rcall('ZCARD', dlq) or 0,
     parked,
     rcall('HEXISTS', b .. 'meta', 'paused'),
     oldest,

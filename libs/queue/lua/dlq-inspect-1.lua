@@ -2,8 +2,11 @@
   Reads what a batch operation needs to know of dead letters, in one call: whether each exists,
   and the fields that decide what happens to it. Changes nothing.
 
+  KEYS[1] the index of every dead letter: not read, it names the slot of the records (on a Redis
+          Cluster they all share it, and a script runs where its keys live)
   ARGV[1] the record key prefix ("<prefix>:_dlq:r:"; a record is that plus the dead letter id)
-  ARGV[2..] pairs: a dead letter id, and its queue's BullMQ failed set ('' when not wanted)
+  ARGV[2..] pairs: a dead letter id, and its queue's BullMQ failed set ('' when not wanted; always
+          '' on a Redis Cluster, where the failed set is in its queue's slot: the caller asks it)
 
   Returns one entry per pair, in order: 0 when the dead letter does not exist, else
   { queue, category, failure time, quarantined ('1'/'0'), held } where held is 1 when the

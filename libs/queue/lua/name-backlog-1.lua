@@ -2,9 +2,11 @@
   Counts one queue's backlog of some job names only, for scaling a worker deployment on the
   names it serves. Changes nothing.
 
-  ARGV[1] the key prefix
-  ARGV[2] now, ms
-  ARGV[3] the queue
+  KEYS[1] a key of the queue: not read, it names the queue's slot (on a Redis Cluster the script
+          runs where its keys live)
+  ARGV[1] the queue's BullMQ key base ("<queue prefix>:<queue>:")
+  ARGV[2] the queue's set of job names waiting for a processor ("<queue prefix>:_parked:<queue>")
+  ARGV[3] now, ms
   ARGV[4] how many jobs of each list to look at, at most (the rest is estimated from them)
   ARGV[5..] the job names
 
@@ -15,8 +17,7 @@
   out of active) is counted there only.
 ]]
 local rcall = redis.call
-local prefix, now, q, cap = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-local b = prefix .. ':' .. q .. ':'
+local b, parkedNames, now, cap = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local wanted = {}
 for i = 5, #ARGV do wanted[ARGV[i]] = true end
 
@@ -24,14 +25,14 @@ local function count(ids, total)
   local matched = 0
   for _, id in ipairs(ids) do
     local name = rcall('HGET', b .. id, 'name')
-    if name and wanted[name] and not rcall('ZSCORE', prefix .. ':_parked:' .. q .. ':' .. name, id) then matched = matched + 1 end
+    if name and wanted[name] and not rcall('ZSCORE', parkedNames .. ':' .. name, id) then matched = matched + 1 end
   end
   return { matched, #ids, total }
 end
 
 local dueBelow = now * 0x1000
 local parked = 0
-for i = 5, #ARGV do parked = parked + rcall('ZCARD', prefix .. ':_parked:' .. q .. ':' .. ARGV[i]) end
+for i = 5, #ARGV do parked = parked + rcall('ZCARD', parkedNames .. ':' .. ARGV[i]) end
 
 return {
   -- The wait list's oldest jobs are at its tail.
