@@ -115,4 +115,23 @@ describe('commonEnvSchema', () => {
       );
     }
   });
+
+  it('takes Sentinel endpoints with or without a port, and treats empty Sentinel settings as unset', () => {
+    const env = parseEnv(commonEnvSchema, { REDIS_SENTINELS: '10.0.0.1:26379, [::1]:26380,sentinel-c', REDIS_MASTER_NAME: 'jobmesh' });
+    expect(env).toMatchObject({ REDIS_SENTINELS: '10.0.0.1:26379, [::1]:26380,sentinel-c', REDIS_MASTER_NAME: 'jobmesh' });
+    const empty = parseEnv(commonEnvSchema, { REDIS_SENTINELS: '', REDIS_MASTER_NAME: '' });
+    expect(empty.REDIS_SENTINELS).toBeUndefined();
+    expect(empty.REDIS_MASTER_NAME).toBeUndefined();
+  });
+
+  it.each(['10.0.0.1:26379,', 'host:0', 'host:65536', 'host:port', 'a b:26379', '10.0.0.1:26379;10.0.0.2:26379'])(
+    'refuses REDIS_SENTINELS=%s, saying what form it takes',
+    (value) => {
+      expect(() => parseEnv(commonEnvSchema, { REDIS_SENTINELS: value, REDIS_MASTER_NAME: 'jobmesh' })).toThrow(/REDIS_SENTINELS: must be host:port,host:port/);
+    },
+  );
+
+  it('refuses a REDIS_MASTER_NAME with spaces', () => {
+    expect(() => parseEnv(commonEnvSchema, { REDIS_SENTINELS: 'h:26379', REDIS_MASTER_NAME: 'my master' })).toThrow(/REDIS_MASTER_NAME: must be a name without spaces/);
+  });
 });

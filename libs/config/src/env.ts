@@ -6,6 +6,9 @@ const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:50051 or 0.0.0.0:50051');
 
+/** One sentinel: host:port with a port from 1 to 65535 (IPv6 in brackets), or a host alone (port 26379). */
+const sentinelAddress = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+)(:([1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5]))?$/;
+
 const int = (min: number) => z.coerce.number().int().min(min);
 
 /** A file path; an empty value counts as not set (e.g. `JOBMESH_TLS_CERT=` in a compose file). */
@@ -20,9 +23,20 @@ export const commonEnvSchema = z.object({
   JOBMESH_MODE: z.enum(['development', 'production']).default('development'),
   /** redis:// or rediss:// URL, with user and password if needed. */
   REDIS_URL: z.string().url().optional(),
-  /** Sentinel endpoints "host:port,host:port", used with REDIS_MASTER_NAME instead of REDIS_URL. */
-  REDIS_SENTINELS: z.string().optional(),
-  REDIS_MASTER_NAME: z.string().optional(),
+  /**
+   * Sentinel endpoints "host:port,host:port" (docs/reliability.md "Redis Sentinel"), used with
+   * REDIS_MASTER_NAME instead of REDIS_URL's host; REDIS_URL's user and password, if set, are
+   * those of the master. Empty is unset.
+   */
+  REDIS_SENTINELS: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z
+      .string()
+      .refine((v) => v.split(',').every((hp) => sentinelAddress.test(hp.trim())), 'must be host:port,host:port, e.g. 10.0.0.1:26379,10.0.0.2:26379')
+      .optional(),
+  ),
+  /** The master's name in the sentinels' "sentinel monitor <name> ..." line; needed with REDIS_SENTINELS. Empty is unset. */
+  REDIS_MASTER_NAME: z.preprocess((v) => (v === '' ? undefined : v), z.string().regex(/^\S+$/, 'must be a name without spaces').optional()),
   /**
    * Redis Cluster seed nodes "host:port,host:port" (any masters; the rest are discovered), used
    * instead of REDIS_URL, whose user and password still apply. Each queue's keys then share a

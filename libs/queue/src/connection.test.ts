@@ -81,10 +81,35 @@ describe('redisOptions', () => {
     expect(o.password).toBeUndefined();
   });
 
-  it('ignores sentinels without a master name and connects to the URL', () => {
-    const o = redisOptions({ ...base, sentinels: 'sentinel-a:26379', url: 'redis://host:6380' }, 'producer');
-    expect(o.sentinels).toBeUndefined();
-    expect(o).toMatchObject({ host: 'host', port: 6380 });
+  it('refuses sentinels without a master name, and a master name without sentinels, naming the missing one', () => {
+    expect(() => redisOptions({ ...base, sentinels: 'sentinel-a:26379', url: 'redis://host:6380' }, 'producer')).toThrow(
+      /REDIS_SENTINELS is set but REDIS_MASTER_NAME is not/,
+    );
+    expect(() => redisOptions({ ...base, masterName: 'mymaster' }, 'worker')).toThrow(/REDIS_MASTER_NAME is set but REDIS_SENTINELS is not/);
+  });
+
+  it.each(['sentinel-a:26379,', 'sentinel-a:0', 'sentinel-a:70000', 'sentinel-a:port', 'a b:1'])('refuses the sentinel list "%s", naming the bad entry', (sentinels) => {
+    expect(() => redisOptions({ ...base, sentinels, masterName: 'mymaster' }, 'worker')).toThrow(/REDIS_SENTINELS must be "host:port,host:port".*is not a host:port/);
+  });
+
+  it('takes an IPv6 sentinel in brackets', () => {
+    expect(redisOptions({ ...base, sentinels: '[::1]:26380', masterName: 'm' }, 'worker').sentinels).toEqual([{ host: '::1', port: 26380 }]);
+  });
+
+  it('makes a Sentinel connection follow a failover: READONLY reconnects (a worker resends, a producer fails the command)', () => {
+    const worker = redisOptions({ ...base, sentinels: 'sentinel-a:26379', masterName: 'm' }, 'worker');
+    const producer = redisOptions({ ...base, sentinels: 'sentinel-a:26379', masterName: 'm' }, 'producer');
+    const readonly = new Error("READONLY You can't write against a read only replica.");
+    expect(worker.reconnectOnError!(readonly)).toBe(2);
+    expect(producer.reconnectOnError!(readonly)).toBe(1);
+    expect(producer.reconnectOnError!(new Error('ERR unknown command'))).toBe(false);
+    expect([1, 5, 100].map((n) => worker.sentinelRetryStrategy!(n))).toEqual([100, 500, 2000]);
+    expect(producer.sentinelCommandTimeout).toBe(2000);
+  });
+
+  it('leaves a plain URL connection without Sentinel behaviour', () => {
+    const o = redisOptions({ ...base, url: 'redis://host:6380' }, 'worker');
+    expect(o.reconnectOnError).toBeUndefined();
   });
 
   it('rejects a URL whose path is not a database number', () => {

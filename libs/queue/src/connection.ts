@@ -52,15 +52,19 @@ export function redisOptions(settings: RedisSettings, role: ConnectionRole, name
       ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, autoResendUnfulfilledCommands: false, commandTimeout: settings.commandTimeoutMs ?? 5000 }
       : { maxRetriesPerRequest: null, enableReadyCheck: true }),
   };
-  if (settings.sentinels && settings.masterName) {
-    const sentinels = settings.sentinels.split(',').map((hp) => {
-      const [host, port] = hp.trim().split(':');
-      return { host: host!, port: Number(port ?? 26379) };
-    });
+  if (settings.sentinels || settings.masterName) {
+    if (!settings.sentinels || !settings.masterName) {
+      throw new Error(
+        settings.sentinels
+          ? 'REDIS_SENTINELS is set but REDIS_MASTER_NAME is not: name the master the sentinels watch (their "sentinel monitor <name> ..." line)'
+          : 'REDIS_MASTER_NAME is set but REDIS_SENTINELS is not: list the sentinels as "host:port,host:port"',
+      );
+    }
     const auth = settings.url ? new URL(settings.url) : undefined;
     return {
       ...common,
-      sentinels,
+      ...followTheMaster(role),
+      sentinels: parseSentinels(settings.sentinels),
       name: settings.masterName,
       username: auth?.username ? decodeURIComponent(auth.username) : undefined,
       password: auth?.password ? decodeURIComponent(auth.password) : undefined,
@@ -85,6 +89,48 @@ export function redisOptions(settings: RedisSettings, role: ConnectionRole, name
   };
 }
 
+/**
+ * "host:port,host:port" (port 26379 when left out, IPv6 in brackets) as ioredis wants it; a clear
+ * error naming the entry that is not an address.
+ */
+export function parseSentinels(spec: string): Array<{ host: string; port: number }> {
+  return spec.split(',').map((entry) => {
+    const hp = entry.trim();
+    const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+)(?::(\d{1,5}))?$/.exec(hp);
+    const port = Number(m?.[2] ?? 26379);
+    if (!m || port < 1 || port > 65535) {
+      throw new Error(`REDIS_SENTINELS must be "host:port,host:port" (e.g. 10.0.0.1:26379,10.0.0.2:26379), but "${hp}" is not a host:port`);
+    }
+    return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+  });
+}
+
+/** An old master demoted to replica answers every write with this; nothing was applied. */
+const READONLY = /^READONLY /;
+
+/**
+ * What a Sentinel connection needs to follow a failover by itself. It asks the sentinels for the
+ * master on every (re)connect, and its ready check refuses a node that is not the master. The
+ * sentinels cut the clients of a master they demote (CLIENT KILL), and a killed master's
+ * connections close by themselves; a connection still open to a demoted master meets READONLY
+ * and then reconnects, through the sentinels. A READONLY command was not applied, so a worker
+ * connection sends it again on the new master; a producer's caller hears UNAVAILABLE and decides,
+ * as after any lost connection.
+ *
+ * Not ioredis's `failoverDetector` (which would also drop a connection to an old master that a
+ * partition keeps alive): its sentinel subscriptions outlive a connection closed with QUIT
+ * (ioredis 5.11 cleans them up only on disconnect()), reconnecting every minute for ever.
+ */
+function followTheMaster(role: ConnectionRole): RedisOptions {
+  return {
+    reconnectOnError: (err) => (READONLY.test(err.message) ? (role === 'producer' ? 1 : 2) : false),
+    // A sentinel that accepts the connection but does not answer must not stall a reconnect.
+    sentinelCommandTimeout: 2000,
+    // Asking every sentinel again after all failed: quickly at first, then every 2 s.
+    sentinelRetryStrategy: (times) => Math.min(times * 100, 2000),
+  };
+}
+
 /** The Redis Cluster seed nodes of `settings`, or undefined when it names no cluster. */
 export function clusterNodes(settings: RedisSettings): Array<{ host: string; port: number }> | undefined {
   if (!settings.clusterNodes) return undefined;
@@ -100,7 +146,7 @@ export function clusterNodes(settings: RedisSettings): Array<{ host: string; por
  * URL's credentials and TLS); the offline queue and retries are the Cluster's own.
  */
 export function clusterOptions(settings: RedisSettings, role: ConnectionRole, name?: string): ClusterOptions {
-  const node = redisOptions({ ...settings, clusterNodes: undefined, sentinels: undefined }, role, name);
+  const node = redisOptions({ ...settings, clusterNodes: undefined, sentinels: undefined, masterName: undefined }, role, name);
   // The seed nodes replace host, port and db (a Cluster has only db 0).
   const { host: _host, port: _port, db: _db, retryStrategy: _retry, tls, ...redisOpts } = node;
   return {

@@ -12,3 +12,4 @@ export { renderWaterfall, type WaterfallOptions } from './waterfall';
 export * from './certs';
 export * from './tcp-proxy';
 export * from './raw-grpc';
+export * from './sentinel';

@@ -40,8 +40,10 @@ export interface StartRedisOptions {
 
 const READY_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 10_000;
-const NOT_INSTALLED =
-  'redis-server is not on PATH: install it with `apt-get install redis-server`, or set REDIS_URL (or run a Docker engine)';
+const notInstalled = (binary: string): string =>
+  binary === 'redis-server'
+    ? 'redis-server is not on PATH: install it with `apt-get install redis-server`, or set REDIS_URL (or run a Docker engine)'
+    : `${binary} is not on PATH: install it with \`apt-get install ${binary}\``;
 
 /**
  * Gives a test a Redis. REDIS_URL wins unless `own` is set; else a `redis:7` container if a Docker
@@ -134,7 +136,7 @@ async function startContainer(args: string[]): Promise<RedisHandle> {
 
 // ---- local redis-server ----
 
-interface LocalServer {
+export interface LocalServer {
   /** Sends `signal` unless the process is gone, then waits for its exit (SIGKILL after 10 s). */
   terminate(signal: 'SIGTERM' | 'SIGKILL'): Promise<void>;
 }
@@ -168,12 +170,18 @@ async function startLocal(args: string[]): Promise<RedisHandle> {
   };
 }
 
-class PortInUseError extends Error {}
+/** The port was taken between freePort() and the server's bind; try another. */
+export class PortInUseError extends Error {}
 
-async function launch(port: number, dir: string, serverOptions: string[]): Promise<LocalServer> {
+/**
+ * Starts `binary` (redis-server, or redis-sentinel with a config file first in `serverOptions`)
+ * on 127.0.0.1:`port` with `dir` as its working directory, killed when this process exits, and
+ * resolves once that very process answers PING. For this lib's harnesses (startRedis, startSentinelSet).
+ */
+export async function launch(port: number, dir: string, serverOptions: string[], binary = 'redis-server'): Promise<LocalServer> {
   const args = [...serverOptions, '--dir', dir, '--bind', '127.0.0.1', '--port', String(port)];
   // env passed explicitly so a test's changes to process.env (jest gives each file a copy) apply.
-  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
   const { children } = tracked();
   children.add(child);
   let output = '';
@@ -211,13 +219,13 @@ async function launch(port: number, dir: string, serverOptions: string[]): Promi
 
   try {
     const ready = await waitForPing('127.0.0.1', port, child.pid, () => {
-      if (spawnError) throw spawnError.code === 'ENOENT' ? new Error(NOT_INSTALLED) : spawnError;
+      if (spawnError) throw spawnError.code === 'ENOENT' ? new Error(notInstalled(binary)) : spawnError;
       if (!running) {
         const Failure = /Address already in use/i.test(output) ? PortInUseError : Error;
-        throw new Failure(`redis-server exited before accepting connections on port ${port}:\n${output}`);
+        throw new Failure(`${binary} exited before accepting connections on port ${port}:\n${output}`);
       }
     });
-    if (!ready) throw new Error(`redis-server did not answer PING on port ${port} within ${READY_TIMEOUT_MS} ms:\n${output}`);
+    if (!ready) throw new Error(`${binary} did not answer PING on port ${port} within ${READY_TIMEOUT_MS} ms:\n${output}`);
   } catch (err) {
     await terminate('SIGKILL');
     throw err;
@@ -408,7 +416,7 @@ async function clusterOk(ports: number[]): Promise<void> {
 
 // ---- clean-up on exit ----
 
-interface Tracked {
+export interface Tracked {
   children: Set<ChildProcess>;
   dirs: Set<string>;
 }
@@ -420,7 +428,7 @@ const TRACKED = Symbol.for('@jobmesh/testing/redis');
  * `process`: jest gives each test file a copy whose 'exit' event never fires, and a fresh copy of
  * this module, so one set and one listener per process.
  */
-function tracked(): Tracked {
+export function tracked(): Tracked {
   const host = runInThisContext('process') as NodeJS.Process & { [TRACKED]?: Tracked };
   const existing = host[TRACKED];
   if (existing) return existing;
