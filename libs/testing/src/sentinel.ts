@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { waitFor } from './eventually';
 import { freePort, launch, type LocalServer, PortInUseError, tracked } from './redis';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy';
 
 export interface SentinelNode {
   port: number;
@@ -52,6 +53,13 @@ export interface SentinelSetOptions {
   downAfterMs?: number;
   /** @default 5000 */
   failoverTimeoutMs?: number;
+  /**
+   * Replication lag: the replica reaches the first master through a TCP proxy that delays every
+   * chunk by this much, and killMaster() resets that link as it kills the master, so what the
+   * replica had not received yet is lost, as when a master dies with its last writes unsent.
+   * @default 0 (the replica is connected straight to the master)
+   */
+  replicationDelayMs?: number;
 }
 
 /** How long a failover, or a restarted node's return as a replica, may take before the harness gives up. */
@@ -72,7 +80,9 @@ export async function startSentinelSet(opts: SentinelSetOptions = {}): Promise<S
 
   const nodes: Array<SentinelNode & { dir: string; conf: string; server?: LocalServer }> = [];
   const sentinels: Array<{ port: number; server: LocalServer }> = [];
+  let lag: TcpProxy | undefined;
   const stopAll = async (): Promise<void> => {
+    await lag?.close();
     await Promise.all(sentinels.map((s) => s.server.terminate('SIGKILL')));
     await Promise.all(nodes.map((n) => n.server?.terminate('SIGKILL')));
     for (const n of nodes) n.running = false;
@@ -85,12 +95,16 @@ export async function startSentinelSet(opts: SentinelSetOptions = {}): Promise<S
         await mkdir(dir);
         const conf = join(dir, 'redis.conf');
         const lines = ['appendonly yes', 'appendfsync always', 'save ""', 'maxmemory-policy noeviction'];
-        if (role === 'replica') lines.push(`replicaof 127.0.0.1 ${nodes[0]!.port}`);
+        if (role === 'replica') lines.push(`replicaof 127.0.0.1 ${lag?.port ?? nodes[0]!.port}`);
         // A config file, so that the sentinels' CONFIG REWRITE keeps a node's role across a restart.
         await writeFile(conf, `${lines.join('\n')}\n`);
         return { dir, conf, server: await launch(port, dir, [conf]) };
       });
       nodes.push({ port, url: `redis://127.0.0.1:${port}`, running: true, dir, conf, server });
+      if (role === 'master' && opts.replicationDelayMs) {
+        lag = await startTcpProxy(`127.0.0.1:${port}`);
+        lag.delay(opts.replicationDelayMs);
+      }
     }
     await waitFor('the replica to sync with its master', async () => /master_link_status:up/.test(await info(nodes[1]!.port, 'replication')), SETTLE_WAIT_MS);
 
@@ -174,6 +188,8 @@ export async function startSentinelSet(opts: SentinelSetOptions = {}): Promise<S
     async killMaster() {
       const killed = byPort((await master()).port);
       const killedAt = Date.now();
+      // The replication stream still delayed dies with the master (and the replica reconnects to nothing).
+      lag?.drop();
       await killed.server!.terminate('SIGKILL');
       killed.running = false;
       const to = await promoted(killed);
