@@ -168,7 +168,7 @@ it('producer ↔ scheduler: blackholed, dropped and delayed, calls fail within t
   expect(Object.values(ledger.failedCalls).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
 }, 150_000);
 
-it('worker-pool ↔ Redis and scheduler ↔ Redis: blackholed and dropped, calls fail cleanly, nothing is lost, and both recover by themselves', async () => {
+it('worker-pool ↔ Redis and scheduler ↔ Redis: blackholed, dropped and delayed, calls fail cleanly, nothing is lost, and both recover by themselves', async () => {
   const keyed = new KeyedProbe();
   await keyed.open();
   const direct = keyed.client(rig.ports.scheduler!);
@@ -180,8 +180,11 @@ it('worker-pool ↔ Redis and scheduler ↔ Redis: blackholed and dropped, calls
       proxyFault(6_000, `worker-pool↔redis drop ${DROP_MS} ms`, poolRedis, DROP_MS, drop(poolRedis)),
       proxyFault(9_000, `scheduler↔redis blackhole ${HOLE_MS} ms`, schedulerRedis, HOLE_MS, blackhole(schedulerRedis), { during: () => keyed.during(direct) }),
       proxyFault(13_500, `scheduler↔redis drop ${DROP_MS} ms`, schedulerRedis, DROP_MS, drop(schedulerRedis), { during: () => keyed.during(direct) }),
+      // Slower than the 1 s command timeout for a round trip or two, not for every command.
+      proxyFault(16_500, `worker-pool↔redis delay 300 ms for ${DELAY_FOR_MS} ms`, poolRedis, DELAY_FOR_MS, delay(poolRedis, 300)),
+      proxyFault(19_500, `scheduler↔redis delay 300 ms for ${DELAY_FOR_MS} ms`, schedulerRedis, DELAY_FOR_MS, delay(schedulerRedis, 300), { during: () => keyed.during(direct) }),
     ],
-    { ...run(), loadMs: 17_000, recoveryBoundMs: 8_000 },
+    { ...run(), loadMs: 23_000, recoveryBoundMs: 8_000 },
   );
   await keyed.check();
   expect(poolRedis.resets()).toBeGreaterThan(0);

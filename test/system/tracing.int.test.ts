@@ -59,6 +59,9 @@ async function newQueue(): Promise<string> {
 }
 
 const ofTrace = (traceId: string): DecodedSpan[] => receiver.spans().filter((s) => s.traceId === traceId);
+/** Whether `traceId` has at least `n` spans of each kind given (each service exports on its own schedule). */
+const hasKinds = (traceId: string, kinds: Partial<Record<DecodedSpan['kind'], number>>): boolean =>
+  Object.entries(kinds).every(([kind, n]) => ofTrace(traceId).filter((s) => s.kind === kind).length >= n!);
 const one = (spans: DecodedSpan[], pred: (s: DecodedSpan) => boolean, what: string): DecodedSpan => {
   const found = spans.filter(pred);
   if (found.length !== 1) throw new Error(`expected one ${what}, found ${found.length}: ${spans.map((s) => `${s.serviceName}/${s.name}`).join(', ')}`);
@@ -76,7 +79,9 @@ it("continues the caller's traceparent through the enqueue and every attempt, re
     .finally(() => unary.close());
   await waitFor('the job to complete', async () => (await client.getJob(queue, job!.id)).state === pb.JobState.JOB_STATE_COMPLETED, 30_000);
   expect((await client.getJob(queue, job!.id)).traceId).toBe(traceId);
-  const spans = await receiver.waitForSpans(() => ofTrace(traceId).filter((s) => s.name === 'flaky-work').length === 3, 15_000).then(() => ofTrace(traceId));
+  const spans = await receiver
+    .waitForSpans(() => ofTrace(traceId).filter((s) => s.name === 'flaky-work').length === 3 && hasKinds(traceId, { SERVER: 1, PRODUCER: 1, CONSUMER: 3 }), 15_000)
+    .then(() => ofTrace(traceId));
 
   const server = one(spans, (s) => s.name === 'jobmesh.v1.SchedulerService/EnqueueJob', 'server span');
   expect(server).toMatchObject({ kind: 'SERVER', parentSpanId: callerSpan, serviceName: 'jobmesh-scheduler' });
@@ -103,7 +108,8 @@ it("gives a coalesced enqueueJob (an EnqueueStream message) a send span that is 
   const traceId = hex(32);
   const callerSpan = hex(16);
   const { job } = await client.enqueueJob({ queue, job: { name: 'ok', data: {} } }, { metadata: { traceparent: `00-${traceId}-${callerSpan}-01` } });
-  await receiver.waitForSpans(() => ofTrace(traceId).some((s) => s.kind === 'CONSUMER'), 20_000);
+  // The scheduler and the worker-pool export on their own schedules: wait for both spans.
+  await receiver.waitForSpans(() => hasKinds(traceId, { PRODUCER: 1, CONSUMER: 1 }), 20_000);
   const spans = ofTrace(traceId);
   // Streams have no SERVER span: the job's own send span continues the caller's.
   expect(spans.filter((s) => s.kind === 'SERVER')).toEqual([]);
@@ -118,7 +124,8 @@ it('gives a bulk enqueue one span with the batch count and each job its own cont
   const traceId = hex(32);
   const res = await client.enqueueJobs({ queue, jobs: [1, 2, 3].map(() => ({ name: 'ok', data: {} })) }, { metadata: { traceparent: `00-${traceId}-${hex(16)}-01` } });
   const ids = res.jobs.map((j) => j.id);
-  await receiver.waitForSpans(() => ofTrace(traceId).filter((s) => s.kind === 'CONSUMER').length === 3, 20_000);
+  // The send span and its three create spans are the scheduler's, the attempts the worker-pool's.
+  await receiver.waitForSpans(() => hasKinds(traceId, { CONSUMER: 3 }) && ofTrace(traceId).filter((s) => s.name === `create ${queue}` || s.name === `send ${queue}`).length === 4, 20_000);
   const spans = ofTrace(traceId);
   const send = one(spans, (s) => s.name === `send ${queue}`, 'send span');
   expect(send.attributes['messaging.batch.message_count']).toBe(3);
@@ -137,7 +144,7 @@ it("links a flow parent's enqueue span to its children's", async () => {
     { root: { queue, job: { name: 'ok', data: {} }, children: [{ queue, job: { name: 'ok', data: { c: 1 } } }, { queue, job: { name: 'ok', data: { c: 2 } } }] } },
     { metadata: { traceparent: `00-${traceId}-${hex(16)}-01` } },
   );
-  await receiver.waitForSpans(() => ofTrace(traceId).filter((s) => s.kind === 'CONSUMER' && s.status.code !== 'ERROR').length >= 3, 20_000);
+  await receiver.waitForSpans(() => ofTrace(traceId).filter((s) => s.kind === 'CONSUMER' && s.status.code !== 'ERROR').length >= 3 && hasKinds(traceId, { PRODUCER: 3 }), 20_000);
   const sends = ofTrace(traceId).filter((s) => s.kind === 'PRODUCER');
   expect(sends).toHaveLength(3);
   const root = one(sends, (s) => s.links.length > 0, 'flow root span');
@@ -167,7 +174,9 @@ it("records the dead letter's capture in the job's trace, and the replay links b
   const letter = await dl.get(id);
   expect(letter.traceId).toBe(traceId);
 
-  const spans = await receiver.waitForSpans(() => ofTrace(traceId).some((s) => s.name === `dead_letter ${queue}`), 15_000).then(() => ofTrace(traceId));
+  const spans = await receiver
+    .waitForSpans(() => ofTrace(traceId).some((s) => s.name === `dead_letter ${queue}`) && hasKinds(traceId, { PRODUCER: 1, CONSUMER: 2 }), 15_000)
+    .then(() => ofTrace(traceId));
   const producer = one(spans, (s) => s.kind === 'PRODUCER', 'producer span');
   const capture = one(spans, (s) => s.name === `dead_letter ${queue}`, 'capture span');
   expect(capture).toMatchObject({ parentSpanId: producer.spanId, serviceName: 'jobmesh-dead-letter' });
@@ -176,7 +185,10 @@ it("records the dead letter's capture in the job's trace, and the replay links b
   expect(spans.filter((s) => s.name === `process ${queue}`).map((s) => s.status.code)).toEqual(['ERROR', 'ERROR']);
 
   const replayed = (await dl.replay({ ids: [id] })).replayed[0]!;
-  const all = await receiver.waitForSpans((s) => s.some((x) => x.name === `replay ${queue}`) && s.some((x) => x.kind === 'PRODUCER' && x.attributes['messaging.message.id'] === replayed.job!.id), 15_000);
+  const all = await receiver.waitForSpans((s) => {
+    const replaySpan = s.find((x) => x.name === `replay ${queue}`);
+    return !!replaySpan && s.some((x) => x.kind === 'PRODUCER' && x.attributes['messaging.message.id'] === replayed.job!.id) && hasKinds(replaySpan.traceId, { SERVER: 1 });
+  }, 15_000);
   const replay = all.find((s) => s.name === `replay ${queue}`)!;
   expect(replay).toMatchObject({ parentSpanId: '', serviceName: 'jobmesh-dead-letter' });
   expect(replay.traceId).not.toBe(traceId);

@@ -85,9 +85,13 @@ export class JobAdmin {
     ]);
     // The CANCELLED record may have been read before BullMQ's copy (BullMQ's reads wait a tick
     // for its connection; on a Redis Cluster they may go out later still), and a job cancelled
-    // while active is recorded, then removed, in between. Read after the job was found gone,
-    // the record is there if the job was cancelled: one more read, only for a job BullMQ lacks.
-    const cancelled = recorded ?? (job ? null : await redis.get(keys.cancelled(queue, id)));
+    // while active is recorded, then removed, in between. So for a job BullMQ lacks the record is
+    // read again, together with the dead letter's snapshot (what answers once BullMQ's copy is
+    // gone, trimmed by keep_failed): one more round trip, only for such a job.
+    const dead = decodeDeadLetterLink(link);
+    const [cancelled, snapshot] = job
+      ? [recorded, undefined]
+      : await Promise.all([recorded ?? redis.get(keys.cancelled(queue, id)), dead ? redis.hget(keys.deadLetter(dead.id), 'job') : undefined]);
     const state = stateFromBull(bullState);
     if (job && state === 'delayed') {
       // BullMQ holds a job that waits for a processor as delayed; it is WAITING to its users.
@@ -100,14 +104,11 @@ export class JobAdmin {
     if (cancelled && isCancelledRecordInForce(cancelled, !!job)) return { job: pb.Job.fromJSON(JSON.parse(cancelled)), state: 'cancelled' };
     // A failed job the dead-letter service captured reads DEAD_LETTERED, also once BullMQ's copy
     // is gone (trimmed by keep_failed); the dead letter keeps its snapshot.
-    const dead = decodeDeadLetterLink(link);
     if (job) {
       if (!isDeadLetterOf(dead, job.finishedOn)) return { job: toProtoJob(job, queue, 'failed'), state: 'failed' };
       return { job: toProtoJob(job, queue, 'dead-lettered'), state: 'dead-lettered', deadLetterId: dead.id };
     }
-    if (!dead) return undefined;
-    const snapshot = await redis.hget(keys.deadLetter(dead.id), 'job');
-    if (!snapshot) return undefined; // purged between the two reads
+    if (!dead || !snapshot) return undefined; // no dead letter, or purged between the two reads
     return { job: { ...pb.Job.fromJSON(JSON.parse(snapshot)), state: pb.JobState.JOB_STATE_DEAD_LETTERED }, state: 'dead-lettered', deadLetterId: dead.id };
   }
 
