@@ -83,6 +83,15 @@ async function namesOnTwoMasters(): Promise<[string, string]> {
 async function createQueue(name: string, extra: Partial<pb.QueueConfig> = {}): Promise<string> {
   await client.createQueue({ queue: { name, concurrency: 10, processorWait: { seconds: 0, nanos: 0 }, ...extra } });
   await eventually(() => pool.logs().some((l) => l.msg === 'serving queue' && l.queue === name), 15_000, `the worker-pool to serve ${name}`);
+  // Both replicas serve every queue, and each publishes what it serves just after saying so. Until
+  // both have, a job the other replica has the processor for may be failed as unserved
+  // (processor_wait is 0 here): CI saw a "fail" job end PROCESSOR_NOT_FOUND that way.
+  const port = await masterOf(name);
+  await eventually(
+    async () => new Set(Object.keys(await onNode(port, (r) => r.hgetall(keys.served(name)))).map((f) => f.slice(0, f.lastIndexOf('|')))).size >= 2,
+    15_000,
+    `both worker-pool replicas to publish what they serve on ${name}`,
+  );
   return name;
 }
 
