@@ -54,7 +54,10 @@ export async function openBackbone(opts: BackboneOptions): Promise<Backbone> {
   const workers = isCluster(redis) ? (createRedis(settings, 'worker', 'jobmesh:worker') as Cluster) : undefined;
   workers?.on('error', () => undefined); // reconnects by itself; the producer connection reports outages
   try {
-    await waitUntilReady(redis, opts.connectTimeoutMs);
+    // The subscriber too: were it still connecting (through the sentinels, say), its first
+    // 'ready' would come after the registry's start and read as a reconnect, and readiness would
+    // say the registry is being reloaded.
+    await Promise.all([waitUntilReady(redis, opts.connectTimeoutMs), waitUntilReady(subscriber, opts.connectTimeoutMs)]);
     await checkMaxmemoryPolicy(redis, opts.mode, logger);
   } catch (err) {
     redis.disconnect();
