@@ -4,7 +4,7 @@ import type { Logger } from '@jobmesh/telemetry';
 import type { RedisClient } from './connection';
 import type { Backbone } from './backbone';
 import type { CancelRequest } from './cancellation';
-import { closeConnection, createRedis } from './connection';
+import { closeConnection, createRedis, keepSubscribed } from './connection';
 
 /**
  * Listens for cancel requests for active jobs. Requests published while the subscription was
@@ -36,7 +36,7 @@ export class CancelRequests {
       }
     });
     this.subscriber.on('ready', onReconnect);
-    await this.subscriber.subscribe(channel);
+    await keepSubscribed(this.subscriber, channel);
   }
 
   /** The stored cancel reasons of these jobs of `queue`, in order ('' or null: none). One round trip. */

@@ -180,6 +180,20 @@ export function masters(redis: RedisClient): Redis[] {
   return isCluster(redis) ? redis.nodes('master') : [redis];
 }
 
+/**
+ * Subscribes `sub` to `channel`, and again each time it is ready after a reconnect. ioredis
+ * resubscribes by itself, but not always: after a Sentinel failover this test suite has seen a
+ * subscriber connected to the new master, ready, and subscribed to nothing
+ * (libs/queue/test/sentinel.int.test.ts). SUBSCRIBE to a channel already subscribed changes
+ * nothing, so asking again is safe; one that fails is asked again on the next 'ready'.
+ */
+export async function keepSubscribed(sub: RedisClient, channel: string): Promise<void> {
+  sub.on('ready', () => {
+    sub.subscribe(channel).catch(() => undefined);
+  });
+  await sub.subscribe(channel);
+}
+
 /** A new connection like `like` (same server or cluster, same options), named `name`; the caller closes it. */
 export function duplicateConnection(like: RedisOptions | Cluster, name: string): RedisClient {
   if (like instanceof Cluster) return like.duplicate(undefined, { redisOptions: { ...like.options.redisOptions, connectionName: name } });

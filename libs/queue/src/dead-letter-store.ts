@@ -2,7 +2,7 @@ import * as pb from '@jobmesh/contracts';
 import { InvalidArgumentError, NotFoundError, type RetentionSpec, type SeverityName } from '@jobmesh/core';
 import type { Cluster, RedisOptions } from 'ioredis';
 import type { Backbone } from './backbone';
-import { closeConnection, duplicateConnection, isCluster, type RedisClient } from './connection';
+import { closeConnection, duplicateConnection, isCluster, keepSubscribed, type RedisClient } from './connection';
 import { appendJobEvent } from './events';
 import { deadLetterId } from './dead-letters';
 import type { Keys } from './keys';
@@ -147,7 +147,7 @@ export class DeadLetterStore {
           () => undefined, // purged already
         );
       });
-      this.subscriber = sub.subscribe(this.keys.deadLetterChannel).then(() => sub);
+      this.subscriber = keepSubscribed(sub, this.keys.deadLetterChannel).then(() => sub);
     }
     await this.subscriber;
     return () => this.listeners.delete(listener);

@@ -3,7 +3,7 @@
 import type { Logger } from '@jobmesh/telemetry';
 import type { RedisClient } from './connection';
 import type { Backbone } from './backbone';
-import { closeConnection, createRedis } from './connection';
+import { closeConnection, createRedis, keepSubscribed } from './connection';
 
 /**
  * Listens on this replica's wake channel. Wake-ups sent while the subscription was reconnecting
@@ -37,7 +37,7 @@ export class WakeUps {
       }
       onWake(message.slice(0, nl), message.slice(nl + 1));
     });
-    await this.subscriber.subscribe(this.channel);
+    await keepSubscribed(this.subscriber, this.channel);
     this.subscriber.on('ready', onReconnect);
   }
 

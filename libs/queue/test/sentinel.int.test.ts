@@ -8,7 +8,7 @@ import { UnavailableError } from '@jobmesh/core';
 import { silentLogger } from '@jobmesh/telemetry';
 import { type SentinelSet, startSentinelSet, waitFor } from '@jobmesh/testing';
 import { Redis } from 'ioredis';
-import { type Backbone, createRedis, openBackbone, type RedisClient, redisUnavailable, type RedisSettings } from '../src';
+import { type Backbone, createRedis, keepSubscribed, openBackbone, type RedisClient, redisUnavailable, type RedisSettings } from '../src';
 
 let set: SentinelSet;
 let settings: RedisSettings;
@@ -94,7 +94,8 @@ it.each([
 
   const received: string[] = [];
   subscriber.on('message', (_c, m) => received.push(m));
-  await subscriber.subscribe(channel);
+  // As Jobmesh's own subscribers do (wake-ups, cancel requests, dead letters).
+  await keepSubscribed(subscriber, channel);
   // A blocking pop that waits across the switch: the worker connection sends it again on the new master.
   const popped = blocking.brpop(list, 0);
   await waitFor('the blocking pop to be waiting on the master', async () => /cmd=brpop/.test(String(await producer.client('LIST'))));
@@ -114,8 +115,10 @@ it.each([
   await waitFor(
     'the subscriber to hear a message published on the new master',
     async () => {
-      await producer.publish(channel, 'hello');
-      return received.includes('hello');
+      const heard = await producer.publish(channel, 'hello');
+      if (received.includes('hello')) return true;
+      // What a timeout should tell: whether the subscriber is connected, and whether the new master knows it.
+      throw new Error(`not heard yet: the subscriber is ${subscriber.status}; ${heard} subscriber(s) on the master got the message`);
     },
     20_000,
     100,
@@ -124,7 +127,8 @@ it.each([
   const onNewMaster = String(await producer.client('LIST'));
   expect(onNewMaster).toMatch(/name=test:blocking /);
   expect(onNewMaster).toMatch(/name=test:sub .*cmd=subscribe/);
-  expect(await b.ready()).toEqual({ ok: true });
+  // Readiness comes back once the backbone's own registry subscriber has reconnected and reloaded.
+  await waitFor('the backbone to be ready again', async () => (await b.ready()).ok, 20_000);
 
   // A killed master comes back as a replica of the new one.
   const old = set.nodes.find((n) => n.port === from)!;
