@@ -313,6 +313,7 @@ class Stream:
     """One Connect call: a request iterator fed by a queue.Queue."""
 
     _END = object()
+    _CREDIT = object()
 
     def __init__(self, gen):
         self.gen = gen
@@ -322,6 +323,16 @@ class Stream:
         self.lock = threading.Lock()
         self.ids = itertools.count(1)
         self.pending = {}  # request id -> [threading.Event, Ack or Nack or None]
+        self.credit_due = 0  # granted, not yet sent: one Credit carries all of it
+
+    def grant(self, n):
+        """Gives the server `n` more credits. Credits granted while an earlier grant still waits
+        to be sent go out with it, as one Credit message rather than one a job."""
+        with self.lock:
+            queued = self.credit_due > 0
+            self.credit_due += n
+        if not queued:
+            self.send(self._CREDIT)
 
     def send(self, msg):
         if not self.closed.is_set():
@@ -369,6 +380,10 @@ class Stream:
             msg = self.out.get()
             if msg is self._END:
                 return
+            if msg is self._CREDIT:
+                with self.lock:
+                    n, self.credit_due = self.credit_due, 0
+                msg = self.gen.pb.ConnectRequest(credit=self.gen.pb.Credit(n=n))
             yield msg
 
 
@@ -467,7 +482,7 @@ class Worker:
                     hb = msg.welcome.heartbeat_interval.ToMilliseconds() / 1000.0 or 10.0
                     self.log("connected to %s, session %s, heartbeat every %.2f s" % (self.address, msg.welcome.session_id, hb))
                     threading.Thread(target=self.heartbeats, args=(stream, hb, heartbeat_stop), daemon=True).start()
-                    stream.send(pb.ConnectRequest(credit=pb.Credit(n=self.concurrency)))
+                    stream.grant(self.concurrency)
                 elif kind == "assignment":
                     # Stopping: an assignment that crossed the last credit stays unstarted; the
                     # server takes it back with the stream, without using an attempt.
@@ -562,7 +577,7 @@ class Worker:
         if reply is not None:
             stream.send(reply)
         if not draining.is_set() and not self.stopping.is_set():
-            stream.send(pb.ConnectRequest(credit=pb.Credit(n=1)))
+            stream.grant(1)
 
     @staticmethod
     def report_span(verdict, ctx, started_ns):

@@ -153,6 +153,8 @@ interface Connection {
   drainTimer?: NodeJS.Timeout;
   /** SaveStep / AddChildren / GetChildrenResults waiting for their Ack, by request id. */
   requests: Map<string, Request>;
+  /** A refill is due at the end of this turn (refillSoon). */
+  refillDue?: boolean;
 }
 
 interface Deferred {
@@ -374,6 +376,19 @@ export class RemoteWorker {
     this.finished.reject(err);
   }
 
+  /**
+   * Refills once the jobs ending in this turn of the event loop have all ended, so the credits
+   * they free go out as one Credit message rather than one each.
+   */
+  private refillSoon(c: Connection): void {
+    if (c.refillDue) return;
+    c.refillDue = true;
+    setImmediate(() => {
+      c.refillDue = false;
+      this.refill(c);
+    });
+  }
+
   /** Tops credit up to `concurrency` minus jobs held. */
   private refill(c: Connection): void {
     if (this.stopping || c.draining || !c.open || this.conn !== c) return;
@@ -551,7 +566,7 @@ export class RemoteWorker {
           c.requests.delete(id);
           req.reject(new WorkerShutdownError('the job ended'));
         }
-        this.refill(c);
+        this.refillSoon(c);
       }
     })();
   }
