@@ -324,6 +324,7 @@ class Stream:
         self.ids = itertools.count(1)
         self.pending = {}  # request id -> [threading.Event, Ack or Nack or None]
         self.credit_due = 0  # granted, not yet sent: one Credit carries all of it
+        self.batches = False  # the server reads ConnectRequest.batch (its Welcome said so)
 
     def grant(self, n):
         """Gives the server `n` more credits. Credits granted while an earlier grant still waits
@@ -376,14 +377,42 @@ class Stream:
             self.out.put(self._END)
 
     def requests(self):
+        """The request iterator. Once the server reads batches, what is queued together (the
+        verdicts and credits of jobs that ended close together) goes as one batch."""
+        pb = self.gen.pb
         while True:
-            msg = self.out.get()
-            if msg is self._END:
+            msgs = [self.out.get()]
+            while self.batches and len(msgs) < MAX_BATCH:
+                try:
+                    msgs.append(self.out.get_nowait())
+                except queue.Empty:
+                    break
+            end = self._END in msgs
+            if end:
+                msgs = msgs[:msgs.index(self._END)]
+            for i, msg in enumerate(msgs):
+                if msg is self._CREDIT:
+                    with self.lock:
+                        n, self.credit_due = self.credit_due, 0
+                    msgs[i] = pb.ConnectRequest(credit=pb.Credit(n=n))
+            if len(msgs) == 1:
+                yield msgs[0]
+            elif msgs:
+                yield pb.ConnectRequest(batch=pb.ConnectRequestBatch(messages=msgs))
+            if end:
                 return
-            if msg is self._CREDIT:
-                with self.lock:
-                    n, self.credit_due = self.credit_due, 0
-                msg = self.gen.pb.ConnectRequest(credit=self.gen.pb.Credit(n=n))
+
+
+# The most messages the worker puts in one batch (the server takes up to 1,000).
+MAX_BATCH = 500
+
+
+def unbatched(responses):
+    """The server's messages one by one: a ConnectResponse.batch's in their order."""
+    for msg in responses:
+        if msg.WhichOneof("message") == "batch":
+            yield from msg.batch.messages
+        else:
             yield msg
 
 
@@ -472,13 +501,14 @@ class Worker:
             stub = self.pb_grpc.WorkerServiceStub(channel)
             stream.send(pb.ConnectRequest(hello=pb.Hello(
                 worker_id=self.worker_id, queues=self.queues, max_in_flight=self.concurrency,
-                job_names=self.names, sdk=SDK, labels={"host": socket.gethostname(), "lang": "python"})))
+                job_names=self.names, sdk=SDK, labels={"host": socket.gethostname(), "lang": "python"}, accepts_batches=True)))
             responses = stub.Connect(stream.requests(), metadata=self.metadata)
             welcomed = False
-            for msg in responses:
+            for msg in unbatched(responses):
                 kind = msg.WhichOneof("message")
                 if kind == "welcome":
                     welcomed = True
+                    stream.batches = msg.welcome.accepts_batches
                     hb = msg.welcome.heartbeat_interval.ToMilliseconds() / 1000.0 or 10.0
                     self.log("connected to %s, session %s, heartbeat every %.2f s" % (self.address, msg.welcome.session_id, hb))
                     threading.Thread(target=self.heartbeats, args=(stream, hb, heartbeat_stop), daemon=True).start()

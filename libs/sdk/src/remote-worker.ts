@@ -153,9 +153,17 @@ interface Connection {
   drainTimer?: NodeJS.Timeout;
   /** SaveStep / AddChildren / GetChildrenResults waiting for their Ack, by request id. */
   requests: Map<string, Request>;
+  /** Messages to write at the end of this turn (flush). */
+  outbox: pb.ConnectRequest[];
+  flushDue: boolean;
   /** A refill is due at the end of this turn (refillSoon). */
-  refillDue?: boolean;
+  refillDue: boolean;
+  /** The server reads ConnectRequest.batch (its Welcome said so). */
+  batches: boolean;
 }
+
+/** The most messages the worker puts in one batch (the server takes up to 1,000). */
+const MAX_BATCH = 500;
 
 interface Deferred {
   promise: Promise<void>;
@@ -301,7 +309,7 @@ export class RemoteWorker {
   private connect(): void {
     if (this.stopping) return;
     const stream = this.client.connect(this.metadata());
-    const c: Connection = { stream, open: true, draining: false, requests: new Map() };
+    const c: Connection = { stream, open: true, draining: false, requests: new Map(), outbox: [], flushDue: false, refillDue: false, batches: false };
     this.conn = c;
     this.outstanding = 0;
     stream.on('data', (msg: pb.ConnectResponse) => this.onMessage(c, msg));
@@ -312,14 +320,38 @@ export class RemoteWorker {
     });
     stream.on('close', () => this.onClosed(c));
     this.send(c, {
-      hello: { workerId: this.workerId, queues: this.queues, maxInFlight: this.concurrency, labels: { ...this.opts.labels }, sdk: SDK, jobNames: this.names },
+      hello: { workerId: this.workerId, queues: this.queues, maxInFlight: this.concurrency, labels: { ...this.opts.labels }, sdk: SDK, jobNames: this.names, acceptsBatches: true },
     });
   }
 
+  /**
+   * Sends at the end of this turn of the event loop, with whatever else is sent in it: as one
+   * batch to a server that reads batches, else one message after another, in order.
+   */
   private send(c: Connection, msg: pb.ConnectRequest): void {
-    if (!c.open || c.stream.writableEnded || c.stream.destroyed) return;
+    if (!c.open) return;
+    c.outbox.push(msg);
+    if (c.flushDue) return;
+    c.flushDue = true;
+    setImmediate(() => this.flush(c));
+  }
+
+  private flush(c: Connection): void {
+    // The credits freed in this turn go with its verdicts.
+    if (c.refillDue) {
+      c.refillDue = false;
+      this.refill(c);
+    }
+    c.flushDue = false;
+    const msgs = c.outbox;
+    c.outbox = [];
+    if (!msgs.length || c.stream.writableEnded || c.stream.destroyed) return;
     try {
-      c.stream.write(msg);
+      if (!c.batches) for (const m of msgs) c.stream.write(m);
+      else for (let i = 0; i < msgs.length; i += MAX_BATCH) {
+        const part = msgs.slice(i, i + MAX_BATCH);
+        c.stream.write(part.length === 1 ? part[0]! : { batch: { messages: part } });
+      }
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'could not write to the worker stream');
     }
@@ -327,6 +359,8 @@ export class RemoteWorker {
 
   private closeConnection(c: Connection, why: string): void {
     if (!c.open) return;
+    // What was sent in this turn goes out before the stream ends.
+    this.flush(c);
     c.open = false;
     clearInterval(c.heartbeat);
     clearTimeout(c.drainTimer);
@@ -381,12 +415,11 @@ export class RemoteWorker {
    * they free go out as one Credit message rather than one each.
    */
   private refillSoon(c: Connection): void {
-    if (c.refillDue) return;
+    if (c.refillDue || !c.open) return;
     c.refillDue = true;
-    setImmediate(() => {
-      c.refillDue = false;
-      this.refill(c);
-    });
+    if (c.flushDue) return;
+    c.flushDue = true;
+    setImmediate(() => this.flush(c));
   }
 
   /** Tops credit up to `concurrency` minus jobs held. */
@@ -402,7 +435,10 @@ export class RemoteWorker {
   }
 
   private onMessage(c: Connection, msg: pb.ConnectResponse): void {
-    if (msg.welcome) {
+    if (msg.batch) {
+      for (const m of msg.batch.messages) this.onMessage(c, m);
+    } else if (msg.welcome) {
+      c.batches = msg.welcome.acceptsBatches;
       this.attempt = 0;
       const hb = Math.max(50, durationMs(msg.welcome.heartbeatInterval, 10_000));
       clearInterval(c.heartbeat);

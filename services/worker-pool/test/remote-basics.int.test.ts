@@ -28,7 +28,7 @@ it('assigns a job to a connected worker within its credit and completes it on Co
   const queue = uniqueQueue('remote');
   await h.client.createQueue({ queue: { name: queue } });
   const { stream, got, client } = connect();
-  stream.write({ hello: { workerId: 'w1', queues: [queue], maxInFlight: 4, labels: {}, sdk: 'test', jobNames: ['resize'] } });
+  stream.write({ hello: { workerId: 'w1', queues: [queue], maxInFlight: 4, labels: {}, sdk: 'test', jobNames: ['resize'], acceptsBatches: false } });
   await eventually(() => got.some((m) => m.welcome), 5000, 'Welcome');
   const { job } = await h.client.enqueueJob({ queue, job: { name: 'resize', data: { w: 10 } } });
   stream.write({ credit: { n: 1 } });
@@ -53,13 +53,13 @@ it('returns a leased job to waiting when the stream drops, and another worker ge
   const queue = uniqueQueue('remote-drop');
   await h.client.createQueue({ queue: { name: queue } });
   const first = connect();
-  first.stream.write({ hello: { workerId: 'w-drop', queues: [queue], maxInFlight: 1, labels: {}, sdk: 'test', jobNames: [] } });
+  first.stream.write({ hello: { workerId: 'w-drop', queues: [queue], maxInFlight: 1, labels: {}, sdk: 'test', jobNames: [], acceptsBatches: false } });
   first.stream.write({ credit: { n: 1 } });
   const { job } = await h.client.enqueueJob({ queue, job: { name: 'x' } });
   await eventually(() => first.got.find((m) => m.assignment), 5000, 'the first assignment');
   first.stream.cancel();
   const second = connect();
-  second.stream.write({ hello: { workerId: 'w-next', queues: [queue], maxInFlight: 1, labels: {}, sdk: 'test', jobNames: [] } });
+  second.stream.write({ hello: { workerId: 'w-next', queues: [queue], maxInFlight: 1, labels: {}, sdk: 'test', jobNames: [], acceptsBatches: false } });
   second.stream.write({ credit: { n: 1 } });
   const again = await eventually(() => second.got.find((m) => m.assignment)?.assignment, 1000, 'the job re-leased within 1 s');
   expect(again.job!.id).toBe(job!.id);

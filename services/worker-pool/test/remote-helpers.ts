@@ -7,7 +7,10 @@ import { eventually, type PoolHarness, startPoolHarness } from '../src/testing';
 /** A raw Connect stream, with every server message collected in order, and how it ended. */
 export interface RawStream {
   stream: ClientDuplexStream<pb.ConnectRequest, pb.ConnectResponse>;
+  /** Every server message, a batch's one by one. */
   got: pb.ConnectResponse[];
+  /** What the server wrote, as written: a batch is one. */
+  frames: pb.ConnectResponse[];
   client: pb.WorkerServiceClient;
   /** Set once the stream ended: the error (status) or null for OK. */
   ended?: { code: number; details: string } | null;
@@ -22,13 +25,15 @@ export function connect(address: string): RawStream {
   const client = new pb.WorkerServiceClient(address, credentials.createInsecure());
   const stream = client.connect();
   const got: pb.ConnectResponse[] = [];
+  const frames: pb.ConnectResponse[] = [];
   const raw: RawStream = {
     stream,
     got,
+    frames,
     client,
     assignments: () => got.filter((m) => m.assignment).map((m) => m.assignment!),
     hello: async (h) => {
-      stream.write({ hello: { workerId: 'w', queues: [], maxInFlight: 1, labels: {}, sdk: 'test', jobNames: [], ...h } });
+      stream.write({ hello: { workerId: 'w', queues: [], maxInFlight: 1, labels: {}, sdk: 'test', jobNames: [], acceptsBatches: false, ...h } });
       return eventually(() => got.find((m) => m.welcome)?.welcome, 5000, 'Welcome');
     },
     heartbeats: (on) => {
@@ -49,7 +54,11 @@ export function connect(address: string): RawStream {
   };
   let beat: NodeJS.Timeout | undefined;
   raw.heartbeats(true);
-  stream.on('data', (m: pb.ConnectResponse) => got.push(m));
+  stream.on('data', (m: pb.ConnectResponse) => {
+    frames.push(m);
+    if (m.batch) got.push(...m.batch.messages);
+    else got.push(m);
+  });
   stream.on('error', (e: ServiceError) => {
     raw.ended ??= { code: e.code, details: e.details };
   });

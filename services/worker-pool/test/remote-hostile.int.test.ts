@@ -11,7 +11,7 @@ const h = useRemotePool();
 
 async function helloRefused(hello: Partial<pb.Hello>): Promise<{ code: number; details: string }> {
   const s = h.stream();
-  s.stream.write({ hello: { workerId: 'w', queues: [], maxInFlight: 1, labels: {}, sdk: 'test', jobNames: [], ...hello } });
+  s.stream.write({ hello: { workerId: 'w', queues: [], maxInFlight: 1, labels: {}, sdk: 'test', jobNames: [], acceptsBatches: false, ...hello } });
   const ended = await eventually(() => s.ended || undefined, 5000, 'the stream to end');
   expect(s.got.some((m) => m.welcome)).toBe(false);
   return ended;

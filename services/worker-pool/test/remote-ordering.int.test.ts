@@ -80,7 +80,7 @@ it('applies Hello and Credit written back-to-back, then Progress ×3, a Log and 
   });
   // The first burst: Hello, then Credit before the server could answer Hello (its queue check
   // reads Redis). A reader per message used to see the Credit before the session existed.
-  stream.write({ hello: { workerId: 'w-burst', queues: [queue], maxInFlight: 1, labels: {}, sdk: 'raw', jobNames: [] } });
+  stream.write({ hello: { workerId: 'w-burst', queues: [queue], maxInFlight: 1, labels: {}, sdk: 'raw', jobNames: [], acceptsBatches: false } });
   stream.write({ credit: { n: 1 } });
 
   await watching.done;
@@ -114,7 +114,7 @@ it('keeps each job\'s messages in order when 20 jobs\' bursts interleave on one 
       }
     }
   });
-  stream.write({ hello: { workerId: 'w-bursts', queues: [queue], maxInFlight: N, labels: {}, sdk: 'raw', jobNames: [] } });
+  stream.write({ hello: { workerId: 'w-bursts', queues: [queue], maxInFlight: N, labels: {}, sdk: 'raw', jobNames: [], acceptsBatches: false } });
   stream.write({ credit: { n: N } });
 
   await Promise.all(watches.map((w) => w.done));
@@ -131,7 +131,7 @@ it('applies a burst of 1,000 Progress and a Complete written while Redis is paus
   const id = job!.id;
   const watching = await watch(queue, id);
   const { stream, got, errors } = rawStream();
-  stream.write({ hello: { workerId: 'w-outrun', queues: [queue], maxInFlight: 1, labels: {}, sdk: 'raw', jobNames: [] } });
+  stream.write({ hello: { workerId: 'w-outrun', queues: [queue], maxInFlight: 1, labels: {}, sdk: 'raw', jobNames: [], acceptsBatches: false } });
   stream.write({ credit: { n: 1 } });
   const a = await eventually(() => got.find((m) => m.assignment)?.assignment, 10_000, 'the assignment');
   const base = { queue, jobId: id, leaseToken: a.leaseToken };

@@ -38,7 +38,7 @@ describe('Hello', () => {
 
   it('naming an unknown queue ends the stream with NOT_FOUND', async () => {
     const s = stream();
-    s.stream.write({ hello: { workerId: 'w-nf', queues: [uniqueQueue('nope')], maxInFlight: 1, labels: {}, sdk: 'test', jobNames: [] } });
+    s.stream.write({ hello: { workerId: 'w-nf', queues: [uniqueQueue('nope')], maxInFlight: 1, labels: {}, sdk: 'test', jobNames: [], acceptsBatches: false } });
     const ended = await eventually(() => s.ended || undefined, 5000, 'the stream to end');
     expect(ended.code).toBe(status.NOT_FOUND);
     expect(s.got.some((m) => m.welcome)).toBe(false);

@@ -29,6 +29,8 @@ const UNARY_OUTCOME_WAIT_MS = 5_000;
  */
 const HIGH_WATER = 256;
 const LOW_WATER = 64;
+/** The most messages one ConnectRequest.batch may hold. */
+export const MAX_BATCH_MESSAGES = 1000;
 
 export interface WorkerServiceParts {
   dispatcher: RemoteDispatcher;
@@ -71,6 +73,21 @@ function failFields(r: FailResult): Pick<pb.Ack, 'failOutcome' | 'willRetry' | '
   return { failOutcome: r.outcome, willRetry, retryAt: willRetry ? r.retryAt : undefined };
 }
 
+/**
+ * A ConnectRequest.batch's messages, to be applied one by one as if sent so; or the error that
+ * refuses it (a Hello in it, too many messages), applied in its place.
+ */
+function unbatch(batch: pb.ConnectRequestBatch): Array<pb.ConnectRequest | Error> {
+  if (batch.messages.length > MAX_BATCH_MESSAGES) {
+    return [new InvalidArgumentError('batch.messages', `holds ${batch.messages.length} messages; at most ${MAX_BATCH_MESSAGES}`)];
+  }
+  const hello = batch.messages.findIndex((m) => m.hello);
+  if (hello >= 0) return [new InvalidArgumentError(`batch.messages[${hello}]`, 'is a Hello: send Hello on its own, as the first message')];
+  const nested = batch.messages.findIndex((m) => m.batch);
+  if (nested >= 0) return [new InvalidArgumentError(`batch.messages[${nested}]`, 'is a batch: batches do not nest')];
+  return batch.messages;
+}
+
 /** The WorkerService handlers: the Connect stream, its unary twins, and ListWorkers. */
 export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerServiceServer {
   const { dispatcher } = p;
@@ -88,7 +105,8 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
       let over = false;
       /** Set once the client is done (half-closed, cancelled, failed): finish after the backlog. */
       let ending: string | undefined;
-      const inbox: pb.ConnectRequest[] = [];
+      /** Messages read and not applied yet; an Error is a malformed batch, refused in its place. */
+      const inbox: Array<pb.ConnectRequest | Error> = [];
       let reading = false;
       /** Lease work started and not finished yet. */
       let busy = 0;
@@ -96,8 +114,28 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
       /** Lease token → the last piece of work queued for it. */
       const chains = new Map<string, Promise<void>>();
 
-      const send = (msg: pb.ConnectResponse): void => {
+      const write = (msg: pb.ConnectResponse): void => {
         if (!call.writableEnded && !call.destroyed) call.write(msg);
+      };
+      // To a worker that reads batches, what is sent in one turn of the event loop (the
+      // Assignments a Credit placed, the Acks of the Completes read together) goes as one message.
+      let batching = false;
+      let outbox: pb.ConnectResponse[] = [];
+      let flushDue = false;
+      const flush = (): void => {
+        flushDue = false;
+        const msgs = outbox;
+        outbox = [];
+        if (msgs.length === 1) write(msgs[0]!);
+        else if (msgs.length > 1) write({ batch: { messages: msgs } });
+      };
+      const send = (msg: pb.ConnectResponse): void => {
+        if (!batching) return write(msg);
+        outbox.push(msg);
+        if (!flushDue) {
+          flushDue = true;
+          setImmediate(flush);
+        }
       };
       const nack = (jobId: string, leaseToken: string, err: unknown, requestId = ''): void => {
         const mapped = kit.toStatus(err);
@@ -106,6 +144,7 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
       const finish = (why: string, err?: unknown): void => {
         if (over) return;
         over = true;
+        flush();
         clearTimeout(helloTimer);
         inbox.length = 0;
         if (session) dispatcher.close(session, why);
@@ -140,6 +179,7 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
         const queues = await validQueues(p.registry, h.queues, 'hello.queues');
         if (over) return;
         session = dispatcher.openStream({ workerId: h.workerId, queues, names: new Set(h.jobNames), labels: { ...h.labels }, sdk: h.sdk }, Math.max(1, h.maxInFlight), send, () => {
+          flush();
           if (!call.writableEnded && !call.destroyed) call.end();
         });
         send({
@@ -147,12 +187,15 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
             sessionId: session.id,
             leaseTtl: msToDuration(dispatcher.leaseTtlMs),
             heartbeatInterval: msToDuration(p.heartbeatIntervalMs),
+            acceptsBatches: true,
           },
         });
+        batching = h.acceptsBatches;
       };
 
       /** Applies one message; returns a promise only when the reader must wait for it (Hello). */
-      const apply = (msg: pb.ConnectRequest): Promise<void> | undefined => {
+      const apply = (msg: pb.ConnectRequest | Error): Promise<void> | undefined => {
+        if (msg instanceof Error) throw msg;
         if (!session) {
           if (!msg.hello) throw new InvalidArgumentError('hello', 'the first message on a Connect stream must be Hello');
           return hello(msg.hello);
@@ -253,7 +296,8 @@ export function workerHandlers(kit: RpcKit, p: WorkerServiceParts): pb.WorkerSer
 
       call.on('data', (msg: pb.ConnectRequest) => {
         if (over) return;
-        inbox.push(msg);
+        if (msg.batch) inbox.push(...unbatch(msg.batch));
+        else inbox.push(msg);
         if (inbox.length >= HIGH_WATER) call.pause();
         void read();
       });
