@@ -2,7 +2,7 @@ import { type ChannelCredentials, type ChannelOptions, loadPackageDefinition, ty
 import { loadSync } from '@grpc/proto-loader';
 import * as pb from '@jobmesh/contracts';
 import { type Dial, dialCredentials, dialOptions, dialMetadata } from '@jobmesh/grpc-kit';
-import { type Backbone, DeadLetterStore, redisMemory } from '@jobmesh/queue';
+import { type Backbone, DeadLetterStore, isCluster, type RedisClient, redisMemory, type RedisSettings } from '@jobmesh/queue';
 import type { Logger } from '@jobmesh/telemetry';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { countWorkers, type QueueFigures } from './figures';
@@ -88,7 +88,7 @@ export class SystemHealth {
   }
 
   private async redis(): Promise<pb.ServiceHealth> {
-    const base = { service: 'redis', address: redact(this.backbone.settings.url ?? 'sentinel') };
+    const base = { service: 'redis', address: redisAddress(this.backbone.settings, connectedTo(this.backbone.redis)) };
     try {
       const mem = await redisMemory(this.backbone.redis);
       const figures: Record<string, string> = { used_memory_bytes: String(mem.usedBytes), maxmemory_bytes: String(mem.maxBytes), maxmemory_policy: mem.policy };
@@ -126,6 +126,23 @@ export class SystemHealth {
     for (const c of this.clients.values()) c.close();
     this.clients.clear();
   }
+}
+
+/**
+ * Where the backbone's Redis is, as an operator would look for it: the URL (password hidden); the
+ * sentinels and the master they named, and which node that is now; or the cluster's seed nodes.
+ */
+export function redisAddress(settings: RedisSettings, now?: string): string {
+  if (settings.clusterNodes) return `cluster ${settings.clusterNodes}`;
+  if (settings.sentinels) return `sentinel master ${settings.masterName ?? ''} via ${settings.sentinels}${now ? `, now ${now}` : ''}`;
+  return redact(settings.url ?? 'redis://127.0.0.1:6379');
+}
+
+/** The host:port a single-server connection is on now, if it is connected. */
+function connectedTo(redis: RedisClient): string | undefined {
+  if (isCluster(redis) || redis.status !== 'ready') return undefined;
+  const { remoteAddress, remotePort } = redis.stream ?? {};
+  return remoteAddress && remotePort ? `${remoteAddress}:${remotePort}` : undefined;
 }
 
 function redact(url: string): string {
