@@ -1,6 +1,6 @@
 --[[
   Files an active job as waiting for a processor, unless a replica serves its name now; the caller
-  then moves it to BullMQ's delayed set until its deadline and asks again (recheck-parked-2).
+  then moves it to BullMQ's delayed set until its deadline and asks again (recheck-parked-3).
   The calling replica's own entries count too: it found nothing to run the job a moment ago, but
   a worker may have connected to it since.
   Filed first, then moved, then asked again: a replica that starts serving the name publishes it to

@@ -12,7 +12,7 @@ const PARK = new LuaScript<
   [name: string, id: string, deadline: number, now: number, limitMax: number, limitMs: number]
 >('park-job-6');
 const REFUND = new LuaScript<[limiter: string, job: string], [limitMax: number, limitMs: number, now: number]>('refund-rate-limit-2');
-const RECHECK = new LuaScript<[served: string, names: string, parked: string], [name: string, id: string, now: number]>('recheck-parked-2');
+const RECHECK = new LuaScript<[served: string, names: string, parked: string], [name: string, id: string, now: number]>('recheck-parked-3');
 const UNPARK = new LuaScript<[parked: string, names: string], [name: string, keepLockedUnder: string, ...ids: string[]]>('unpark-jobs-2');
 const HAND_OFF = new LuaScript<[served: string, handoff: string], [name: string, id: string, until: number, now: number, channelPrefix: string, message: string]>('hand-off-2');
 const UNFILE_HANDOFFS = new LuaScript<[handoff: string], string[]>('unfile-handoffs-1');
