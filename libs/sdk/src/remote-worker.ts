@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { type ChannelCredentials, type ClientDuplexStream, credentials as grpcCredentials, Metadata, type StatusObject, status } from '@grpc/grpc-js';
+import { type ChannelCredentials, type ClientDuplexStream, connectivityState, credentials as grpcCredentials, Metadata, type StatusObject, status } from '@grpc/grpc-js';
 import { type Keepalive, keepaliveChannelOptions } from './keepalive';
 import * as pb from '@jobmesh/contracts';
 import { JobCancelledError, RateLimitError, UnrecoverableError, isUnrecoverable, settlesWithin } from '@jobmesh/core';
@@ -194,8 +194,9 @@ function deferred(): Deferred {
  * WorkerService `Connect` stream (see docs/worker-protocol.md), with the same `ctx` as
  * in-process: progress, log, signal, attempt, `step()` (results saved on the server, so a retry
  * resumes at the step that failed), `runChildren()` and `childrenResults()`. It keeps
- * `concurrency` credits outstanding, heartbeats its leases, and reconnects with exponential
- * backoff (250 ms → 10 s, jittered) when the stream drops for a transient reason; jobs in flight
+ * `concurrency` credits outstanding, heartbeats its leases, and reconnects when the stream drops
+ * for a transient reason: as soon as the server answers again when the connection was lost, else
+ * with exponential backoff (250 ms → 10 s, jittered); jobs in flight
  * then are abandoned (the server has already put them back to waiting, so their results would be
  * stale). A fatal refusal (see {@link WorkerRejectedError}) stops it instead.
  *
@@ -245,6 +246,10 @@ export class RemoteWorker {
     this.log = opts.logger ?? silent;
     this.client = new pb.WorkerServiceClient(opts.address, opts.credentials ?? grpcCredentials.createInsecure(), {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      // How often the channel tries a lost address again (grpc-js's default starts at 1 s and
+      // grows to 2 min): the worker's stream reopens once it answers (connectWhenReachable).
+      'grpc.initial_reconnect_backoff_ms': 250,
+      'grpc.max_reconnect_backoff_ms': 2_000,
       ...keepaliveChannelOptions(opts.keepalive, true),
     });
   }
@@ -397,7 +402,33 @@ export class RemoteWorker {
     const delay = Math.round(base / 2 + Math.random() * (base / 2));
     this.attempt++;
     this.log.info({ worker: this.workerId, delayMs: delay, code: s?.code }, 'worker stream closed; reconnecting');
-    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+    // The connection itself was lost (a replica restarting, a network cut): the channel probes
+    // the address again by itself, and the stream reopens as soon as it answers rather than at
+    // the end of a backoff that may be 10 s by then. A stream that ended on a live connection
+    // waits the backoff out.
+    const lost = this.client.getChannel().getConnectivityState(false) !== connectivityState.READY;
+    const timer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.connect();
+    }, delay);
+    this.reconnectTimer = timer;
+    if (lost) this.connectWhenReachable(timer, Date.now() + delay);
+  }
+
+  /** Connects at once when the channel is READY before `deadline`, unless `timer` (the backoff) was superseded. */
+  private connectWhenReachable(timer: NodeJS.Timeout, deadline: number): void {
+    if (this.stopping || this.reconnectTimer !== timer) return;
+    const channel = this.client.getChannel();
+    const state = channel.getConnectivityState(true);
+    if (state === connectivityState.READY) {
+      clearTimeout(timer);
+      this.reconnectTimer = undefined;
+      this.connect();
+      return;
+    }
+    channel.watchConnectivityState(state, deadline, (err) => {
+      if (!err) this.connectWhenReachable(timer, deadline);
+    });
   }
 
   /** A refusal for good: no reconnect; start() (if still waiting) and run() reject. */
