@@ -336,6 +336,10 @@ export class RemoteWorker {
   private send(c: Connection, msg: pb.ConnectRequest): void {
     if (!c.open) return;
     c.outbox.push(msg);
+    this.flushSoon(c);
+  }
+
+  private flushSoon(c: Connection): void {
     if (c.flushDue) return;
     c.flushDue = true;
     setImmediate(() => this.flush(c));
@@ -448,9 +452,7 @@ export class RemoteWorker {
   private refillSoon(c: Connection): void {
     if (c.refillDue || !c.open) return;
     c.refillDue = true;
-    if (c.flushDue) return;
-    c.flushDue = true;
-    setImmediate(() => this.flush(c));
+    this.flushSoon(c);
   }
 
   /** Tops credit up to `concurrency` minus jobs held. */

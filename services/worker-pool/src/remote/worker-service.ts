@@ -30,7 +30,7 @@ const UNARY_OUTCOME_WAIT_MS = 5_000;
 const HIGH_WATER = 256;
 const LOW_WATER = 64;
 /** The most messages one ConnectRequest.batch may hold. */
-export const MAX_BATCH_MESSAGES = 1000;
+const MAX_BATCH_MESSAGES = 1000;
 
 export interface WorkerServiceParts {
   dispatcher: RemoteDispatcher;
@@ -75,7 +75,7 @@ function failFields(r: FailResult): Pick<pb.Ack, 'failOutcome' | 'willRetry' | '
 
 /**
  * A ConnectRequest.batch's messages, to be applied one by one as if sent so; or the error that
- * refuses it (a Hello in it, too many messages), applied in its place.
+ * refuses it (too many messages, a Hello or a batch in it), applied in its place.
  */
 function unbatch(batch: pb.ConnectRequestBatch): Array<pb.ConnectRequest | Error> {
   if (batch.messages.length > MAX_BATCH_MESSAGES) {
