@@ -77,7 +77,7 @@ function failFields(r: FailResult): Pick<pb.Ack, 'failOutcome' | 'willRetry' | '
  * A ConnectRequest.batch's messages, to be applied one by one as if sent so; or the error that
  * refuses it (too many messages, a Hello or a batch in it), applied in its place.
  */
-function unbatch(batch: pb.ConnectRequestBatch): Array<pb.ConnectRequest | Error> {
+export function unbatch(batch: pb.ConnectRequestBatch): Array<pb.ConnectRequest | Error> {
   if (batch.messages.length > MAX_BATCH_MESSAGES) {
     return [new InvalidArgumentError('batch.messages', `holds ${batch.messages.length} messages; at most ${MAX_BATCH_MESSAGES}`)];
   }
