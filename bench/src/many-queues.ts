@@ -1,7 +1,9 @@
-// node bench/dist/many-queues.js [--queues 1000] [--rate 200] [--seconds 10] [--idle-seconds 10]:
+// node bench/dist/many-queues.js [--queues 1000] [--rate 200] [--seconds 10] [--idle-seconds 10] [--shared true|false]:
 // what serving many queues costs one worker-pool replica (issue 14, point 9). It starts a
 // redis-server of its own, a scheduler, creates --queues queues, and starts one worker-pool
 // (no-op processor on every queue, as spawnService starts it), then reports
+// The worker-pool runs with JOBMESH_SHARED_CONNECTIONS=--shared (default true), so the figures are
+// those of shared connections; --shared false measures a BullMQ Worker's two per queue.
 //   - the Redis connections the worker-pool holds (CLIENT LIST, by its connections' names, and
 //     all of Redis's less the scheduler's and the bench's own);
 //   - its CPU while idle (utime + stime from /proc/<pid>/stat over --idle-seconds), in % of a core;
@@ -45,11 +47,12 @@ function percentile(sorted: number[], p: number): number {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { queues: { type: 'string' }, rate: { type: 'string' }, seconds: { type: 'string' }, 'idle-seconds': { type: 'string' } } });
+  const { values } = parseArgs({ options: { queues: { type: 'string' }, rate: { type: 'string' }, seconds: { type: 'string' }, 'idle-seconds': { type: 'string' }, shared: { type: 'string' } } });
   const queues = Number(values.queues ?? 1000);
   const rate = Number(values.rate ?? 200);
   const seconds = Number(values.seconds ?? 10);
   const idleSeconds = Number(values['idle-seconds'] ?? 10);
+  const shared = (values.shared ?? 'true') === 'true';
   const redis = await startRedis({ own: true });
   const raw = new Redis(redis.url);
   const started: ServiceProcess[] = [];
@@ -61,7 +64,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < names.length; i += 50) await Promise.all(names.slice(i, i + 50).map((name) => client.createQueue({ queue: { name } })));
     progress(`${queues} queues created`);
     const before = (await clientNames(raw)).length;
-    started.push(await spawnService(WORKER_POOL, 'worker-pool running', redis.url, { JOBMESH_PROCESSORS: NOOP_PROCESSOR }));
+    started.push(await spawnService(WORKER_POOL, 'worker-pool running', redis.url, { JOBMESH_PROCESSORS: NOOP_PROCESSOR, JOBMESH_SHARED_CONNECTIONS: String(shared) }));
     const pid = childPid(WORKER_POOL);
     // Its runners start as the registry is read; let them settle before measuring.
     await sleep(3000);
@@ -113,7 +116,7 @@ async function main(): Promise<void> {
     latencies.sort((a, b) => a - b);
     client.close();
 
-    say(`worker-pool serving ${queues} queues (node ${process.version}, ${new Date().toISOString()}):`);
+    say(`worker-pool serving ${queues} queues, ${shared ? 'shared connections' : 'two connections a queue'} (node ${process.version}, ${new Date().toISOString()}):`);
     say('');
     say('| figure | measured | goal |');
     say('|---|---|---|');

@@ -16,7 +16,7 @@ export * from './processor-wait';
 export * from './events';
 export * from './redis-errors';
 export { JobSetAside, type JobStore, RunningJob, STEPS_TTL_MS } from './running-job';
-export { type BackoffSubject, type FailedAttempt, type JobProcessor, JobRunner, type JobRunnerOptions, type JobRunnerSettings, type RateLimit } from './job-runner';
+export { type BackoffSubject, type FailedAttempt, type JobProcessor, JobRunner, type JobRunnerOptions, type JobRunnerSettings, type RateLimit, SharedFetch } from './job-runner';
 export { CancelRequests } from './cancel-requests';
 export { WakeUps } from './wake-ups';
 export { JobData } from './job-data';

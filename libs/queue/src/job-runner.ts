@@ -1,7 +1,10 @@
 // Runs one queue's jobs: BullMQ's Worker behind Jobmesh's vocabulary (RunningJob, JobSetAside).
 import type { BackoffSpec } from '@jobmesh/core';
-import { type ConnectionOptions, DelayedError, type Job as BullJob, type MinimalJob, WaitingChildrenError, WaitingError, Worker } from 'bullmq';
+import { type BackendFactory, type ConnectionOptions, createRedisBackend, DelayedError, type Job as BullJob, type MinimalJob, QueueKeys, type RedisQueueBackend, WaitingChildrenError, WaitingError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { Backbone } from './backbone';
+import { closeConnection, clusterNodes, createRedis, type RedisSettings } from './connection';
+import { MarkerWatcher } from './marker-watcher';
 import { jobmeshOpts } from './job-mapping';
 import { type JobStore, JobSetAside, RunningJob } from './running-job';
 
@@ -35,7 +38,76 @@ export interface BackoffSubject {
   backoff?: BackoffSpec;
 }
 
+/**
+ * How long an idle runner on a SharedFetch waits for its queue's marker before it looks at the
+ * queue itself, s (BullMQ's drainDelay, 5 s by default). A marker wakes it at once for a new job
+ * or one whose delay is up, and a reconnect of the shared blocking connection ends every wait
+ * (MarkerWatcher), so the look is only a last fallback. Each look re-arms the shared wait, so its
+ * cost grows with the queues: 1,000 queues looking every 5 s kept the replica busy. Each wait is
+ * cut to a random point in its second half (SharedFetch.backend), so that runners started
+ * together do not all look at once.
+ */
+const SHARED_DRAIN_DELAY_S = 60;
+
+/**
+ * The connections a process's JobRunners share: one for BullMQ's commands and one blocking one,
+ * on which a MarkerWatcher waits for every queue's marker. Without it, each runner's Worker opens
+ * two of its own (a replica serving 1,000 queues held 2,000). The owner closes it after the
+ * runners.
+ */
+export class SharedFetch {
+  /** BullMQ's commands for every runner: a Worker given an ioredis instance shares it. */
+  readonly connection: Redis;
+  private readonly blocking: Redis;
+  private readonly watcher: MarkerWatcher;
+
+  /**
+   * The shared connections for `settings`, or undefined on a Redis Cluster: there the queues'
+   * markers are in hash slots of their own, which one BZPOPMIN cannot take together, so each
+   * runner keeps its own connections.
+   */
+  static open(settings: RedisSettings, onError: (err: Error) => void): SharedFetch | undefined {
+    return clusterNodes(settings) ? undefined : new SharedFetch(settings, onError);
+  }
+
+  private constructor(settings: RedisSettings, onError: (err: Error) => void) {
+    this.connection = createRedis(settings, 'worker', 'jobmesh:worker') as Redis;
+    this.blocking = createRedis(settings, 'worker', 'jobmesh:fetch') as Redis;
+    // Both reconnect by themselves; the backbone's connection reports an outage.
+    this.connection.on('error', () => undefined);
+    this.blocking.on('error', () => undefined);
+    this.watcher = new MarkerWatcher(this.blocking, this.connection, onError);
+  }
+
+  /**
+   * BullMQ's Redis backend, without the blocking connection of its own: its wait for the
+   * queue's marker goes to the watcher. Interrupting that wait (BullMQ does so to stop its fetch
+   * loop) ends it with nothing.
+   */
+  backend(): BackendFactory<RedisQueueBackend> {
+    return (name, opts, options) => {
+      const backend = createRedisBackend(name, opts, { ...options, withBlockingConnection: false });
+      const marker = new QueueKeys((opts as { prefix?: string }).prefix).toKey(name, 'marker');
+      // BullMQ asks for drainDelay when nothing is delayed, else at most 10 s (its maximumBlockTimeout).
+      backend.waitForJob = (timeoutS) => this.watcher.wait(marker, timeoutS >= SHARED_DRAIN_DELAY_S ? timeoutS * (0.5 + Math.random() / 2) : timeoutS);
+      backend.disconnectBlocking = async () => this.watcher.cancel(marker);
+      backend.reconnectBlocking = async () => undefined;
+      return backend;
+    };
+  }
+
+  async close(): Promise<void> {
+    const stopped = this.watcher.stop();
+    // Its BZPOPMIN in flight ends with the connection, also when Redis is gone.
+    this.blocking.disconnect();
+    await stopped;
+    await closeConnection(this.connection);
+  }
+}
+
 export interface JobRunnerOptions extends JobRunnerSettings {
+  /** Connections shared with the process's other runners; without it, the runner's Worker opens its own. */
+  shared?: SharedFetch;
   /** Jobs held at once. */
   concurrency: number;
   /** The queue's rate limit; none: unlimited. */
@@ -110,17 +182,24 @@ export class JobRunner {
     private readonly opts: JobRunnerOptions,
   ) {
     this.store = { redis: backbone.redis, keys: backbone.registry.keys };
-    this.worker = new Worker(queue, (job, token) => this.run(job, token), {
-      connection: backbone.workerConnection as ConnectionOptions,
-      prefix: backbone.registry.keys.queuePrefix(queue),
-      concurrency: opts.concurrency,
-      lockDuration: opts.lockDurationMs,
-      stalledInterval: opts.stalledIntervalMs,
-      maxStalledCount: opts.maxStalledCount,
-      limiter: limiterOf(opts.rateLimit),
-      maximumRateLimitDelay: rateLimitPollMs(opts.rateLimit),
-      settings: { backoffStrategy: (attemptsMade, _type, err, job) => this.backoff(attemptsMade, err, job) },
-    });
+    this.worker = new Worker(
+      queue,
+      (job, token) => this.run(job, token),
+      {
+        connection: (opts.shared?.connection ?? backbone.workerConnection) as ConnectionOptions,
+        prefix: backbone.registry.keys.queuePrefix(queue),
+        concurrency: opts.concurrency,
+        lockDuration: opts.lockDurationMs,
+        stalledInterval: opts.stalledIntervalMs,
+        maxStalledCount: opts.maxStalledCount,
+        limiter: limiterOf(opts.rateLimit),
+        maximumRateLimitDelay: rateLimitPollMs(opts.rateLimit),
+        settings: { backoffStrategy: (attemptsMade, _type, err, job) => this.backoff(attemptsMade, err, job) },
+        // With every queue's wait on one watcher, each wait that times out re-arms it for all.
+        ...(opts.shared && { drainDelay: SHARED_DRAIN_DELAY_S }),
+      },
+      opts.shared?.backend() ?? createRedisBackend,
+    );
     this.worker.on('error', (err) => opts.onError(err));
     if (opts.onFailed) this.worker.on('failed', (job) => job && this.failed(job));
     if (opts.onStalled) this.worker.on('stalled', (jobId) => opts.onStalled!(jobId));

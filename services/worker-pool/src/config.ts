@@ -31,6 +31,15 @@ export const workerPoolEnvSchema = commonEnvSchema.extend({
   JOBMESH_REMOTE_GRACE: z.string().optional(),
   /** A Connect stream that has not sent Hello this long after opening is ended (INVALID_ARGUMENT). @default 10s */
   JOBMESH_HELLO_TIMEOUT: durationMs.default(10_000),
+  /**
+   * `true`: every queue's runner shares two Redis connections (one for commands, one blocking wait
+   * on every queue's marker) instead of two per queue. For replicas that serve many queues; not on
+   * a Redis Cluster, where it is ignored. See docs/architecture.md, step 8. @default false
+   */
+  JOBMESH_SHARED_CONNECTIONS: z
+    .enum(['true', 'false'], { message: 'JOBMESH_SHARED_CONNECTIONS must be true or false' })
+    .default('false')
+    .transform((v) => v === 'true'),
   /** This replica's name in logs and ListWorkers; unique among replicas. @default hostname-pid-random */
   JOBMESH_REPLICA_ID: z.string().optional(),
 });

@@ -50,6 +50,7 @@ export async function register(server: GrpcServer, deps: WorkerPoolDeps): Promis
       maxStalledCount: env.JOBMESH_MAX_STALLED_COUNT,
     },
     replica,
+    sharedConnections: env.JOBMESH_SHARED_CONNECTIONS,
     remote: { leaseTtlMs: env.JOBMESH_LEASE_TTL, maxPayloadBytes: env.JOBMESH_MAX_PAYLOAD_BYTES },
   });
   if (env.JOBMESH_REMOTE_GRACE !== undefined) {

@@ -19,6 +19,7 @@ import {
   type ProcessorWait,
   type RunningJob,
   type ServedDirectory,
+  type SharedFetch,
   recordCancelled,
   traceIdOf,
 } from '@jobmesh/queue';
@@ -42,6 +43,8 @@ export interface RunnerDeps {
   onAttempt?: (outcome: 'completed' | 'failed', durationMs: number) => void;
   /** This replica's remote workers, who serves what on other replicas, and jobs waiting for a processor. */
   remote: { dispatcher: RemoteDispatcher; directory: ServedDirectory; processorWait: ProcessorWait };
+  /** The Redis connections every runner of the replica shares. */
+  shared?: SharedFetch;
 }
 
 /** The abort reason of jobs still running when a replica's shutdown grace period ran out. */
@@ -78,6 +81,7 @@ export class QueueRunner {
     const { dispatcher } = deps.remote;
     this.jobs = new JobRunner(deps.backbone, queue, (job) => this.run(job), {
       ...deps.settings,
+      shared: deps.shared,
       concurrency: this.slots(spec),
       rateLimit: spec.rateLimit,
       backoff: (attemptsMade, err, job) => this.backoff(attemptsMade, err, job),

@@ -1,6 +1,6 @@
 import * as pb from '@jobmesh/contracts';
 import type { QueueSpec } from '@jobmesh/core';
-import { type Backbone, CancelRequests, type JobRunner, ProcessorWait, ServedDirectory, type ServedPair, WakeUps, WindowRecorder, WorkerDirectory } from '@jobmesh/queue';
+import { type Backbone, CancelRequests, type JobRunner, ProcessorWait, ServedDirectory, type ServedPair, SharedFetch, WakeUps, WindowRecorder, WorkerDirectory } from '@jobmesh/queue';
 import type { Logger, Registry } from '@jobmesh/telemetry';
 import { type WorkerMetrics, workerMetrics } from './metrics';
 import type { ProcessorRegistry } from './processors';
@@ -17,6 +17,8 @@ export interface WorkerPoolOptions {
   queues: string[];
   /** This replica's name, in ListWorkers and the remote-worker directory. */
   replica: string;
+  /** Whether every queue's runner shares two Redis connections (SharedFetch), not two per queue (JOBMESH_SHARED_CONNECTIONS). */
+  sharedConnections?: boolean;
   /** Remote workers: a lease lapses this long after the last heartbeat. */
   /** Remote workers: their lease TTL, and the largest result or step value they may store (default 256 KiB). */
   remote: { leaseTtlMs: number; maxPayloadBytes?: number };
@@ -54,6 +56,8 @@ export class WorkerPool {
   private readonly toPromote = new Map<string, ServedPair>();
   /** Other replicas' word that they handed this one jobs of a name it serves. */
   private readonly wakeUps: WakeUps;
+  /** Two Redis connections for every queue's runner, not two per queue, when asked for (never on a Redis Cluster). */
+  private readonly shared: SharedFetch | undefined;
   /** Pairs whose handed-off jobs are being taken now, and whether to look once more after. */
   private readonly taking = new Map<string, { again: boolean }>();
   /** Pairs with handed-off jobs left when the runner had no free slot: looked at as slots free up. */
@@ -69,6 +73,7 @@ export class WorkerPool {
     this.window = new WindowRecorder(opts.backbone.redis, opts.backbone.registry.keys, (err) => opts.logger.warn({ err: err.message }, 'could not write the last minute’s job figures for the monitor'));
     this.processorWait = new ProcessorWait(opts.backbone.redis, opts.backbone.registry);
     this.wakeUps = new WakeUps(opts.backbone, opts.replica, opts.logger);
+    this.shared = opts.sharedConnections ? SharedFetch.open(opts.backbone.settings, (err) => opts.logger.warn({ err: err.message }, 'waiting for jobs failed; retrying')) : undefined;
     this.dispatcher = new RemoteDispatcher({
       leaseTtlMs: opts.remote.leaseTtlMs,
       maxPayloadBytes: opts.remote.maxPayloadBytes,
@@ -274,6 +279,7 @@ export class WorkerPool {
           metrics: this.metrics,
           logger,
           settings,
+          shared: this.shared,
           onAttempt: (outcome, ms) => {
             this.window.record(name, outcome, ms);
             this.roomFreed(name);
@@ -371,5 +377,6 @@ export class WorkerPool {
     this.dispatcher.endAll('the worker-pool stopped');
     await this.cancels.close();
     await this.wakeUps.close();
+    await this.shared?.close();
   }
 }
