@@ -1,5 +1,5 @@
 // The MarkerWatcher: one blocking connection waiting on many BullMQ marker keys.
-import { type RedisHandle, startRedis } from '@jobmesh/testing';
+import { eventually, type RedisHandle, startRedis } from '@jobmesh/testing';
 import { Redis } from 'ioredis';
 import { MarkerWatcher } from '../src/marker-watcher';
 
@@ -11,7 +11,7 @@ const errors: Error[] = [];
 
 beforeAll(async () => {
   redis = await startRedis({ own: true });
-  blocking = new Redis(redis.url, { maxRetriesPerRequest: null });
+  blocking = new Redis(redis.url, { maxRetriesPerRequest: null, connectionName: 'mw-test-blocking' });
   commands = new Redis(redis.url);
   watcher = new MarkerWatcher(blocking, commands, (err) => errors.push(err));
 });
@@ -77,4 +77,21 @@ it('waits on 1,000 keys with one connection', async () => {
   expect(got.map((m) => m?.score)).toEqual(keys.map((_, i) => i));
   // This test's two connections, plus whatever the harness holds: not one per key.
   expect(clients.trim().split('\n').length).toBeLessThan(10);
+});
+
+it('ends every wait when its blocking connection reconnects (a marker popped for the lost answer would be lost), and waits again after', async () => {
+  const [a, b] = [key(), key()];
+  const started = Date.now();
+  const waits = [watcher.wait(a, 30), watcher.wait(b, 30)];
+  // The BZPOPMIN on both keys is under way; the blocking connection is cut from Redis's side.
+  const blockingId = async (): Promise<string | undefined> =>
+    /(?:^|\n)id=(\d+) [^\n]*name=mw-test-blocking [^\n]*cmd=bzpopmin/.exec((await commands.client('LIST')) as string)?.[1];
+  const id = await eventually(blockingId, 10_000, 'the BZPOPMIN on the blocking connection');
+  await commands.client('KILL', 'ID', id);
+  expect(await Promise.all(waits)).toEqual([null, null]);
+  // Well before the waits' own 30 s.
+  expect(Date.now() - started).toBeLessThan(15_000);
+  const again = watcher.wait(a, 5);
+  await commands.zadd(a, 0, '0');
+  expect(await again).toEqual({ member: '0', score: 0 });
 });
