@@ -74,6 +74,7 @@ export class WorkerPool {
     this.processorWait = new ProcessorWait(opts.backbone.redis, opts.backbone.registry);
     this.wakeUps = new WakeUps(opts.backbone, opts.replica, opts.logger);
     this.shared = opts.sharedConnections ? SharedFetch.open(opts.backbone.settings, (err) => opts.logger.warn({ err: err.message }, 'waiting for jobs failed; retrying')) : undefined;
+    if (opts.sharedConnections && !this.shared) opts.logger.warn('JOBMESH_SHARED_CONNECTIONS is ignored on a Redis Cluster: each queue keeps its own two connections');
     this.dispatcher = new RemoteDispatcher({
       leaseTtlMs: opts.remote.leaseTtlMs,
       maxPayloadBytes: opts.remote.maxPayloadBytes,
