@@ -24,16 +24,20 @@ export interface SentinelSet {
   sentinelPorts: number[];
   /** What Jobmesh needs to use the set: REDIS_SENTINELS and REDIS_MASTER_NAME. */
   env: { REDIS_SENTINELS: string; REDIS_MASTER_NAME: string };
-  /** The master every sentinel reports now (they must agree). */
+  /**
+   * The master a majority of the sentinels (two of three, their quorum) report now. A lone
+   * sentinel may lag behind a failover for 30 s (TILT mode on a loaded machine); clients are not
+   * misled by it, since ioredis checks the role of the node a sentinel names.
+   */
   master(): Promise<SentinelNode>;
   /**
    * SENTINEL FAILOVER: the replica is promoted and the old master made its replica, without a
-   * fault. Resolves once every sentinel reports the new master and it answers as one.
+   * fault. Resolves once a majority of the sentinels report the new master and it answers as one.
    */
   failover(): Promise<{ from: SentinelNode; to: SentinelNode; tookMs: number }>;
   /**
    * SIGKILLs the master, as a crash would, and resolves once the sentinels have agreed that it is
-   * down, promoted the replica, and every one of them reports it.
+   * down, promoted the replica, and a majority of them report it.
    */
   killMaster(): Promise<{ killed: SentinelNode; to: SentinelNode; killedAt: number; tookMs: number }>;
   /**
@@ -68,7 +72,8 @@ const SETTLE_WAIT_MS = 30_000;
 /**
  * A restarted node's return as a replica. It took 17 s in a CI run and more than 30 s in
  * another, where the sentinels still disagreed at the end: on a loaded machine a sentinel whose
- * timer runs late enters TILT mode and does not act for 30 s.
+ * timer runs late enters TILT mode and does not act for 30 s (and in a third, one sentinel of three
+ * still named the old master after 60 s, which is why the harness goes by a majority).
  */
 const RESTART_WAIT_MS = 60_000;
 
@@ -156,18 +161,19 @@ export async function startSentinelSet(opts: SentinelSetOptions = {}): Promise<S
     if (!n) throw new Error(`the sentinels report a master on port ${port}, which is not a node of this set`);
     return n;
   };
-  /** The master all three sentinels report, or undefined while they disagree. */
+  /** The master named by a majority of the sentinels, or undefined while there is none. */
   const agreed = async (): Promise<SentinelNode | undefined> => {
-    const ports = await Promise.all(sentinelPorts.map((p) => masterPort(p, masterName)));
-    return ports.every((p) => p === ports[0]) ? byPort(ports[0]!) : undefined;
+    const ports = await Promise.all(sentinelPorts.map((p) => masterPort(p, masterName).catch(() => undefined)));
+    const majority = ports.find((p) => p !== undefined && ports.filter((q) => q === p).length > ports.length / 2);
+    return majority === undefined ? undefined : byPort(majority);
   };
   const master = async (): Promise<SentinelNode> => {
     const m = await agreed();
     if (m) return m;
     const views = await Promise.all(sentinelPorts.map(async (p) => `sentinel ${p}: ${await masterPort(p, masterName).catch((e: Error) => e.message)}`));
-    throw new Error(`the sentinels disagree about the master (${views.join('; ')})`);
+    throw new Error(`no majority of the sentinels names one master (${views.join('; ')})`);
   };
-  /** Waits until the sentinels agree on a master other than `from` and it answers as a master. */
+  /** Waits until a majority of the sentinels name a master other than `from` and it answers as a master. */
   const promoted = (from: SentinelNode): Promise<SentinelNode> =>
     waitFor(
       `the sentinels to promote a new master in place of 127.0.0.1:${from.port}`,
