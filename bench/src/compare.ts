@@ -46,7 +46,9 @@ function main(argv: string[]): number {
       pct(sb.ratio.ofMedians, sa.ratio.ofMedians),
     ]);
   }
-  console.log(`A: ${a.at} (${a.node}, Redis ${a.redis}, ${a.cpus} cpus)\nB: ${b.at} (${b.node}, Redis ${b.redis}, ${b.cpus} cpus)\n`);
+  const rawOf = (r: BenchJson): string => r.rawOptions ?? 'bare';
+  console.log(`A: ${a.at} (${a.node}, Redis ${a.redis}, ${a.cpus} cpus, raw options ${rawOf(a)})\nB: ${b.at} (${b.node}, Redis ${b.redis}, ${b.cpus} cpus, raw options ${rawOf(b)})\n`);
+  if (rawOf(a) !== rawOf(b)) console.log(`The raw sides differ (--raw-options ${rawOf(a)} against ${rawOf(b)}): raw BullMQ did different work a job in the two runs.\n`);
   console.log(alignedTable(['scenario', 'A Jobmesh/raw (min–max)', 'B Jobmesh/raw (min–max)', 'raw median B/A', 'Jobmesh median B/A', 'ratio B/A'], rows));
   // A feature scenario's two sides are both Jobmesh: say what "raw" and "Jobmesh" stand for there.
   for (const sa of a.scenarios) {

@@ -1,10 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
+import { resolveJobOptions } from '@jobmesh/core';
+import { toBullOptions } from '@jobmesh/queue';
 import { JobmeshClient } from '@jobmesh/sdk';
 import { startRedis } from '@jobmesh/testing';
-import { Queue } from 'bullmq';
+import { type JobsOptions, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import type { RawOptions } from './options';
 
 /** Key prefixes of the raw BullMQ queues and of the scheduler: two key spaces on one Redis. */
 const RAW_PREFIX = 'bench-raw';
@@ -86,7 +89,12 @@ export interface BenchEnvironment {
   client: JobmeshClient;
   /** "host:port" of the bench's scheduler. */
   schedulerAddress: string;
-  /** A fresh, connected BullMQ queue with prefix `bench-raw`; close it when done. */
+  /** What raw BullMQ's jobs are given (`--raw-options`). */
+  rawOptions: RawOptions;
+  /**
+   * A fresh, connected BullMQ queue with prefix `bench-raw`, whose jobs get `rawJobOptions`
+   * unless they say otherwise; close it when done.
+   */
   rawQueue(label: string): Promise<Queue>;
   /** A fresh Jobmesh queue, created with CreateQueue. */
   jobmeshQueue(label: string): Promise<string>;
@@ -118,7 +126,20 @@ const uniqueName = (label: string): string => `${label}-${randomUUID().slice(0, 
  * Starts a redis-server of the bench's own on a free port (never a shared one: the numbers must
  * not depend on what else uses it) and a scheduler process on a free gRPC port.
  */
-export async function startEnvironment(): Promise<BenchEnvironment> {
+/**
+ * BullMQ's own options of a Jobmesh job enqueued with none of its own on a queue with no
+ * defaults, the work BullMQ does for it: its attempts and backoff, and its retention (completed
+ * jobs trimmed to 1,000 and 24 h, one removal a completion in BullMQ's script). Jobmesh's
+ * own field (`opts.jobmesh`) is left out: it means nothing to raw BullMQ. Failed jobs are kept
+ * as a dead-letter queue keeps them for capture (`removeOnFail: false`), BullMQ's default too.
+ */
+export function rawJobOptions(kind: RawOptions): JobsOptions {
+  if (kind === 'bare') return {};
+  const { jobmesh: _own, ...bull } = toBullOptions(resolveJobOptions({}), { holdFailed: true }) as JobsOptions & { jobmesh?: unknown };
+  return bull;
+}
+
+export async function startEnvironment(rawOptions: RawOptions = 'jobmesh'): Promise<BenchEnvironment> {
   const redis = await startRedis({ own: true });
   let running: ServiceProcess;
   try {
@@ -131,8 +152,9 @@ export async function startEnvironment(): Promise<BenchEnvironment> {
   const client = new JobmeshClient({ address: `127.0.0.1:${running.port}` });
   const { hostname, port } = new URL(redis.url);
 
+  const defaultJobOptions = rawJobOptions(rawOptions);
   const rawQueue = async (label: string): Promise<Queue> => {
-    const queue = new Queue(uniqueName(label), { connection: { host: hostname, port: Number(port) }, prefix: RAW_PREFIX });
+    const queue = new Queue(uniqueName(label), { connection: { host: hostname, port: Number(port) }, prefix: RAW_PREFIX, defaultJobOptions });
     queue.on('error', (err) => console.error(`raw queue ${queue.name}: ${err.message}`));
     await queue.waitUntilReady();
     return queue;
@@ -144,6 +166,7 @@ export async function startEnvironment(): Promise<BenchEnvironment> {
   const info = await admin.info('server');
 
   return {
+    rawOptions,
     redisUrl: redis.url,
     redisVersion: /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown',
     client,

@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { startEnvironment } from './environment';
+import { rawJobOptions, startEnvironment } from './environment';
 import { USAGE, UsageError, parseBenchOptions } from './options';
 import { formatJson, formatTable } from './report';
 import { type ScenarioResult, runScenario } from './runner';
@@ -29,8 +29,9 @@ async function main(): Promise<number> {
   const selected = options.only.length ? scenarios.filter((s) => options.only.includes(s.name)) : scenarios;
 
   const log = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
-  const env = await startEnvironment();
+  const env = await startEnvironment(options.rawOptions);
   log(`redis-server ${env.redisVersion} at ${env.redisUrl}, scheduler as its own process; ${options.rounds} rounds a scenario`);
+  log(`raw BullMQ's jobs: ${options.rawOptions === 'jobmesh' ? `a Jobmesh job's BullMQ options, ${JSON.stringify(rawJobOptions('jobmesh'))}` : 'no options (--raw-options bare)'}`);
   const results: ScenarioResult[] = [];
   let failure: unknown;
   try {
@@ -42,7 +43,7 @@ async function main(): Promise<number> {
   await env.stop().catch((err: unknown) => (failure ??= err));
   if (results.length) {
     console.log(`\n${formatTable(results)}\n`);
-    console.log(formatJson(results, { node: process.version, redis: env.redisVersion, cpus: availableParallelism() }));
+    console.log(formatJson(results, { node: process.version, redis: env.redisVersion, cpus: availableParallelism(), rawOptions: options.rawOptions }));
   }
   if (failure !== undefined) throw failure;
   return 0;

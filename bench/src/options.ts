@@ -10,7 +10,17 @@ export interface BenchOptions {
   rounds: number;
   /** Run only the scenarios with these names. @default all */
   only: string[];
+  /**
+   * The job options of raw BullMQ's jobs: `jobmesh`, the BullMQ options a Jobmesh job is stored
+   * with by default (3 attempts, exponential backoff, completed jobs kept to 1,000 / 24 h), so
+   * both sides do the same work a job; `bare`, none (BullMQ keeps every completed job forever).
+   * @default jobmesh
+   */
+  rawOptions: RawOptions;
 }
+
+export const RAW_OPTIONS = ['jobmesh', 'bare'] as const;
+export type RawOptions = (typeof RAW_OPTIONS)[number];
 
 /** Enough for a median that one odd run cannot move, and a range worth reading. */
 export const DEFAULT_ROUNDS = 5;
@@ -21,6 +31,11 @@ export const USAGE = `usage: npm run bench -- [--rounds N] [--jobs N] [--warmup 
   --jobs N         jobs per measured run, every scenario (env BENCH_JOBS)
   --warmup N       jobs per warm-up run; 0 skips the warm-up (env BENCH_WARMUP)
   --scenario NAME  run only this scenario; repeatable
+  --raw-options jobmesh|bare
+                   raw BullMQ's job options: jobmesh (default), the BullMQ options a Jobmesh job is
+                   stored with by default (3 attempts, exponential backoff, completed jobs kept to
+                   1,000 / 24 h); bare, none, as BullMQ defaults them (every completed job kept
+                   forever) (env BENCH_RAW_OPTIONS)
 
   env BENCH_OTLP_RECEIVER=count|decode  the OTLP receiver of end-to-end-traced: count (default) counts
                    spans without decoding them; decode is @jobmesh/testing's, which decodes every span
@@ -41,6 +56,7 @@ export function parseBenchOptions(argv: string[], env: NodeJS.ProcessEnv): Bench
         jobs: { type: 'string' },
         warmup: { type: 'string' },
         scenario: { type: 'string', multiple: true },
+        'raw-options': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -56,6 +72,7 @@ export function parseBenchOptions(argv: string[], env: NodeJS.ProcessEnv): Bench
     warmup: count(values.warmup ?? env.BENCH_WARMUP, values.warmup !== undefined ? '--warmup' : 'BENCH_WARMUP', 0),
     rounds: count(values.rounds ?? env.BENCH_ROUNDS, values.rounds !== undefined ? '--rounds' : 'BENCH_ROUNDS', 1) ?? DEFAULT_ROUNDS,
     only: values.scenario ?? [],
+    rawOptions: oneOf(values['raw-options'] ?? env.BENCH_RAW_OPTIONS, values['raw-options'] !== undefined ? '--raw-options' : 'BENCH_RAW_OPTIONS', RAW_OPTIONS) ?? 'jobmesh',
   };
 }
 
@@ -64,4 +81,10 @@ function count(raw: string | undefined, source: string, min: number): number | u
   const n = Number(raw.replace(/_/g, ''));
   if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`${source} must be a whole number of at least ${min}, got "${raw}"`);
   return n;
+}
+
+function oneOf<T extends string>(raw: string | undefined, source: string, allowed: readonly T[]): T | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  if (!(allowed as readonly string[]).includes(raw)) throw new UsageError(`${source} must be one of ${allowed.join(', ')}, got "${raw}"`);
+  return raw as T;
 }

@@ -102,6 +102,8 @@ export interface RunInfo {
   node: string;
   redis: string;
   cpus: number;
+  /** What raw BullMQ's jobs were given (`--raw-options`); runs before 2026-12-02 evening gave them none ('bare'). */
+  rawOptions?: string;
 }
 
 /** A run's JSON line, as `formatJson` writes it and `compare` reads it. */
