@@ -47,8 +47,11 @@ function main(argv: string[]): number {
     ]);
   }
   const rawOf = (r: BenchJson): string => r.rawOptions ?? 'bare';
-  console.log(`A: ${a.at} (${a.node}, Redis ${a.redis}, ${a.cpus} cpus, raw options ${rawOf(a)})\nB: ${b.at} (${b.node}, Redis ${b.redis}, ${b.cpus} cpus, raw options ${rawOf(b)})\n`);
+  const workerOf = (r: BenchJson): string => r.rawWorker ?? 'bench';
+  const run = (r: BenchJson): string => `${r.at} (${r.node}, Redis ${r.redis}, ${r.cpus} cpus, raw options ${rawOf(r)}, raw worker in ${workerOf(r) === 'bench' ? "the bench's process" : 'a process of its own'})`;
+  console.log(`A: ${run(a)}\nB: ${run(b)}\n`);
   if (rawOf(a) !== rawOf(b)) console.log(`The raw sides differ (--raw-options ${rawOf(a)} against ${rawOf(b)}): raw BullMQ did different work a job in the two runs.\n`);
+  if (workerOf(a) !== workerOf(b)) console.log(`The raw sides differ (--raw-worker ${workerOf(a)} against ${workerOf(b)}): raw BullMQ's Worker ran in different places in the two runs.\n`);
   console.log(alignedTable(['scenario', 'A Jobmesh/raw (min–max)', 'B Jobmesh/raw (min–max)', 'raw median B/A', 'Jobmesh median B/A', 'ratio B/A'], rows));
   // A feature scenario's two sides are both Jobmesh: say what "raw" and "Jobmesh" stand for there.
   for (const sa of a.scenarios) {

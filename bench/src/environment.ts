@@ -7,7 +7,7 @@ import { JobmeshClient } from '@jobmesh/sdk';
 import { startRedis } from '@jobmesh/testing';
 import { type JobsOptions, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import type { RawOptions } from './options';
+import type { RawOptions, RawWorker } from './options';
 
 /** Key prefixes of the raw BullMQ queues and of the scheduler: two key spaces on one Redis. */
 const RAW_PREFIX = 'bench-raw';
@@ -30,6 +30,7 @@ export interface ServiceProcess {
 const WORKER_POOL_MAIN = resolve(__dirname, '../../services/worker-pool/dist/main.js');
 const DEAD_LETTER_MAIN = resolve(__dirname, '../../services/dead-letter/dist/main.js');
 const ECHO_MAIN = resolve(__dirname, 'echo-server-main.js');
+const RAW_WORKER_MAIN = resolve(__dirname, 'raw-worker-main.js');
 
 /**
  * Spawns a Jobmesh service (`node services/<svc>/dist/main.js`) on free ports; resolves once its
@@ -59,12 +60,14 @@ export async function spawnService(main: string, ready: string, redisUrl: string
     }, 20_000);
     child.stdout!.on('data', (chunk: Buffer) => {
       buffered += chunk.toString();
-      const m = new RegExp(`"grpc":"?(?:[^",]*:)?(\\d+)"?[^\\n]*"msg":"${ready}"`).exec(buffered);
-      if (m) {
+      // Whole lines only: the last piece may be the start of one.
+      const line = buffered.split('\n').slice(0, -1).find((l) => l.includes(`"msg":"${ready}"`));
+      if (line) {
         clearTimeout(timer);
         child.stdout!.removeAllListeners('data').resume();
-        const line = buffered.split('\n').find((l) => l.includes(`"msg":"${ready}"`)) ?? '';
-        resolvePort({ port: Number(m[1]), http: (JSON.parse(line) as { http?: string }).http ?? '' });
+        // "grpc" is "host:port" or a port; a process without a gRPC server logs none (port 0).
+        const { grpc, http } = JSON.parse(line) as { grpc?: string | number; http?: string };
+        resolvePort({ port: Number(/(\d+)$/.exec(String(grpc ?? ''))?.[1] ?? 0), http: http ?? '' });
       }
     });
     child.once('exit', (code) => {
@@ -91,6 +94,8 @@ export interface BenchEnvironment {
   schedulerAddress: string;
   /** What raw BullMQ's jobs are given (`--raw-options`). */
   rawOptions: RawOptions;
+  /** Where the processing scenarios run raw BullMQ's Worker (`--raw-worker`). */
+  rawWorker: RawWorker;
   /**
    * A fresh, connected BullMQ queue with prefix `bench-raw`, whose jobs get `rawJobOptions`
    * unless they say otherwise; close it when done.
@@ -112,6 +117,11 @@ export interface BenchEnvironment {
   spawnScheduler(env: Record<string, string>): Promise<{ port: number; stop(): Promise<void> }>;
   /** Starts a dead-letter process (replays through the bench's scheduler); stop it when done. */
   spawnDeadLetter(): Promise<{ port: number; stop(): Promise<void> }>;
+  /**
+   * Starts raw BullMQ's Worker as a process of its own (raw-worker-main.ts) on `queue`: no-op
+   * jobs, or jobs that fail for good; stop it when done.
+   */
+  spawnRawWorker(queue: Queue, concurrency: number, jobs: 'noop' | 'fail'): Promise<{ stop(): Promise<void> }>;
   /** Starts the bare gRPC echo server (echo-server-main.ts); stop it when done. */
   spawnEcho(): Promise<{ port: number; stop(): Promise<void> }>;
   /** The key prefix of Jobmesh's queues, for BullMQ readers of them. */
@@ -139,7 +149,7 @@ export function rawJobOptions(kind: RawOptions): JobsOptions {
   return bull;
 }
 
-export async function startEnvironment(rawOptions: RawOptions = 'jobmesh'): Promise<BenchEnvironment> {
+export async function startEnvironment({ rawOptions = 'jobmesh', rawWorker = 'process' }: { rawOptions?: RawOptions; rawWorker?: RawWorker } = {}): Promise<BenchEnvironment> {
   const redis = await startRedis({ own: true });
   let running: ServiceProcess;
   try {
@@ -167,6 +177,7 @@ export async function startEnvironment(rawOptions: RawOptions = 'jobmesh'): Prom
 
   return {
     rawOptions,
+    rawWorker,
     redisUrl: redis.url,
     redisVersion: /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown',
     client,
@@ -176,6 +187,13 @@ export async function startEnvironment(rawOptions: RawOptions = 'jobmesh'): Prom
     spawnWorkerPool: (extra) => spawnService(WORKER_POOL_MAIN, 'worker-pool running', redis.url, extra),
     spawnScheduler: (extra) => spawnService(SCHEDULER_MAIN, 'scheduler listening', redis.url, extra),
     spawnEcho: () => spawnService(ECHO_MAIN, 'echo listening', redis.url),
+    spawnRawWorker: (queue, concurrency, jobs) =>
+      spawnService(RAW_WORKER_MAIN, 'raw worker running', redis.url, {
+        RAW_QUEUE: queue.name,
+        RAW_PREFIX: queue.opts.prefix ?? RAW_PREFIX,
+        RAW_CONCURRENCY: String(concurrency),
+        RAW_JOBS: jobs,
+      }),
     spawnDeadLetter: () => spawnService(DEAD_LETTER_MAIN, 'dead-letter listening', redis.url, { JOBMESH_SCHEDULER_ADDRESS: `127.0.0.1:${running.port}` }),
     async jobmeshQueue(label) {
       const name = uniqueName(label);

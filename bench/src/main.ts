@@ -29,9 +29,10 @@ async function main(): Promise<number> {
   const selected = options.only.length ? scenarios.filter((s) => options.only.includes(s.name)) : scenarios;
 
   const log = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
-  const env = await startEnvironment(options.rawOptions);
+  const env = await startEnvironment({ rawOptions: options.rawOptions, rawWorker: options.rawWorker });
   log(`redis-server ${env.redisVersion} at ${env.redisUrl}, scheduler as its own process; ${options.rounds} rounds a scenario`);
   log(`raw BullMQ's jobs: ${options.rawOptions === 'jobmesh' ? `a Jobmesh job's BullMQ options, ${JSON.stringify(rawJobOptions('jobmesh'))}` : 'no options (--raw-options bare)'}`);
+  log(`raw BullMQ's Worker: ${options.rawWorker === 'process' ? 'a process of its own' : "in the bench's process (--raw-worker bench)"}`);
   const results: ScenarioResult[] = [];
   let failure: unknown;
   try {
@@ -43,7 +44,7 @@ async function main(): Promise<number> {
   await env.stop().catch((err: unknown) => (failure ??= err));
   if (results.length) {
     console.log(`\n${formatTable(results)}\n`);
-    console.log(formatJson(results, { node: process.version, redis: env.redisVersion, cpus: availableParallelism(), rawOptions: options.rawOptions }));
+    console.log(formatJson(results, { node: process.version, redis: env.redisVersion, cpus: availableParallelism(), rawOptions: options.rawOptions, rawWorker: options.rawWorker }));
   }
   if (failure !== undefined) throw failure;
   return 0;

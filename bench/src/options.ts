@@ -17,10 +17,19 @@ export interface BenchOptions {
    * @default jobmesh
    */
   rawOptions: RawOptions;
+  /**
+   * Where end-to-end and dead-letter run raw BullMQ's Worker: `process`, a process of its own, as
+   * the worker-pool runs and as a deployment runs either; `bench`, in the bench's process, next
+   * to the QueueEvents that counts both sides' completions (the way before 2026-12-03).
+   * @default process
+   */
+  rawWorker: RawWorker;
 }
 
 export const RAW_OPTIONS = ['jobmesh', 'bare'] as const;
 export type RawOptions = (typeof RAW_OPTIONS)[number];
+export const RAW_WORKERS = ['process', 'bench'] as const;
+export type RawWorker = (typeof RAW_WORKERS)[number];
 
 /** Enough for a median that one odd run cannot move, and a range worth reading. */
 export const DEFAULT_ROUNDS = 5;
@@ -36,6 +45,11 @@ export const USAGE = `usage: npm run bench -- [--rounds N] [--jobs N] [--warmup 
                    stored with by default (3 attempts, exponential backoff, completed jobs kept to
                    1,000 / 24 h); bare, none, as BullMQ defaults them (every completed job kept
                    forever) (env BENCH_RAW_OPTIONS)
+  --raw-worker process|bench
+                   where end-to-end and dead-letter run raw BullMQ's Worker: process (default), a
+                   process of its own, as the worker-pool is one; bench, in the bench's own process,
+                   next to the QueueEvents that counts completions (env BENCH_RAW_WORKER).
+                   remote-worker runs it in the bench's process always, where its RemoteWorker runs
 
   env BENCH_OTLP_RECEIVER=count|decode  the OTLP receiver of end-to-end-traced: count (default) counts
                    spans without decoding them; decode is @jobmesh/testing's, which decodes every span
@@ -57,6 +71,7 @@ export function parseBenchOptions(argv: string[], env: NodeJS.ProcessEnv): Bench
         warmup: { type: 'string' },
         scenario: { type: 'string', multiple: true },
         'raw-options': { type: 'string' },
+        'raw-worker': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -73,6 +88,7 @@ export function parseBenchOptions(argv: string[], env: NodeJS.ProcessEnv): Bench
     rounds: count(values.rounds ?? env.BENCH_ROUNDS, values.rounds !== undefined ? '--rounds' : 'BENCH_ROUNDS', 1) ?? DEFAULT_ROUNDS,
     only: values.scenario ?? [],
     rawOptions: oneOf(values['raw-options'] ?? env.BENCH_RAW_OPTIONS, values['raw-options'] !== undefined ? '--raw-options' : 'BENCH_RAW_OPTIONS', RAW_OPTIONS) ?? 'jobmesh',
+    rawWorker: oneOf(values['raw-worker'] ?? env.BENCH_RAW_WORKER, values['raw-worker'] !== undefined ? '--raw-worker' : 'BENCH_RAW_WORKER', RAW_WORKERS) ?? 'process',
   };
 }
 

@@ -104,6 +104,8 @@ export interface RunInfo {
   cpus: number;
   /** What raw BullMQ's jobs were given (`--raw-options`); runs before 2026-12-02 evening gave them none ('bare'). */
   rawOptions?: string;
+  /** Where raw BullMQ's Worker ran (`--raw-worker`); runs before 2026-12-03 ran it in the bench's process ('bench'). */
+  rawWorker?: string;
 }
 
 /** A run's JSON line, as `formatJson` writes it and `compare` reads it. */

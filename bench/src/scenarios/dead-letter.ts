@@ -1,6 +1,5 @@
 import { resolve } from 'node:path';
 import { DeadLetterClient } from '@jobmesh/sdk';
-import { UnrecoverableError } from 'bullmq';
 import type { Scenario } from '../scenario';
 import { jobmeshProcessing, rawProcessing } from './processing';
 
@@ -21,10 +20,7 @@ export const deadLetter: Scenario = {
   defaultJobs: 20_000,
 
   raw: (ctx) =>
-    rawProcessing(ctx, CONCURRENCY, {
-      process: () => Promise.reject(new UnrecoverableError('bench failure')),
-      until: 'failed',
-    }),
+    rawProcessing(ctx, CONCURRENCY, { jobs: 'fail', until: 'failed' }),
 
   async jobmesh(ctx) {
     await ctx.client.updateQueue({ queue: { name: ctx.queue, concurrency: CONCURRENCY }, updateMask: ['concurrency'] });

@@ -1,5 +1,5 @@
 import type { JobmeshClient } from '@jobmesh/sdk';
-import { type ConnectionOptions, type Queue, QueueEvents, Worker } from 'bullmq';
+import { type ConnectionOptions, type Queue, QueueEvents, UnrecoverableError, Worker } from 'bullmq';
 import { JOB_NAME, type JobmeshContext, type RawContext, jobData } from '../scenario';
 
 /** Jobs queued per addBulk / EnqueueJobs call before a processing run. */
@@ -26,22 +26,24 @@ export function batchOf(start: number, jobs: number): { name: string; data: Reco
 }
 
 /**
- * The raw side of the processing scenarios: jobs queued on a paused queue, then a BullMQ Worker in
- * this process at `concurrency` running `process` (no-op by default), timed from resume to the
- * last `until` event (completed, or failed for failing jobs).
+ * The raw side of the processing scenarios: jobs queued on a paused queue, then a BullMQ Worker
+ * at `concurrency` whose jobs do nothing (`jobs: 'noop'`) or fail for good (`'fail'`), timed from
+ * resume to the last `until` event (completed, or failed for failing jobs), counted by QueueEvents
+ * in this process as the Jobmesh side's are. The Worker is a process of its own, as the
+ * worker-pool is (env.rawWorker 'process'), or runs in this one (env.rawWorker 'bench', or
+ * `inBench`: for a scenario whose Jobmesh worker runs here too).
  */
 export async function rawProcessing(
   { queue, jobs, startClock, stopClock, env }: RawContext,
   concurrency: number,
-  { process = async (): Promise<unknown> => null, until = 'completed' }: { process?: () => Promise<unknown>; until?: 'completed' | 'failed' } = {},
+  { jobs: kind = 'noop', until = 'completed', inBench = false }: { jobs?: 'noop' | 'fail'; until?: 'completed' | 'failed'; inBench?: boolean } = {},
 ): Promise<number> {
   await queue.pause();
   for (let start = 0; start < jobs; start += BATCH) await queue.addBulk(batchOf(start, jobs));
   const conn = connection(env.redisUrl);
   const events = new QueueEvents(queue.name, { connection: conn, prefix: (queue as Queue).opts.prefix });
   await events.waitUntilReady();
-  const worker = new Worker(queue.name, process, { connection: conn, prefix: queue.opts.prefix, concurrency });
-  await worker.waitUntilReady();
+  const worker = env.rawWorker === 'process' && !inBench ? await env.spawnRawWorker(queue, concurrency, kind) : await workerHere(queue, conn, concurrency, kind);
   const finished = finishes(events, jobs, until);
   try {
     startClock();
@@ -50,9 +52,17 @@ export async function rawProcessing(
     stopClock(); // stopping the worker is clean-up
     return jobs;
   } finally {
-    await worker.close();
+    await worker.stop();
     await events.close();
   }
+}
+
+/** Raw BullMQ's Worker in the bench's process. */
+async function workerHere(queue: Queue, conn: ConnectionOptions, concurrency: number, kind: 'noop' | 'fail'): Promise<{ stop(): Promise<void> }> {
+  const process = kind === 'fail' ? () => Promise.reject(new UnrecoverableError('bench failure')) : async (): Promise<unknown> => null;
+  const worker = new Worker(queue.name, process, { connection: conn, prefix: queue.opts.prefix, concurrency });
+  await worker.waitUntilReady();
+  return { stop: () => worker.close() };
 }
 
 /** Pauses `queue` and queues `jobs` on it through EnqueueJobs, BATCH at a time, through `client`'s scheduler. */

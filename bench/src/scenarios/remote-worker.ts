@@ -5,7 +5,7 @@ import { jobmeshProcessing, rawProcessing } from './processing';
 const CONCURRENCY = 100;
 
 /**
- * No-op jobs run by a worker in this process: a raw BullMQ Worker on Redis against the SDK's
+ * No-op jobs run by a worker in this process (both sides): a raw BullMQ Worker on Redis against the SDK's
  * RemoteWorker on a worker-pool's Connect stream (leases, credits, heartbeats), both at
  * concurrency 100 (the worker's and the queue's). Jobs are queued before the clock starts.
  */
@@ -14,7 +14,8 @@ export const remoteWorker: Scenario = {
   title: `remote worker, no-op, concurrency ${CONCURRENCY}`,
   defaultJobs: 20_000,
 
-  raw: (ctx) => rawProcessing(ctx, CONCURRENCY),
+  // Both workers in the bench's process: the RemoteWorker is the one a user writes and runs.
+  raw: (ctx) => rawProcessing(ctx, CONCURRENCY, { inBench: true }),
 
   jobmesh: (ctx) =>
     jobmeshProcessing(ctx, async () => {
