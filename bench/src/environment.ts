@@ -18,6 +18,9 @@ const STOP_TIMEOUT_MS = 15_000;
 /** The scheduler runs as its own process, as in a deployment, so its CPU is not the client's. */
 const SCHEDULER_MAIN = resolve(__dirname, '../../services/scheduler/dist/main.js');
 
+/** What raw BullMQ's jobs do in the processing scenarios: nothing, or fail for good at once. */
+export type RawJobs = 'noop' | 'fail';
+
 /** A service process the bench started. */
 export interface ServiceProcess {
   /** Its gRPC port. */
@@ -121,7 +124,7 @@ export interface BenchEnvironment {
    * Starts raw BullMQ's Worker as a process of its own (raw-worker-main.ts) on `queue`: no-op
    * jobs, or jobs that fail for good; stop it when done.
    */
-  spawnRawWorker(queue: Queue, concurrency: number, jobs: 'noop' | 'fail'): Promise<{ stop(): Promise<void> }>;
+  spawnRawWorker(queue: Queue, concurrency: number, jobs: RawJobs): Promise<{ stop(): Promise<void> }>;
   /** Starts the bare gRPC echo server (echo-server-main.ts); stop it when done. */
   spawnEcho(): Promise<{ port: number; stop(): Promise<void> }>;
   /** The key prefix of Jobmesh's queues, for BullMQ readers of them. */

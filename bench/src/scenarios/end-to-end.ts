@@ -8,8 +8,8 @@ const NOOP_PROCESSOR = resolve(__dirname, '../../fixtures/noop-processor.js');
 /**
  * No-op jobs at concurrency 100, timed from the moment workers may start until the last
  * completion: a BullMQ Worker process (raw-worker-main.ts; `--raw-worker bench` runs it in this
- * one) against a worker-pool process. The jobs are queued
- * (paused) before the clock starts, so only processing is measured.
+ * one) against a worker-pool process. The jobs are queued (paused) before the clock starts, so
+ * only processing is measured.
  */
 export const endToEnd: Scenario = {
   name: 'end-to-end',

@@ -1,5 +1,6 @@
 import type { JobmeshClient } from '@jobmesh/sdk';
 import { type ConnectionOptions, type Queue, QueueEvents, UnrecoverableError, Worker } from 'bullmq';
+import type { RawJobs } from '../environment';
 import { JOB_NAME, type JobmeshContext, type RawContext, jobData } from '../scenario';
 
 /** Jobs queued per addBulk / EnqueueJobs call before a processing run. */
@@ -36,7 +37,7 @@ export function batchOf(start: number, jobs: number): { name: string; data: Reco
 export async function rawProcessing(
   { queue, jobs, startClock, stopClock, env }: RawContext,
   concurrency: number,
-  { jobs: kind = 'noop', until = 'completed', inBench = false }: { jobs?: 'noop' | 'fail'; until?: 'completed' | 'failed'; inBench?: boolean } = {},
+  { jobs: kind = 'noop', until = 'completed', inBench = false }: { jobs?: RawJobs; until?: 'completed' | 'failed'; inBench?: boolean } = {},
 ): Promise<number> {
   await queue.pause();
   for (let start = 0; start < jobs; start += BATCH) await queue.addBulk(batchOf(start, jobs));
@@ -58,7 +59,7 @@ export async function rawProcessing(
 }
 
 /** Raw BullMQ's Worker in the bench's process. */
-async function workerHere(queue: Queue, conn: ConnectionOptions, concurrency: number, kind: 'noop' | 'fail'): Promise<{ stop(): Promise<void> }> {
+async function workerHere(queue: Queue, conn: ConnectionOptions, concurrency: number, kind: RawJobs): Promise<{ stop(): Promise<void> }> {
   const process = kind === 'fail' ? () => Promise.reject(new UnrecoverableError('bench failure')) : async (): Promise<unknown> => null;
   const worker = new Worker(queue.name, process, { connection: conn, prefix: queue.opts.prefix, concurrency });
   await worker.waitUntilReady();
