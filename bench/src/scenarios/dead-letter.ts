@@ -20,7 +20,7 @@ export const deadLetter: Scenario = {
   defaultJobs: 20_000,
 
   raw: (ctx) =>
-    rawProcessing(ctx, CONCURRENCY, { jobs: 'fail', until: 'failed' }),
+    rawProcessing(ctx, CONCURRENCY, { outcome: 'fail' }),
 
   async jobmesh(ctx) {
     await ctx.client.updateQueue({ queue: { name: ctx.queue, concurrency: CONCURRENCY }, updateMask: ['concurrency'] });

@@ -28,8 +28,8 @@ export function batchOf(start: number, jobs: number): { name: string; data: Reco
 
 /**
  * The raw side of the processing scenarios: jobs queued on a paused queue, then a BullMQ Worker
- * at `concurrency` whose jobs do nothing (`jobs: 'noop'`) or fail for good (`'fail'`), timed from
- * resume to the last `until` event (completed, or failed for failing jobs), counted by QueueEvents
+ * at `concurrency` whose jobs do nothing (`outcome: 'noop'`) or fail for good (`'fail'`), timed
+ * from resume to the last completed (or, for failing jobs, failed) event, counted by QueueEvents
  * in this process as the Jobmesh side's are. The Worker is a process of its own, as the
  * worker-pool is (env.rawWorker 'process'), or runs in this one (env.rawWorker 'bench', or
  * `inBench`: for a scenario whose Jobmesh worker runs here too).
@@ -37,15 +37,15 @@ export function batchOf(start: number, jobs: number): { name: string; data: Reco
 export async function rawProcessing(
   { queue, jobs, startClock, stopClock, env }: RawContext,
   concurrency: number,
-  { jobs: kind = 'noop', until = 'completed', inBench = false }: { jobs?: RawJobs; until?: 'completed' | 'failed'; inBench?: boolean } = {},
+  { outcome = 'noop', inBench = false }: { outcome?: RawJobs; inBench?: boolean } = {},
 ): Promise<number> {
   await queue.pause();
   for (let start = 0; start < jobs; start += BATCH) await queue.addBulk(batchOf(start, jobs));
   const conn = connection(env.redisUrl);
   const events = new QueueEvents(queue.name, { connection: conn, prefix: (queue as Queue).opts.prefix });
   await events.waitUntilReady();
-  const worker = env.rawWorker === 'process' && !inBench ? await env.spawnRawWorker(queue, concurrency, kind) : await workerHere(queue, conn, concurrency, kind);
-  const finished = finishes(events, jobs, until);
+  const worker = env.rawWorker === 'process' && !inBench ? await env.spawnRawWorker(queue, concurrency, outcome) : await workerHere(queue, conn, concurrency, outcome);
+  const finished = finishes(events, jobs, outcome === 'fail' ? 'failed' : 'completed');
   try {
     startClock();
     await queue.resume();
