@@ -1,6 +1,6 @@
 import { UnrecoverableError } from '@jobmesh/core';
 import { defineProcessor, type ProcessorDefinition } from '@jobmesh/sdk';
-import { createTransport } from 'nodemailer';
+import type { createTransport } from 'nodemailer';
 import { z } from 'zod';
 import { parseJobData } from './job-data';
 
@@ -62,7 +62,8 @@ export function emailSendProcessor(settings: EmailSettings): ProcessorDefinition
       if (!from) {
         throw new UnrecoverableError('email.send: invalid job data: from: is required when no default sender is set (JOBMESH_SMTP_FROM or smtp.from)');
       }
-      transport ??= createTransport(settings.smtpUrl);
+      // nodemailer is loaded here, on the first email: most worker-pools never send one.
+      transport ??= (require('nodemailer') as typeof import('nodemailer')).createTransport(settings.smtpUrl);
       try {
         const info = await transport.sendMail({ from, to: data.to, subject: data.subject, text: data.text, html: data.html, signal: ctx.signal });
         return { messageId: info.messageId, accepted: info.accepted, rejected: info.rejected };

@@ -1,13 +1,22 @@
 import { lookup } from 'node:dns/promises';
 import { BlockList, isIP } from 'node:net';
 import { type HttpAllowDestination, type HttpAllowRule, queueGlobMatches } from '@jobmesh/config';
-import { Agent, buildConnector, type Dispatcher } from 'undici';
+import type { Agent, buildConnector, Dispatcher } from 'undici';
 import { internalAddressReason } from './internal-addresses';
 
 /** Resolves a host name to its addresses, as dns.lookup(name, { all: true }) does. Tests inject a stub. */
 export type Resolver = (hostname: string) => Promise<ReadonlyArray<{ address: string; family: number }>>;
 
 const systemResolver: Resolver = (hostname) => lookup(hostname, { all: true });
+
+/**
+ * undici, loaded on the first http.request job rather than at start-up: its 110 modules and
+ * nodemailer's (email-send.ts) were 8.5 MB of an idle worker-pool's 123.6 MB, over issue 14's
+ * 120 MB, in a process that may never send a request.
+ */
+export function undici(): typeof import('undici') {
+  return require('undici') as typeof import('undici');
+}
 
 /**
  * A connection `http.request` refuses to open. Its message says which host, which address and
@@ -56,13 +65,15 @@ export interface HttpDestinationSettings {
  * differently). Each new connection is checked, so each redirect to another origin is too.
  */
 export class HttpDestinations {
-  private readonly open = new Agent();
+  /** Made on first use, as undici is loaded. */
+  private open?: Agent;
   private readonly guarded = new Map<string, Agent>();
 
   constructor(private readonly settings: HttpDestinationSettings) {}
 
   dispatcherFor(queue: string): Dispatcher {
-    if (!this.settings.guard) return this.open;
+    const { Agent } = undici();
+    if (!this.settings.guard) return (this.open ??= new Agent());
     const rules = this.settings.allow.map((r, i) => [r, i] as const).filter(([r]) => r.queues.some((g) => queueGlobMatches(g, queue)));
     const key = rules.map(([, i]) => i).join(',');
     let agent = this.guarded.get(key);
@@ -75,7 +86,7 @@ export class HttpDestinations {
 }
 
 function guardedConnector(allow: readonly HttpAllowDestination[], resolve: Resolver): buildConnector.connector {
-  const base = buildConnector({});
+  const base = undici().buildConnector({});
   return (opts, callback) => {
     const host = opts.hostname.replace(/^\[|\]$/g, '');
     const port = Number(opts.port) || (opts.protocol === 'https:' ? 443 : 80);

@@ -1,9 +1,9 @@
 import type { HttpRequestSettingsConfig } from '@jobmesh/config';
 import { RateLimitError, UnrecoverableError } from '@jobmesh/core';
 import { defineProcessor, type ProcessorDefinition } from '@jobmesh/sdk';
-import { fetch, Headers, type Response } from 'undici';
+import type { Response } from 'undici';
 import { z } from 'zod';
-import { HttpDestinations, type Resolver } from './http-guard';
+import { HttpDestinations, type Resolver, undici } from './http-guard';
 import { parseJobData } from './job-data';
 
 /** The most response body a job result keeps; the rest is dropped and `truncated` set. */
@@ -105,6 +105,7 @@ export function httpRequestProcessor(settings: HttpRequestSettings = {}): Proces
     async process(job, ctx): Promise<HttpRequestResult> {
       const data = parseJobData('http.request', httpRequestData, job.data);
       const dispatcher = destinations.dispatcherFor(job.queue);
+      const { fetch, Headers } = undici();
       let method = data.method ?? (data.body === undefined ? 'GET' : 'POST');
       let url = data.url;
       let what = `${method} ${data.url}`;
