@@ -37,6 +37,16 @@ export class SerializedJob extends Job {
     this.json = encoded?.json;
   }
 
+  /**
+   * What BullMQ's Job.create sends for this job: its JSON, checked as Job.create checks it
+   * (BullMQ's option errors are thrown here).
+   */
+  checkedJSON(): JobJson {
+    const json = this.asJSON();
+    this.validateOptions(json);
+    return json;
+  }
+
   override asJSON(): JobJson {
     if (this.json === undefined) return super.asJSON();
     // Without data, BullMQ's asJSON encodes `{}`: nothing of the payload is encoded again.

@@ -8,6 +8,7 @@ import { type AtomicJob, type AtomicOutcome, AtomicAdder, FlowAdder } from './at
 import type { Backbone } from './backbone';
 import { type JobData, SerializedJob } from './job-data';
 import { stateFromBull, toBullOptions, toProtoJob } from './job-mapping';
+import { isPlain, PlainAdder } from './plain-adds';
 
 /** One job to enqueue: its options resolved (libs/core's resolveJobOptions), its data encoded. */
 export interface NewJob {
@@ -51,13 +52,15 @@ export interface DurableAck {
 
 /**
  * Adds jobs and flows. A job with an idempotency key or its own id is written in one atomic step
- * with its key (AtomicAdder), so a repeat of the call finds it; a job without either goes in one
- * command. A batch is one transaction, all of it or none. A flow whose root has its own id is
+ * with its key (AtomicAdder), so a repeat of the call finds it. A plain job (neither, and no delay
+ * or priority) goes with the others of its turn in one script call (PlainAdder). A batch is one
+ * transaction or one script call, all of it or none. A flow whose root has its own id is
  * added only if no job has that id (FlowAdder). With a {@link DurableAck}, every call that wrote
  * (or found its job deduplicated) answers only once the replicas have it, else UNAVAILABLE.
  */
 export class JobProducer {
   private readonly adder: AtomicAdder;
+  private readonly plain: PlainAdder;
   private readonly flows: FlowAdder;
 
   constructor(
@@ -79,6 +82,7 @@ export class JobProducer {
       );
     }
     this.adder = new AtomicAdder(backbone.registry.keys, idempotencyTtlMs);
+    this.plain = new PlainAdder(redis);
     this.flows = new FlowAdder(backbone.redis, backbone.registry.keys, (redis) => this.replicated(redis));
   }
 
@@ -87,8 +91,9 @@ export class JobProducer {
     const bull = this.backbone.registry.bullQueue(queue);
     const opts = bullOptions(job);
     if (!job.options.idempotencyKey && !job.options.jobId) {
-      // BullMQ's own Job.create, as Queue.add calls it: one EVALSHA, no transaction to set up.
-      const added = await SerializedJob.create(bull, job.name, job.data, opts);
+      // A plain job goes with the others of this turn, in one command (PlainAdder); a delayed or
+      // prioritized one as Queue.add sends it, one EVALSHA, with no transaction to set up.
+      const added = isPlain(opts) ? await this.plain.add(bull, { name: job.name, data: job.data, opts }) : await SerializedJob.create(bull, job.name, job.data, opts);
       await this.replicated(this.backbone.redis);
       return { id: added.id!, deduplicated: false, job: toProtoJob(added, queue, addedState(opts)) };
     }
@@ -99,9 +104,17 @@ export class JobProducer {
 
   /** Adds `jobs` to `queue` in one transaction, all of them or none; answers in request order. */
   async addAll(queue: string, jobs: NewJob[]): Promise<Enqueued[]> {
+    const bull = this.backbone.registry.bullQueue(queue);
+    const withOpts = jobs.map((j) => ({ job: j, opts: bullOptions(j) }));
+    if (withOpts.every(({ job, opts }) => !job.options.idempotencyKey && isPlain(opts))) {
+      // One script call, which Redis runs whole: all of them or none, as a transaction would.
+      const added = await this.plain.addAll(bull, withOpts.map(({ job, opts }) => ({ name: job.name, data: job.data, opts })));
+      await this.replicated(this.backbone.redis);
+      return added.map((j) => ({ id: j.id!, deduplicated: false, job: toProtoJob(j, queue, 'waiting') }));
+    }
     const outcomes = await this.adder.add(
-      this.backbone.registry.bullQueue(queue),
-      jobs.map((j) => atomicJob(j, bullOptions(j))),
+      bull,
+      withOpts.map(({ job, opts }) => atomicJob(job, opts)),
     );
     await this.replicated(this.backbone.redis);
     return outcomes.map((o) => enqueued(o, queue));

@@ -13,7 +13,7 @@ function readScript(file: string): string {
   return readFileSync(join(LUA_DIR, `${file}.lua`), 'utf8').replace(INCLUDE, (_, name: string) => readFileSync(join(LUA_DIR, 'includes', `${name}.lua`), 'utf8'));
 }
 
-type Runner = (...keysThenArgs: (string | number)[]) => Promise<unknown>;
+type Runner = (...keysThenArgs: (string | number | Buffer)[]) => Promise<unknown>;
 
 /**
  * A Redis script kept in `lua/<name>-<number of keys>.lua` (BullMQ's habit), with its includes
@@ -21,13 +21,19 @@ type Runner = (...keysThenArgs: (string | number)[]) => Promise<unknown>;
  * each connection with ioredis `defineCommand` (EVALSHA, the text sent again only after a NOSCRIPT),
  * and called through a typed wrapper.
  */
-export class LuaScript<Keys extends string[], Args extends (string | number)[]> {
+export class LuaScript<Keys extends string[], Args extends (string | number | Buffer)[]> {
   private readonly command: string;
   private readonly numberOfKeys: number;
   private lua?: string;
 
-  /** `file` is the base name without `.lua`, e.g. "park-job-6". */
-  constructor(private readonly file: string) {
+  /**
+   * `file` is the base name without `.lua`, e.g. "park-job-6". `text`, when given, makes the
+   * script's text instead of the file (a script built from BullMQ's own, see plain-adds.ts).
+   */
+  constructor(
+    private readonly file: string,
+    private readonly text: () => string = () => readScript(file),
+  ) {
     const m = /^(.+)-(\d+)$/.exec(file);
     if (!m) throw new Error(`script file name "${file}" must end in -<number of keys>`);
     this.numberOfKeys = Number(m[2]);
@@ -37,7 +43,7 @@ export class LuaScript<Keys extends string[], Args extends (string | number)[]> 
   private define(redis: RedisClient): Runner {
     const commands = redis as unknown as Record<string, Runner>;
     if (typeof commands[this.command] !== 'function') {
-      this.lua ??= readScript(this.file);
+      this.lua ??= this.text();
       redis.defineCommand(this.command, { numberOfKeys: this.numberOfKeys, lua: this.lua });
     }
     return commands[this.command]!.bind(redis);
@@ -55,7 +61,7 @@ export class LuaScript<Keys extends string[], Args extends (string | number)[]> 
    */
   queue(redis: RedisClient, pipeline: ChainableCommander, keys: Keys, args: Args): void {
     this.define(redis);
-    const commands = pipeline as unknown as Record<string, ((...a: (string | number)[]) => unknown) | undefined>;
+    const commands = pipeline as unknown as Record<string, ((...a: (string | number | Buffer)[]) => unknown) | undefined>;
     const command = commands[this.command];
     if (command) command.call(pipeline, ...keys, ...args);
     else pipeline.eval(this.lua!, this.numberOfKeys, ...keys, ...args);
