@@ -20,7 +20,7 @@ export { type BackoffSubject, type FailedAttempt, type JobProcessor, JobRunner, 
 export { CancelRequests } from './cancel-requests';
 export { WakeUps } from './wake-ups';
 export { JobData } from './job-data';
-export { isPlain, type PlainJob, PlainAdder } from './plain-adds';
+export { type PlainJob, PlainAdder } from './plain-adds';
 export { type DurableAck, type Enqueued, type NewFlowNode, type NewJob, JobProducer } from './job-producer';
 export { type CancelOutcome, type JobPage, type JobView, JobAdmin } from './job-admin';
 export { type ScheduleTemplate, type ScheduleTrigger, ScheduleStore } from './schedule-store';

@@ -102,7 +102,7 @@ export class JobProducer {
     return enqueued(outcome!, queue);
   }
 
-  /** Adds `jobs` to `queue` in one transaction, all of them or none; answers in request order. */
+  /** Adds `jobs` to `queue` in one transaction or one script call, all of them or none; answers in request order. */
   async addAll(queue: string, jobs: NewJob[]): Promise<Enqueued[]> {
     const bull = this.backbone.registry.bullQueue(queue);
     const withOpts = jobs.map((j) => ({ job: j, opts: bullOptions(j) }));

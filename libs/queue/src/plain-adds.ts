@@ -21,7 +21,7 @@ export function isPlain(opts: JobsOptions): boolean {
 /**
  * A turn's adds to one queue go to Redis as soon as this many are ready, not only at the end of
  * the turn, so Redis runs the first ones while the rest are prepared. With 64 enqueues in flight
- * (the single-enqueue benchmark), 32 a call gave 0.56-0.67 of queue.add against 0.42-0.50 with
+ * (the single-enqueue benchmark), 32 a call gave 0.54-0.67 of queue.add against 0.42-0.50 with
  * the whole turn in one call (A/B, 3 rounds each, twice); a stream of 1,000 in flight was the same
  * either way (0.87-1.02).
  */

@@ -51,7 +51,7 @@ describe('PlainAdder', () => {
     const ours = await new PlainAdder(producer).add(q, { name: 'mail', data: data(value), opts: opts() });
     expect(ours.id).toBe(String(Number(theirs.id) + 1));
     expect(await stored(q, ours.id!)).toEqual(await stored(q, theirs.id!));
-    // Both are waiting, in the order added (LPUSH, or RPUSH for lifo).
+    // Both are waiting, and each announced itself as queue.add's job did.
     expect((await q.getWaiting()).map((j) => j.id).sort()).toEqual([theirs.id, ours.id].sort());
     const events = await producer.xrange(`pa:${q.name}:events`, '-', '+');
     expect(events.map(([, f]) => f.slice(0, 4))).toEqual([
