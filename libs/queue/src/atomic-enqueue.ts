@@ -7,6 +7,7 @@ import type { ChainableCommander } from 'ioredis';
 import { isCluster, type RedisClient } from './connection';
 import { type JobData, SerializedFlowProducer, SerializedJob } from './job-data';
 import type { Keys } from './keys';
+import { TurnBatches } from './turn-batches';
 
 /** One job for {@link AtomicAdder}. */
 export interface AtomicJob {
@@ -65,7 +66,7 @@ interface Waiting {
  * "coalesced unary enqueues" (DESIGN §1.6). Each keeps its own answer and its own error.
  */
 export class AtomicAdder {
-  private readonly waiting = new Map<Queue, Waiting[]>();
+  private readonly waiting = new TurnBatches<Queue, Waiting>((queue, batch) => this.flush(queue, batch));
 
   constructor(
     private readonly keys: Keys,
@@ -79,20 +80,10 @@ export class AtomicAdder {
    */
   add(queue: Queue, jobs: AtomicJob[]): Promise<AtomicOutcome[]> {
     if (jobs.length >= COALESCE_MAX) return addGroups(queue, this.keys, [jobs], this.ttlMs).then(([r]) => unwrap(r!));
-    return new Promise((resolve, reject) => {
-      let batch = this.waiting.get(queue);
-      if (!batch) {
-        batch = [];
-        this.waiting.set(queue, batch);
-        setImmediate(() => this.flush(queue));
-      }
-      batch.push({ jobs, resolve, reject });
-    });
+    return new Promise((resolve, reject) => this.waiting.push(queue, { jobs, resolve, reject }));
   }
 
-  private flush(queue: Queue): void {
-    const batch = this.waiting.get(queue) ?? [];
-    this.waiting.delete(queue);
+  private flush(queue: Queue, batch: Waiting[]): void {
     addGroups(queue, this.keys, batch.map((w) => w.jobs), this.ttlMs).then(
       (results) =>
         results.forEach((r, i) => {

@@ -5,6 +5,7 @@ import type { JobsOptions, Queue } from 'bullmq';
 import type { RedisClient } from './connection';
 import { type JobData, SerializedJob } from './job-data';
 import { LuaScript } from './scripts';
+import { TurnBatches } from './turn-batches';
 
 /** One plain job for {@link PlainAdder}. */
 export interface PlainJob {
@@ -96,7 +97,7 @@ interface Pending {
  * A job BullMQ refuses (its option checks) is refused before anything is sent.
  */
 export class PlainAdder {
-  private readonly waiting = new Map<Queue, Pending[]>();
+  private readonly waiting = new TurnBatches<Queue, Pending>((_, batch) => this.send(batch), CHUNK);
 
   constructor(private readonly redis: RedisClient) {}
 
@@ -108,16 +109,7 @@ export class PlainAdder {
     } catch (err) {
       return Promise.reject(err);
     }
-    return new Promise((resolve, reject) => {
-      let batch = this.waiting.get(queue);
-      if (!batch) {
-        batch = [];
-        this.waiting.set(queue, batch);
-        setImmediate(() => this.flush(queue));
-      }
-      batch.push({ job, args, resolve, reject });
-      if (batch.length >= CHUNK) this.flush(queue);
-    });
+    return new Promise((resolve, reject) => this.waiting.push(queue, { job, args, resolve, reject }));
   }
 
   async addAll(queue: Queue, specs: PlainJob[]): Promise<SerializedJob[]> {
@@ -131,11 +123,8 @@ export class PlainAdder {
     return jobs.map((job, i) => withId(job, ids[i]));
   }
 
-  /** Sends `queue`'s waiting adds, if any (the end of a turn and a full CHUNK both call it). */
-  private flush(queue: Queue): void {
-    const batch = this.waiting.get(queue);
-    if (!batch) return;
-    this.waiting.delete(queue);
+  /** Sends one turn's adds to a queue (CHUNK at most) in one script call, answering each. */
+  private send(batch: Pending[]): void {
     this.run(
       batch[0]!.args.slice(0, KEYS),
       batch.map((p) => p.args),
