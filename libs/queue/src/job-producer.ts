@@ -102,22 +102,25 @@ export class JobProducer {
     return enqueued(outcome!, queue);
   }
 
-  /** Adds `jobs` to `queue` in one transaction or one script call, all of them or none; answers in request order. */
-  async addAll(queue: string, jobs: NewJob[]): Promise<Enqueued[]> {
+  /**
+   * Adds `jobs` to `queue` in one transaction or one script call, all of them or none; answers
+   * each one's id in request order (EnqueueJobs answers no more, so no Job is built for it).
+   */
+  async addAll(queue: string, jobs: NewJob[]): Promise<Array<Omit<Enqueued, 'job'>>> {
     const bull = this.backbone.registry.bullQueue(queue);
     const withOpts = jobs.map((j) => ({ job: j, opts: bullOptions(j) }));
     if (withOpts.every(({ job, opts }) => !job.options.idempotencyKey && isPlain(opts))) {
       // One script call, which Redis runs whole: all of them or none, as a transaction would.
       const added = await this.plain.addAll(bull, withOpts.map(({ job, opts }) => ({ name: job.name, data: job.data, opts })));
       await this.replicated(this.backbone.redis);
-      return added.map((j) => ({ id: j.id!, deduplicated: false, job: toProtoJob(j, queue, 'waiting') }));
+      return added.map((j) => ({ id: j.id!, deduplicated: false }));
     }
     const outcomes = await this.adder.add(
       bull,
       withOpts.map(({ job, opts }) => atomicJob(job, opts)),
     );
     await this.replicated(this.backbone.redis);
-    return outcomes.map((o) => enqueued(o, queue));
+    return outcomes.map(({ id, deduplicated }) => ({ id, deduplicated }));
   }
 
   /**

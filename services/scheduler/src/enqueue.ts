@@ -96,7 +96,7 @@ export class Enqueuer {
       throw err;
     });
     span.end({ ids: outcomes.map((o) => o.id) });
-    return { jobs: outcomes.map(({ id, deduplicated }) => ({ id, deduplicated })) };
+    return { jobs: outcomes };
   }
 
   async enqueueFlow(req: pb.EnqueueFlowRequest, traceparent?: string): Promise<pb.EnqueueFlowResponse> {
