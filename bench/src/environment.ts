@@ -36,13 +36,20 @@ const ECHO_MAIN = resolve(__dirname, 'echo-server-main.js');
 const RAW_WORKER_MAIN = resolve(__dirname, 'raw-worker-main.js');
 
 /**
+ * Node arguments for every process spawnService starts, from BENCH_SERVICE_NODE_ARGS (split on
+ * white space). They go on the command line, since NODE_OPTIONS refuses `--cpu-prof`:
+ * `--cpu-prof --cpu-prof-dir=DIR` writes each service's CPU profile to DIR when it stops.
+ */
+const SERVICE_NODE_ARGS = (process.env.BENCH_SERVICE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+
+/**
  * Spawns a Jobmesh service (`node services/<svc>/dist/main.js`) on free ports; resolves once its
  * start-up log line (`ready`) appears, with the gRPC port it printed. Its environment is the one
  * below and `extra`, nothing of the bench's own: an OTEL_* variable in the bench's shell does not
  * turn tracing on in a service (only a traced scenario's `extra` does).
  */
 export async function spawnService(main: string, ready: string, redisUrl: string, extra: Record<string, string> = {}): Promise<ServiceProcess> {
-  const child: ChildProcess = spawn(process.execPath, [main], {
+  const child: ChildProcess = spawn(process.execPath, [...SERVICE_NODE_ARGS, main], {
     env: {
       PATH: process.env.PATH,
       REDIS_URL: redisUrl,

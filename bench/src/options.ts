@@ -53,6 +53,9 @@ export const USAGE = `usage: npm run bench -- [--rounds N] [--jobs N] [--warmup 
 
   env BENCH_OTLP_RECEIVER=count|decode  the OTLP receiver of end-to-end-traced: count (default) counts
                    spans without decoding them; decode is @jobmesh/testing's, which decodes every span
+  env BENCH_SERVICE_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR"  Node arguments for every process the
+                   bench spawns (services, echo server, raw Worker): here, a CPU profile of each, written
+                   to DIR when it stops
 `;
 
 export class UsageError extends Error {
