@@ -1,5 +1,5 @@
 // What Linux's /proc tells about the service processes the bench spawned: which pid runs a
-// service, its resident set and its CPU time. Linux only.
+// service, its resident set and its CPU time, and what every child uses. Linux only.
 import { readFileSync, readdirSync } from 'node:fs';
 
 /** The pid of this process's child running `main` (spawnService does not tell it). */
@@ -30,4 +30,62 @@ export function cpuMsOf(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** CPU time used so far by this process and by each of its children, ms. */
+export interface CpuSample {
+  self: number;
+  /** By pid: what the child runs (see `processLabel`) and its CPU time. */
+  children: Map<number, { label: string; ms: number }>;
+}
+
+/**
+ * What a child of the bench runs, as the CPU table names it: `redis`, a service's directory
+ * (`scheduler`, `worker-pool`, …) or a bench program (`raw-worker`, `echo-server`, `otlp-sink`).
+ */
+export function processLabel(cmdline: string[]): string {
+  if (/redis-server/.test(cmdline[0] ?? '')) return 'redis';
+  const main = cmdline.find((arg) => arg.endsWith('.js')) ?? cmdline[0] ?? '?';
+  const service = /services\/([^/]+)\/dist\/main\.js$/.exec(main);
+  if (service) return service[1]!;
+  return main.replace(/^.*\//, '').replace(/(-main)?\.js$/, '');
+}
+
+/**
+ * A reading of this process's CPU time and its children's (Linux: utime + stime, 10 ms ticks);
+ * undefined where there is no /proc to read them from.
+ */
+export function cpuSample(): CpuSample | undefined {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return undefined;
+  }
+  const own = process.cpuUsage();
+  const children = new Map<number, { label: string; ms: number }>();
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) !== process.pid) continue;
+      const label = processLabel(readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').filter(Boolean));
+      children.set(Number(entry), { label, ms: (Number(fields[11]) + Number(fields[12])) * 10 });
+    } catch {
+      // It exited while we looked: its time is not in this reading.
+    }
+  }
+  return { self: (own.user + own.system) / 1000, children };
+}
+
+/**
+ * CPU ms used between two readings, by what used it: `bench` (this process) and each child's
+ * label, those of one label added up. A child that started after `from` counts from its start; one
+ * that ended before `to` is left out (its last ticks are not in `to`).
+ */
+export function cpuBetween(from: CpuSample, to: CpuSample): Record<string, number> {
+  const out: Record<string, number> = { bench: to.self - from.self };
+  for (const [pid, { label, ms }] of to.children) out[label] = (out[label] ?? 0) + ms - (from.children.get(pid)?.ms ?? 0);
+  return out;
 }

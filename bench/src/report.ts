@@ -41,7 +41,48 @@ export function formatTable(results: ScenarioResult[]): string {
   for (const key of new Set(tabled.map((r) => JSON.stringify(r.figureTable)))) parts.push(figureTable(tabled.filter((r) => JSON.stringify(r.figureTable) === key)));
   const figures = results.flatMap(figureLines);
   if (figures.length) parts.push(['Recorded per run, median (min–max) over the measured rounds:', ...figures].join('\n'));
+  const cpu = cpuTable(results);
+  if (cpu) parts.push(cpu);
   return parts.join('\n\n');
+}
+
+/** Which children the CPU table names first, in this order; others follow by name. */
+const PROCESS_ORDER = ['bench', 'redis', 'scheduler', 'worker-pool', 'dead-letter', 'raw-worker'];
+
+/**
+ * Where the CPU of the timed part went, a row a side: CPU µs a job in all (median over the
+ * rounds), the cores that kept busy (CPU time over wall time, median), each process's µs a job
+ * (median), and on the Jobmesh row raw's µs a job over Jobmesh's. On a machine whose cores both
+ * sides keep busy, that last figure is about the most the jobs/s ratio can be: a side that needs
+ * more CPU a job does fewer jobs a second on the same cores. '' when no run was measured (no /proc).
+ */
+function cpuTable(results: ScenarioResult[]): string {
+  const measured = results.filter((r) => r.rounds.every((x) => x.raw.cpuMs && x.jobmesh.cpuMs));
+  if (!measured.length) return '';
+  const cpuMs = (m: Measurement, key?: string): number => (key === undefined ? Object.values(m.cpuMs!).reduce((a, b) => a + b, 0) : (m.cpuMs![key] ?? 0));
+  const perJob = (m: Measurement, key?: string): number => (cpuMs(m, key) * 1000) / m.jobs;
+  const rows = measured.flatMap((r) => {
+    const of = (side: Side, key?: string): number => spread(r.rounds.map((x) => perJob(x[side], key))).median;
+    const total = { raw: of('raw'), jobmesh: of('jobmesh') };
+    return (['raw', 'jobmesh'] as Side[]).map((side) => {
+      const runs = r.rounds.map((x) => x[side]);
+      const cores = spread(runs.map((m) => cpuMs(m) / m.ms)).median;
+      const labels = [...new Set(runs.flatMap((m) => Object.keys(m.cpuMs!)))].sort(
+        (a, b) => (PROCESS_ORDER.indexOf(a) + 1 || 99) - (PROCESS_ORDER.indexOf(b) + 1 || 99) || a.localeCompare(b),
+      );
+      const each = labels.map((l) => [l, of(side, l)] as const).filter(([, us]) => us >= 0.5);
+      return [
+        side === 'raw' ? r.title : '',
+        r.sides[side],
+        int.format(total[side]),
+        cores.toFixed(2),
+        side === 'jobmesh' ? (total.raw / total.jobmesh).toFixed(3) : '',
+        each.map(([l, us]) => `${l} ${int.format(us)}`).join(', '),
+      ];
+    });
+  });
+  const header = ['scenario', 'side', 'CPU µs a job', 'cores busy', 'raw/Jobmesh CPU a job', 'by process, µs a job'];
+  return `CPU in the timed part, median over the rounds (utime + stime of the bench and its children):\n${alignedTable(header, rows, [0, 1, 5])}`;
 }
 
 /**
@@ -91,10 +132,10 @@ function figureLines(r: ScenarioResult): string[] {
   });
 }
 
-/** A text table: the first column is text (left-aligned), the rest are numbers (right-aligned). */
-export function alignedTable(header: string[], rows: string[][]): string {
+/** A text table: the `text` columns (default: the first) are left-aligned, the rest (numbers) right-aligned. */
+export function alignedTable(header: string[], rows: string[][], text: number[] = [0]): string {
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c]!.length)));
-  const line = (cells: string[]): string => cells.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
+  const line = (cells: string[]): string => cells.map((cell, c) => (text.includes(c) ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ').trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
@@ -133,11 +174,18 @@ interface RunJson {
   jobsPerSec: number;
   ms: number;
   figures?: Record<string, number>;
+  /** CPU ms of the timed part by process (Measurement.cpuMs). */
+  cpuMs?: Record<string, number>;
 }
 
 const round = (n: number, digits: number): number => Number(n.toFixed(digits));
 const spreadJson = (s: Spread): Spread => ({ median: round(s.median, 0), min: round(s.min, 0), max: round(s.max, 0) });
-const runJson = (m: Measurement): RunJson => ({ jobsPerSec: round(m.jobsPerSec, 0), ms: round(m.ms, 1), ...(m.figures && { figures: m.figures }) });
+const runJson = (m: Measurement): RunJson => ({
+  jobsPerSec: round(m.jobsPerSec, 0),
+  ms: round(m.ms, 1),
+  ...(m.figures && { figures: m.figures }),
+  ...(m.cpuMs && { cpuMs: Object.fromEntries(Object.entries(m.cpuMs).map(([k, v]) => [k, round(v, 1)])) }),
+});
 
 /**
  * One JSON line with everything measured, every round included, for scripts

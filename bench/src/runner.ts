@@ -1,6 +1,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { BenchEnvironment } from './environment';
+import { cpuBetween, cpuSample } from './proc';
 import { type AnyScenario, type FigureTable, type RunContext, isFeatureScenario } from './scenario';
 import { type Spread, spread } from './stats';
 
@@ -11,6 +12,12 @@ export interface Measurement {
   jobsPerSec: number;
   /** What the run recorded besides its rate (`RunContext.record`), if anything. */
   figures?: Record<string, number>;
+  /**
+   * CPU time over the timed part, ms, by process: `bench` (this one, both sides' clients and raw
+   * BullMQ's in-process Worker) and each child by what it runs (`redis`, `scheduler`, …; see
+   * proc.ts). Absent where there is no /proc.
+   */
+  cpuMs?: Record<string, number>;
 }
 
 /**
@@ -169,18 +176,31 @@ async function runSide(side: Side, scenario: AnyScenario, env: BenchEnvironment,
 }
 
 async function measure(what: string, jobs: number, env: BenchEnvironment, body: (ctx: RunContext) => Promise<number>): Promise<Measurement> {
+  // The CPU readings are taken outside the clock: before it starts, after it stops.
+  let cpuFrom = cpuSample();
   let started = performance.now();
   let stopped: number | undefined;
+  let cpuTo: ReturnType<typeof cpuSample>;
+  const stop = (): void => {
+    if (stopped !== undefined) return;
+    stopped = performance.now();
+    cpuTo = cpuSample();
+  };
   let figures: Record<string, number> | undefined;
   const done = await body({
     jobs,
     env,
-    startClock: () => (started = performance.now()),
-    stopClock: () => (stopped ??= performance.now()),
+    startClock: () => {
+      cpuFrom = cpuSample();
+      started = performance.now();
+    },
+    stopClock: stop,
     record: (more) => void (figures = { ...figures, ...more }),
   });
-  const ms = (stopped ?? performance.now()) - started;
+  stop();
+  const ms = stopped! - started;
   // A run that quietly did less would report a rate for work it never did.
   if (done !== jobs) throw new Error(`${what} got ${done} of ${jobs} jobs done`);
-  return { jobs: done, ms, jobsPerSec: done / (ms / 1000), ...(figures && { figures }) };
+  const cpuMs = cpuFrom && cpuTo && cpuBetween(cpuFrom, cpuTo);
+  return { jobs: done, ms, jobsPerSec: done / (ms / 1000), ...(figures && { figures }), ...(cpuMs && { cpuMs }) };
 }
