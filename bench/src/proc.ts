@@ -2,15 +2,23 @@
 // service, its resident set and its CPU time, and what every child uses. Linux only.
 import { readFileSync, readdirSync } from 'node:fs';
 
+/**
+ * The parent pid and CPU time so far (utime + stime, 10 ms clock ticks, as ms) of `pid`, from
+ * /proc/<pid>/stat; throws if it has exited.
+ */
+function statOf(pid: number | string): { ppid: number; cpuMs: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // pid (comm) state ppid … utime stime: comm may hold spaces and parentheses, so read after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { ppid: Number(fields[1]), cpuMs: (Number(fields[11]) + Number(fields[12])) * 10 };
+}
+
 /** The pid of this process's child running `main` (spawnService does not tell it). */
 export function childPid(main: string): number {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      // pid (comm) state ppid …: comm may hold spaces and parentheses, so read after the last ')'.
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === process.pid && readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').includes(main)) return Number(entry);
+      if (statOf(entry).ppid === process.pid && readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').includes(main)) return Number(entry);
     } catch {
       // It exited while we looked: not ours.
     }
@@ -27,9 +35,7 @@ export function memoryOf(pid: number): { rss: number; peak: number } {
 
 /** CPU time `pid` used so far, ms (utime + stime, in clock ticks of 10 ms). */
 export function cpuMsOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+  return statOf(pid).cpuMs;
 }
 
 /** CPU time used so far by this process and by each of its children, ms. */
@@ -67,11 +73,10 @@ export function cpuSample(): CpuSample | undefined {
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) !== process.pid) continue;
+      const { ppid, cpuMs } = statOf(entry);
+      if (ppid !== process.pid) continue;
       const label = processLabel(readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').filter(Boolean));
-      children.set(Number(entry), { label, ms: (Number(fields[11]) + Number(fields[12])) * 10 });
+      children.set(Number(entry), { label, ms: cpuMs });
     } catch {
       // It exited while we looked: its time is not in this reading.
     }
