@@ -29,7 +29,8 @@ export class JobData {
  * calls once; this one hands over the encoding already made. Plain data behaves as in BullMQ.
  */
 export class SerializedJob extends Job {
-  private readonly json?: string;
+  /** The data's JSON when it was given as JobData: what BullMQ stores as the job's data. */
+  readonly json?: string;
 
   constructor(queue: ConstructorParameters<typeof Job>[0], name: string, data: unknown, opts?: JobsOptions, id?: string) {
     const encoded = data instanceof JobData ? data : undefined;

@@ -62,6 +62,48 @@ describe('PlainAdder', () => {
     ]);
   });
 
+  it('stores each job of a batch of one name and options exactly as queue.add does, with its own data', async () => {
+    const q = newQueue();
+    const values = Array.from({ length: 50 }, (_, i) => ({ i, text: 'ü'.repeat(i % 5), list: [i, null] }));
+    const theirs = await Promise.all(values.map((v) => q.add('mail', v, defaults())));
+    const ours = await new PlainAdder(producer).addAll(
+      q,
+      values.map((v) => ({ name: 'mail', data: data(v), opts: defaults() })),
+    );
+    for (const [i, job] of ours.entries()) expect(await stored(q, job.id!)).toEqual(await stored(q, theirs[i]!.id!));
+    expect((await q.getJob(ours[49]!.id!))?.data).toEqual(values[49]);
+  });
+
+  it('stores each job of a batch with its own options and name when they differ from the one before', async () => {
+    const q = newQueue();
+    const specs = Array.from({ length: 12 }, (_, i) => ({ name: i % 3 === 0 ? 'a' : 'b', opts: { ...defaults(), attempts: 1 + (i % 2) } }));
+    const ours = await new PlainAdder(producer).addAll(
+      q,
+      specs.map((s, i) => ({ name: s.name, data: data({ i }), opts: s.opts })),
+    );
+    const read = await Promise.all(ours.map((j) => q.getJob(j.id!)));
+    expect(read.map((j) => [j?.name, j?.opts.attempts, j?.data])).toEqual(specs.map((s, i) => [s.name, s.opts.attempts, { i }]));
+  });
+
+  it('checks the sizeLimit of every job of a batch against its own data', async () => {
+    const q = newQueue();
+    const opts = (): JobsOptions => ({ ...defaults(), sizeLimit: 20 });
+    const adder = new PlainAdder(producer);
+    const results = await Promise.allSettled([
+      adder.add(q, { name: 'm', data: data({}), opts: opts() }),
+      adder.add(q, { name: 'm', data: data({ pad: 'x'.repeat(100) }), opts: opts() }),
+      adder.add(q, { name: 'm', data: data({ ok: 1 }), opts: opts() }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    await expect(
+      adder.addAll(q, [
+        { name: 'm', data: data({}), opts: opts() },
+        { name: 'm', data: data({ pad: 'x'.repeat(100) }), opts: opts() },
+      ]),
+    ).rejects.toThrow(/size/i);
+    expect(await q.getWaitingCount()).toBe(2);
+  });
+
   it('answers 100 adds of one turn each with its own job, 32 to a Redis call, and a plain Worker runs them', async () => {
     const q = newQueue();
     const adder = new PlainAdder(producer);
