@@ -38,11 +38,32 @@ export function cpuMsOf(pid: number): number {
   return statOf(pid).cpuMs;
 }
 
-/** CPU time used so far by this process and by each of its children, ms. */
+/**
+ * How long the threads of `pid` (`self`: this process) have been runnable but waiting for a CPU,
+ * ms: the second field of each /proc/<pid>/task/<tid>/schedstat (ns), added up. Undefined where
+ * the kernel keeps no such count.
+ */
+function waitMsOf(pid: number | 'self'): number | undefined {
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]);
+    return Number.isFinite(ns) ? ns / 1e6 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A process's CPU time so far and how long it waited for a CPU, ms. */
+interface ProcessTimes {
+  ms: number;
+  waitMs?: number;
+}
+
+/** CPU time used so far by this process and by each of its children, and their waits for a CPU, ms. */
 export interface CpuSample {
-  self: number;
-  /** By pid: what the child runs (see `processLabel`) and its CPU time. */
-  children: Map<number, { label: string; ms: number }>;
+  self: ProcessTimes;
+  /** By pid: what the child runs (see `processLabel`) and its times. */
+  children: Map<number, ProcessTimes & { label: string }>;
 }
 
 /**
@@ -58,8 +79,8 @@ export function processLabel(cmdline: string[]): string {
 }
 
 /**
- * A reading of this process's CPU time and its children's (Linux: utime + stime, 10 ms ticks);
- * undefined where there is no /proc to read them from.
+ * A reading of this process's CPU time and its children's (Linux: utime + stime, 10 ms ticks) and
+ * of their waits for a CPU; undefined where there is no /proc to read them from.
  */
 export function cpuSample(): CpuSample | undefined {
   let entries: string[];
@@ -69,28 +90,37 @@ export function cpuSample(): CpuSample | undefined {
     return undefined;
   }
   const own = process.cpuUsage();
-  const children = new Map<number, { label: string; ms: number }>();
+  const children: CpuSample['children'] = new Map();
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const { ppid, cpuMs } = statOf(entry);
       if (ppid !== process.pid) continue;
       const label = processLabel(readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').filter(Boolean));
-      children.set(Number(entry), { label, ms: cpuMs });
+      children.set(Number(entry), { label, ms: cpuMs, waitMs: waitMsOf(Number(entry)) });
     } catch {
       // It exited while we looked: its time is not in this reading.
     }
   }
-  return { self: (own.user + own.system) / 1000, children };
+  return { self: { ms: (own.user + own.system) / 1000, waitMs: waitMsOf('self') }, children };
 }
 
 /**
- * CPU ms used between two readings, by what used it: `bench` (this process) and each child's
- * label, those of one label added up. A child that started after `from` counts from its start; one
- * that ended before `to` is left out (its last ticks are not in `to`).
+ * CPU ms used between two readings (`cpu`), and ms spent waiting for a CPU (`wait`, where the
+ * kernel counts it), by what used them: `bench` (this process) and each child's label, those of
+ * one label added up. A child that started after `from` counts from its start; one that ended
+ * before `to` is left out (its last ticks are not in `to`).
  */
-export function cpuBetween(from: CpuSample, to: CpuSample): Record<string, number> {
-  const out: Record<string, number> = { bench: to.self - from.self };
-  for (const [pid, { label, ms }] of to.children) out[label] = (out[label] ?? 0) + ms - (from.children.get(pid)?.ms ?? 0);
-  return out;
+export function cpuBetween(from: CpuSample, to: CpuSample): { cpu: Record<string, number>; wait?: Record<string, number> } {
+  const cpu: Record<string, number> = {};
+  const wait: Record<string, number> = {};
+  let waits = true;
+  const add = (label: string, then: ProcessTimes | undefined, now: ProcessTimes): void => {
+    cpu[label] = (cpu[label] ?? 0) + now.ms - (then?.ms ?? 0);
+    if (now.waitMs === undefined || (then && then.waitMs === undefined)) waits = false;
+    else wait[label] = (wait[label] ?? 0) + now.waitMs - (then?.waitMs ?? 0);
+  };
+  add('bench', from.self, to.self);
+  for (const [pid, now] of to.children) add(now.label, from.children.get(pid), now);
+  return { cpu, ...(waits && { wait }) };
 }

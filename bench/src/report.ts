@@ -67,6 +67,7 @@ function cpuTable(results: ScenarioResult[]): string {
     return (['raw', 'jobmesh'] as Side[]).map((side) => {
       const runs = r.rounds.map((x) => x[side]);
       const cores = spread(runs.map((m) => cpuMs(m) / m.ms)).median;
+      const waiting = runs.every((m) => m.waitMs) ? spread(runs.map((m) => Object.values(m.waitMs!).reduce((a, b) => a + b, 0) / m.ms)).median.toFixed(2) : '';
       const labels = [...new Set(runs.flatMap((m) => Object.keys(m.cpuMs!)))].sort(
         (a, b) => (PROCESS_ORDER.indexOf(a) + 1 || 99) - (PROCESS_ORDER.indexOf(b) + 1 || 99) || a.localeCompare(b),
       );
@@ -76,13 +77,17 @@ function cpuTable(results: ScenarioResult[]): string {
         r.sides[side],
         int.format(total[side]),
         cores.toFixed(2),
+        waiting,
         side === 'jobmesh' ? (total.raw / total.jobmesh).toFixed(3) : '',
         each.map(([l, us]) => `${l} ${int.format(us)}`).join(', '),
       ];
     });
   });
-  const header = ['scenario', 'side', 'CPU µs a job', 'cores busy', 'raw/Jobmesh CPU a job', 'by process, µs a job'];
-  return `CPU in the timed part, median over the rounds (utime + stime of the bench and its children):\n${alignedTable(header, rows, [0, 1, 5])}`;
+  const header = ['scenario', 'side', 'CPU µs a job', 'cores busy', 'waiting for a CPU', 'raw/Jobmesh CPU a job', 'by process, µs a job'];
+  return (
+    'CPU in the timed part, median over the rounds (utime + stime of the bench and its children; waiting for a CPU: their threads\n' +
+    `runnable but not running, on average, from /proc/<pid>/task/*/schedstat):\n${alignedTable(header, rows, [0, 1, 6])}`
+  );
 }
 
 /**
@@ -176,15 +181,19 @@ interface RunJson {
   figures?: Record<string, number>;
   /** CPU ms of the timed part by process (Measurement.cpuMs). */
   cpuMs?: Record<string, number>;
+  /** ms each process waited for a CPU in the timed part (Measurement.waitMs). */
+  waitMs?: Record<string, number>;
 }
 
 const round = (n: number, digits: number): number => Number(n.toFixed(digits));
 const spreadJson = (s: Spread): Spread => ({ median: round(s.median, 0), min: round(s.min, 0), max: round(s.max, 0) });
+const rounded = (byProcess: Record<string, number>): Record<string, number> => Object.fromEntries(Object.entries(byProcess).map(([k, v]) => [k, round(v, 1)]));
 const runJson = (m: Measurement): RunJson => ({
   jobsPerSec: round(m.jobsPerSec, 0),
   ms: round(m.ms, 1),
   ...(m.figures && { figures: m.figures }),
-  ...(m.cpuMs && { cpuMs: Object.fromEntries(Object.entries(m.cpuMs).map(([k, v]) => [k, round(v, 1)])) }),
+  ...(m.cpuMs && { cpuMs: rounded(m.cpuMs) }),
+  ...(m.waitMs && { waitMs: rounded(m.waitMs) }),
 });
 
 /**

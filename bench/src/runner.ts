@@ -18,6 +18,11 @@ export interface Measurement {
    * proc.ts). Absent where there is no /proc.
    */
   cpuMs?: Record<string, number>;
+  /**
+   * How long each process (as in `cpuMs`) was runnable but waiting for a CPU over the timed part,
+   * ms, summed over its threads. Absent where the kernel keeps no count (/proc/<pid>/schedstat).
+   */
+  waitMs?: Record<string, number>;
 }
 
 /**
@@ -201,6 +206,6 @@ async function measure(what: string, jobs: number, env: BenchEnvironment, body: 
   const ms = stopped! - started;
   // A run that quietly did less would report a rate for work it never did.
   if (done !== jobs) throw new Error(`${what} got ${done} of ${jobs} jobs done`);
-  const cpuMs = cpuFrom && cpuTo && cpuBetween(cpuFrom, cpuTo);
-  return { jobs: done, ms, jobsPerSec: done / (ms / 1000), ...(figures && { figures }), ...(cpuMs && { cpuMs }) };
+  const times = cpuFrom && cpuTo && cpuBetween(cpuFrom, cpuTo);
+  return { jobs: done, ms, jobsPerSec: done / (ms / 1000), ...(figures && { figures }), ...(times && { cpuMs: times.cpu }), ...(times?.wait && { waitMs: times.wait }) };
 }
