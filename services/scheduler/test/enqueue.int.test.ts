@@ -131,6 +131,22 @@ describe('EnqueueJobs', () => {
     expect(new Set(res.jobs.map((j) => j.id)).size).toBe(4);
   });
 
+  it("stores each job of a batch with the queue's default_job_options, or its own where it sets them", async () => {
+    const queue = uniqueQueue();
+    await h.client.createQueue({ queue: { name: queue, defaultJobOptions: { attempts: 9, timeout: sec(10) } } });
+    const own = { 2: { attempts: 2 }, 3: { timeout: sec(30) } } as Record<number, object>;
+    const res = await h.client.enqueueJobs({ queue, jobs: [0, 1, 2, 3, 4, 5].map((i) => ({ name: 'x', data: { i }, ...(own[i] && { options: own[i] }) })) });
+    const stored = await Promise.all(res.jobs.map((e) => h.client.getJob(queue, e.id)));
+    expect(stored.map((j) => [j.data, j.options?.attempts, j.options?.timeout])).toEqual([
+      [{ i: 0 }, 9, sec(10)],
+      [{ i: 1 }, 9, sec(10)],
+      [{ i: 2 }, 2, sec(10)],
+      [{ i: 3 }, 9, sec(30)],
+      [{ i: 4 }, 9, sec(10)],
+      [{ i: 5 }, 9, sec(10)],
+    ]);
+  });
+
   it('rejects the whole batch with INVALID_ARGUMENT naming jobs[3].name when the fourth job has a bad name, writing nothing', async () => {
     const queue = await h.newQueue();
     const redis = h.redisClient();
