@@ -74,6 +74,14 @@ describe('PlainAdder', () => {
     expect((await q.getJob(ours[49]!.id!))?.data).toEqual(values[49]);
   });
 
+  it('stores 100 equal adds of one turn, sent 32 to a script call, each with its own data', async () => {
+    const q = newQueue();
+    const adder = new PlainAdder(producer);
+    const jobs = await Promise.all(Array.from({ length: 100 }, (_, i) => adder.add(q, { name: 'same', data: data({ i }), opts: defaults() })));
+    const read = await Promise.all(jobs.map((j) => q.getJob(j.id!)));
+    expect(read.map((j) => [j?.name, j?.data, j?.opts.attempts])).toEqual(Array.from({ length: 100 }, (_, i) => ['same', { i }, 3]));
+  });
+
   it('stores each job of a batch with its own options and name when they differ from the one before', async () => {
     const q = newQueue();
     const specs = Array.from({ length: 12 }, (_, i) => ({ name: i % 3 === 0 ? 'a' : 'b', opts: { ...defaults(), attempts: 1 + (i % 2) } }));
