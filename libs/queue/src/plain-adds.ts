@@ -11,6 +11,10 @@ import { TurnBatches } from './turn-batches';
 export interface PlainJob {
   name: string;
   data: JobData;
+  /**
+   * Not changed once given: a later job given the same object is taken to have the same options
+   * (ArgumentsMemo reuses what BullMQ made of them).
+   */
   opts: JobsOptions;
 }
 
@@ -92,7 +96,10 @@ function argumentsOf(queue: Queue, job: SerializedJob): Captured {
   return captured;
 }
 
-/** Whether two option values (JSON-like: objects, arrays, primitives) are equal, key by key. */
+/**
+ * Whether two option values (JSON-like: objects, arrays, primitives) are equal, key by key.
+ * node:util's isDeepStrictEqual took 1.7–2.5 µs on Jobmesh's default options, this 0.5.
+ */
 function sameValue(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || Array.isArray(a) !== Array.isArray(b)) return false;
