@@ -108,14 +108,7 @@ export class JobProducer {
    */
   async addAll(queue: string, jobs: NewJob[]): Promise<Array<Omit<Enqueued, 'job'>>> {
     const bull = this.backbone.registry.bullQueue(queue);
-    // Jobs that share their resolved options (a batch's jobs without options of their own) share
-    // their BullMQ options too, made once, unless their traceparents differ.
-    let prev: { job: NewJob; opts: JobsOptions } | undefined;
-    const withOpts = jobs.map((job) => {
-      const same = prev && prev.job.options === job.options && prev.job.traceparent === job.traceparent && prev.job.holdFailed === job.holdFailed;
-      prev = { job, opts: same ? prev!.opts : bullOptions(job) };
-      return prev;
-    });
+    const withOpts = jobs.map((j) => ({ job: j, opts: bullOptions(j) }));
     if (withOpts.every(({ job, opts }) => !job.options.idempotencyKey && isPlain(opts))) {
       // One script call, which Redis runs whole: all of them or none, as a transaction would.
       const added = await this.plain.addAll(bull, withOpts.map(({ job, opts }) => ({ name: job.name, data: job.data, opts })));

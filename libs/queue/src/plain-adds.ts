@@ -11,10 +11,6 @@ import { TurnBatches } from './turn-batches';
 export interface PlainJob {
   name: string;
   data: JobData;
-  /**
-   * Not changed once given: a later job given the same object is taken to have the same options
-   * (ArgumentsMemo reuses what BullMQ made of them).
-   */
   opts: JobsOptions;
 }
 
@@ -121,18 +117,17 @@ function sameValue(a: unknown, b: unknown): boolean {
  * encoding was 5 of the 7 µs a plain job cost the scheduler here, out of about 30 in all.
  */
 class ArgumentsMemo {
-  private last?: { queue: Queue; name: string; timestamp: number; given: JobsOptions; opts: JobsOptions; args: Captured['args'] };
+  private last?: { queue: Queue; name: string; timestamp: number; opts: JobsOptions; args: Captured['args'] };
 
-  /** BullMQ's arguments for `job`, made from `given`, the options it was made with. */
-  of(queue: Queue, job: SerializedJob, given: JobsOptions): Captured['args'] {
+  of(queue: Queue, job: SerializedJob): Captured['args'] {
     const last = this.last;
-    if (last && last.queue === queue && last.name === job.name && last.timestamp === job.timestamp && job.json !== undefined && (last.given === given || sameValue(last.opts, job.opts))) {
+    if (last && last.queue === queue && last.name === job.name && last.timestamp === job.timestamp && job.json !== undefined && sameValue(last.opts, job.opts)) {
       const args = last.args.slice();
       args[KEYS + 1] = job.json;
       return args;
     }
     const { args } = argumentsOf(queue, job);
-    this.last = job.opts.sizeLimit || job.json === undefined ? undefined : { queue, name: job.name, timestamp: job.timestamp, given, opts: job.opts, args };
+    this.last = job.opts.sizeLimit || job.json === undefined ? undefined : { queue, name: job.name, timestamp: job.timestamp, opts: job.opts, args };
     return args;
   }
 }
@@ -165,7 +160,7 @@ export class PlainAdder {
     const job = new SerializedJob(queue, spec.name, spec.data, spec.opts);
     let args: Captured['args'];
     try {
-      args = this.argumentsOf.of(queue, job, spec.opts);
+      args = this.argumentsOf.of(queue, job);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -175,7 +170,7 @@ export class PlainAdder {
   async addAll(queue: Queue, specs: PlainJob[]): Promise<SerializedJob[]> {
     if (specs.length === 0) return [];
     const jobs = specs.map((s) => new SerializedJob(queue, s.name, s.data, s.opts));
-    const args = jobs.map((j, i) => this.argumentsOf.of(queue, j, specs[i]!.opts));
+    const args = jobs.map((j) => this.argumentsOf.of(queue, j));
     const ids = await this.run(args[0]!.slice(0, KEYS), args);
     return jobs.map((job, i) => withId(job, ids[i]));
   }

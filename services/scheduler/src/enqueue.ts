@@ -45,21 +45,15 @@ export class Enqueuer {
     return this.backbone.registry;
   }
 
-  /**
-   * Validates one spec against its queue; nothing is written. `field` prefixes error paths. A job
-   * without options of its own gets `defaults.resolved` when given (the queue's defaults resolved
-   * once for a call's jobs, not once a job; the same object, so libs/queue sees them equal at once).
-   */
-  private prepare(queue: QueueSpec, spec: pb.JobSpec | undefined, field: string, defaults?: { resolved?: NewJob['options'] }): NewJob {
+  /** Validates one spec against its queue; nothing is written. `field` prefixes error paths. */
+  private prepare(queue: QueueSpec, spec: pb.JobSpec | undefined, field: string): NewJob {
     if (!spec) throw new InvalidArgumentError(field, 'is required');
     const name = validateJobName(spec.name, `${field}.name`);
     // Encoded once: measured here, stored as it is.
     const data = JobData.encode(spec.data ?? {}, this.settings.maxPayloadBytes, `${field}.data`);
-    const holdFailed = !queue.deadLetter.disabled;
-    if (!spec.options && defaults) return { name, data, options: (defaults.resolved ??= resolveJobOptions({}, queue.defaultJobOptions)), holdFailed };
     const own: JobOptionsSpec = jobOptionsFromProto(spec.options, `${field}.options`);
     validateJobOptions(own, `${field}.options`);
-    return { name, data, options: resolveJobOptions(own, queue.defaultJobOptions), holdFailed };
+    return { name, data, options: resolveJobOptions(own, queue.defaultJobOptions), holdFailed: !queue.deadLetter.disabled };
   }
 
   async enqueue(req: pb.EnqueueJobRequest, traceparent?: string): Promise<pb.EnqueueJobResponse> {
@@ -90,8 +84,7 @@ export class Enqueuer {
     if (req.jobs.length === 0) throw new InvalidArgumentError('jobs', 'must hold at least one job');
     if (req.jobs.length > MAX_BULK) throw new InvalidArgumentError('jobs', `holds ${req.jobs.length} jobs; at most ${MAX_BULK} per call`);
     const queue = await this.registry.get(queueName);
-    const defaults = {};
-    const jobs = req.jobs.map((spec, i) => this.prepare(queue, spec, `jobs[${i}]`, defaults));
+    const jobs = req.jobs.map((spec, i) => this.prepare(queue, spec, `jobs[${i}]`));
     refuseRepeats(jobs, (j) => j.options.idempotencyKey, 'idempotency_key', 'key');
     refuseRepeats(jobs, (j) => j.options.jobId, 'job_id', 'id');
     const span = startEnqueueSpan(queueName, jobs.map((j) => ({ name: j.name, id: j.options.jobId })), traceparent);
